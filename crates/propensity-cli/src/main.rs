@@ -1,0 +1,305 @@
+//! The `propensity` binary: argument parsing, logging set-up and dispatch to
+//! the offline commands (files), the benchmark and the Kafka runtime. All
+//! logic lives in the library crates and the modules here; this file only
+//! wires them together.
+
+mod bench;
+mod config_file;
+mod demo;
+mod jsonl;
+mod model_files;
+mod offline;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use propensity_simulator::SimulationParams;
+
+use crate::config_file::Config;
+
+/// Streaming outcome prediction with consent-first engagement offers.
+#[derive(Parser)]
+#[command(name = "propensity", version, about)]
+struct Cli {
+    /// Configuration file (default: the shipped config embedded in the binary).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate synthetic traffic: events.jsonl and consent.jsonl.
+    Generate {
+        /// Number of visitors.
+        #[arg(long, default_value_t = 2000)]
+        visitors: usize,
+        /// Random seed (same seed, same traffic).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Fraction of extra malformed event lines.
+        #[arg(long, default_value_t = 0.0)]
+        invalid_rate: f64,
+        /// Visitor arrivals are spread over this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        span_secs: u64,
+    },
+    /// Train one model per outcome on consented events.
+    Train {
+        /// Visitor events (JSON lines, `-` for stdin).
+        #[arg(long)]
+        events: PathBuf,
+        /// Consent records (JSON lines).
+        #[arg(long)]
+        consent: PathBuf,
+        /// Output directory of model artifacts.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Evaluate models: AUC, log loss, Brier, calibration.
+    Evaluate {
+        /// Visitor events.
+        #[arg(long)]
+        events: PathBuf,
+        /// Consent records.
+        #[arg(long)]
+        consent: PathBuf,
+        /// Models directory.
+        #[arg(long)]
+        models: PathBuf,
+        /// Also write evaluation.json, roc.png and calibration.png here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Run the engine on files (events and consent merged by time).
+    Replay {
+        /// Visitor events.
+        #[arg(long)]
+        events: PathBuf,
+        /// Consent records.
+        #[arg(long)]
+        consent: PathBuf,
+        /// Models directory.
+        #[arg(long)]
+        models: PathBuf,
+        /// Offers output (`-` for stdout).
+        #[arg(long)]
+        offers_out: PathBuf,
+        /// Outcome scores output.
+        #[arg(long)]
+        scores_out: Option<PathBuf>,
+        /// Dead letters output.
+        #[arg(long)]
+        dead_letters_out: Option<PathBuf>,
+        /// Summary (counts that reconcile) as JSON.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+    },
+    /// Generate, train, evaluate and replay in one go (no Kafka needed).
+    Demo {
+        /// Output directory.
+        #[arg(long, default_value = "propensity-demo")]
+        out: PathBuf,
+        /// Visitors in the training traffic.
+        #[arg(long, default_value_t = 4000)]
+        train_visitors: usize,
+        /// Visitors in the evaluation traffic.
+        #[arg(long, default_value_t = 2000)]
+        eval_visitors: usize,
+    },
+    /// Engine throughput vs a parse-only baseline, and memory per visitor.
+    Bench {
+        /// Visitors of generated traffic.
+        #[arg(long, default_value_t = 20000)]
+        visitors: usize,
+        /// Alternating measurement rounds.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Concurrent visitors for the memory measurement (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        memory_visitors: usize,
+        /// End with a JSON line of the results.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration and print it (secrets masked).
+    CheckConfig {
+        /// The file to check (default: --config, else the embedded default).
+        file: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    Config::load(path)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Generate {
+            visitors,
+            seed,
+            out: dir,
+            invalid_rate,
+            span_secs,
+        } => {
+            let params = SimulationParams {
+                visitors,
+                seed,
+                invalid_rate,
+                span_secs,
+                ..SimulationParams::default()
+            };
+            let s = offline::generate_files(&params, &dir)?;
+            writeln!(
+                out,
+                "generated {} visitors, {} sessions, {} events (+{} malformed), {} consent records into {}",
+                s.visitors,
+                s.sessions,
+                s.events,
+                s.invalid_lines,
+                s.consent_records,
+                dir.display()
+            )?;
+            writeln!(out, "outcomes reached: {:?}", s.outcomes_reached)?;
+            writeln!(
+                out,
+                "consent scenarios: {:?}",
+                s.visitors_by_consent_scenario
+            )?;
+        }
+        Command::Train {
+            events,
+            consent,
+            out: dir,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            let report = offline::train(&config, &events, &consent, &dir, false)?;
+            offline::print_train_report(&report, &mut out)?;
+        }
+        Command::Evaluate {
+            events,
+            consent,
+            models,
+            report,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            let e = offline::evaluate(
+                &config,
+                &events,
+                &consent,
+                &models,
+                report.as_deref(),
+                false,
+            )?;
+            offline::print_evaluation(&e, &mut out)?;
+        }
+        Command::Replay {
+            events,
+            consent,
+            models,
+            offers_out,
+            scores_out,
+            dead_letters_out,
+            summary_json,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            let summary = offline::replay_files(
+                &config,
+                &offline::ReplayArgs {
+                    events: &events,
+                    consent: &consent,
+                    models: &models,
+                    offers_out: &offers_out,
+                    scores_out: scores_out.as_deref(),
+                    dead_letters_out: dead_letters_out.as_deref(),
+                    summary_json: summary_json.as_deref(),
+                },
+                None,
+            )?;
+            // With offers on stdout, the summary goes to stderr.
+            if offers_out == Path::new("-") {
+                offline::print_replay_summary(&summary, &mut io::stderr())?;
+            } else {
+                offline::print_replay_summary(&summary, &mut out)?;
+            }
+        }
+        Command::Demo {
+            out: dir,
+            train_visitors,
+            eval_visitors,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            demo::run_demo(
+                &config,
+                &dir,
+                &demo::DemoSize {
+                    train_visitors,
+                    eval_visitors,
+                },
+                &mut out,
+            )?;
+        }
+        Command::Bench {
+            visitors,
+            rounds,
+            memory_visitors,
+            json,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            let r = bench::run_bench(
+                &config,
+                &bench::BenchOptions {
+                    visitors,
+                    rounds,
+                    memory_visitors,
+                },
+                &mut out,
+            )?;
+            writeln!(
+                out,
+                "engine: {:.0} events/s (median of {}), parse-only: {:.0} events/s, ratio {:.3}",
+                r.engine_events_per_sec, r.rounds, r.parse_only_events_per_sec, r.ratio
+            )?;
+            if r.memory_visitors > 0 {
+                writeln!(
+                    out,
+                    "memory: {} concurrent visitors in {:.1} MiB resident ({:.0} bytes/visitor)",
+                    r.memory_visitors, r.memory_rss_mib, r.memory_bytes_per_visitor
+                )?;
+            }
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            }
+        }
+        Command::CheckConfig { file } => {
+            let path = file.or(cli.config);
+            let config = load_config(path.as_deref())
+                .with_context(|| "configuration is invalid".to_string())?;
+            writeln!(out, "# {} is valid", config.origin)?;
+            writeln!(
+                out,
+                "# feature fingerprint: {}",
+                config.engine.features.fingerprint()
+            )?;
+            write!(out, "{}", config.to_masked_toml()?)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! The offline commands on JSON-lines files: generate, train, evaluate and
+//! replay. Each is a function from arguments to a report, so `demo` can
+//! chain them and tests can call them without a process.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use propensity_engine::replay::{replay, ReplaySources};
+use propensity_engine::{Engine, EngineSummary, ModelSet};
+use propensity_simulator::{generate, write_lines, SimulationParams, TrafficSummary};
+use propensity_training::{
+    calibration_plot_png, curve_color_name, evaluate_outcomes, roc_plot_png, train_outcomes,
+    ExampleCollector, OutcomeEvaluation, TrainedOutcome,
+};
+use serde::Serialize;
+
+use crate::config_file::Config;
+use crate::jsonl::{create_output, FileSink, InputFile};
+use crate::model_files::{load_models, save_artifact};
+
+/// Writes generated traffic to `<out>/events.jsonl` and
+/// `<out>/consent.jsonl` (and a summary), returning the summary.
+pub fn generate_files(params: &SimulationParams, out: &Path) -> Result<TrafficSummary> {
+    let traffic = generate(params).context("cannot generate traffic")?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for (name, lines) in [
+        ("events.jsonl", &traffic.events),
+        ("consent.jsonl", &traffic.consent),
+    ] {
+        let path = out.join(name);
+        let mut w = create_output(&path)?;
+        write_lines(lines, &mut w).with_context(|| format!("cannot write {}", path.display()))?;
+        w.flush()?;
+    }
+    let mut w = create_output(&out.join("traffic-summary.json"))?;
+    serde_json::to_writer_pretty(&mut w, &traffic.summary)?;
+    w.flush()?;
+    Ok(traffic.summary)
+}
+
+fn progress_printer(label: &'static str, quiet: bool) -> impl FnMut(usize) {
+    move |n| {
+        if !quiet {
+            eprintln!("  {label}: {n} records…");
+        }
+    }
+}
+
+/// Runs the engine without models over both files and collects training
+/// examples (consented events only, production features).
+pub fn collect_examples(
+    config: &Config,
+    events: &Path,
+    consent: &Path,
+    quiet: bool,
+) -> Result<(ExampleCollector, EngineSummary)> {
+    let ev = InputFile::read(events)?;
+    let co = InputFile::read(consent)?;
+    let mut engine = Engine::new(
+        config.engine.clone(),
+        ModelSet::empty(config.engine.outcomes.len()),
+    );
+    let mut collector =
+        ExampleCollector::new(config.engine.outcomes.len(), config.engine.features.dim());
+    replay(
+        &mut engine,
+        &ev.lines(),
+        &co.lines(),
+        &ReplaySources {
+            events: &ev.name,
+            consent: &co.name,
+        },
+        &mut collector,
+        progress_printer("collecting examples", quiet),
+    );
+    let summary = EngineSummary::new(engine.counters(), &config.engine);
+    Ok((collector, summary))
+}
+
+/// What `train` reports.
+#[derive(Debug, Serialize)]
+pub struct TrainReport {
+    /// Per outcome.
+    pub outcomes: Vec<TrainedOutcome>,
+    /// Where artifacts went.
+    pub model_dir: PathBuf,
+    /// The engine's counts while collecting.
+    pub input: EngineSummary,
+}
+
+/// `propensity train`.
+pub fn train(
+    config: &Config,
+    events: &Path,
+    consent: &Path,
+    out: &Path,
+    quiet: bool,
+) -> Result<TrainReport> {
+    let (examples, input) = collect_examples(config, events, consent, quiet)?;
+    let trained = train_outcomes(
+        &config.engine,
+        &examples,
+        &config.training_plan(),
+        |name, i, n| {
+            if !quiet {
+                eprintln!("  fitting {name} ({}/{n})…", i + 1);
+            }
+        },
+    )
+    .context("training failed")?;
+    for t in &trained {
+        save_artifact(out, &t.artifact)?;
+    }
+    Ok(TrainReport {
+        outcomes: trained,
+        model_dir: out.to_path_buf(),
+        input,
+    })
+}
+
+/// Prints a training report as a table.
+pub fn print_train_report(r: &TrainReport, w: &mut impl Write) -> Result<()> {
+    writeln!(
+        w,
+        "{:<22} {:>9} {:>9} {:>12} {:>14}",
+        "outcome", "rows", "positive", "holdout AUC", "holdout logloss"
+    )?;
+    for t in &r.outcomes {
+        let (auc, ll) = t.holdout.as_ref().map_or((f64::NAN, f64::NAN), |h| {
+            (h.auc.unwrap_or(f64::NAN), h.log_loss)
+        });
+        writeln!(
+            w,
+            "{:<22} {:>9} {:>9} {:>12.3} {:>14.4}",
+            t.artifact.outcome, t.train_rows, t.train_positives, auc, ll
+        )?;
+    }
+    writeln!(w, "models written to {}", r.model_dir.display())?;
+    Ok(())
+}
+
+/// What `evaluate` reports.
+#[derive(Debug, Serialize)]
+pub struct EvaluationSummary {
+    /// Per outcome.
+    pub outcomes: Vec<OutcomeEvaluation>,
+    /// Files written with `--report`.
+    pub report_files: Vec<PathBuf>,
+}
+
+/// `propensity evaluate`.
+pub fn evaluate(
+    config: &Config,
+    events: &Path,
+    consent: &Path,
+    models_dir: &Path,
+    report_dir: Option<&Path>,
+    quiet: bool,
+) -> Result<EvaluationSummary> {
+    let models = load_models(models_dir, &config.engine)?;
+    let (examples, _) = collect_examples(config, events, consent, quiet)?;
+    let outcomes =
+        evaluate_outcomes(&config.engine, &models, &examples).context("evaluation failed")?;
+    let mut report_files = Vec::new();
+    if let Some(dir) = report_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let json = dir.join("evaluation.json");
+        std::fs::write(&json, serde_json::to_string_pretty(&outcomes)?)
+            .with_context(|| format!("cannot write {}", json.display()))?;
+        let roc = dir.join("roc.png");
+        let curves: Vec<(String, Vec<(f64, f64)>)> = outcomes
+            .iter()
+            .map(|o| (o.outcome.clone(), o.roc.clone()))
+            .collect();
+        std::fs::write(&roc, roc_plot_png(&curves))
+            .with_context(|| format!("cannot write {}", roc.display()))?;
+        let cal = dir.join("calibration.png");
+        let bins: Vec<_> = outcomes
+            .iter()
+            .map(|o| (o.outcome.clone(), o.per_event.calibration.clone()))
+            .collect();
+        std::fs::write(&cal, calibration_plot_png(&bins))
+            .with_context(|| format!("cannot write {}", cal.display()))?;
+        let legend = dir.join("legend.txt");
+        let text: String = outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, o)| format!("{}: {}\n", curve_color_name(i), o.outcome))
+            .collect();
+        std::fs::write(&legend, text)?;
+        report_files.extend([json, roc, cal, legend]);
+    }
+    Ok(EvaluationSummary {
+        outcomes,
+        report_files,
+    })
+}
+
+/// Prints an evaluation as a table.
+pub fn print_evaluation(e: &EvaluationSummary, w: &mut impl Write) -> Result<()> {
+    writeln!(
+        w,
+        "{:<22} {:>10} {:>9} {:>9} {:>8} {:>12} {:>9}",
+        "outcome", "events", "AUC", "logloss", "Brier", "session AUC", "sessions"
+    )?;
+    for o in &e.outcomes {
+        writeln!(
+            w,
+            "{:<22} {:>10} {:>9.3} {:>9.4} {:>8.4} {:>12.3} {:>9}",
+            o.outcome,
+            o.per_event.count,
+            o.per_event.auc.unwrap_or(f64::NAN),
+            o.per_event.log_loss,
+            o.per_event.brier,
+            o.per_session.auc.unwrap_or(f64::NAN),
+            o.per_session.count
+        )?;
+    }
+    for o in &e.outcomes {
+        let table: Vec<String> = o
+            .per_event
+            .calibration
+            .iter()
+            .map(|b| {
+                format!(
+                    "[{:.1},{:.1}) n={} pred={:.3} obs={:.3}",
+                    b.lower, b.upper, b.count, b.mean_predicted, b.observed_rate
+                )
+            })
+            .collect();
+        writeln!(w, "calibration {}: {}", o.outcome, table.join("; "))?;
+    }
+    for f in &e.report_files {
+        writeln!(w, "wrote {}", f.display())?;
+    }
+    Ok(())
+}
+
+/// Arguments of `replay`.
+pub struct ReplayArgs<'a> {
+    /// Events file.
+    pub events: &'a Path,
+    /// Consent file.
+    pub consent: &'a Path,
+    /// Models directory.
+    pub models: &'a Path,
+    /// Offers output.
+    pub offers_out: &'a Path,
+    /// Scores output.
+    pub scores_out: Option<&'a Path>,
+    /// Dead letters output.
+    pub dead_letters_out: Option<&'a Path>,
+    /// Summary output.
+    pub summary_json: Option<&'a Path>,
+}
+
+/// `propensity replay`.
+pub fn replay_files(
+    config: &Config,
+    args: &ReplayArgs<'_>,
+    models: Option<Arc<ModelSet>>,
+) -> Result<EngineSummary> {
+    let models = match models {
+        Some(m) => m,
+        None => load_models(args.models, &config.engine)?,
+    };
+    let ev = InputFile::read(args.events)?;
+    let co = InputFile::read(args.consent)?;
+    let mut sink = FileSink::create(args.offers_out, args.scores_out, args.dead_letters_out)?;
+    let mut engine = Engine::new(config.engine.clone(), models);
+    replay(
+        &mut engine,
+        &ev.lines(),
+        &co.lines(),
+        &ReplaySources {
+            events: &ev.name,
+            consent: &co.name,
+        },
+        &mut sink,
+        |_| {},
+    );
+    sink.finish()?;
+    let summary = EngineSummary::new(engine.counters(), &config.engine);
+    if let Some(path) = args.summary_json {
+        let mut w = create_output(path)?;
+        serde_json::to_writer_pretty(&mut w, &summary)?;
+        writeln!(w)?;
+        w.flush()?;
+    }
+    Ok(summary)
+}
+
+/// Prints a replay summary for humans.
+pub fn print_replay_summary(s: &EngineSummary, w: &mut impl Write) -> Result<()> {
+    writeln!(
+        w,
+        "events: {} consumed = {} processed + {} dropped + {} dead-lettered + {} still buffered ({})",
+        s.events_consumed,
+        s.events_processed,
+        s.events_dropped,
+        s.events_dead_lettered,
+        s.events_buffered,
+        if s.reconciles { "reconciles" } else { "DOES NOT RECONCILE" }
+    )?;
+    let drops: Vec<String> = s
+        .dropped_by_reason
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    writeln!(
+        w,
+        "dropped by reason: {}",
+        if drops.is_empty() {
+            "none".into()
+        } else {
+            drops.join(", ")
+        }
+    )?;
+    let dls: Vec<String> = s
+        .dead_letters_by_reason
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    writeln!(
+        w,
+        "dead letters by reason: {}",
+        if dls.is_empty() {
+            "none".into()
+        } else {
+            dls.join(", ")
+        }
+    )?;
+    writeln!(
+        w,
+        "consent: {} records, {} applied, {} stale, {} revocations, {} erasures",
+        s.consent_consumed, s.consent_applied, s.consent_stale, s.revocations, s.erasures
+    )?;
+    writeln!(w, "scores: {}", s.scores)?;
+    let offers: Vec<String> = s
+        .offers_by_action_map
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    writeln!(w, "offers: {} ({})", s.offers, offers.join(", "))?;
+    let capped: u64 = s.suppressed_by_cap.values().sum();
+    let purpose: u64 = s.suppressed_by_purpose.values().sum();
+    writeln!(
+        w,
+        "suppressed: {capped} by frequency caps, {purpose} for lack of purpose consent"
+    )?;
+    Ok(())
+}

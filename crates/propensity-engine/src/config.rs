@@ -1,0 +1,613 @@
+//! Engine configuration: the raw form deserialized from what the user wrote
+//! (`*Settings`, unknown keys rejected) and the validated form the engine
+//! runs on (`EngineConfig`), converted once by [`EngineConfig::from_settings`].
+//!
+//! Every validation error names the key path at fault (for example
+//! `action_maps[1].outcome`), because a config error is a user error and the
+//! user must be able to find the line to fix.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+use crate::features::{FeatureSettings, FeatureSpec};
+use crate::glob::UrlPattern;
+use crate::purpose::{Purpose, PurposeSet};
+use crate::wire::{DeviceCategory, EventKind, FormAction};
+
+/// Whether a visitor without any consent record may be tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMode {
+    /// No record means no tracking (GDPR default).
+    #[default]
+    OptIn,
+    /// No record means tracking is allowed until a record says otherwise.
+    OptOut,
+}
+
+/// `[consent]`: the consent gate and the pre-consent buffer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentSettings {
+    /// `opt_in` or `opt_out`.
+    pub mode: ConsentMode,
+    /// Purposes granted to a visitor without a record in `opt_out` mode.
+    pub opt_out_default_purposes: Vec<Purpose>,
+    /// How long (event time) an event may wait for its visitor's first
+    /// consent record in `opt_in` mode.
+    pub buffer_ttl_secs: f64,
+    /// At most this many events wait per visitor; more are dropped.
+    pub buffer_max_per_visitor: usize,
+    /// At most this many events wait in total; more are dropped.
+    pub buffer_max_total: usize,
+}
+
+impl Default for ConsentSettings {
+    fn default() -> Self {
+        Self {
+            mode: ConsentMode::OptIn,
+            opt_out_default_purposes: vec![
+                Purpose::Tracking,
+                Purpose::Support,
+                Purpose::Sales,
+                Purpose::Marketing,
+            ],
+            buffer_ttl_secs: 10.0,
+            buffer_max_per_visitor: 64,
+            buffer_max_total: 100_000,
+        }
+    }
+}
+
+/// `[sessions]`: session boundaries and the life of visitor state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// A gap longer than this (event time) starts a new session when events
+    /// carry no `session_id`.
+    pub inactivity_timeout_secs: f64,
+    /// Visitor session state is dropped after this much event-time
+    /// inactivity, which bounds memory by the number of active visitors.
+    pub visitor_idle_expiry_secs: f64,
+    /// Events older than the visitor's newest event by more than this are
+    /// dropped as `late` (they would corrupt dwell times and sessions).
+    pub allowed_lateness_secs: f64,
+    /// Event ids remembered per session for duplicate detection.
+    pub max_event_ids_per_session: usize,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            inactivity_timeout_secs: 1200.0,
+            visitor_idle_expiry_secs: 3600.0,
+            allowed_lateness_secs: 300.0,
+            max_event_ids_per_session: 256,
+        }
+    }
+}
+
+/// `[input]`: limits on records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputSettings {
+    /// Records larger than this are dead-lettered as `too_large`.
+    pub max_record_bytes: usize,
+}
+
+impl Default for InputSettings {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `[[outcomes]]`: a business outcome and when a session achieves it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeSettings {
+    /// Outcome name; also the model file name (`<name>.json`).
+    pub name: String,
+    /// The predicate that marks the outcome achieved.
+    pub achieved_when: AchievedWhen,
+}
+
+/// An outcome predicate. Every given field must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AchievedWhen {
+    /// Event type.
+    pub event_type: Option<EventKind>,
+    /// Glob (`*` = any run of characters) matched against the URL path.
+    pub url_path: Option<String>,
+    /// Form id (implies `form_fill`).
+    pub form_id: Option<String>,
+    /// Form action (implies `form_fill`).
+    pub form_action: Option<FormAction>,
+    /// Custom event name (implies `custom`).
+    pub custom_name: Option<String>,
+}
+
+/// `[offers]`: frequency caps across action maps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfferSettings {
+    /// At most this many offers per session, across all action maps.
+    pub max_per_session: u32,
+    /// Minimum event-time gap between two offers to the same visitor.
+    pub min_gap_secs: f64,
+}
+
+impl Default for OfferSettings {
+    fn default() -> Self {
+        Self {
+            max_per_session: 3,
+            min_gap_secs: 10.0,
+        }
+    }
+}
+
+/// When an action map fires.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// The probability is at or above `threshold`.
+    AtOrAbove {
+        /// Threshold in [0, 1].
+        threshold: f64,
+    },
+    /// The probability falls from above `threshold` to at or below it
+    /// ("the visitor is slipping away").
+    FallsTo {
+        /// Threshold in [0, 1].
+        threshold: f64,
+    },
+}
+
+/// Optional conditions of an action map; all given ones must hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConditionSettings {
+    /// Minimum number of processed events in the session.
+    pub min_events: Option<u32>,
+    /// Glob matched against the URL path of the visitor's current page.
+    pub url_pattern: Option<String>,
+    /// Allowed device categories.
+    pub device_categories: Option<Vec<DeviceCategory>>,
+    /// Allowed traffic sources (compared case-insensitively).
+    pub traffic_sources: Option<Vec<String>>,
+}
+
+/// The action an offer asks the engagement service to take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+pub enum ActionSpec {
+    /// Proactive chat, routed to a queue.
+    Chat {
+        /// Routing queue.
+        queue: String,
+    },
+    /// Callback request, routed to a queue.
+    Callback {
+        /// Routing queue.
+        queue: String,
+    },
+    /// A content offer (e.g. a guide or a discount).
+    ContentOffer {
+        /// Content identifier.
+        content_id: String,
+    },
+    /// A webhook call by the engagement service.
+    Webhook {
+        /// Target URL.
+        url: String,
+    },
+}
+
+impl ActionSpec {
+    /// The wire name of the action type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ActionSpec::Chat { .. } => "chat",
+            ActionSpec::Callback { .. } => "callback",
+            ActionSpec::ContentOffer { .. } => "content_offer",
+            ActionSpec::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// `[[action_maps]]`: when to make which offer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionMapSettings {
+    /// Unique name; appears in offers and metrics.
+    pub name: String,
+    /// The outcome whose probability drives the trigger.
+    pub outcome: String,
+    /// When it fires.
+    pub trigger: Trigger,
+    /// The consent purpose the offer needs.
+    pub purpose: Purpose,
+    /// Higher wins when several maps fire on one event.
+    #[serde(default)]
+    pub priority: i32,
+    /// At most this many offers of this map per session.
+    #[serde(default = "one")]
+    pub max_per_session: u32,
+    /// Optional conditions.
+    #[serde(default)]
+    pub conditions: ConditionSettings,
+    /// What to offer.
+    pub action: ActionSpec,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Everything the engine reads from the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// `[consent]`
+    #[serde(default)]
+    pub consent: ConsentSettings,
+    /// `[sessions]`
+    #[serde(default)]
+    pub sessions: SessionSettings,
+    /// `[input]`
+    #[serde(default)]
+    pub input: InputSettings,
+    /// `[features]`
+    pub features: FeatureSettings,
+    /// `[[outcomes]]`
+    pub outcomes: Vec<OutcomeSettings>,
+    /// `[offers]`
+    #[serde(default)]
+    pub offers: OfferSettings,
+    /// `[[action_maps]]`
+    #[serde(default)]
+    pub action_maps: Vec<ActionMapSettings>,
+}
+
+/// A validated outcome.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Outcome name.
+    pub name: String,
+    /// Required event type (derived from the predicate's fields).
+    pub event_type: Option<EventKind>,
+    /// URL path pattern.
+    pub url_path: Option<UrlPattern>,
+    /// Form id.
+    pub form_id: Option<String>,
+    /// Form action.
+    pub form_action: Option<FormAction>,
+    /// Custom event name.
+    pub custom_name: Option<String>,
+}
+
+/// A validated action map.
+#[derive(Debug, Clone)]
+pub struct ActionMap {
+    /// Name.
+    pub name: String,
+    /// Index into [`EngineConfig::outcomes`].
+    pub outcome: usize,
+    /// Trigger.
+    pub trigger: Trigger,
+    /// Purpose the offer needs.
+    pub purpose: Purpose,
+    /// Priority (higher wins).
+    pub priority: i32,
+    /// Per-session cap of this map.
+    pub max_per_session: u32,
+    /// Minimum events in session.
+    pub min_events: u32,
+    /// Current-page pattern.
+    pub url_pattern: Option<UrlPattern>,
+    /// Allowed device categories.
+    pub device_categories: Option<Vec<DeviceCategory>>,
+    /// Allowed traffic sources, lower-cased.
+    pub traffic_sources: Option<Vec<String>>,
+    /// The action.
+    pub action: ActionSpec,
+}
+
+/// The validated configuration the engine runs on.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Consent mode.
+    pub consent_mode: ConsentMode,
+    /// Purposes of a visitor without a record in opt-out mode.
+    pub opt_out_purposes: PurposeSet,
+    /// Pre-consent buffer TTL (event time).
+    pub buffer_ttl_ms: i64,
+    /// Pre-consent buffer cap per visitor.
+    pub buffer_max_per_visitor: usize,
+    /// Pre-consent buffer cap in total.
+    pub buffer_max_total: usize,
+    /// Session inactivity timeout.
+    pub session_timeout_ms: i64,
+    /// Visitor state idle expiry.
+    pub visitor_idle_ms: i64,
+    /// Allowed lateness.
+    pub allowed_lateness_ms: i64,
+    /// Event ids remembered per session.
+    pub max_event_ids_per_session: usize,
+    /// Record size limit.
+    pub max_record_bytes: usize,
+    /// Compiled feature spec.
+    pub features: FeatureSpec,
+    /// Outcomes, in configuration order (the order of scores).
+    pub outcomes: Vec<Outcome>,
+    /// Per-session cap across maps.
+    pub max_offers_per_session: u32,
+    /// Minimum gap between offers to a visitor.
+    pub min_offer_gap_ms: i64,
+    /// Action maps sorted by priority (descending), then name: the first
+    /// map that fires on an event wins, which makes ties deterministic.
+    pub action_maps: Vec<ActionMap>,
+}
+
+fn secs_to_ms(key: &str, secs: f64, allow_zero: bool) -> Result<i64, EngineError> {
+    if !secs.is_finite() || secs < 0.0 || (!allow_zero && secs == 0.0) || secs > 1e9 {
+        return Err(EngineError::config(
+            key,
+            format!("must be a positive number of seconds, got {secs}"),
+        ));
+    }
+    Ok((secs * 1000.0).round() as i64)
+}
+
+fn check_name(key: &str, name: &str) -> Result<(), EngineError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::config(
+            key,
+            format!("`{name}` must be 1-64 characters of [A-Za-z0-9_-]"),
+        ))
+    }
+}
+
+impl EngineConfig {
+    /// Validates settings; every error names the key at fault.
+    pub fn from_settings(s: &EngineSettings) -> Result<Self, EngineError> {
+        let buffer_ttl_ms = secs_to_ms("consent.buffer_ttl_secs", s.consent.buffer_ttl_secs, true)?;
+        if s.consent.buffer_max_per_visitor == 0 && s.consent.mode == ConsentMode::OptIn {
+            // Zero is allowed (no buffering) but then every pre-consent event
+            // is dropped at once; that is a valid, if strict, choice.
+        }
+        let session_timeout_ms = secs_to_ms(
+            "sessions.inactivity_timeout_secs",
+            s.sessions.inactivity_timeout_secs,
+            false,
+        )?;
+        let visitor_idle_ms = secs_to_ms(
+            "sessions.visitor_idle_expiry_secs",
+            s.sessions.visitor_idle_expiry_secs,
+            false,
+        )?;
+        if visitor_idle_ms < session_timeout_ms {
+            return Err(EngineError::config(
+                "sessions.visitor_idle_expiry_secs",
+                "must be at least sessions.inactivity_timeout_secs, or sessions would be forgotten before they end",
+            ));
+        }
+        let allowed_lateness_ms = secs_to_ms(
+            "sessions.allowed_lateness_secs",
+            s.sessions.allowed_lateness_secs,
+            true,
+        )?;
+        if s.sessions.max_event_ids_per_session == 0 {
+            return Err(EngineError::config(
+                "sessions.max_event_ids_per_session",
+                "must be at least 1",
+            ));
+        }
+        if s.input.max_record_bytes < 256 {
+            return Err(EngineError::config(
+                "input.max_record_bytes",
+                "must be at least 256",
+            ));
+        }
+        let features = FeatureSpec::compile(&s.features)?;
+
+        if s.outcomes.is_empty() {
+            return Err(EngineError::config(
+                "outcomes",
+                "declare at least one [[outcomes]]",
+            ));
+        }
+        let mut outcomes = Vec::with_capacity(s.outcomes.len());
+        for (i, o) in s.outcomes.iter().enumerate() {
+            let key = format!("outcomes[{i}]");
+            check_name(&format!("{key}.name"), &o.name)?;
+            if outcomes.iter().any(|x: &Outcome| x.name == o.name) {
+                return Err(EngineError::config(
+                    format!("{key}.name"),
+                    format!("duplicate outcome `{}`", o.name),
+                ));
+            }
+            outcomes.push(compile_outcome(&key, o)?);
+        }
+
+        let mut action_maps = Vec::with_capacity(s.action_maps.len());
+        for (i, m) in s.action_maps.iter().enumerate() {
+            let key = format!("action_maps[{i}]");
+            check_name(&format!("{key}.name"), &m.name)?;
+            if action_maps.iter().any(|x: &ActionMap| x.name == m.name) {
+                return Err(EngineError::config(
+                    format!("{key}.name"),
+                    format!("duplicate action map `{}`", m.name),
+                ));
+            }
+            action_maps.push(compile_action_map(&key, m, &outcomes)?);
+        }
+        action_maps.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+
+        Ok(Self {
+            consent_mode: s.consent.mode,
+            opt_out_purposes: PurposeSet::from_purposes(&s.consent.opt_out_default_purposes),
+            buffer_ttl_ms,
+            buffer_max_per_visitor: s.consent.buffer_max_per_visitor,
+            buffer_max_total: s.consent.buffer_max_total,
+            session_timeout_ms,
+            visitor_idle_ms,
+            allowed_lateness_ms,
+            max_event_ids_per_session: s.sessions.max_event_ids_per_session,
+            max_record_bytes: s.input.max_record_bytes,
+            features,
+            outcomes,
+            max_offers_per_session: s.offers.max_per_session,
+            min_offer_gap_ms: secs_to_ms("offers.min_gap_secs", s.offers.min_gap_secs, true)?,
+            action_maps,
+        })
+    }
+
+    /// Index of the outcome called `name`.
+    pub fn outcome_index(&self, name: &str) -> Option<usize> {
+        self.outcomes.iter().position(|o| o.name == name)
+    }
+}
+
+fn compile_outcome(key: &str, o: &OutcomeSettings) -> Result<Outcome, EngineError> {
+    let w = &o.achieved_when;
+    let mut implied: Option<EventKind> = None;
+    if w.form_id.is_some() || w.form_action.is_some() {
+        implied = Some(EventKind::FormFill);
+    }
+    if w.custom_name.is_some() {
+        if implied.is_some() {
+            return Err(EngineError::config(
+                format!("{key}.achieved_when"),
+                "form_* and custom_name cannot both be set: no event is both",
+            ));
+        }
+        implied = Some(EventKind::Custom);
+    }
+    let event_type = match (w.event_type, implied) {
+        (Some(t), Some(i)) if t != i => {
+            return Err(EngineError::config(
+                format!("{key}.achieved_when.event_type"),
+                format!(
+                    "`{}` contradicts the other fields, which need `{}`",
+                    t.as_str(),
+                    i.as_str()
+                ),
+            ))
+        }
+        (t, i) => t.or(i),
+    };
+    if event_type.is_none() && w.url_path.is_none() {
+        return Err(EngineError::config(
+            format!("{key}.achieved_when"),
+            "set at least one of event_type, url_path, form_id, form_action, custom_name",
+        ));
+    }
+    let url_path = match &w.url_path {
+        Some(p) => Some(
+            UrlPattern::parse(p)
+                .map_err(|e| EngineError::config(format!("{key}.achieved_when.url_path"), e))?,
+        ),
+        None => None,
+    };
+    Ok(Outcome {
+        name: o.name.clone(),
+        event_type,
+        url_path,
+        form_id: w.form_id.clone(),
+        form_action: w.form_action,
+        custom_name: w.custom_name.clone(),
+    })
+}
+
+fn compile_action_map(
+    key: &str,
+    m: &ActionMapSettings,
+    outcomes: &[Outcome],
+) -> Result<ActionMap, EngineError> {
+    let outcome = outcomes
+        .iter()
+        .position(|o| o.name == m.outcome)
+        .ok_or_else(|| {
+            let known: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
+            EngineError::config(
+                format!("{key}.outcome"),
+                format!(
+                    "unknown outcome `{}` (declared: {})",
+                    m.outcome,
+                    known.join(", ")
+                ),
+            )
+        })?;
+    let threshold = match m.trigger {
+        Trigger::AtOrAbove { threshold } | Trigger::FallsTo { threshold } => threshold,
+    };
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(EngineError::config(
+            format!("{key}.trigger.threshold"),
+            format!("must be within [0, 1], got {threshold}"),
+        ));
+    }
+    if m.max_per_session == 0 {
+        return Err(EngineError::config(
+            format!("{key}.max_per_session"),
+            "must be at least 1 (remove the map to disable it)",
+        ));
+    }
+    let non_empty = |field: &str, v: &str| -> Result<(), EngineError> {
+        if v.trim().is_empty() {
+            Err(EngineError::config(
+                format!("{key}.action.{field}"),
+                "must not be empty",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match &m.action {
+        ActionSpec::Chat { queue } | ActionSpec::Callback { queue } => non_empty("queue", queue)?,
+        ActionSpec::ContentOffer { content_id } => non_empty("content_id", content_id)?,
+        ActionSpec::Webhook { url } => {
+            non_empty("url", url)?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(EngineError::config(
+                    format!("{key}.action.url"),
+                    "must be an http(s) URL",
+                ));
+            }
+        }
+    }
+    let url_pattern = match &m.conditions.url_pattern {
+        Some(p) => Some(
+            UrlPattern::parse(p)
+                .map_err(|e| EngineError::config(format!("{key}.conditions.url_pattern"), e))?,
+        ),
+        None => None,
+    };
+    Ok(ActionMap {
+        name: m.name.clone(),
+        outcome,
+        trigger: m.trigger,
+        purpose: m.purpose,
+        priority: m.priority,
+        max_per_session: m.max_per_session,
+        min_events: m.conditions.min_events.unwrap_or(0),
+        url_pattern,
+        device_categories: m.conditions.device_categories.clone(),
+        traffic_sources: m
+            .conditions
+            .traffic_sources
+            .as_ref()
+            .map(|v| v.iter().map(|s| s.to_ascii_lowercase()).collect()),
+        action: m.action.clone(),
+    })
+}

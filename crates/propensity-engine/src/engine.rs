@@ -1,0 +1,982 @@
+//! The engine: one pure state machine that takes visitor events and consent
+//! records (as bytes, in processing order) and emits offers, scores, dead
+//! letters and state-change notices through an [`EngineSink`]. It does no
+//! I/O and reads no clock: callers pass the decision time, so a replay of
+//! the same input gives byte-identical output.
+//!
+//! Invariants, in the order the code enforces them:
+//! 1. Consent is the gate: an event is processed only when the latest
+//!    consent state known *now* grants `tracking` (or, in opt-out mode, when
+//!    there is no record). Without any record in opt-in mode it waits in a
+//!    bounded buffer; nothing else about a non-consenting visitor is kept.
+//! 2. Every consumed event ends in exactly one bucket: processed, dropped
+//!    (by reason), dead-lettered, or still buffered — so the counters always
+//!    reconcile.
+//! 3. At most one offer per event; caps are checked before an offer exists.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use serde::Serialize;
+
+use crate::config::{ActionMap, ConsentMode, EngineConfig, Outcome, Trigger};
+use crate::error::EngineError;
+use crate::glob::url_path;
+use crate::model::ModelSet;
+use crate::purpose::{Purpose, PurposeSet};
+use crate::stable_hash::{stable_hash, stable_hash_parts};
+use crate::timestamp::format_rfc3339_ms;
+use crate::visitor::{BufferedEvent, ConsentState, Session, VisitorEntry, VisitorSnapshot};
+use crate::wire::{
+    check_key, decode_consent, decode_event, ConsentChange, ConsentUpdate, DeadLetter,
+    DeadLetterReason, Event, EventKind, Offer, Origin, OutcomeScore,
+};
+
+/// Why a valid event was not processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The visitor's latest consent denies tracking and never granted it.
+    NoConsent,
+    /// The visitor granted tracking earlier and has revoked it.
+    Revoked,
+    /// The visitor asked for erasure and has not granted tracking since.
+    Erased,
+    /// The event waited for a first consent record longer than the TTL.
+    PreConsentTtl,
+    /// The pre-consent buffer (per visitor or global) was full.
+    PreConsentOverflow,
+    /// An event with this id was already processed in the session.
+    Duplicate,
+    /// Older than the visitor's newest event by more than the lateness bound.
+    Late,
+}
+
+impl DropReason {
+    /// All reasons, in counter order.
+    pub const ALL: [DropReason; 7] = [
+        DropReason::NoConsent,
+        DropReason::Revoked,
+        DropReason::Erased,
+        DropReason::PreConsentTtl,
+        DropReason::PreConsentOverflow,
+        DropReason::Duplicate,
+        DropReason::Late,
+    ];
+
+    /// Stable code (metrics label, summary key).
+    pub fn code(self) -> &'static str {
+        match self {
+            DropReason::NoConsent => "no_consent",
+            DropReason::Revoked => "revoked",
+            DropReason::Erased => "erased",
+            DropReason::PreConsentTtl => "pre_consent_ttl",
+            DropReason::PreConsentOverflow => "pre_consent_overflow",
+            DropReason::Duplicate => "duplicate",
+            DropReason::Late => "late",
+        }
+    }
+}
+
+/// Where the engine's outputs go. Only `offer` and `dead_letter` are
+/// mandatory; the rest default to no-ops so a sink pays only for what it
+/// uses (building a score costs a timestamp format per outcome).
+pub trait EngineSink {
+    /// An offer was decided.
+    fn offer(&mut self, offer: Offer);
+    /// A record could not be decoded.
+    fn dead_letter(&mut self, dead_letter: DeadLetter<'_>);
+    /// Whether [`EngineSink::score`] should be called.
+    fn wants_scores(&self) -> bool {
+        false
+    }
+    /// An outcome was scored after an event.
+    fn score(&mut self, _score: &OutcomeScore<'_>) {}
+    /// The visitor's changelog state changed (snapshot or tombstone due).
+    fn state_changed(&mut self, _visitor_id: &str) {}
+    /// Whether training examples should be reported.
+    fn wants_examples(&self) -> bool {
+        false
+    }
+    /// A feature vector for an outcome not yet achieved in a session.
+    fn example(&mut self, _session_serial: u64, _outcome: usize, _features: &[f32]) {}
+    /// A session achieved an outcome.
+    fn achieved(&mut self, _session_serial: u64, _outcome: usize) {}
+}
+
+/// Counters of everything the engine did. Gauges are current values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// Event records consumed (valid or not).
+    pub events_consumed: u64,
+    /// Valid events consumed, by type (`EventKind::ALL` order).
+    pub events_by_type: [u64; 5],
+    /// Events processed (scored where models exist).
+    pub events_processed: u64,
+    /// Events dropped, by reason (`DropReason::ALL` order).
+    pub events_dropped: [u64; 7],
+    /// Event records dead-lettered, by reason (`DeadLetterReason::ALL` order).
+    pub events_dead_lettered: [u64; 8],
+    /// Consent records consumed.
+    pub consent_consumed: u64,
+    /// Consent records applied.
+    pub consent_applied: u64,
+    /// Consent records older than the state already known (ignored).
+    pub consent_stale: u64,
+    /// Consent records dead-lettered, by reason.
+    pub consent_dead_lettered: [u64; 8],
+    /// Erasure requests applied.
+    pub erasures: u64,
+    /// Revocations applied (tracking withdrawn after a grant).
+    pub revocations: u64,
+    /// Outcome scores computed.
+    pub scores: u64,
+    /// Sessions that achieved each outcome (config order).
+    pub outcomes_achieved: Vec<u64>,
+    /// Offers made per action map (priority order of `EngineConfig::action_maps`).
+    pub offers_by_map: Vec<u64>,
+    /// Offers a map would have made but a frequency cap prevented.
+    pub suppressed_by_cap: Vec<u64>,
+    /// Offers a map would have made but its purpose was not granted.
+    pub suppressed_by_purpose: Vec<u64>,
+    /// Gauge: events waiting for consent.
+    pub buffered_events: u64,
+    /// Gauge: sessions held.
+    pub active_sessions: u64,
+    /// Gauge: visitors held (consent or activity).
+    pub visitors: u64,
+}
+
+impl EngineCounters {
+    /// Dropped events in total.
+    pub fn dropped_total(&self) -> u64 {
+        self.events_dropped.iter().sum()
+    }
+
+    /// Dead-lettered event records in total.
+    pub fn dead_lettered_total(&self) -> u64 {
+        self.events_dead_lettered.iter().sum()
+    }
+
+    /// consumed = processed + dropped + dead-lettered + still buffered.
+    pub fn reconciles(&self) -> bool {
+        self.events_consumed
+            == self.events_processed
+                + self.dropped_total()
+                + self.dead_lettered_total()
+                + self.buffered_events
+    }
+}
+
+/// Training/decision scratch reused across events to avoid allocation.
+#[derive(Default)]
+struct Scratch {
+    features: Vec<f32>,
+    probabilities: Vec<Option<f64>>,
+}
+
+/// The engine state for one shard of visitors (all visitors in replay; one
+/// partition in the Kafka runtime).
+pub struct Engine {
+    config: Arc<EngineConfig>,
+    models: Arc<ModelSet>,
+    visitors: AHashMap<Box<str>, VisitorEntry>,
+    counters: EngineCounters,
+    /// Greatest event time seen: drives TTL and idle expiry.
+    watermark_ms: i64,
+    /// `(deadline, visitor)` in insertion order, for pre-consent TTL sweeps.
+    ttl_queue: VecDeque<(i64, Box<str>)>,
+    next_idle_sweep_ms: i64,
+    next_session_serial: u64,
+    scratch: Scratch,
+}
+
+impl Engine {
+    /// A fresh engine.
+    pub fn new(config: Arc<EngineConfig>, models: Arc<ModelSet>) -> Self {
+        let n_out = config.outcomes.len();
+        let n_maps = config.action_maps.len();
+        Self {
+            counters: EngineCounters {
+                outcomes_achieved: vec![0; n_out],
+                offers_by_map: vec![0; n_maps],
+                suppressed_by_cap: vec![0; n_maps],
+                suppressed_by_purpose: vec![0; n_maps],
+                ..EngineCounters::default()
+            },
+            config,
+            models,
+            visitors: AHashMap::new(),
+            watermark_ms: i64::MIN,
+            ttl_queue: VecDeque::new(),
+            next_idle_sweep_ms: i64::MIN,
+            next_session_serial: 0,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<EngineConfig> {
+        &self.config
+    }
+
+    /// Swaps the models (hot reload). Takes effect from the next event.
+    pub fn set_models(&mut self, models: Arc<ModelSet>) {
+        self.models = models;
+    }
+
+    /// The models in use.
+    pub fn models(&self) -> &Arc<ModelSet> {
+        &self.models
+    }
+
+    /// Counters, with gauges up to date.
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    /// Consumes one visitor-event record. `key` is the Kafka key, if any.
+    /// `now_ms` is the decision time for offers (`None`: the event time).
+    pub fn process_event(
+        &mut self,
+        key: Option<&[u8]>,
+        bytes: &[u8],
+        origin: &Origin,
+        now_ms: Option<i64>,
+        sink: &mut impl EngineSink,
+    ) {
+        self.counters.events_consumed += 1;
+        let decoded = decode_event(bytes, self.config.max_record_bytes)
+            .and_then(|e| check_key(key, &e.visitor_id).map(|()| e));
+        let event = match decoded {
+            Ok(e) => e,
+            Err(err) => {
+                self.counters.events_dead_lettered[reason_index(err.reason)] += 1;
+                sink.dead_letter(DeadLetter {
+                    reason: err.reason,
+                    error: err.message,
+                    payload: bytes,
+                    origin,
+                });
+                return;
+            }
+        };
+        self.counters.events_by_type[event.kind.index()] += 1;
+        self.advance_watermark(event.time.epoch_ms, sink);
+        self.gate_event(&event, bytes, now_ms, sink);
+    }
+
+    /// Consumes one consent record. `value == None` is a Kafka tombstone
+    /// (erasure) dated `record_time_ms`.
+    pub fn process_consent(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        record_time_ms: i64,
+        origin: &Origin,
+        now_ms: Option<i64>,
+        sink: &mut impl EngineSink,
+    ) {
+        self.counters.consent_consumed += 1;
+        match decode_consent(key, value, record_time_ms, self.config.max_record_bytes) {
+            Ok(update) => self.apply_consent(update, now_ms, sink),
+            Err(err) => {
+                self.counters.consent_dead_lettered[reason_index(err.reason)] += 1;
+                sink.dead_letter(DeadLetter {
+                    reason: err.reason,
+                    error: err.message,
+                    payload: value.unwrap_or_default(),
+                    origin,
+                });
+            }
+        }
+    }
+
+    /// End of input (replay, training): events still waiting for consent
+    /// can no longer get it and are dropped as expired.
+    pub fn finish(&mut self, sink: &mut impl EngineSink) {
+        let mut expired = 0u64;
+        for (visitor, entry) in self.visitors.iter_mut() {
+            if !entry.buffer.is_empty() {
+                expired += entry.buffer.len() as u64;
+                entry.buffer.clear();
+                sink.state_changed(visitor);
+            }
+        }
+        self.counters.events_dropped[DropReason::PreConsentTtl as usize] += expired;
+        self.counters.buffered_events -= expired;
+        self.ttl_queue.clear();
+    }
+
+    /// The changelog value of a visitor: `None` means tombstone.
+    pub fn snapshot(&self, visitor_id: &str) -> Option<Vec<u8>> {
+        let snap = self.visitors.get(visitor_id)?.snapshot()?;
+        serde_json::to_vec(&snap).ok()
+    }
+
+    /// Restores a visitor's changelog state (`None`: tombstone). Consent is
+    /// not part of it and is left as it is.
+    pub fn restore(&mut self, visitor_id: &str, value: Option<&[u8]>) -> Result<(), EngineError> {
+        let snapshot: Option<VisitorSnapshot> = match value {
+            Some(v) => {
+                Some(serde_json::from_slice(v).map_err(|e| EngineError::Snapshot(e.to_string()))?)
+            }
+            None => None,
+        };
+        let entry = self.visitors.entry(visitor_id.into()).or_default();
+        self.counters.buffered_events -= entry.buffer.len() as u64;
+        self.counters.active_sessions -= u64::from(entry.session.is_some());
+        entry.session = None;
+        entry.buffer.clear();
+        entry.last_offer_ms = None;
+        entry.last_event_ms = None;
+        if let Some(s) = snapshot {
+            for b in &s.buffer {
+                self.ttl_queue
+                    .push_back((b.time_ms + self.config.buffer_ttl_ms, visitor_id.into()));
+            }
+            self.counters.buffered_events += s.buffer.len() as u64;
+            self.counters.active_sessions += u64::from(s.session.is_some());
+            if let Some(last) = s.last_event_ms {
+                self.watermark_ms = self.watermark_ms.max(last);
+            }
+            entry.session = s.session.map(|mut sess| {
+                sess.serial = self.next_session_serial;
+                self.next_session_serial += 1;
+                Box::new(sess)
+            });
+            entry.buffer = s.buffer;
+            entry.last_offer_ms = s.last_offer_ms;
+            entry.last_event_ms = s.last_event_ms;
+        }
+        if entry.consent.is_none() && !entry.has_state() {
+            self.visitors.remove(visitor_id);
+        }
+        self.counters.visitors = self.visitors.len() as u64;
+        Ok(())
+    }
+
+    /// What is held about a visitor (data-subject access): consent and the
+    /// changelog snapshot.
+    pub fn visitor_view(
+        &self,
+        visitor_id: &str,
+    ) -> Option<(Option<ConsentState>, Option<VisitorSnapshot>)> {
+        self.visitors
+            .get(visitor_id)
+            .map(|e| (e.consent, e.snapshot()))
+    }
+
+    /// Visitor ids currently held (for tests and access requests).
+    pub fn visitor_ids(&self) -> impl Iterator<Item = &str> {
+        self.visitors.keys().map(|k| &**k)
+    }
+
+    // ------------------------------------------------------------ internals
+
+    fn drop_event(&mut self, reason: DropReason) {
+        self.counters.events_dropped[reason as usize] += 1;
+    }
+
+    fn advance_watermark(&mut self, t: i64, sink: &mut impl EngineSink) {
+        if t <= self.watermark_ms {
+            return;
+        }
+        self.watermark_ms = t;
+        let ttl = self.config.buffer_ttl_ms;
+        while let Some((deadline, _)) = self.ttl_queue.front() {
+            if *deadline >= t {
+                break;
+            }
+            let Some((_, visitor)) = self.ttl_queue.pop_front() else {
+                break;
+            };
+            if let Some(entry) = self.visitors.get_mut(&visitor) {
+                let before = entry.buffer.len();
+                entry.buffer.retain(|b| b.time_ms + ttl >= t);
+                let expired = (before - entry.buffer.len()) as u64;
+                if expired > 0 {
+                    self.counters.events_dropped[DropReason::PreConsentTtl as usize] += expired;
+                    self.counters.buffered_events -= expired;
+                    sink.state_changed(&visitor);
+                    if entry.consent.is_none() && !entry.has_state() {
+                        self.visitors.remove(&visitor);
+                    }
+                }
+            }
+        }
+        if t >= self.next_idle_sweep_ms {
+            if self.next_idle_sweep_ms != i64::MIN {
+                self.sweep_idle(t, sink);
+            }
+            self.next_idle_sweep_ms = t + (self.config.visitor_idle_ms / 4).max(1000);
+        }
+        self.counters.visitors = self.visitors.len() as u64;
+    }
+
+    /// Forgets activity of visitors idle longer than the expiry, keeping
+    /// consent (which must outlive sessions to gate future events).
+    fn sweep_idle(&mut self, now: i64, sink: &mut impl EngineSink) {
+        let idle = self.config.visitor_idle_ms;
+        let counters = &mut self.counters;
+        self.visitors.retain(|visitor, entry| {
+            let stale = entry.last_event_ms.is_some_and(|l| l < now - idle);
+            if stale
+                && entry.buffer.is_empty()
+                && (entry.session.is_some() || entry.last_offer_ms.is_some())
+            {
+                counters.active_sessions -= u64::from(entry.session.is_some());
+                entry.session = None;
+                entry.last_offer_ms = None;
+                entry.last_event_ms = None;
+                sink.state_changed(visitor);
+            }
+            entry.consent.is_some() || entry.has_state() || entry.last_event_ms.is_some()
+        });
+    }
+
+    fn gate_event(
+        &mut self,
+        event: &Event<'_>,
+        bytes: &[u8],
+        now_ms: Option<i64>,
+        sink: &mut impl EngineSink,
+    ) {
+        let consent = self
+            .visitors
+            .get(event.visitor_id.as_ref())
+            .and_then(|e| e.consent);
+        let purposes = match consent {
+            Some(c) if c.erased => return self.drop_event(DropReason::Erased),
+            Some(c) if c.purposes.grants(Purpose::Tracking) => c.purposes,
+            Some(c) if c.ever_granted => return self.drop_event(DropReason::Revoked),
+            Some(_) => return self.drop_event(DropReason::NoConsent),
+            None => match self.config.consent_mode {
+                ConsentMode::OptOut => self.config.opt_out_purposes,
+                ConsentMode::OptIn => return self.buffer_event(event, bytes, sink),
+            },
+        };
+        self.apply_event(event, purposes, now_ms, sink);
+    }
+
+    fn buffer_event(&mut self, event: &Event<'_>, bytes: &[u8], sink: &mut impl EngineSink) {
+        let cfg = &self.config;
+        let t = event.time.epoch_ms;
+        let entry = match self.visitors.get_mut(event.visitor_id.as_ref()) {
+            Some(e) => e,
+            None => self
+                .visitors
+                .entry(event.visitor_id.as_ref().into())
+                .or_default(),
+        };
+        // The visitor's own later events age its buffer too (event time).
+        let before = entry.buffer.len();
+        entry.buffer.retain(|b| b.time_ms + cfg.buffer_ttl_ms >= t);
+        let expired = (before - entry.buffer.len()) as u64;
+        self.counters.events_dropped[DropReason::PreConsentTtl as usize] += expired;
+        self.counters.buffered_events -= expired;
+        if entry.buffer.len() >= cfg.buffer_max_per_visitor
+            || self.counters.buffered_events >= cfg.buffer_max_total as u64
+        {
+            self.counters.events_dropped[DropReason::PreConsentOverflow as usize] += 1;
+            if entry.consent.is_none() && !entry.has_state() && entry.last_event_ms.is_none() {
+                self.visitors.remove(event.visitor_id.as_ref());
+            }
+            return;
+        }
+        entry.buffer.push(BufferedEvent {
+            time_ms: t,
+            bytes: bytes.to_vec(),
+        });
+        self.counters.buffered_events += 1;
+        self.ttl_queue
+            .push_back((t + cfg.buffer_ttl_ms, event.visitor_id.as_ref().into()));
+        sink.state_changed(&event.visitor_id);
+    }
+
+    fn apply_consent(
+        &mut self,
+        update: ConsentUpdate<'_>,
+        now_ms: Option<i64>,
+        sink: &mut impl EngineSink,
+    ) {
+        let visitor = update.visitor_id.as_ref();
+        if !self.visitors.contains_key(visitor) {
+            self.visitors
+                .insert(visitor.into(), VisitorEntry::default());
+        }
+        let Some(entry) = self.visitors.get_mut(visitor) else {
+            return;
+        };
+        match update.change {
+            ConsentChange::Erase => {
+                // Erasure is a right, not a state: it applies whatever its
+                // timestamp, and only a newer grant lifts it.
+                let buffered = entry.buffer.len() as u64;
+                self.counters.events_dropped[DropReason::Erased as usize] += buffered;
+                self.counters.buffered_events -= buffered;
+                self.counters.active_sessions -= u64::from(entry.session.is_some());
+                let since = entry
+                    .consent
+                    .map_or(update.time_ms, |c| c.time_ms.max(update.time_ms));
+                *entry = VisitorEntry {
+                    consent: Some(ConsentState {
+                        time_ms: since,
+                        purposes: PurposeSet::NONE,
+                        erased: true,
+                        ever_granted: false,
+                    }),
+                    ..VisitorEntry::default()
+                };
+                self.counters.erasures += 1;
+                self.counters.consent_applied += 1;
+                sink.state_changed(visitor);
+            }
+            ConsentChange::State(purposes) => {
+                if entry.consent.is_some_and(|c| update.time_ms < c.time_ms) {
+                    self.counters.consent_stale += 1;
+                    return;
+                }
+                let was_tracking = entry
+                    .consent
+                    .is_some_and(|c| !c.erased && c.purposes.grants(Purpose::Tracking));
+                let tracking = purposes.grants(Purpose::Tracking);
+                entry.consent = Some(ConsentState {
+                    time_ms: update.time_ms,
+                    purposes,
+                    erased: false,
+                    ever_granted: tracking || entry.consent.is_some_and(|c| c.ever_granted),
+                });
+                self.counters.consent_applied += 1;
+                let buffered = std::mem::take(&mut entry.buffer);
+                self.counters.buffered_events -= buffered.len() as u64;
+                if tracking {
+                    let changed = !buffered.is_empty();
+                    for b in &buffered {
+                        if b.time_ms + self.config.buffer_ttl_ms < update.time_ms {
+                            self.drop_event(DropReason::PreConsentTtl);
+                            continue;
+                        }
+                        // Buffered bytes were validated when they arrived.
+                        if let Ok(event) = decode_event(&b.bytes, usize::MAX) {
+                            self.apply_event(&event, purposes, now_ms, sink);
+                        }
+                    }
+                    if changed {
+                        sink.state_changed(visitor);
+                    }
+                } else {
+                    self.counters.events_dropped[DropReason::NoConsent as usize] +=
+                        buffered.len() as u64;
+                    if was_tracking {
+                        self.counters.revocations += 1;
+                        // Revocation stops processing at once: the session
+                        // (features, probabilities, caps) is forgotten.
+                        self.counters.active_sessions -= u64::from(entry.session.is_some());
+                        entry.session = None;
+                    }
+                    if was_tracking || !buffered.is_empty() {
+                        sink.state_changed(visitor);
+                    }
+                }
+            }
+        }
+        self.counters.visitors = self.visitors.len() as u64;
+    }
+
+    /// Processes an event of a consenting visitor: session, features,
+    /// outcomes, scores, action maps.
+    fn apply_event(
+        &mut self,
+        event: &Event<'_>,
+        purposes: PurposeSet,
+        now_ms: Option<i64>,
+        sink: &mut impl EngineSink,
+    ) {
+        let cfg = &*self.config;
+        let t = event.time.epoch_ms;
+        let visitor = event.visitor_id.as_ref();
+        if !self.visitors.contains_key(visitor) {
+            self.visitors
+                .insert(visitor.into(), VisitorEntry::default());
+        }
+        let Some(entry) = self.visitors.get_mut(visitor) else {
+            return;
+        };
+        if entry
+            .last_event_ms
+            .is_some_and(|last| t < last - cfg.allowed_lateness_ms)
+        {
+            self.counters.events_dropped[DropReason::Late as usize] += 1;
+            return;
+        }
+        let new_session = match (&entry.session, &event.session_id) {
+            (None, _) => true,
+            (Some(s), Some(id)) => !(s.explicit && s.id == id.as_ref()),
+            (Some(s), None) => s.explicit || t - s.last_ms > cfg.session_timeout_ms,
+        };
+        if new_session {
+            if entry.session.is_none() {
+                self.counters.active_sessions += 1;
+            }
+            let id = match &event.session_id {
+                Some(id) => id.to_string(),
+                None => format!(
+                    "auto-{:016x}",
+                    stable_hash_parts(3, &[visitor.as_bytes(), &t.to_le_bytes()])
+                ),
+            };
+            entry.session = Some(Box::new(Session {
+                id,
+                explicit: event.session_id.is_some(),
+                serial: self.next_session_serial,
+                start_ms: t,
+                last_ms: t,
+                events: 0,
+                acc: cfg.features.new_accumulators(),
+                seen_events: Vec::new(),
+                achieved: 0,
+                last_probability: vec![f32::NAN; cfg.outcomes.len()],
+                current_path: String::new(),
+                traffic_source: None,
+                offers_total: 0,
+                offers_per_map: vec![0; cfg.action_maps.len()],
+            }));
+            self.next_session_serial += 1;
+        }
+        let Some(session) = entry.session.as_deref_mut() else {
+            return;
+        };
+        let id_hash = stable_hash(event.event_id.as_bytes());
+        if session.seen_events.contains(&id_hash) {
+            self.counters.events_dropped[DropReason::Duplicate as usize] += 1;
+            return;
+        }
+        if session.seen_events.len() >= cfg.max_event_ids_per_session {
+            session.seen_events.remove(0);
+        }
+        session.seen_events.push(id_hash);
+        self.counters.events_processed += 1;
+        entry.last_event_ms = Some(entry.last_event_ms.map_or(t, |l| l.max(t)));
+        session.last_ms = session.last_ms.max(t);
+        session.events += 1;
+        cfg.features.observe(&mut session.acc, event);
+        if let Some(page) = &event.page {
+            let path = url_path(&page.url);
+            session.current_path.clear();
+            session.current_path.push_str(path);
+        }
+        if session.traffic_source.is_none() {
+            if let Some(src) = event.traffic.as_ref().and_then(|t| t.source.as_ref()) {
+                session.traffic_source = Some(src.to_ascii_lowercase());
+            }
+        }
+        for (i, outcome) in cfg.outcomes.iter().enumerate() {
+            if session.achieved & (1 << i) == 0 && achieves(outcome, event) {
+                session.achieved |= 1 << i;
+                self.counters.outcomes_achieved[i] += 1;
+                sink.achieved(session.serial, i);
+            }
+        }
+
+        let all_achieved = (0..cfg.outcomes.len()).all(|i| session.achieved & (1 << i) != 0);
+        let scratch = &mut self.scratch;
+        scratch.probabilities.clear();
+        scratch.probabilities.resize(cfg.outcomes.len(), None);
+        if !all_achieved {
+            cfg.features.compute(
+                &session.acc,
+                session.start_ms,
+                t,
+                event.time.local_ms(),
+                &mut scratch.features,
+            );
+            let wants_examples = sink.wants_examples();
+            let wants_scores = sink.wants_scores();
+            let mut event_time = None;
+            for (i, outcome) in cfg.outcomes.iter().enumerate() {
+                if session.achieved & (1 << i) != 0 {
+                    continue;
+                }
+                if wants_examples {
+                    sink.example(session.serial, i, &scratch.features);
+                }
+                let Some(model) = self.models.get(i) else {
+                    continue;
+                };
+                let p = model.probability(&scratch.features);
+                scratch.probabilities[i] = Some(p);
+                self.counters.scores += 1;
+                if wants_scores {
+                    let time = event_time.get_or_insert_with(|| format_rfc3339_ms(t));
+                    sink.score(&OutcomeScore {
+                        event_id: &event.event_id,
+                        visitor_id: visitor,
+                        session_id: &session.id,
+                        outcome: &outcome.name,
+                        probability: p,
+                        model_version: &model.version,
+                        event_time: time,
+                    });
+                }
+            }
+        }
+
+        // Action maps, highest priority first: the first that fires and
+        // passes consent and caps makes the only offer for this event.
+        for (mi, map) in cfg.action_maps.iter().enumerate() {
+            let Some(p) = scratch.probabilities[map.outcome] else {
+                continue;
+            };
+            let prev = session.last_probability[map.outcome];
+            if !fires(map, p, prev) || !conditions_hold(map, session) {
+                continue;
+            }
+            if !purposes.grants(map.purpose) {
+                self.counters.suppressed_by_purpose[mi] += 1;
+                continue;
+            }
+            let capped = session.offers_per_map[mi] >= map.max_per_session
+                || session.offers_total >= cfg.max_offers_per_session
+                || entry
+                    .last_offer_ms
+                    .is_some_and(|last| t - last < cfg.min_offer_gap_ms);
+            if capped {
+                self.counters.suppressed_by_cap[mi] += 1;
+                continue;
+            }
+            session.offers_per_map[mi] += 1;
+            session.offers_total += 1;
+            entry.last_offer_ms = Some(t);
+            self.counters.offers_by_map[mi] += 1;
+            let Some(model) = self.models.get(map.outcome) else {
+                continue;
+            };
+            let offer_id = format!(
+                "{:016x}{:016x}",
+                stable_hash_parts(
+                    1,
+                    &[
+                        visitor.as_bytes(),
+                        session.id.as_bytes(),
+                        map.name.as_bytes(),
+                        event.event_id.as_bytes()
+                    ]
+                ),
+                stable_hash_parts(
+                    2,
+                    &[
+                        visitor.as_bytes(),
+                        session.id.as_bytes(),
+                        map.name.as_bytes(),
+                        event.event_id.as_bytes()
+                    ]
+                ),
+            );
+            sink.offer(Offer {
+                offer_id,
+                visitor_id: visitor.to_owned(),
+                session_id: session.id.clone(),
+                action_map: map.name.clone(),
+                action: map.action.clone(),
+                purpose: map.purpose,
+                outcome: cfg.outcomes[map.outcome].name.clone(),
+                probability: p,
+                model_version: model.version.clone(),
+                trigger_event_id: event.event_id.to_string(),
+                event_time: format_rfc3339_ms(t),
+                decided_at: format_rfc3339_ms(now_ms.unwrap_or(t)),
+                explanation: model.explain(&scratch.features, cfg.features.names(), 3),
+            });
+            break;
+        }
+        for (i, p) in scratch.probabilities.iter().enumerate() {
+            if let Some(p) = p {
+                session.last_probability[i] = *p as f32;
+            }
+        }
+        sink.state_changed(visitor);
+    }
+}
+
+fn reason_index(reason: DeadLetterReason) -> usize {
+    DeadLetterReason::ALL
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or(0)
+}
+
+fn fires(map: &ActionMap, p: f64, prev: f32) -> bool {
+    match map.trigger {
+        Trigger::AtOrAbove { threshold } => p >= threshold,
+        Trigger::FallsTo { threshold } => {
+            !prev.is_nan() && f64::from(prev) > threshold && p <= threshold
+        }
+    }
+}
+
+fn conditions_hold(map: &ActionMap, session: &Session) -> bool {
+    if session.events < map.min_events {
+        return false;
+    }
+    if let Some(p) = &map.url_pattern {
+        if !p.matches(&session.current_path) {
+            return false;
+        }
+    }
+    if let Some(devices) = &map.device_categories {
+        if !session.acc.device.is_some_and(|d| devices.contains(&d)) {
+            return false;
+        }
+    }
+    if let Some(sources) = &map.traffic_sources {
+        if !session
+            .traffic_source
+            .as_ref()
+            .is_some_and(|s| sources.contains(s))
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `event` achieves `outcome` (every given predicate field matches).
+pub fn achieves(outcome: &Outcome, event: &Event<'_>) -> bool {
+    if outcome.event_type.is_some_and(|t| t != event.kind) {
+        return false;
+    }
+    if let Some(pattern) = &outcome.url_path {
+        match &event.page {
+            Some(page) if pattern.matches(url_path(&page.url)) => {}
+            _ => return false,
+        }
+    }
+    if let Some(id) = &outcome.form_id {
+        if !event
+            .form
+            .as_ref()
+            .is_some_and(|f| f.form_id == id.as_str())
+        {
+            return false;
+        }
+    }
+    if let Some(action) = outcome.form_action {
+        if !event.form.as_ref().is_some_and(|f| f.action == action) {
+            return false;
+        }
+    }
+    if let Some(name) = &outcome.custom_name {
+        if !event
+            .custom
+            .as_ref()
+            .is_some_and(|c| c.name == name.as_str())
+        {
+            return false;
+        }
+    }
+    let _ = EventKind::ALL;
+    true
+}
+
+/// A serializable summary of counters with names instead of indices.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EngineSummary {
+    /// Event records consumed.
+    pub events_consumed: u64,
+    /// Processed events.
+    pub events_processed: u64,
+    /// Dropped events in total.
+    pub events_dropped: u64,
+    /// Dropped events by reason.
+    pub dropped_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Dead-lettered event records.
+    pub events_dead_lettered: u64,
+    /// Dead letters (events and consent) by reason.
+    pub dead_letters_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Events still waiting for consent.
+    pub events_buffered: u64,
+    /// Whether consumed = processed + dropped + dead-lettered + buffered.
+    pub reconciles: bool,
+    /// Valid events by type.
+    pub events_by_type: std::collections::BTreeMap<String, u64>,
+    /// Consent records consumed.
+    pub consent_consumed: u64,
+    /// Consent records applied.
+    pub consent_applied: u64,
+    /// Stale consent records ignored.
+    pub consent_stale: u64,
+    /// Consent records dead-lettered.
+    pub consent_dead_lettered: u64,
+    /// Erasures.
+    pub erasures: u64,
+    /// Revocations.
+    pub revocations: u64,
+    /// Scores computed.
+    pub scores: u64,
+    /// Sessions achieving each outcome.
+    pub outcomes_achieved: std::collections::BTreeMap<String, u64>,
+    /// Offers per action map.
+    pub offers_by_action_map: std::collections::BTreeMap<String, u64>,
+    /// Offers in total.
+    pub offers: u64,
+    /// Suppressed by frequency caps, per action map.
+    pub suppressed_by_cap: std::collections::BTreeMap<String, u64>,
+    /// Suppressed for lack of purpose consent, per action map.
+    pub suppressed_by_purpose: std::collections::BTreeMap<String, u64>,
+}
+
+impl EngineSummary {
+    /// Summarises counters under a config.
+    pub fn new(c: &EngineCounters, config: &EngineConfig) -> Self {
+        let per_map = |v: &[u64]| {
+            config
+                .action_maps
+                .iter()
+                .zip(v)
+                .map(|(m, n)| (m.name.clone(), *n))
+                .collect()
+        };
+        let mut dead_letters_by_reason = std::collections::BTreeMap::new();
+        for (i, r) in DeadLetterReason::ALL.iter().enumerate() {
+            let n = c.events_dead_lettered[i] + c.consent_dead_lettered[i];
+            if n > 0 {
+                dead_letters_by_reason.insert(r.code().to_owned(), n);
+            }
+        }
+        Self {
+            events_consumed: c.events_consumed,
+            events_processed: c.events_processed,
+            events_dropped: c.dropped_total(),
+            dropped_by_reason: DropReason::ALL
+                .iter()
+                .map(|r| (r.code().to_owned(), c.events_dropped[*r as usize]))
+                .collect(),
+            events_dead_lettered: c.dead_lettered_total(),
+            dead_letters_by_reason,
+            events_buffered: c.buffered_events,
+            reconciles: c.reconciles(),
+            events_by_type: EventKind::ALL
+                .iter()
+                .map(|k| (k.as_str().to_owned(), c.events_by_type[k.index()]))
+                .collect(),
+            consent_consumed: c.consent_consumed,
+            consent_applied: c.consent_applied,
+            consent_stale: c.consent_stale,
+            consent_dead_lettered: c.consent_dead_lettered.iter().sum(),
+            erasures: c.erasures,
+            revocations: c.revocations,
+            scores: c.scores,
+            outcomes_achieved: config
+                .outcomes
+                .iter()
+                .zip(&c.outcomes_achieved)
+                .map(|(o, n)| (o.name.clone(), *n))
+                .collect(),
+            offers_by_action_map: per_map(&c.offers_by_map),
+            offers: c.offers_by_map.iter().sum(),
+            suppressed_by_cap: per_map(&c.suppressed_by_cap),
+            suppressed_by_purpose: per_map(&c.suppressed_by_purpose),
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! Feature definitions: the spec compiled from `[features]`, the per-session
+//! accumulators events update, and the one function that turns accumulators
+//! into a feature vector. Training and scoring both call
+//! [`FeatureSpec::compute`], so the features a model was trained on and the
+//! features it is scored on cannot drift apart; the spec's fingerprint is
+//! stored in every model artifact and checked at load.
+//!
+//! Counts and durations enter as `ln(1 + x)` (heavy-tailed behaviour data
+//! otherwise lets one long session dominate a linear model); categorical
+//! values enter one-hot, unbounded ones (browser, OS, traffic source, path
+//! segments, custom event names) through a fixed number of hashed buckets so
+//! that the vector length never depends on the data.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+use crate::glob::url_path;
+use crate::stable_hash::{bucket_of, stable_hash};
+use crate::timestamp::hour_and_weekday;
+use crate::wire::{ChatAction, DeviceCategory, Event, EventKind, FormAction};
+
+/// Version tag mixed into the fingerprint: bump it whenever
+/// [`FeatureSpec::compute`] changes meaning, so old models are refused.
+const FEATURE_CODE_VERSION: &str = "propensity-features/v1";
+
+/// One page category: a URL path belongs to it when it equals one of `exact`
+/// or starts with one of `prefixes` (longest match across categories wins).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageCategorySettings {
+    /// Category name, used in feature names.
+    pub name: String,
+    /// Path prefixes.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Exact paths.
+    #[serde(default)]
+    pub exact: Vec<String>,
+}
+
+/// `[features]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSettings {
+    /// Page categories by URL path.
+    pub page_categories: Vec<PageCategorySettings>,
+    /// Hashed buckets for the first path segment of uncategorised pages.
+    #[serde(default = "default_path_buckets")]
+    pub path_hash_buckets: usize,
+    /// Hashed buckets for custom event names.
+    #[serde(default = "default_custom_buckets")]
+    pub custom_event_buckets: usize,
+    /// Hashed buckets for the browser name.
+    #[serde(default = "default_small_buckets")]
+    pub browser_buckets: usize,
+    /// Hashed buckets for the operating system.
+    #[serde(default = "default_small_buckets")]
+    pub os_buckets: usize,
+    /// Hashed buckets for the traffic source.
+    #[serde(default = "default_custom_buckets")]
+    pub traffic_source_buckets: usize,
+    /// Dwell time on one page is capped at this (a tab left open is not
+    /// interest).
+    #[serde(default = "default_max_dwell")]
+    pub max_dwell_secs: f64,
+}
+
+fn default_path_buckets() -> usize {
+    8
+}
+fn default_custom_buckets() -> usize {
+    8
+}
+fn default_small_buckets() -> usize {
+    4
+}
+fn default_max_dwell() -> f64 {
+    1800.0
+}
+
+/// Index of scalar accumulator slots after the per-kind/category/bucket runs.
+#[derive(Clone, Copy)]
+enum Scalar {
+    FormsStarted = 0,
+    FormsSubmitted,
+    FormsAbandoned,
+    FormFieldsMax,
+    ChatRequested,
+    SearchesWithoutResults,
+}
+const SCALARS: [(&str, Scalar); 6] = [
+    ("forms.started", Scalar::FormsStarted),
+    ("forms.submitted", Scalar::FormsSubmitted),
+    ("forms.abandoned", Scalar::FormsAbandoned),
+    ("forms.max_fields_completed", Scalar::FormFieldsMax),
+    ("chat.requested", Scalar::ChatRequested),
+    ("search.without_results", Scalar::SearchesWithoutResults),
+];
+
+/// The compiled feature spec: category matchers, accumulator layout and
+/// feature names.
+#[derive(Debug, Clone)]
+pub struct FeatureSpec {
+    /// `(path, category index, exact?)` sorted by path length, longest first.
+    matchers: Vec<(String, u16, bool)>,
+    /// Category names; index `categories.len()` is "other".
+    categories: Vec<String>,
+    path_buckets: usize,
+    custom_buckets: usize,
+    browser_buckets: usize,
+    os_buckets: usize,
+    source_buckets: usize,
+    max_dwell_secs: f32,
+    names: Vec<String>,
+    fingerprint: String,
+    // Accumulator layout: offsets of each run.
+    acc_kinds: usize,
+    acc_views: usize,
+    acc_dwell: usize,
+    acc_paths: usize,
+    acc_custom: usize,
+    acc_scalars: usize,
+    acc_len: usize,
+}
+
+/// Per-session raw state that features are computed from. Small and flat:
+/// one of these lives in every active session, so it is what bounds memory
+/// per visitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accumulators {
+    /// Counters laid out by the spec (see `FeatureSpec::acc_*`).
+    pub counters: Vec<f32>,
+    /// Time of the previous page view, for dwell.
+    pub last_page_view_ms: Option<i64>,
+    /// Category of the previous page view.
+    pub last_page_category: u16,
+    /// Category of the current page (one-hot feature).
+    pub current_category: Option<u16>,
+    /// Device category, from the first event that states it.
+    pub device: Option<DeviceCategory>,
+    /// Browser bucket.
+    pub browser_bucket: Option<u16>,
+    /// OS bucket.
+    pub os_bucket: Option<u16>,
+    /// Traffic source bucket.
+    pub source_bucket: Option<u16>,
+    /// Hashes of distinct page paths, capped (the feature saturates there).
+    pub distinct_pages: Vec<u32>,
+}
+
+/// Distinct pages are counted up to this many; beyond it the count saturates
+/// rather than growing memory.
+const MAX_DISTINCT_PAGES: usize = 64;
+
+impl FeatureSpec {
+    /// Compiles and validates `[features]`.
+    pub fn compile(s: &FeatureSettings) -> Result<Self, EngineError> {
+        let mut matchers = Vec::new();
+        let mut categories = Vec::new();
+        for (i, c) in s.page_categories.iter().enumerate() {
+            let key = format!("features.page_categories[{i}]");
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(EngineError::config(
+                    format!("{key}.name"),
+                    "must be 1+ characters of [A-Za-z0-9_-]",
+                ));
+            }
+            if c.name == "other" || categories.contains(&c.name) {
+                return Err(EngineError::config(
+                    format!("{key}.name"),
+                    format!("`{}` is reserved or declared twice", c.name),
+                ));
+            }
+            if c.prefixes.is_empty() && c.exact.is_empty() {
+                return Err(EngineError::config(
+                    key,
+                    "give at least one of `prefixes` or `exact`",
+                ));
+            }
+            for p in c.prefixes.iter().chain(&c.exact) {
+                if !p.starts_with('/') {
+                    return Err(EngineError::config(
+                        format!("{key}.prefixes"),
+                        format!("path `{p}` must start with `/`"),
+                    ));
+                }
+            }
+            let idx = categories.len() as u16;
+            matchers.extend(c.prefixes.iter().map(|p| (p.clone(), idx, false)));
+            matchers.extend(c.exact.iter().map(|p| (p.clone(), idx, true)));
+            categories.push(c.name.clone());
+        }
+        if categories.len() > 250 {
+            return Err(EngineError::config(
+                "features.page_categories",
+                "at most 250 categories",
+            ));
+        }
+        // Exact matches first at equal length, then longest prefix first.
+        matchers.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(b.2.cmp(&a.2)));
+        for (key, v) in [
+            ("features.path_hash_buckets", s.path_hash_buckets),
+            ("features.custom_event_buckets", s.custom_event_buckets),
+            ("features.browser_buckets", s.browser_buckets),
+            ("features.os_buckets", s.os_buckets),
+            ("features.traffic_source_buckets", s.traffic_source_buckets),
+        ] {
+            if !(1..=256).contains(&v) {
+                return Err(EngineError::config(key, format!("must be 1-256, got {v}")));
+            }
+        }
+        if !(s.max_dwell_secs.is_finite() && s.max_dwell_secs > 0.0) {
+            return Err(EngineError::config(
+                "features.max_dwell_secs",
+                "must be a positive number",
+            ));
+        }
+
+        let ncat = categories.len() + 1;
+        let acc_kinds = 0;
+        let acc_views = acc_kinds + EventKind::ALL.len();
+        let acc_dwell = acc_views + ncat;
+        let acc_paths = acc_dwell + ncat;
+        let acc_custom = acc_paths + s.path_hash_buckets;
+        let acc_scalars = acc_custom + s.custom_event_buckets;
+        let acc_len = acc_scalars + SCALARS.len();
+
+        let mut spec = Self {
+            matchers,
+            categories,
+            path_buckets: s.path_hash_buckets,
+            custom_buckets: s.custom_event_buckets,
+            browser_buckets: s.browser_buckets,
+            os_buckets: s.os_buckets,
+            source_buckets: s.traffic_source_buckets,
+            max_dwell_secs: s.max_dwell_secs as f32,
+            names: Vec::new(),
+            fingerprint: String::new(),
+            acc_kinds,
+            acc_views,
+            acc_dwell,
+            acc_paths,
+            acc_custom,
+            acc_scalars,
+            acc_len,
+        };
+        spec.names = spec.build_names();
+        let canonical = serde_json::to_string(&(FEATURE_CODE_VERSION, s, &spec.names))
+            .map_err(|e| EngineError::config("features", e.to_string()))?;
+        spec.fingerprint = format!("{:016x}", stable_hash(canonical.as_bytes()));
+        Ok(spec)
+    }
+
+    fn category_names(&self) -> impl Iterator<Item = &str> {
+        self.categories
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once("other"))
+    }
+
+    fn build_names(&self) -> Vec<String> {
+        let mut n = Vec::new();
+        n.extend(
+            EventKind::ALL
+                .iter()
+                .map(|k| format!("events.{}", k.as_str())),
+        );
+        n.push("events.total".into());
+        n.extend(self.category_names().map(|c| format!("views.{c}")));
+        n.extend(self.category_names().map(|c| format!("dwell_secs.{c}")));
+        n.extend((0..self.path_buckets).map(|i| format!("path_bucket.{i}")));
+        n.extend((0..self.custom_buckets).map(|i| format!("custom_event_bucket.{i}")));
+        n.extend(SCALARS.iter().map(|(name, _)| (*name).to_owned()));
+        n.push("session.duration_secs".into());
+        n.push("session.distinct_pages".into());
+        n.extend(self.category_names().map(|c| format!("current_page.{c}")));
+        n.extend(
+            DeviceCategory::ALL
+                .iter()
+                .map(|d| format!("device.{}", d.as_str())),
+        );
+        n.extend((0..self.browser_buckets).map(|i| format!("browser_bucket.{i}")));
+        n.extend((0..self.os_buckets).map(|i| format!("os_bucket.{i}")));
+        n.extend((0..self.source_buckets).map(|i| format!("traffic_source_bucket.{i}")));
+        n.extend(["time.hour_sin", "time.hour_cos", "time.weekend"].map(String::from));
+        n
+    }
+
+    /// Feature names, in vector order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Length of the feature vector.
+    pub fn dim(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Fingerprint of the spec (and of the feature code version): models
+    /// trained under a different fingerprint are refused.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Category index of a URL path ("other" = `categories.len()`).
+    pub fn category_of(&self, path: &str) -> u16 {
+        for (p, idx, exact) in &self.matchers {
+            if (*exact && path == p) || (!*exact && path.starts_with(p.as_str())) {
+                return *idx;
+            }
+        }
+        self.categories.len() as u16
+    }
+
+    fn other(&self) -> u16 {
+        self.categories.len() as u16
+    }
+
+    /// Fresh accumulators for a new session.
+    pub fn new_accumulators(&self) -> Accumulators {
+        Accumulators {
+            counters: vec![0.0; self.acc_len],
+            last_page_view_ms: None,
+            last_page_category: 0,
+            current_category: None,
+            device: None,
+            browser_bucket: None,
+            os_bucket: None,
+            source_bucket: None,
+            distinct_pages: Vec::new(),
+        }
+    }
+
+    /// Folds one event into a session's accumulators.
+    pub fn observe(&self, acc: &mut Accumulators, event: &Event<'_>) {
+        if acc.counters.len() != self.acc_len {
+            // State restored under another spec: start over rather than
+            // misread counters (models check the fingerprint the same way).
+            *acc = self.new_accumulators();
+        }
+        let c = &mut acc.counters;
+        c[self.acc_kinds + event.kind.index()] += 1.0;
+        if let Some(page) = &event.page {
+            let path = url_path(&page.url);
+            let cat = self.category_of(path);
+            acc.current_category = Some(cat);
+            if event.kind == EventKind::PageView {
+                c[self.acc_views + cat as usize] += 1.0;
+                if let Some(prev) = acc.last_page_view_ms {
+                    let secs = ((event.time.epoch_ms - prev).max(0) as f32 / 1000.0)
+                        .min(self.max_dwell_secs);
+                    c[self.acc_dwell + acc.last_page_category as usize] += secs;
+                }
+                acc.last_page_view_ms = Some(event.time.epoch_ms);
+                acc.last_page_category = cat;
+                if cat == self.other() {
+                    let segment = path.trim_start_matches('/').split('/').next().unwrap_or("");
+                    c[self.acc_paths + bucket_of(segment.as_bytes(), self.path_buckets)] += 1.0;
+                }
+                let h = stable_hash(path.as_bytes()) as u32;
+                if acc.distinct_pages.len() < MAX_DISTINCT_PAGES && !acc.distinct_pages.contains(&h)
+                {
+                    acc.distinct_pages.push(h);
+                }
+            }
+        }
+        let s = self.acc_scalars;
+        if let Some(form) = &event.form {
+            match form.action {
+                FormAction::Started => c[s + Scalar::FormsStarted as usize] += 1.0,
+                FormAction::Submitted => c[s + Scalar::FormsSubmitted as usize] += 1.0,
+                FormAction::Abandoned => c[s + Scalar::FormsAbandoned as usize] += 1.0,
+            }
+            if let Some(n) = form.fields_completed {
+                let slot = &mut c[s + Scalar::FormFieldsMax as usize];
+                *slot = slot.max(n as f32);
+            }
+        }
+        if event.chat == Some(ChatAction::Requested) {
+            c[s + Scalar::ChatRequested as usize] += 1.0;
+        }
+        if let Some(search) = &event.search {
+            if search.results == Some(0) {
+                c[s + Scalar::SearchesWithoutResults as usize] += 1.0;
+            }
+        }
+        if let Some(custom) = &event.custom {
+            c[self.acc_custom + bucket_of(custom.name.as_bytes(), self.custom_buckets)] += 1.0;
+        }
+        if let Some(d) = &event.device {
+            if acc.device.is_none() {
+                acc.device = d.category;
+            }
+            if acc.browser_bucket.is_none() {
+                acc.browser_bucket = d.browser.as_ref().map(|b| {
+                    bucket_of(b.to_ascii_lowercase().as_bytes(), self.browser_buckets) as u16
+                });
+            }
+            if acc.os_bucket.is_none() {
+                acc.os_bucket = d
+                    .os
+                    .as_ref()
+                    .map(|o| bucket_of(o.to_ascii_lowercase().as_bytes(), self.os_buckets) as u16);
+            }
+        }
+        if acc.source_bucket.is_none() {
+            if let Some(src) = event.traffic.as_ref().and_then(|t| t.source.as_ref()) {
+                acc.source_bucket = Some(bucket_of(
+                    src.to_ascii_lowercase().as_bytes(),
+                    self.source_buckets,
+                ) as u16);
+            }
+        }
+    }
+
+    /// Computes the feature vector of a session after an event into `out`
+    /// (resized to [`FeatureSpec::dim`]). `session_start_ms` and
+    /// `local_event_ms` give duration and time-of-day.
+    pub fn compute(
+        &self,
+        acc: &Accumulators,
+        session_start_ms: i64,
+        event_ms: i64,
+        local_event_ms: i64,
+        out: &mut Vec<f32>,
+    ) {
+        out.clear();
+        out.resize(self.dim(), 0.0);
+        let c = &acc.counters;
+        if c.len() != self.acc_len {
+            return;
+        }
+        let ncat = self.categories.len() + 1;
+        let mut i = 0;
+        let mut put = |v: f32, out: &mut Vec<f32>| {
+            out[i] = v;
+            i += 1;
+        };
+        let mut total = 0.0;
+        for k in 0..EventKind::ALL.len() {
+            total += c[self.acc_kinds + k];
+            put(c[self.acc_kinds + k].ln_1p(), out);
+        }
+        put(f32::ln_1p(total), out);
+        for j in 0..ncat {
+            put(c[self.acc_views + j].ln_1p(), out);
+        }
+        for j in 0..ncat {
+            put(c[self.acc_dwell + j].ln_1p(), out);
+        }
+        for j in 0..self.path_buckets {
+            put(c[self.acc_paths + j].ln_1p(), out);
+        }
+        for j in 0..self.custom_buckets {
+            put(c[self.acc_custom + j].ln_1p(), out);
+        }
+        for j in 0..SCALARS.len() {
+            put(c[self.acc_scalars + j].ln_1p(), out);
+        }
+        put(
+            (((event_ms - session_start_ms).max(0)) as f32 / 1000.0).ln_1p(),
+            out,
+        );
+        put((acc.distinct_pages.len() as f32).ln_1p(), out);
+        let onehot = |idx: Option<u16>, n: usize, out: &mut Vec<f32>, i: &mut usize| {
+            if let Some(k) = idx {
+                if (k as usize) < n {
+                    out[*i + k as usize] = 1.0;
+                }
+            }
+            *i += n;
+        };
+        onehot(acc.current_category, ncat, out, &mut i);
+        onehot(
+            acc.device.map(|d| {
+                DeviceCategory::ALL
+                    .iter()
+                    .position(|x| *x == d)
+                    .unwrap_or(0) as u16
+            }),
+            DeviceCategory::ALL.len(),
+            out,
+            &mut i,
+        );
+        onehot(acc.browser_bucket, self.browser_buckets, out, &mut i);
+        onehot(acc.os_bucket, self.os_buckets, out, &mut i);
+        onehot(acc.source_bucket, self.source_buckets, out, &mut i);
+        let (hour, weekday) = hour_and_weekday(local_event_ms);
+        let angle = hour as f32 / 24.0 * std::f32::consts::TAU;
+        out[i] = angle.sin();
+        out[i + 1] = angle.cos();
+        out[i + 2] = if weekday >= 5 { 1.0 } else { 0.0 };
+        debug_assert_eq!(i + 3, self.dim());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::decode_event;
+
+    fn settings() -> FeatureSettings {
+        serde_json::from_value(serde_json::json!({
+            "page_categories": [
+                {"name": "product", "prefixes": ["/products"]},
+                {"name": "checkout", "prefixes": ["/checkout", "/cart"]},
+                {"name": "home", "exact": ["/"]}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn categories_by_longest_match() {
+        let spec = FeatureSpec::compile(&settings()).unwrap();
+        assert_eq!(spec.category_of("/products/x"), 0);
+        assert_eq!(spec.category_of("/checkout/complete"), 1);
+        assert_eq!(spec.category_of("/"), 2);
+        assert_eq!(spec.category_of("/blog/x"), 3);
+    }
+
+    #[test]
+    fn names_match_vector_length_and_fingerprint_tracks_spec() {
+        let spec = FeatureSpec::compile(&settings()).unwrap();
+        let acc = spec.new_accumulators();
+        let mut out = Vec::new();
+        spec.compute(&acc, 0, 0, 0, &mut out);
+        assert_eq!(out.len(), spec.names().len());
+        let mut other = settings();
+        other.path_hash_buckets = 9;
+        let spec2 = FeatureSpec::compile(&other).unwrap();
+        assert_ne!(spec.fingerprint(), spec2.fingerprint());
+        assert_eq!(
+            spec.fingerprint(),
+            FeatureSpec::compile(&settings()).unwrap().fingerprint()
+        );
+    }
+
+    #[test]
+    fn dwell_goes_to_the_previous_page() {
+        let spec = FeatureSpec::compile(&settings()).unwrap();
+        let mut acc = spec.new_accumulators();
+        let a = br#"{"event_id":"1","visitor_id":"v","type":"page_view","timestamp":"2026-11-29T10:00:00Z","page":{"url":"https://s/products/a"}}"#;
+        let b = br#"{"event_id":"2","visitor_id":"v","type":"page_view","timestamp":"2026-11-29T10:00:30Z","page":{"url":"https://s/cart"}}"#;
+        spec.observe(&mut acc, &decode_event(a, 65536).unwrap());
+        spec.observe(&mut acc, &decode_event(b, 65536).unwrap());
+        let mut out = Vec::new();
+        spec.compute(&acc, 0, 0, 0, &mut out);
+        let idx = |n: &str| spec.names().iter().position(|x| x == n).unwrap();
+        assert!((out[idx("dwell_secs.product")] - 31f32.ln()).abs() < 1e-5);
+        assert_eq!(out[idx("dwell_secs.checkout")], 0.0);
+        assert_eq!(out[idx("current_page.checkout")], 1.0);
+        assert!((out[idx("session.distinct_pages")] - 3f32.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_settings_name_the_key() {
+        let mut s = settings();
+        s.page_categories[1].prefixes.push("cart".into());
+        let err = FeatureSpec::compile(&s).unwrap_err().to_string();
+        assert!(err.contains("features.page_categories[1]"), "{err}");
+    }
+}

@@ -1,0 +1,32 @@
+//! The Kafka runtime's one error type, split by who must act: the user
+//! (configuration, topics), the broker (transient, retried) or us (fatal).
+
+use thiserror::Error;
+
+/// Errors of the Kafka runtime.
+#[derive(Debug, Error)]
+pub enum KafkaError {
+    /// A configuration key is invalid.
+    #[error("config key `{key}`: {message}")]
+    Config {
+        /// Key path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Topics are missing or incompatible.
+    #[error("topic check failed: {0}")]
+    Topics(String),
+    /// A librdkafka client error.
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    /// The engine refused something (models, state).
+    #[error(transparent)]
+    Engine(#[from] propensity_engine::EngineError),
+    /// The producer was fenced or hit a fatal error.
+    #[error("fatal producer error: {0}")]
+    Fatal(String),
+    /// Shut down while waiting.
+    #[error("shutting down")]
+    Shutdown,
+}

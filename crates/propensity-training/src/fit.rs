@@ -1,0 +1,624 @@
+//! Fitting one outcome's logistic-regression model: validation, standardization, negative
+//! undersampling with prior correction, the linfa-logistic call, and the orientation fix that
+//! makes the returned model always predict P(outcome == true).
+//!
+//! ## Why the orientation fix exists
+//! linfa-logistic 0.8.1 encodes a binary target as ±1 with **+1 for the more frequent label**
+//! (ties: the label seen first), and its `params()` / `intercept()` / `predict_probabilities`
+//! all refer to that label. With `bool` targets the fitted model therefore predicts
+//! P(outcome) when positives are the majority and P(no outcome) when they are the minority,
+//! which is the usual case for conversions. We read `FittedLogisticRegression::labels().pos.class`
+//! (the label linfa mapped to +1) and negate weights and intercept when it is `false`, using
+//! 1 - sigmoid(z) = sigmoid(-z).
+
+use linfa::traits::Fit;
+use linfa::Dataset;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainingError;
+use crate::rng::SplitMix64;
+
+/// Hyper-parameters of [`fit_outcome_model`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FitParams {
+    /// L2 penalty `alpha` handed to linfa-logistic (`alpha/2 * ||w||²`, intercept not
+    /// penalized). linfa's loss is a *sum* over rows, so the penalty's relative strength
+    /// shrinks as the training set grows. Must be finite and >= 0. Default 1.0.
+    pub l2: f64,
+    /// Maximum L-BFGS iterations. linfa returns the best parameters seen when the budget runs
+    /// out, without an error. Must be >= 1. Default 200.
+    pub max_iterations: u64,
+    /// Class-imbalance handling: negatives are undersampled to at most this many times the
+    /// number of positives (then the intercept is prior-corrected, see
+    /// [`FittedModel::intercept_correction`]). `f64::INFINITY` disables undersampling.
+    /// Must be > 0. Default 4.0.
+    pub negative_to_positive_max: f64,
+    /// Seed of the deterministic negative sample. Default 0.
+    pub seed: u64,
+}
+
+impl Default for FitParams {
+    fn default() -> Self {
+        Self {
+            l2: 1.0,
+            max_iterations: 200,
+            negative_to_positive_max: 4.0,
+            seed: 0,
+        }
+    }
+}
+
+/// A fitted outcome model, expressed in *standardized* feature space:
+///
+/// `P(outcome) = sigmoid(intercept + Σ weights[i] * (x[i] - means[i]) / stds[i])`
+///
+/// `intercept` already includes [`intercept_correction`](Self::intercept_correction), so the
+/// formula above is calibrated to the base rate of the full (unsampled) training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedModel {
+    /// Per-feature mean over all training rows (before undersampling).
+    pub means: Vec<f64>,
+    /// Per-feature population standard deviation over all training rows (before
+    /// undersampling). A constant feature gets a std of **1.0** instead of 0, and its mean is
+    /// its constant value, so `(x - mean) / std` is exactly 0 on training-like data and the
+    /// feature contributes nothing (its weight is also pulled to 0 by the L2 penalty). A value
+    /// different from the constant at scoring time is then scaled by 1, not by infinity.
+    pub stds: Vec<f64>,
+    /// Per-feature weights on the standardized features, oriented so that a positive weight
+    /// raises P(outcome == true).
+    pub weights: Vec<f64>,
+    /// Intercept (log-odds of the outcome at the feature means), including
+    /// `intercept_correction`.
+    pub intercept: f64,
+    /// Training rows where the outcome happened.
+    pub positives: usize,
+    /// Training rows where it did not (before undersampling).
+    pub negatives: usize,
+    /// Negative rows actually handed to the optimizer (`<= negatives`).
+    pub negatives_kept: usize,
+    /// Prior correction added to linfa's intercept: `ln(negatives_kept / negatives)`, i.e. the
+    /// log of the negative sampling rate (King & Zeng 2001). 0 when nothing was dropped.
+    /// Undersampling negatives by rate r multiplies the odds of the outcome by 1/r; adding
+    /// ln(r) to the log-odds undoes that.
+    pub intercept_correction: f64,
+}
+
+impl FittedModel {
+    /// Number of features the model expects.
+    pub fn feature_count(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// The linear predictor (log-odds of the outcome) for one row of raw features.
+    ///
+    /// Fails with [`TrainingError::FeatureCountMismatch`] when `features.len()` is not
+    /// [`feature_count`](Self::feature_count).
+    pub fn logit(&self, features: &[f64]) -> Result<f64, TrainingError> {
+        if features.len() != self.weights.len() {
+            return Err(TrainingError::FeatureCountMismatch {
+                expected: self.weights.len(),
+                got: features.len(),
+            });
+        }
+        Ok(self.logit_unchecked(features.iter().copied()))
+    }
+
+    /// P(outcome == true) for one row of raw (unstandardized) features.
+    ///
+    /// Same length contract as [`logit`](Self::logit).
+    pub fn probability(&self, features: &[f64]) -> Result<f64, TrainingError> {
+        self.logit(features).map(sigmoid)
+    }
+
+    /// P(outcome == true) for every row of a raw feature matrix.
+    ///
+    /// Fails with [`TrainingError::FeatureCountMismatch`] when the column count is not
+    /// [`feature_count`](Self::feature_count).
+    pub fn predict_probabilities(&self, x: ArrayView2<f64>) -> Result<Vec<f64>, TrainingError> {
+        if x.ncols() != self.weights.len() {
+            return Err(TrainingError::FeatureCountMismatch {
+                expected: self.weights.len(),
+                got: x.ncols(),
+            });
+        }
+        Ok(x.rows()
+            .into_iter()
+            .map(|row| sigmoid(self.logit_unchecked(row.iter().copied())))
+            .collect())
+    }
+
+    /// The same model expressed on raw features: `(raw_weights, raw_intercept)` with
+    /// `P(outcome) = sigmoid(raw_intercept + Σ raw_weights[i] * x[i])`.
+    ///
+    /// Algebraically identical to the standardized form; handy for engines that prefer not to
+    /// standardize at scoring time (at the cost of slightly different rounding).
+    pub fn raw_space(&self) -> (Vec<f64>, f64) {
+        let mut intercept = self.intercept;
+        let weights = self
+            .weights
+            .iter()
+            .zip(&self.means)
+            .zip(&self.stds)
+            .map(|((w, m), s)| {
+                let raw = w / s;
+                intercept -= raw * m;
+                raw
+            })
+            .collect();
+        (weights, intercept)
+    }
+
+    fn logit_unchecked(&self, features: impl Iterator<Item = f64>) -> f64 {
+        self.weights
+            .iter()
+            .zip(&self.means)
+            .zip(&self.stds)
+            .zip(features)
+            .fold(self.intercept, |acc, (((w, m), s), x)| {
+                acc + w * (x - m) / s
+            })
+    }
+}
+
+/// Numerically stable logistic function (never evaluates `exp` of a large positive number).
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Fits P(outcome == true | x) by L2-regularized logistic regression (linfa-logistic,
+/// L-BFGS) and returns it as a [`FittedModel`].
+///
+/// Steps:
+/// 1. validate shapes, labels, parameters and finiteness of `x`;
+/// 2. compute per-column means and population stds over **all** rows (constant columns get
+///    std 1.0, see [`FittedModel::stds`]);
+/// 3. if there are more than `negative_to_positive_max × positives` negatives, keep a
+///    deterministic uniform sample (seeded by `params.seed`) of exactly that many (at least
+///    one); all positives are kept;
+/// 4. fit linfa-logistic on the standardized kept rows, with `bool` targets;
+/// 5. orient the result to the `true` class and add `ln(sampling rate)` to the intercept.
+///
+/// Errors: [`TrainingError::NoRows`], [`TrainingError::LengthMismatch`],
+/// [`TrainingError::InvalidParams`], [`TrainingError::NonFiniteFeature`],
+/// [`TrainingError::NoPositives`], [`TrainingError::NoNegatives`],
+/// [`TrainingError::FeatureOverflow`], [`TrainingError::Linfa`].
+pub fn fit_outcome_model(
+    x: ArrayView2<f64>,
+    y: &[bool],
+    params: &FitParams,
+) -> Result<FittedModel, TrainingError> {
+    let rows = x.nrows();
+    if rows == 0 {
+        return Err(TrainingError::NoRows);
+    }
+    if y.len() != rows {
+        return Err(TrainingError::LengthMismatch {
+            rows,
+            labels: y.len(),
+        });
+    }
+    validate_params(params)?;
+    check_finite(x)?;
+    let positives = y.iter().filter(|&&label| label).count();
+    let negatives = rows - positives;
+    if positives == 0 {
+        return Err(TrainingError::NoPositives { rows });
+    }
+    if negatives == 0 {
+        return Err(TrainingError::NoNegatives { rows });
+    }
+
+    let (means, stds) = standardization(x)?;
+    let keep = sample_rows(y, positives, negatives, params);
+    let negatives_kept = keep.len() - positives;
+
+    // Standardized training matrix of the kept rows, in original row order.
+    let cols = x.ncols();
+    let mut x_train = Array2::<f64>::zeros((keep.len(), cols));
+    for (mut out, &row) in x_train.rows_mut().into_iter().zip(&keep) {
+        for (((o, &v), m), s) in out.iter_mut().zip(x.row(row)).zip(&means).zip(&stds) {
+            *o = (v - m) / s;
+        }
+    }
+    let y_train: Array1<bool> = keep.iter().map(|&row| y[row]).collect();
+
+    let dataset = Dataset::new(x_train, y_train);
+    let fitted = LogisticRegression::default()
+        .alpha(params.l2)
+        .max_iterations(params.max_iterations)
+        .fit(&dataset)
+        .map_err(|e| TrainingError::Linfa(e.to_string()))?;
+
+    // linfa's +1 class is whichever label was more frequent in the *kept* rows (see module
+    // docs); its parameters describe the log-odds of that class. Flip them when it is `false`.
+    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+    let weights: Vec<f64> = fitted.params().iter().map(|w| sign * w).collect();
+    let intercept_correction = if negatives_kept == negatives {
+        0.0
+    } else {
+        (negatives_kept as f64 / negatives as f64).ln()
+    };
+    let intercept = sign * fitted.intercept() + intercept_correction;
+    if !intercept.is_finite() || weights.iter().any(|w| !w.is_finite()) {
+        return Err(TrainingError::Linfa(
+            "optimizer produced non-finite parameters".to_owned(),
+        ));
+    }
+
+    Ok(FittedModel {
+        means,
+        stds,
+        weights,
+        intercept,
+        positives,
+        negatives,
+        negatives_kept,
+        intercept_correction,
+    })
+}
+
+fn validate_params(params: &FitParams) -> Result<(), TrainingError> {
+    if !params.l2.is_finite() || params.l2 < 0.0 {
+        return Err(TrainingError::InvalidParams {
+            field: "l2",
+            reason: format!("must be finite and >= 0, got {}", params.l2),
+        });
+    }
+    if params.max_iterations == 0 {
+        return Err(TrainingError::InvalidParams {
+            field: "max_iterations",
+            reason: "must be >= 1".to_owned(),
+        });
+    }
+    // +inf is allowed and means "never undersample".
+    if params.negative_to_positive_max.is_nan() || params.negative_to_positive_max <= 0.0 {
+        return Err(TrainingError::InvalidParams {
+            field: "negative_to_positive_max",
+            reason: format!("must be > 0, got {}", params.negative_to_positive_max),
+        });
+    }
+    Ok(())
+}
+
+/// Reports the lowest column index holding a NaN/inf (and its first row).
+fn check_finite(x: ArrayView2<f64>) -> Result<(), TrainingError> {
+    for (column, values) in x.columns().into_iter().enumerate() {
+        if let Some((row, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(TrainingError::NonFiniteFeature { column, row, value });
+        }
+    }
+    Ok(())
+}
+
+/// Per-column means and population standard deviations (two-pass for accuracy).
+///
+/// A column whose values are all identical gets mean = that value exactly and std = 1.0: a
+/// computed mean of identical values can differ from them by rounding, which would turn a
+/// constant column into ±tiny/tiny = ±1 noise. Exact equality is the test, so a column that
+/// varies at all keeps its real (possibly small) spread.
+fn standardization(x: ArrayView2<f64>) -> Result<(Vec<f64>, Vec<f64>), TrainingError> {
+    let n = x.nrows() as f64;
+    let mut means = Vec::with_capacity(x.ncols());
+    let mut stds = Vec::with_capacity(x.ncols());
+    for (column, values) in x.columns().into_iter().enumerate() {
+        let first = values[0];
+        if values.iter().all(|&v| v == first) {
+            means.push(first);
+            stds.push(1.0);
+            continue;
+        }
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let std = var.sqrt();
+        if !mean.is_finite() || !std.is_finite() {
+            return Err(TrainingError::FeatureOverflow { column });
+        }
+        means.push(mean);
+        // Not reachable for a non-constant column in exact arithmetic; guards underflow.
+        stds.push(if std > 0.0 { std } else { 1.0 });
+    }
+    Ok((means, stds))
+}
+
+/// Row indices (ascending) handed to the optimizer: all positives plus a deterministic
+/// uniform sample of negatives of size `min(negatives, max(1, floor(ratio × positives)))`.
+///
+/// Uses selection sampling (Knuth, TAOCP vol. 2, Algorithm S): each negative is kept with
+/// probability (still needed)/(still available), which yields exactly the target count,
+/// every subset equally likely, in one ordered pass.
+fn sample_rows(y: &[bool], positives: usize, negatives: usize, params: &FitParams) -> Vec<usize> {
+    let cap = params.negative_to_positive_max * positives as f64;
+    // `cap` may be +inf or exceed usize; compare in f64 before converting.
+    let target = if cap >= negatives as f64 {
+        negatives
+    } else {
+        (cap.floor() as usize).clamp(1, negatives)
+    };
+    if target == negatives {
+        return (0..y.len()).collect();
+    }
+    let mut rng = SplitMix64::new(params.seed);
+    let mut needed = target;
+    let mut available = negatives;
+    let mut keep = Vec::with_capacity(positives + target);
+    for (row, &label) in y.iter().enumerate() {
+        if label {
+            keep.push(row);
+            continue;
+        }
+        if needed > 0 && rng.next_f64() * (available as f64) < needed as f64 {
+            keep.push(row);
+            needed -= 1;
+        }
+        available -= 1;
+    }
+    keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Synthetic data with a known logistic truth:
+    /// P(y) = sigmoid(b + 1.5·x0 − 1.0·x1 + 0·x2), x ~ N(0,1) i.i.d., plus a constant column.
+    fn synthetic(rows: usize, b: f64, seed: u64) -> (Array2<f64>, Vec<bool>) {
+        let mut rng = SplitMix64::new(seed);
+        let mut x = Array2::<f64>::zeros((rows, 4));
+        let mut y = Vec::with_capacity(rows);
+        for mut row in x.rows_mut() {
+            let (a, c, d) = (rng.next_normal(), rng.next_normal(), rng.next_normal());
+            row[0] = a;
+            row[1] = 10.0 + 3.0 * c; // different scale/offset: exercises standardization
+            row[2] = d;
+            row[3] = 7.0; // constant
+            let z = b + 1.5 * a - 1.0 * c;
+            y.push(rng.next_f64() < sigmoid(z));
+        }
+        (x, y)
+    }
+
+    fn mean(v: &[f64]) -> f64 {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+
+    fn base_rate(y: &[bool]) -> f64 {
+        y.iter().filter(|&&b| b).count() as f64 / y.len() as f64
+    }
+
+    /// The orientation assertions shared by the minority/majority tests.
+    fn assert_oriented_and_calibrated(model: &FittedModel, x: &Array2<f64>, y: &[bool]) {
+        // x0 raises the outcome, x1 lowers it: the weights must carry those signs.
+        assert!(model.weights[0] > 0.5, "weights {:?}", model.weights);
+        assert!(model.weights[1] < -0.5, "weights {:?}", model.weights);
+        assert!(model.weights[2].abs() < 0.1, "weights {:?}", model.weights);
+        assert_eq!(model.weights[3], 0.0, "constant column must not contribute");
+        assert_eq!(model.stds[3], 1.0);
+        assert_eq!(model.means[3], 7.0);
+
+        let probs = model.predict_probabilities(x.view()).unwrap();
+        // Positive-looking rows (high x0, low x1) score higher than negative-looking ones.
+        let hi = model.probability(&[2.0, 7.0, 0.0, 7.0]).unwrap();
+        let lo = model.probability(&[-2.0, 13.0, 0.0, 7.0]).unwrap();
+        assert!(hi > 0.5 && lo < hi, "hi {hi} lo {lo}");
+        // Rows that actually had the outcome score higher on average.
+        let pos: Vec<f64> = probs
+            .iter()
+            .zip(y)
+            .filter(|(_, &l)| l)
+            .map(|(p, _)| *p)
+            .collect();
+        let neg: Vec<f64> = probs
+            .iter()
+            .zip(y)
+            .filter(|(_, &l)| !l)
+            .map(|(p, _)| *p)
+            .collect();
+        assert!(mean(&pos) > mean(&neg) + 0.1);
+        // Calibration in the large: mean prediction matches the base rate within 2 points.
+        let (m, r) = (mean(&probs), base_rate(y));
+        assert!((m - r).abs() < 0.02, "mean predicted {m} vs base rate {r}");
+    }
+
+    /// Pins the linfa behaviour the orientation fix depends on: its +1 class (the one
+    /// `params()`/`intercept()`/`predict_probabilities` describe) is the more frequent label,
+    /// so the minority/majority tests below really exercise both branches of the flip.
+    #[test]
+    fn linfa_positive_class_is_the_majority_label() {
+        for (y_raw, majority) in [
+            (vec![true, false, false, false], false),
+            (vec![true, true, true, false], true),
+        ] {
+            let x = Array2::from_shape_vec((4, 1), vec![1.0, -1.0, -0.5, 0.0]).unwrap();
+            let dataset = Dataset::new(x, Array1::from(y_raw));
+            let fitted = LogisticRegression::default().fit(&dataset).unwrap();
+            assert_eq!(fitted.labels().pos.class, majority);
+        }
+    }
+
+    #[test]
+    fn minority_positives_predict_the_true_class() {
+        let (x, y) = synthetic(20_000, -3.0, 1);
+        let r = base_rate(&y);
+        assert!(r > 0.05 && r < 0.15, "base rate {r}");
+        // No undersampling: linfa sees `false` as the majority and maps it to +1.
+        let params = FitParams {
+            negative_to_positive_max: f64::INFINITY,
+            ..FitParams::default()
+        };
+        let model = fit_outcome_model(x.view(), &y, &params).unwrap();
+        assert_eq!(model.negatives_kept, model.negatives);
+        assert_eq!(model.intercept_correction, 0.0);
+        assert_oriented_and_calibrated(&model, &x, &y);
+    }
+
+    #[test]
+    fn majority_positives_predict_the_true_class() {
+        let (x, y) = synthetic(20_000, 2.0, 2);
+        let r = base_rate(&y);
+        assert!(r > 0.7 && r < 0.9, "base rate {r}");
+        let model = fit_outcome_model(x.view(), &y, &FitParams::default()).unwrap();
+        // Negatives are already fewer than 4× positives: nothing dropped.
+        assert_eq!(model.negatives_kept, model.negatives);
+        assert_oriented_and_calibrated(&model, &x, &y);
+    }
+
+    #[test]
+    fn undersampling_is_prior_corrected() {
+        let (x, y) = synthetic(40_000, -4.0, 3);
+        let r = base_rate(&y);
+        assert!(r < 0.06, "base rate {r}");
+        let model = fit_outcome_model(x.view(), &y, &FitParams::default()).unwrap();
+        assert_eq!(model.positives + model.negatives, y.len());
+        assert_eq!(model.negatives_kept, 4 * model.positives);
+        let rate = model.negatives_kept as f64 / model.negatives as f64;
+        assert!((model.intercept_correction - rate.ln()).abs() < 1e-12);
+        assert!(model.intercept_correction < -1.0);
+        assert_oriented_and_calibrated(&model, &x, &y);
+
+        // Without the correction the model would be badly over-confident: this is what the
+        // correction buys.
+        let uncorrected = FittedModel {
+            intercept: model.intercept - model.intercept_correction,
+            ..model.clone()
+        };
+        let m = mean(&uncorrected.predict_probabilities(x.view()).unwrap());
+        assert!(m > 2.0 * r, "uncorrected mean {m} vs base rate {r}");
+    }
+
+    #[test]
+    fn fitting_is_deterministic_and_seed_dependent() {
+        let (x, y) = synthetic(5_000, -3.0, 4);
+        let p = FitParams {
+            negative_to_positive_max: 2.0,
+            ..FitParams::default()
+        };
+        let a = fit_outcome_model(x.view(), &y, &p).unwrap();
+        let b = fit_outcome_model(x.view(), &y, &p).unwrap();
+        assert_eq!(a, b);
+        let c = fit_outcome_model(x.view(), &y, &FitParams { seed: 99, ..p }).unwrap();
+        assert_ne!(a.weights, c.weights);
+        assert_eq!(a.negatives_kept, c.negatives_kept);
+    }
+
+    #[test]
+    fn raw_space_matches_standardized_form() {
+        let (x, y) = synthetic(3_000, -1.0, 5);
+        let model = fit_outcome_model(x.view(), &y, &FitParams::default()).unwrap();
+        let (w, b) = model.raw_space();
+        for row in x.rows().into_iter().take(50) {
+            let raw: f64 = b + w.iter().zip(row).map(|(w, v)| w * v).sum::<f64>();
+            let std = model.logit(row.as_slice().unwrap()).unwrap();
+            assert!((raw - std).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn sample_rows_keeps_all_positives_and_exact_count() {
+        let y: Vec<bool> = (0..1000).map(|i| i % 10 == 0).collect();
+        let p = FitParams::default();
+        let keep = sample_rows(&y, 100, 900, &p);
+        assert_eq!(keep.len(), 100 + 400);
+        assert!(keep.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(keep.iter().filter(|&&r| y[r]).count(), 100);
+        // Tiny ratio still keeps at least one negative so both classes reach linfa.
+        let tiny = FitParams {
+            negative_to_positive_max: 1e-9,
+            ..p
+        };
+        assert_eq!(sample_rows(&y, 100, 900, &tiny).len(), 101);
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let x = Array2::<f64>::zeros((3, 2));
+        let p = FitParams::default();
+        let empty = Array2::<f64>::zeros((0, 2));
+        assert_eq!(
+            fit_outcome_model(empty.view(), &[], &p),
+            Err(TrainingError::NoRows)
+        );
+        assert_eq!(
+            fit_outcome_model(x.view(), &[true, false], &p),
+            Err(TrainingError::LengthMismatch { rows: 3, labels: 2 })
+        );
+        assert_eq!(
+            fit_outcome_model(x.view(), &[false; 3], &p),
+            Err(TrainingError::NoPositives { rows: 3 })
+        );
+        assert_eq!(
+            fit_outcome_model(x.view(), &[true; 3], &p),
+            Err(TrainingError::NoNegatives { rows: 3 })
+        );
+        let mut bad = x.clone();
+        bad[[2, 1]] = f64::NAN;
+        bad[[1, 1]] = f64::INFINITY;
+        let err = fit_outcome_model(bad.view(), &[true, false, false], &p).unwrap_err();
+        assert!(matches!(
+            err,
+            TrainingError::NonFiniteFeature {
+                column: 1,
+                row: 1,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("column 1"), "{err}");
+        for (field, params) in [
+            (
+                "l2",
+                FitParams {
+                    l2: -1.0,
+                    ..p.clone()
+                },
+            ),
+            (
+                "max_iterations",
+                FitParams {
+                    max_iterations: 0,
+                    ..p.clone()
+                },
+            ),
+            (
+                "negative_to_positive_max",
+                FitParams {
+                    negative_to_positive_max: f64::NAN,
+                    ..p.clone()
+                },
+            ),
+        ] {
+            let err = fit_outcome_model(x.view(), &[true, false, false], &params).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        let model = fit_outcome_model(x.view(), &[true, false, false], &p).unwrap();
+        assert!(model.probability(&[1.0]).is_err());
+        assert!(model.predict_probabilities(x.t()).is_err());
+    }
+
+    #[test]
+    fn all_constant_features_give_the_base_rate() {
+        let x = Array2::<f64>::from_elem((100, 2), 0.1);
+        let y: Vec<bool> = (0..100).map(|i| i % 4 == 0).collect();
+        let p = FitParams {
+            negative_to_positive_max: f64::INFINITY,
+            ..FitParams::default()
+        };
+        let model = fit_outcome_model(x.view(), &y, &p).unwrap();
+        assert_eq!(model.weights, vec![0.0, 0.0]);
+        let prob = model.probability(&[0.1, 0.1]).unwrap();
+        assert!((prob - 0.25).abs() < 1e-3, "{prob}");
+    }
+
+    #[test]
+    fn sigmoid_is_stable_at_extremes() {
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
+    }
+}
