@@ -7,6 +7,7 @@ mod bench;
 mod config_file;
 mod demo;
 mod jsonl;
+mod kafka_commands;
 mod model_files;
 mod offline;
 
@@ -128,11 +129,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create the Kafka topics (compacted where needed).
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Produce event and consent files to their topics (murmur2 partitioner,
+    /// keyed by visitor_id, in time order).
+    Produce {
+        /// Visitor events.
+        #[arg(long)]
+        events: PathBuf,
+        /// Consent records.
+        #[arg(long)]
+        consent: PathBuf,
+        /// Records per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Run the pipeline on Kafka (exactly-once), until SIGTERM/SIGINT.
+    Run {
+        /// Stable id of this instance (transactional id and static group
+        /// membership); default: $PROPENSITY_INSTANCE_ID, else the host name.
+        #[arg(long)]
+        instance_id: Option<String>,
+        /// On exit, write the engine counters summary here.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+    },
     /// Validate a configuration and print it (secrets masked).
     CheckConfig {
         /// The file to check (default: --config, else the embedded default).
         file: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Create missing topics; existing ones are left as they are.
+    Create,
 }
 
 fn main() {
@@ -145,6 +180,24 @@ fn main() {
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
     Config::load(path)
+}
+
+/// Logs to stderr: human-readable or JSON per `[logging]`, filtered by
+/// `RUST_LOG` when set, else by `logging.filter`.
+fn init_logging(config: &Config) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.file.logging.filter))
+        .context("config key `logging.filter` is not a valid filter")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    let result = if config.file.logging.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -286,6 +339,50 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 writeln!(out, "{}", serde_json::to_string(&r)?)?;
             }
+        }
+        Command::Topics {
+            action: TopicsAction::Create,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            for (topic, created) in kafka_commands::topics_create(&config)? {
+                writeln!(
+                    out,
+                    "{topic}: {}",
+                    if created { "created" } else { "exists" }
+                )?;
+            }
+        }
+        Command::Produce {
+            events,
+            consent,
+            rate,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            let (e, c) = kafka_commands::produce_files(&config, &events, &consent, rate)?;
+            writeln!(out, "produced {e} events and {c} consent records")?;
+        }
+        Command::Run {
+            instance_id,
+            summary_json,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            init_logging(&config)?;
+            let instance_id = instance_id
+                .or_else(|| std::env::var("PROPENSITY_INSTANCE_ID").ok())
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_owned())
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "0".to_owned());
+            kafka_commands::run(
+                &config,
+                kafka_commands::RunOptions {
+                    instance_id,
+                    summary_json,
+                },
+            )?;
         }
         Command::CheckConfig { file } => {
             let path = file.or(cli.config);

@@ -1,14 +1,26 @@
 //! # propensity-kafka
 //!
 //! The Kafka adapter of Propensity: runs the pure engine in a consumer
-//! group with exactly-once output (transactional producer, offsets committed
-//! in the transaction), consent-first processing, a state changelog and
-//! topic administration.
+//! group with exactly-once output (a transactional producer; offers, scores,
+//! dead letters, the state changelog and the consumed offsets commit
+//! together), consent-first processing, state restore on assignment, topic
+//! administration and test-traffic production.
 
 #![deny(missing_docs)]
 
+pub mod client_config;
 pub mod error;
+pub mod model_handle;
+pub mod pipeline;
+pub mod produce;
+pub mod reader;
 pub mod settings;
+pub mod shard;
+pub mod status;
+pub mod topics;
 
 pub use error::KafkaError;
+pub use model_handle::ModelHandle;
+pub use pipeline::{run_pipeline, PipelineOptions};
 pub use settings::KafkaSettings;
+pub use status::RuntimeStatus;

@@ -1,0 +1,190 @@
+//! The Kafka-facing commands: `topics create`, `produce` and `run`. `run`
+//! owns process concerns the library leaves to the binary: signals (first
+//! SIGTERM/SIGINT drains, a second exits at once, SIGHUP reloads models),
+//! the drain timeout, the model-directory watcher and the final summary.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use propensity_engine::replay::{merge_order, RecordKind};
+use propensity_engine::EngineSummary;
+use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
+use propensity_kafka::topics::{check_topics, create_topics};
+use propensity_kafka::{run_pipeline, ModelHandle, PipelineOptions, RuntimeStatus};
+
+use crate::config_file::Config;
+use crate::jsonl::InputFile;
+use crate::model_files::load_models;
+
+/// `propensity topics create`.
+pub fn topics_create(config: &Config) -> Result<Vec<(String, bool)>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(create_topics(&config.file.kafka))?)
+}
+
+/// `propensity produce`: both files to their topics in replay order
+/// (merged by record time, consent first at equal times).
+pub fn produce_files(
+    config: &Config,
+    events: &Path,
+    consent: &Path,
+    rate: Option<f64>,
+) -> Result<(u64, u64)> {
+    let ev = InputFile::read(events)?;
+    let co = InputFile::read(consent)?;
+    let ev_lines = ev.lines();
+    let co_lines = co.lines();
+    let order = merge_order(&ev_lines, &co_lines);
+    let keys: Vec<Option<String>> = order
+        .iter()
+        .map(|r| match r.kind {
+            RecordKind::Event => visitor_key(ev_lines[r.index]),
+            RecordKind::Consent => visitor_key(co_lines[r.index]),
+        })
+        .collect();
+    let k = &config.file.kafka;
+    let producer = TrafficProducer::new(k)?;
+    let records = order.iter().zip(&keys).map(|(r, key)| OutgoingRecord {
+        topic: match r.kind {
+            RecordKind::Event => &k.events_topic,
+            RecordKind::Consent => &k.consent_topic,
+        },
+        key: key.as_deref().map(str::as_bytes),
+        value: Some(match r.kind {
+            RecordKind::Event => ev_lines[r.index],
+            RecordKind::Consent => co_lines[r.index],
+        }),
+    });
+    producer.send_all(records, rate)?;
+    Ok((ev_lines.len() as u64, co_lines.len() as u64))
+}
+
+/// Options of `run`.
+pub struct RunOptions {
+    /// Instance id (stable per instance).
+    pub instance_id: String,
+    /// Write the engine summary here on exit.
+    pub summary_json: Option<PathBuf>,
+}
+
+fn models_stamp(dir: &Path, config: &Config) -> Vec<Option<SystemTime>> {
+    config
+        .engine
+        .outcomes
+        .iter()
+        .map(|o| {
+            std::fs::metadata(crate::model_files::artifact_path(dir, &o.name))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+        .collect()
+}
+
+/// `propensity run`.
+pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
+    let k = config.file.kafka.clone();
+    let models_dir = config.file.models.dir.clone();
+    let models = load_models(&models_dir, &config.engine)
+        .with_context(|| format!("cannot start: models in {}", models_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let partitions = rt
+        .block_on(check_topics(&k))
+        .context("cannot start: topics are not ready")?;
+    tracing::info!(partitions, instance = %opts.instance_id, "topics checked");
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(RuntimeStatus::default());
+    let handle = Arc::new(ModelHandle::new(models));
+    let pipeline_opts = PipelineOptions {
+        settings: k.clone(),
+        instance_id: opts.instance_id.clone(),
+        engine_config: config.engine.clone(),
+        models: handle.clone(),
+        status: status.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let finished = Arc::new(AtomicBool::new(false));
+    let finished_flag = finished.clone();
+    let worker = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            let r = run_pipeline(pipeline_opts);
+            finished_flag.store(true, Ordering::SeqCst);
+            let _ = done_tx.send(());
+            r
+        })?;
+
+    let drain = Duration::from_secs_f64(k.drain_timeout_secs);
+    let watch = config.file.models.watch_interval_secs;
+    let reload_config = config.clone();
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut stamp = models_stamp(&models_dir, &reload_config);
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(if watch > 0.0 { watch } else { 3600.0 }));
+        let reload = |why: &str| match load_models(&models_dir, &reload_config.engine) {
+            Ok(m) => {
+                handle.swap(m);
+                tracing::info!(reason = why, "models reloaded");
+            }
+            Err(e) => tracing::error!(reason = why, error = %format!("{e:#}"), "model reload refused; the previous models keep serving"),
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => { reload("SIGHUP"); stamp = models_stamp(&models_dir, &reload_config); }
+                _ = tick.tick(), if watch > 0.0 => {
+                    let now = models_stamp(&models_dir, &reload_config);
+                    if now != stamp {
+                        stamp = now;
+                        reload("model files changed");
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if finished.load(Ordering::SeqCst) { break; }
+                }
+            }
+        }
+        tracing::info!(timeout_secs = drain.as_secs_f64(), "stopping: draining the open transaction");
+        shutdown.store(true, Ordering::SeqCst);
+        // A second signal means "now".
+        tokio::spawn(async move {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        });
+        anyhow::Ok(())
+    })?;
+    match done_rx.recv_timeout(drain) {
+        Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            anyhow::bail!(
+                "drain timeout of {:.1} s exceeded; exiting without a clean commit",
+                drain.as_secs_f64()
+            );
+        }
+    }
+    let result = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+    if let Some(path) = &opts.summary_json {
+        let counters = status.engine.lock().map(|c| c.clone()).unwrap_or_default();
+        let summary = EngineSummary::new(&counters, &config.engine);
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    result.context("pipeline failed")?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Runtime status shared between the pipeline thread and the HTTP/metrics
+//! side: readiness and the counters operators watch. Atomics only, so the
+//! pipeline never blocks on a reader.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use propensity_engine::EngineCounters;
+
+/// What the pipeline reports about itself.
+#[derive(Debug, Default)]
+pub struct RuntimeStatus {
+    /// Partitions assigned and state restored: events are being processed.
+    pub ready: AtomicBool,
+    /// The broker answered recently (a poll or commit succeeded).
+    pub broker_reachable: AtomicBool,
+    /// Partitions assigned.
+    pub assigned_partitions: AtomicI64,
+    /// Partitions still restoring.
+    pub restoring_partitions: AtomicI64,
+    /// Changelog records restored since start.
+    pub restored_records: AtomicU64,
+    /// Consent records loaded while restoring.
+    pub consent_records_loaded: AtomicU64,
+    /// Rebalances seen.
+    pub rebalances: AtomicU64,
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Transactions aborted.
+    pub aborts: AtomicU64,
+    /// Producer re-creations after fatal errors.
+    pub producer_restarts: AtomicU64,
+    /// Events consumed (including re-consumed after an abort).
+    pub events_consumed: AtomicU64,
+    /// Sum of engine counters at the last commit, over all partitions this
+    /// instance has owned (counts since start of the process).
+    pub engine: Mutex<EngineCounters>,
+    /// Consumer lag per (topic, partition), from librdkafka statistics.
+    pub consumer_lag: Mutex<Vec<(String, i32, i64)>>,
+    /// Last error, for readiness output.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl RuntimeStatus {
+    /// Sets a flag.
+    pub fn set(flag: &AtomicBool, v: bool) {
+        flag.store(v, Ordering::Relaxed);
+    }
+
+    /// Records an error message.
+    pub fn error(&self, message: String) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(message);
+        }
+    }
+}
+
+/// Adds engine counters `b` into `a` (vectors element-wise).
+pub fn add_counters(a: &mut EngineCounters, b: &EngineCounters) {
+    a.events_consumed += b.events_consumed;
+    a.events_processed += b.events_processed;
+    a.consent_consumed += b.consent_consumed;
+    a.consent_applied += b.consent_applied;
+    a.consent_stale += b.consent_stale;
+    a.erasures += b.erasures;
+    a.revocations += b.revocations;
+    a.scores += b.scores;
+    a.buffered_events += b.buffered_events;
+    a.active_sessions += b.active_sessions;
+    a.visitors += b.visitors;
+    for (x, y) in a.events_by_type.iter_mut().zip(&b.events_by_type) {
+        *x += y;
+    }
+    for (x, y) in a.events_dropped.iter_mut().zip(&b.events_dropped) {
+        *x += y;
+    }
+    for (x, y) in a
+        .events_dead_lettered
+        .iter_mut()
+        .zip(&b.events_dead_lettered)
+    {
+        *x += y;
+    }
+    for (x, y) in a
+        .consent_dead_lettered
+        .iter_mut()
+        .zip(&b.consent_dead_lettered)
+    {
+        *x += y;
+    }
+    for (av, bv) in [
+        (&mut a.outcomes_achieved, &b.outcomes_achieved),
+        (&mut a.offers_by_map, &b.offers_by_map),
+        (&mut a.suppressed_by_cap, &b.suppressed_by_cap),
+        (&mut a.suppressed_by_purpose, &b.suppressed_by_purpose),
+    ] {
+        if av.len() < bv.len() {
+            av.resize(bv.len(), 0);
+        }
+        for (x, y) in av.iter_mut().zip(bv) {
+            *x += y;
+        }
+    }
+}

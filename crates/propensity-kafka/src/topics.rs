@@ -1,0 +1,177 @@
+//! Topic administration: `propensity topics create` and the start-up check
+//! that the topics exist with the settings the runtime relies on. Every
+//! problem found is reported, each naming the topic and what to change.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::client_config;
+use crate::error::KafkaError;
+use crate::settings::KafkaSettings;
+
+/// What a topic is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicRole {
+    /// Visitor events (input).
+    Events,
+    /// Consent records (input, compacted).
+    Consent,
+    /// Offers (output).
+    Offers,
+    /// Scores (output).
+    Scores,
+    /// Dead letters (output).
+    DeadLetters,
+    /// State changelog (compacted).
+    Changelog,
+}
+
+impl TopicRole {
+    fn compacted(self) -> bool {
+        matches!(self, TopicRole::Consent | TopicRole::Changelog)
+    }
+    fn co_partitioned(self) -> bool {
+        matches!(
+            self,
+            TopicRole::Events | TopicRole::Consent | TopicRole::Changelog
+        )
+    }
+}
+
+/// The topics of a deployment with their roles.
+pub fn topics(settings: &KafkaSettings) -> Vec<(String, TopicRole)> {
+    let mut t = vec![
+        (settings.events_topic.clone(), TopicRole::Events),
+        (settings.consent_topic.clone(), TopicRole::Consent),
+        (settings.offers_topic.clone(), TopicRole::Offers),
+        (settings.dead_letter_topic.clone(), TopicRole::DeadLetters),
+        (settings.changelog_topic.clone(), TopicRole::Changelog),
+    ];
+    if !settings.scores_topic.is_empty() {
+        t.push((settings.scores_topic.clone(), TopicRole::Scores));
+    }
+    t
+}
+
+fn admin_client(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    Ok(client_config::admin(settings).create()?)
+}
+
+/// Creates every missing topic (compacted ones with `cleanup.policy=compact`);
+/// returns `(topic, created?)` for each.
+pub async fn create_topics(settings: &KafkaSettings) -> Result<Vec<(String, bool)>, KafkaError> {
+    let admin = admin_client(settings)?;
+    let list = topics(settings);
+    let new: Vec<NewTopic<'_>> = list
+        .iter()
+        .map(|(name, role)| {
+            let t = NewTopic::new(
+                name,
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication_factor),
+            );
+            if role.compacted() {
+                t.set("cleanup.policy", "compact")
+                    .set("min.compaction.lag.ms", "0")
+            } else {
+                t
+            }
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(new.iter(), &opts).await?;
+    let mut out = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => out.push((name, true)),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => out.push((name, false)),
+            Err((name, code)) => {
+                return Err(KafkaError::Topics(format!(
+                    "cannot create topic `{name}`: {code}"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Partition count of every topic that exists (`None`: missing).
+fn partition_counts(
+    settings: &KafkaSettings,
+    names: &[&str],
+) -> Result<Vec<Option<usize>>, KafkaError> {
+    let consumer: BaseConsumer = client_config::reader(settings, "metadata").create()?;
+    let md = consumer.fetch_metadata(None, Duration::from_secs(15))?;
+    Ok(names
+        .iter()
+        .map(|n| {
+            md.topics()
+                .iter()
+                .find(|t| t.name() == *n && t.error().is_none())
+                .map(|t| t.partitions().len())
+        })
+        .collect())
+}
+
+/// Checks that the runtime's topics exist and are compatible; returns the
+/// number of partitions of the co-partitioned topics.
+pub async fn check_topics(settings: &KafkaSettings) -> Result<i32, KafkaError> {
+    let list = topics(settings);
+    let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+    let counts = partition_counts(settings, &names)?;
+    let mut problems = Vec::new();
+    for ((name, role), count) in list.iter().zip(&counts) {
+        if count.is_none() {
+            problems.push(format!(
+                "topic `{name}` ({role:?}) does not exist: run `propensity topics create` or create it"
+            ));
+        }
+    }
+    let events = counts[0];
+    for ((name, role), count) in list.iter().zip(&counts) {
+        if let (Some(e), Some(c)) = (events, count) {
+            if role.co_partitioned() && *c != e {
+                problems.push(format!(
+                    "topic `{name}` ({role:?}) has {c} partitions but the events topic `{}` has {e}: events, consent and the changelog must have the same partition count (co-partitioning by visitor_id)",
+                    settings.events_topic
+                ));
+            }
+        }
+    }
+    let admin = admin_client(settings)?;
+    let specs: Vec<ResourceSpecifier<'_>> = list
+        .iter()
+        .zip(&counts)
+        .filter(|((_, role), c)| role.compacted() && c.is_some())
+        .map(|((n, _), _)| ResourceSpecifier::Topic(n))
+        .collect();
+    if !specs.is_empty() {
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(15)));
+        for res in admin.describe_configs(specs.iter(), &opts).await? {
+            let res =
+                res.map_err(|code| KafkaError::Topics(format!("describe configs: {code}")))?;
+            let name = match &res.specifier {
+                rdkafka::admin::OwnedResourceSpecifier::Topic(n) => n.clone(),
+                other => format!("{other:?}"),
+            };
+            let policy = res
+                .get("cleanup.policy")
+                .and_then(|e| e.value.clone())
+                .unwrap_or_default();
+            if !policy.split(',').any(|p| p.trim() == "compact") {
+                problems.push(format!(
+                    "topic `{name}` must be compacted (cleanup.policy=compact), it has `{policy}`: the latest record per visitor must never expire"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(events.unwrap_or(0) as i32)
+    } else {
+        Err(KafkaError::Topics(problems.join("; ")))
+    }
+}
