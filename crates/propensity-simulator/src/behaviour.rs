@@ -293,7 +293,7 @@ impl<'a> SessionSim<'a> {
         memory: &'a mut VisitorMemory,
         index: usize,
     ) -> Self {
-        let noise = [2.0, 1.6, 2.0].map(|sd| sd * standard_normal(rng));
+        let noise = [1.5, 1.2, 1.5].map(|sd| sd * standard_normal(rng));
         let intent = if rng.random_bool(0.85) {
             profile.intent
         } else {
@@ -853,7 +853,7 @@ impl<'a> SessionSim<'a> {
         } else {
             -0.1
         };
-        -1.9 + 0.45 * f64::from(s.pricing_views.min(2))
+        -1.6 + 0.45 * f64::from(s.pricing_views.min(2))
             + 0.3 * f64::from(s.cart_views.min(3))
             + 0.3 * f64::from(s.add_to_cart.min(3))
             + 0.35 * (s.product_dwell_ms as f64 / 60_000.0).min(4.0)
@@ -875,7 +875,7 @@ impl<'a> SessionSim<'a> {
         } else {
             -0.2
         };
-        -1.6 + 0.35 * f64::from(s.webinar_views.min(3))
+        -0.9 + 0.35 * f64::from(s.webinar_views.min(3))
             + 0.4 * f64::from(s.videos.min(2))
             + 0.3 * (s.webinar_dwell_ms as f64 / 60_000.0).min(3.0)
             + channel

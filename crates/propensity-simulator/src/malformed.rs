@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::sampling::{pick, SimRng};
 use crate::timefmt::format_timestamp;
+use crate::wire::OrderedMap;
 
 /// Each variant breaks exactly one rule of the wire contract (or JSON itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,20 +54,25 @@ pub(crate) fn malformed_line(rng: &mut SimRng, n: usize, visitor_id: &str, time_
             _ => "}{".to_owned(),
         };
     }
-    let mut record = json!({
-        "event_id": format!("e-bad-{n}"),
-        "visitor_id": visitor_id,
-        "type": "page_view",
-        "timestamp": format_timestamp(time_ms),
-        "page": { "url": "https://shop.example.com/products/widget-3" },
-    });
-    let Value::Object(fields) = &mut record else {
-        return record.to_string();
-    };
-    match kind {
-        MalformedKind::MissingEventId => {
-            fields.remove("event_id");
+    // Ordered like a real event (see `wire::OrderedMap` for why not a Map).
+    let mut fields: Vec<(&str, Value)> = vec![
+        ("event_id", Value::from(format!("e-bad-{n}"))),
+        ("visitor_id", Value::from(visitor_id)),
+        ("type", Value::from("page_view")),
+        ("timestamp", Value::from(format_timestamp(time_ms))),
+        (
+            "page",
+            json!({ "url": "https://shop.example.com/products/widget-3" }),
+        ),
+    ];
+    let mut set = |key: &str, value: Value| {
+        if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
         }
+    };
+    let mut remove = None;
+    match kind {
+        MalformedKind::MissingEventId => remove = Some("event_id"),
         MalformedKind::BadTimestamp => {
             let bad = match rng.random_range(0..4) {
                 0 => Value::from("2026-11-02 09:15:00"),
@@ -74,18 +80,18 @@ pub(crate) fn malformed_line(rng: &mut SimRng, n: usize, visitor_id: &str, time_
                 2 => Value::from("2026-13-45T25:61:00.000Z"),
                 _ => Value::from(time_ms),
             };
-            fields.insert("timestamp".to_owned(), bad);
+            set("timestamp", bad);
         }
         MalformedKind::UnknownType => {
             let bad = pick(rng, &["pageview", "PAGE_VIEW", "purchase_click", "scroll"]);
-            fields.insert("type".to_owned(), Value::from(bad));
+            set("type", Value::from(bad));
         }
         MalformedKind::WrongFieldType => {
             if rng.random_bool(0.5) {
                 let numeric: u64 = rng.random_range(1..1_000_000);
-                fields.insert("visitor_id".to_owned(), Value::from(numeric));
+                set("visitor_id", Value::from(numeric));
             } else {
-                fields.insert("page".to_owned(), Value::from("https://shop.example.com/"));
+                set("page", Value::from("https://shop.example.com/"));
             }
         }
         MalformedKind::BadVisitorId => {
@@ -95,12 +101,13 @@ pub(crate) fn malformed_line(rng: &mut SimRng, n: usize, visitor_id: &str, time_
             } else {
                 "v".repeat(129)
             };
-            fields.insert("visitor_id".to_owned(), Value::from(bad));
+            set("visitor_id", Value::from(bad));
         }
-        MalformedKind::MissingPage => {
-            fields.remove("page");
-        }
+        MalformedKind::MissingPage => remove = Some("page"),
         MalformedKind::NotJson => {}
     }
-    record.to_string()
+    fields.retain(|(k, _)| Some(*k) != remove);
+    // Serializing strings, numbers and a one-key object cannot fail; fall
+    // back to an obviously broken line rather than unwrapping.
+    serde_json::to_string(&OrderedMap(&fields)).unwrap_or_else(|_| "{".to_owned())
 }

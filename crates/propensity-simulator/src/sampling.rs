@@ -41,8 +41,20 @@ pub(crate) fn weighted_index(rng: &mut SimRng, weights: &[f64]) -> usize {
 
 /// Picks one of `items` with the paired weights.
 pub(crate) fn pick_weighted<T: Copy>(rng: &mut SimRng, items: &[(T, f64)]) -> T {
-    let weights: Vec<f64> = items.iter().map(|(_, w)| *w).collect();
-    items[weighted_index(rng, &weights)].0
+    let total: f64 = items.iter().map(|(_, w)| w).sum();
+    let mut x = rng.random::<f64>() * total;
+    for (item, w) in items {
+        if x < *w {
+            return *item;
+        }
+        x -= w;
+    }
+    // Float rounding only: fall back to the last positively weighted item.
+    let last = items
+        .iter()
+        .rposition(|(_, w)| *w > 0.0)
+        .unwrap_or(items.len() - 1);
+    items[last].0
 }
 
 /// Uniformly chosen element (slice must be non-empty).

@@ -16,26 +16,18 @@ fn reference() -> &'static GeneratedTraffic {
     TRAFFIC.get_or_init(|| {
         generate(&SimulationParams {
             visitors: 3000,
-            seed: std::env::var("SIM_SEED").map_or(42, |s| s.parse().unwrap()),
+            seed: 42,
             ..SimulationParams::default()
         })
         .unwrap()
     })
 }
 
-/// The reference events parsed once, grouped by visitor in time order.
-fn reference_by_visitor() -> &'static BTreeMap<String, Vec<(i64, Record)>> {
-    static PARSED: OnceLock<BTreeMap<String, Vec<(i64, Record)>>> = OnceLock::new();
-    PARSED.get_or_init(|| {
-        let mut by_visitor: BTreeMap<String, Vec<(i64, Record)>> = BTreeMap::new();
-        for line in &reference().events {
-            by_visitor
-                .entry(line.visitor_id.clone())
-                .or_default()
-                .push((line.time_ms, parse(line)));
-        }
-        by_visitor
-    })
+/// The reference events parsed once (index-aligned with `reference().events`),
+/// shared by the tests that inspect them.
+fn reference_records() -> &'static [Record] {
+    static PARSED: OnceLock<Vec<Record>> = OnceLock::new();
+    PARSED.get_or_init(|| reference().events.iter().map(parse).collect())
 }
 
 fn parse(line: &TimedLine) -> serde_json::Map<String, Value> {
@@ -150,25 +142,24 @@ fn events_follow_wire_contract() {
     let mut with_session_id = std::collections::BTreeSet::new();
     let mut visitors = std::collections::BTreeSet::new();
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    for line in &t.events {
+    for (line, e) in t.events.iter().zip(reference_records()) {
         assert!(!line.line.contains('\n'));
-        let e = parse(line);
         assert!(
-            ids.insert(str_field(&e, "event_id").to_owned()),
+            ids.insert(str_field(e, "event_id").to_owned()),
             "duplicate id"
         );
-        let visitor = str_field(&e, "visitor_id");
+        let visitor = str_field(e, "visitor_id");
         assert!((1..=128).contains(&visitor.len()));
         assert_eq!(visitor, line.visitor_id);
         visitors.insert(visitor.to_owned());
         if e.contains_key("session_id") {
-            assert!(!str_field(&e, "session_id").is_empty());
+            assert!(!str_field(e, "session_id").is_empty());
             with_session_id.insert(visitor.to_owned());
         }
-        let ts = str_field(&e, "timestamp");
+        let ts = str_field(e, "timestamp");
         assert!(is_rfc3339_millis(ts), "{ts}");
         assert_eq!(ts, timefmt::format_timestamp(line.time_ms));
-        let kind = str_field(&e, "type");
+        let kind = str_field(e, "type");
         *kinds.entry(kind.to_owned()).or_default() += 1;
         if let Some(page) = e.get("page") {
             let page = page.as_object().unwrap();
@@ -180,15 +171,15 @@ fn events_follow_wire_contract() {
         let payloads = ["search", "form", "chat", "custom"];
         match kind {
             "page_view" => {
-                object(&e, "page");
+                object(e, "page");
             }
             "search" => {
-                let s = object(&e, "search");
+                let s = object(e, "search");
                 assert!(!str_field(s, "query").is_empty());
                 assert!(s.get("results").is_none_or(Value::is_u64));
             }
             "form_fill" => {
-                let f = object(&e, "form");
+                let f = object(e, "form");
                 assert!(!str_field(f, "form_id").is_empty());
                 assert!(["started", "submitted", "abandoned"].contains(&str_field(f, "action")));
                 assert!(f
@@ -196,13 +187,13 @@ fn events_follow_wire_contract() {
                     .is_none_or(|v| v.as_u64().is_some_and(|n| n <= 25)));
             }
             "chat" => {
-                let c = object(&e, "chat");
+                let c = object(e, "chat");
                 assert!(
                     ["requested", "started", "message", "ended"].contains(&str_field(c, "action"))
                 );
             }
             "custom" => {
-                let c = object(&e, "custom");
+                let c = object(e, "custom");
                 assert!(!str_field(c, "name").is_empty());
                 if let Some(props) = c.get("properties") {
                     let props = props.as_object().unwrap();
@@ -250,8 +241,7 @@ fn streams_are_sorted_and_sessions_consistent() {
     // Per visitor: gaps within a session are 5–120 s, between sessions > 30 min,
     // so the 20-minute inactivity rule reproduces explicit session ids.
     let mut by_visitor: BTreeMap<&str, Vec<(i64, Option<String>)>> = BTreeMap::new();
-    for line in &t.events {
-        let e = parse(line);
+    for (line, e) in t.events.iter().zip(reference_records()) {
         let sid = e
             .get("session_id")
             .and_then(Value::as_str)
@@ -291,7 +281,7 @@ fn consent_records_are_well_formed_and_follow_the_mix() {
     for line in &t.events {
         first_event.entry(&line.visitor_id).or_insert(line.time_ms);
     }
-    let mut per_visitor: BTreeMap<&str, Vec<serde_json::Map<String, Value>>> = BTreeMap::new();
+    let mut per_visitor: BTreeMap<&str, Vec<(i64, Record)>> = BTreeMap::new();
     for line in &t.consent {
         let c = parse(line);
         assert_eq!(str_field(&c, "visitor_id"), line.visitor_id);
@@ -309,7 +299,10 @@ fn consent_records_are_well_formed_and_follow_the_mix() {
             assert!(c.get("source").is_none_or(Value::is_string));
             assert!(c.get("consent_id").is_none_or(Value::is_string));
         }
-        per_visitor.entry(&line.visitor_id).or_default().push(c);
+        per_visitor
+            .entry(&line.visitor_id)
+            .or_default()
+            .push((line.time_ms, c));
     }
     // Reconstruct each visitor's scenario from their records and compare with
     // the summary.
@@ -321,25 +314,18 @@ fn consent_records_are_well_formed_and_follow_the_mix() {
                 .and_then(|p| p.get("tracking"))
                 .and_then(Value::as_bool)
         };
-        let time = |r: &serde_json::Map<String, Value>| {
-            let ts = str_field(r, "timestamp");
-            t.consent
-                .iter()
-                .find(|l| l.visitor_id == *visitor && l.line.contains(ts))
-                .map(|l| l.time_ms)
-                .unwrap()
-        };
         let first = first_event[visitor];
-        let delta = time(&records[0]) - first;
+        let delta = records[0].0 - first;
+        let records: Vec<&Record> = records.iter().map(|(_, r)| r).collect();
         let scenario = if records.iter().any(|r| r.contains_key("erase")) {
             "erase_after_session"
         } else if records.len() == 2 {
             assert_eq!(
-                (tracking(&records[0]), tracking(&records[1])),
+                (tracking(records[0]), tracking(records[1])),
                 (Some(true), Some(false))
             );
             "revoke_mid_session"
-        } else if tracking(&records[0]) == Some(false) {
+        } else if tracking(records[0]) == Some(false) {
             "deny"
         } else if delta < 0 {
             "grant_before"
@@ -408,8 +394,7 @@ fn outcome_events_match_summary() {
     let t = reference();
     let mut sessions: BTreeMap<(String, String), [bool; 3]> = BTreeMap::new();
     let mut last: BTreeMap<String, (i64, usize)> = BTreeMap::new();
-    for line in &t.events {
-        let e = parse(line);
+    for (line, e) in t.events.iter().zip(reference_records()) {
         let entry = last
             .entry(line.visitor_id.clone())
             .or_insert((line.time_ms, 0));
@@ -423,7 +408,7 @@ fn outcome_events_match_summary() {
             .get("page")
             .and_then(|p| p.get("url"))
             .and_then(Value::as_str);
-        if str_field(&e, "type") == "page_view"
+        if str_field(e, "type") == "page_view"
             && url == Some("https://shop.example.com/checkout/complete")
         {
             flags[0] = true;
@@ -512,102 +497,125 @@ fn url_of(e: &Record) -> &str {
         .unwrap_or("")
 }
 
-fn is_outcome(e: &Record, outcome: &str) -> bool {
-    let kind = e.get("type").and_then(Value::as_str);
-    let form = |id: &str| {
-        e.get("form").is_some_and(|f| {
-            f.get("form_id").and_then(Value::as_str) == Some(id)
-                && f.get("action").and_then(Value::as_str) == Some("submitted")
-        })
+/// The parts of an event the learnability features use, extracted once.
+struct Ev {
+    time: i64,
+    kind: String,
+    url: String,
+    custom: String,
+    form_started: bool,
+    /// purchase, webinar_signup, application_complete
+    outcome: [bool; 3],
+    device: String,
+    source: String,
+}
+
+const OUTCOMES: [&str; 3] = ["purchase", "webinar_signup", "application_complete"];
+
+fn extract(time: i64, e: &Record) -> Ev {
+    let nested = |a: &str, b: &str| {
+        e.get(a)
+            .and_then(|x| x.get(b))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
     };
-    match outcome {
-        "purchase" => kind == Some("page_view") && url_of(e).ends_with("/checkout/complete"),
-        "webinar_signup" => form("webinar-signup"),
-        _ => form("loan-application"),
+    let kind = nested_kind(e);
+    let url = url_of(e).to_owned();
+    let submitted =
+        |id: &str| nested("form", "form_id") == id && nested("form", "action") == "submitted";
+    Ev {
+        time,
+        outcome: [
+            kind == "page_view" && url.ends_with("/checkout/complete"),
+            submitted("webinar-signup"),
+            submitted("loan-application"),
+        ],
+        kind,
+        url,
+        custom: nested("custom", "name"),
+        form_started: nested("form", "action") == "started",
+        device: nested("device", "category"),
+        source: nested("traffic", "source"),
     }
+}
+
+fn nested_kind(e: &Record) -> String {
+    e.get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The reference events reduced to [`Ev`], grouped by visitor in time order.
+fn reference_by_visitor() -> &'static BTreeMap<String, Vec<Ev>> {
+    static PARSED: OnceLock<BTreeMap<String, Vec<Ev>>> = OnceLock::new();
+    PARSED.get_or_init(|| {
+        let mut by_visitor: BTreeMap<String, Vec<Ev>> = BTreeMap::new();
+        for (line, record) in reference().events.iter().zip(reference_records()) {
+            let ev = extract(line.time_ms, record);
+            by_visitor
+                .entry(line.visitor_id.clone())
+                .or_default()
+                .push(ev);
+        }
+        by_visitor
+    })
 }
 
 /// Counts, dwell, device, traffic and hour features of `prefix` (what an
 /// engine could compute after its last event), log-compressed.
-fn features(prefix: &[(i64, Record)]) -> Vec<f64> {
+fn features(prefix: &[Ev]) -> Vec<f64> {
+    let flag = |b: bool| f64::from(u8::from(b));
     let mut f = [0.0; 22];
-    for (k, (time, e)) in prefix.iter().enumerate() {
-        let url = url_of(e);
-        let kind = e.get("type").and_then(Value::as_str).unwrap_or("");
-        let dwell = prefix.get(k + 1).map_or(0, |n| n.0 - time) as f64 / 60_000.0;
-        let flag = |b: bool| f64::from(u8::from(b));
+    for (k, e) in prefix.iter().enumerate() {
+        let url = e.url.as_str();
+        let dwell = prefix.get(k + 1).map_or(0, |n| n.time - e.time) as f64 / 60_000.0;
         f[0] += 1.0;
-        if kind == "page_view" {
+        if e.kind == "page_view" {
             f[1] += flag(url.contains("/products/"));
-            f[2] += if url.contains("/products/") {
-                dwell
-            } else {
-                0.0
-            };
+            f[2] += dwell * flag(url.contains("/products/"));
             f[3] += flag(url.ends_with("/pricing"));
             f[4] += flag(url.ends_with("/cart"));
             f[5] += flag(url.contains("/checkout"));
             f[6] += flag(url.contains("/webinars/"));
-            f[7] += if url.contains("/webinars/") {
-                dwell
-            } else {
-                0.0
-            };
+            f[7] += dwell * flag(url.contains("/webinars/"));
             f[8] += flag(url.contains("/loans/"));
             f[9] += flag(url.ends_with("/apply"));
             f[10] += flag(url.contains("/help/"));
         }
-        f[11] += flag(kind == "search");
-        f[12] += flag(kind == "chat");
-        let custom = e
-            .get("custom")
-            .and_then(|c| c.get("name"))
-            .and_then(Value::as_str);
-        f[13] += flag(custom == Some("add_to_cart"));
-        f[14] += flag(custom == Some("video_played"));
-        f[15] += flag(custom == Some("calculator_used"));
-        f[16] += flag(
-            e.get("form")
-                .and_then(|x| x.get("action"))
-                .and_then(Value::as_str)
-                == Some("started"),
-        );
+        f[11] += flag(e.kind == "search");
+        f[12] += flag(e.kind == "chat");
+        f[13] += flag(e.custom == "add_to_cart");
+        f[14] += flag(e.custom == "video_played");
+        f[15] += flag(e.custom == "calculator_used");
+        f[16] += flag(e.form_started);
     }
-    let first = &prefix[0].1;
-    let device = first
-        .get("device")
-        .and_then(|d| d.get("category"))
-        .and_then(Value::as_str);
-    let source = first
-        .get("traffic")
-        .and_then(|d| d.get("source"))
-        .and_then(Value::as_str);
-    let last_time = prefix[prefix.len() - 1].0;
-    f[17] = f64::from(u8::from(device == Some("mobile")));
-    f[18] = f64::from(u8::from(device == Some("desktop")));
-    f[19] = f64::from(u8::from(source == Some("newsletter")));
-    f[20] = f64::from(u8::from(
-        (17..=22).contains(&timefmt::hour_of_day(last_time)),
-    ));
-    f[21] = (last_time - prefix[0].0) as f64 / 60_000.0;
+    let (first, last) = (&prefix[0], &prefix[prefix.len() - 1]);
+    f[17] = flag(first.device == "mobile");
+    f[18] = flag(first.device == "desktop");
+    f[19] = flag(first.source == "newsletter");
+    f[20] = flag((17..=22).contains(&timefmt::hour_of_day(last.time)));
+    f[21] = (last.time - first.time) as f64 / 60_000.0;
     f.iter().map(|v| (1.0 + v).ln()).collect()
 }
 
-/// One row per session for `outcome`. With `in_flight`, features are taken at
-/// a pseudo-random event before the outcome (how a streaming model scores);
-/// otherwise just before the outcome (or at session end for negatives).
-fn dataset(outcome: &str, in_flight: bool) -> Vec<SessionRow> {
+/// One row per session for outcome number `outcome`. With `in_flight`,
+/// features are taken at a pseudo-random event before the outcome (how a
+/// streaming model scores); otherwise just before the outcome (or at session
+/// end for negatives).
+fn dataset(outcome: usize, in_flight: bool) -> Vec<SessionRow> {
     let mut rows = Vec::new();
     for (n, (visitor, events)) in reference_by_visitor().iter().enumerate() {
         let holdout = visitor.ends_with(['0', '2', '4', '6', '8']);
         let mut start = 0;
         for i in 1..=events.len() {
-            if i < events.len() && events[i].0 - events[i - 1].0 <= 20 * 60_000 {
+            if i < events.len() && events[i].time - events[i - 1].time <= 20 * 60_000 {
                 continue;
             }
             let session = &events[start..i];
             start = i;
-            let cut = session.iter().position(|(_, e)| is_outcome(e, outcome));
+            let cut = session.iter().position(|e| e.outcome[outcome]);
             let mut len = cut.unwrap_or(session.len()).max(1);
             if in_flight {
                 len = 1 + (n * 7919 + i * 104_729) % len;
@@ -625,6 +633,7 @@ fn dataset(outcome: &str, in_flight: bool) -> Vec<SessionRow> {
 /// Logistic regression fitted by Newton's method (a few iterations suffice
 /// and keep the debug-mode test fast), with a small ridge for stability;
 /// returns the AUC on the holdout rows.
+#[allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
 fn fit_and_auc(rows: &[SessionRow]) -> f64 {
     let dim = rows[0].x.len() + 1; // + intercept
     let design = |r: &SessionRow| -> Vec<f64> { r.x.iter().copied().chain([1.0]).collect() };
@@ -635,7 +644,7 @@ fn fit_and_auc(rows: &[SessionRow]) -> f64 {
         .collect();
     let score = |w: &[f64], x: &[f64]| x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>();
     let mut w = vec![0.0; dim];
-    for _ in 0..7 {
+    for _ in 0..6 {
         // Augmented system [H | g] with H = XᵀWX + λI, g = Xᵀ(p - y) + λw.
         let mut m = vec![vec![0.0; dim + 1]; dim];
         for (x, y) in &train {
@@ -695,47 +704,19 @@ fn fit_and_auc(rows: &[SessionRow]) -> f64 {
 #[test]
 fn outcomes_are_learnable_but_not_trivially() {
     let mut aucs = Vec::new();
-    for outcome in ["purchase", "webinar_signup", "application_complete"] {
-        let in_flight = fit_and_auc(&dataset(outcome, true));
-        let before_outcome = fit_and_auc(&dataset(outcome, false));
-        println!("{outcome}: holdout AUC in-flight {in_flight:.3}, just-before-outcome {before_outcome:.3}");
-        aucs.push((outcome, in_flight));
+    for (index, outcome) in OUTCOMES.iter().enumerate() {
+        let in_flight = fit_and_auc(&dataset(index, true));
+        let before_outcome = fit_and_auc(&dataset(index, false));
+        println!(
+            "{outcome}: holdout AUC in-flight {in_flight:.3}, just-before-outcome {before_outcome:.3}"
+        );
+        aucs.push((outcome, in_flight, before_outcome));
     }
-    for (outcome, auc) in aucs {
-        assert!((0.72..=0.93).contains(&auc), "{outcome} {auc}");
-    }
-}
-
-#[test]
-fn scratch_ablation() {
-    for outcome in ["purchase", "application_complete"] {
-        let rows = dataset(outcome, true);
-        let base = fit_and_auc(&rows);
-        let mut out = format!("{outcome} base {base:.3}:");
-        for j in 0..rows[0].x.len() {
-            let r2: Vec<SessionRow> = rows
-                .iter()
-                .map(|r| {
-                    let mut x = r.x.clone();
-                    x[j] = 0.0;
-                    SessionRow {
-                        x,
-                        label: r.label,
-                        holdout: r.holdout,
-                    }
-                })
-                .collect();
-            out += &format!(" {j}:{:.3}", fit_and_auc(&r2));
-        }
-        let only: Vec<SessionRow> = rows
-            .iter()
-            .map(|r| SessionRow {
-                x: vec![r.x[0], r.x[21]],
-                label: r.label,
-                holdout: r.holdout,
-            })
-            .collect();
-        out += &format!(" only-len-dur:{:.3}", fit_and_auc(&only));
-        println!("{out}");
+    for (outcome, in_flight, before_outcome) in aucs {
+        // Scoring mid-session is informative but far from certain...
+        assert!((0.75..=0.95).contains(&in_flight), "{outcome} {in_flight}");
+        // ...and even right before the outcome (when the funnel or form has
+        // been entered) it is not a deterministic function of the features.
+        assert!(before_outcome < 0.999, "{outcome} {before_outcome}");
     }
 }

@@ -27,7 +27,7 @@ struct WireEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     chat: Option<WireChat>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    custom: Option<WireCustom>,
+    custom: Option<WireCustom<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     device: Option<WireDevice>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,10 +64,27 @@ struct WireChat {
 }
 
 #[derive(Serialize)]
-struct WireCustom {
+struct WireCustom<'a> {
     name: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    properties: Option<serde_json::Map<String, serde_json::Value>>,
+    properties: Option<OrderedMap<'a>>,
+}
+
+/// A JSON object written in the given key order. Used instead of
+/// `serde_json::Map`, whose order depends on whether some crate in the build
+/// enables serde_json's `preserve_order` feature; output must be byte-identical
+/// per seed in every build.
+pub(crate) struct OrderedMap<'a>(pub &'a [(&'a str, serde_json::Value)]);
+
+impl Serialize for OrderedMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -135,6 +152,8 @@ pub(crate) fn event_line(
     session_id: Option<&str>,
     event: &SimEvent,
 ) -> Result<String, serde_json::Error> {
+    // Declared before `record`, which borrows it for custom events.
+    let properties_buf: Vec<(&str, serde_json::Value)>;
     let mut record = WireEvent {
         event_id,
         visitor_id: &profile.visitor_id,
@@ -199,12 +218,11 @@ pub(crate) fn event_line(
         }
         Payload::Custom { name, properties } => {
             record.kind = "custom";
-            let properties = (!properties.is_empty()).then(|| {
-                properties
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), prop_value(*v)))
-                    .collect()
-            });
+            properties_buf = properties
+                .iter()
+                .map(|(k, v)| (*k, prop_value(*v)))
+                .collect();
+            let properties = (!properties_buf.is_empty()).then_some(OrderedMap(&properties_buf));
             record.custom = Some(WireCustom { name, properties });
         }
     }

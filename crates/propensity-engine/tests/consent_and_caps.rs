@@ -1,0 +1,1246 @@
+//! Property tests of the engine's end-to-end guarantees over random
+//! interleavings of consent records (grants, denials, erasures by record and
+//! by tombstone, malformed ones) and visitor events (random types, times in
+//! a small window, explicit or derived sessions, duplicate ids, malformed
+//! records) for a handful of visitors:
+//!
+//! - the consent gate, checked against an independent model of consent
+//!   semantics (latest timestamp wins, ties go to the later read; erasure
+//!   applies whatever its time and only a strictly newer record lifts it);
+//! - frequency caps (per map and per session, minimum gap per visitor);
+//! - determinism (two fresh runs give byte-identical outputs);
+//! - counter reconciliation after `finish`.
+//!
+//! Plus scenario tests pinning the cases the properties found, and a
+//! coverage test proving the generated scenarios do reach offers,
+//! revocations, erasures and caps (so the properties are not vacuous).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use common::{
+    bytes, config_from, consent, low_threshold_settings, page_view, proptest_cases, rfc3339,
+    shipped_config, shipped_settings, test_models, Output, RecordingSink, ScoreRecord, BASE_MS,
+};
+use propensity_engine::config::ConsentMode;
+use propensity_engine::purpose::Purpose;
+use propensity_engine::timestamp::parse_rfc3339;
+use propensity_engine::{DropReason, Engine, EngineConfig, ModelSet, Offer, Origin};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+use serde_json::{json, Value};
+
+const VISITORS: [&str; 4] = ["v0", "v1", "v2", "v3"];
+const URLS: [&str; 12] = [
+    "/",
+    "/products/widget",
+    "/cart",
+    "/checkout",
+    "/checkout/payment",
+    "/checkout/complete",
+    "/webinars/ai",
+    "/loans/personal",
+    "/apply",
+    "/blog/post",
+    "/help",
+    "/about",
+];
+const FORMS: [&str; 3] = ["webinar-signup", "loan-application", "newsletter"];
+const FORM_ACTIONS: [&str; 3] = ["started", "submitted", "abandoned"];
+const CHAT_ACTIONS: [&str; 4] = ["requested", "started", "message", "ended"];
+const CUSTOM_NAMES: [&str; 3] = ["video_play", "calculator_used", "download"];
+const DEVICES: [&str; 4] = ["desktop", "mobile", "tablet", "other"];
+const PURPOSES: [&str; 4] = ["tracking", "support", "sales", "marketing"];
+
+// ------------------------------------------------------------ configurations
+
+/// A configuration variant under test.
+struct Variant {
+    name: &'static str,
+    config: Arc<EngineConfig>,
+    models: Arc<ModelSet>,
+}
+
+fn variant(name: &'static str, config: Arc<EngineConfig>) -> Variant {
+    let models = test_models(&config);
+    Variant {
+        name,
+        config,
+        models,
+    }
+}
+
+static VARIANTS: LazyLock<Vec<Variant>> = LazyLock::new(|| {
+    let mut opt_out = low_threshold_settings();
+    opt_out.consent.mode = ConsentMode::OptOut;
+    let mut opt_out_no_tracking = low_threshold_settings();
+    opt_out_no_tracking.consent.mode = ConsentMode::OptOut;
+    opt_out_no_tracking.consent.opt_out_default_purposes =
+        vec![Purpose::Support, Purpose::Sales, Purpose::Marketing];
+    let mut short_buffer = low_threshold_settings();
+    short_buffer.consent.buffer_ttl_secs = 3.0;
+    short_buffer.consent.buffer_max_per_visitor = 2;
+    vec![
+        variant("shipped", shipped_config()),
+        variant("low-threshold", config_from(&low_threshold_settings())),
+        variant("low-threshold opt_out", config_from(&opt_out)),
+        variant(
+            "low-threshold opt_out, no tracking by default",
+            config_from(&opt_out_no_tracking),
+        ),
+        variant("low-threshold, small buffer", config_from(&short_buffer)),
+    ]
+});
+
+// ------------------------------------------------------------- generation
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Page(usize),
+    Search(Option<u8>),
+    Form(usize, usize, Option<u8>),
+    Chat(usize),
+    Custom(usize),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// A valid event; `advance_s` moves the scenario clock first.
+    Event {
+        visitor: usize,
+        advance_s: i64,
+        kind: Kind,
+        /// Session choice, interpreted by the visitor's session style.
+        session: u8,
+        duplicate_of: Option<Index>,
+        keyed: bool,
+        device: Option<usize>,
+        /// Dated 400 s before the clock (beyond the allowed lateness).
+        late: bool,
+    },
+    /// A consent state record dated `offset_s` from the clock.
+    Consent {
+        visitor: usize,
+        offset_s: i64,
+        purposes: [bool; 4],
+        keyed: bool,
+    },
+    /// An erasure: a record with `erase: true`, or a Kafka tombstone.
+    Erase {
+        visitor: usize,
+        offset_s: i64,
+        tombstone: bool,
+    },
+    /// An event record that must be dead-lettered.
+    BadEvent { visitor: usize, variant: u8 },
+    /// A consent record that must be dead-lettered.
+    BadConsent { visitor: usize, variant: u8 },
+}
+
+fn kind_strategy() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        5 => (0..URLS.len()).prop_map(Kind::Page),
+        2 => proptest::option::of(0u8..3).prop_map(Kind::Search),
+        2 => (0..FORMS.len(), 0..FORM_ACTIONS.len(), proptest::option::of(0u8..6))
+            .prop_map(|(f, a, n)| Kind::Form(f, a, n)),
+        1 => (0..CHAT_ACTIONS.len()).prop_map(Kind::Chat),
+        1 => (0..CUSTOM_NAMES.len()).prop_map(Kind::Custom),
+    ]
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let visitor = 0..VISITORS.len();
+    prop_oneof![
+        14 => (
+            visitor.clone(),
+            -3i64..=6,
+            kind_strategy(),
+            0u8..10,
+            proptest::option::weighted(0.12, any::<Index>()),
+            any::<bool>(),
+            proptest::option::of(0..DEVICES.len()),
+            proptest::bool::weighted(0.03),
+        )
+            .prop_map(|(visitor, advance_s, kind, session, duplicate_of, keyed, device, late)| {
+                Op::Event { visitor, advance_s, kind, session, duplicate_of, keyed, device, late }
+            }),
+        4 => (
+            visitor.clone(),
+            -3i64..=3,
+            (proptest::bool::weighted(0.7), any::<bool>(), any::<bool>(), any::<bool>()),
+            any::<bool>(),
+        )
+            .prop_map(|(visitor, offset_s, (t, su, sa, m), keyed)| Op::Consent {
+                visitor,
+                offset_s,
+                purposes: [t, su, sa, m],
+                keyed,
+            }),
+        1 => (visitor.clone(), -3i64..=3, any::<bool>())
+            .prop_map(|(visitor, offset_s, tombstone)| Op::Erase { visitor, offset_s, tombstone }),
+        1 => (visitor.clone(), 0u8..8).prop_map(|(visitor, variant)| Op::BadEvent { visitor, variant }),
+        1 => (visitor, 0u8..5).prop_map(|(visitor, variant)| Op::BadConsent { visitor, variant }),
+    ]
+}
+
+/// A scenario: a configuration variant, each visitor's session style and
+/// the operations.
+type Scenario = (usize, [u8; 4], Vec<Op>);
+
+fn scenario_strategy() -> impl Strategy<Value = Scenario> {
+    (
+        0..VARIANTS.len(),
+        [0u8..3, 0u8..3, 0u8..3, 0u8..3],
+        prop::collection::vec(op_strategy(), 1..120),
+    )
+}
+
+/// The session id of an event: style 0 never sends one (sessions are
+/// derived), style 1 sends a sticky id that changes one time in ten, style 2
+/// mixes derived sessions and three explicit ids at random.
+fn session_id(visitor: &str, style: u8, choice: u8) -> Option<String> {
+    match style {
+        0 => None,
+        1 => Some(format!("s-{visitor}-{}", u8::from(choice == 9))),
+        _ if choice < 4 => None,
+        _ => Some(format!("s-{visitor}-{}", choice % 3)),
+    }
+}
+
+// ---------------------------------------------------------------- records
+
+/// What a valid consent record says, for the test's own model.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    State([bool; 4]),
+    Erase,
+}
+
+/// A concrete input record.
+#[derive(Debug, Clone)]
+enum Record {
+    Event {
+        visitor: usize,
+        key: Option<Vec<u8>>,
+        bytes: Vec<u8>,
+        valid: bool,
+    },
+    Consent {
+        visitor: usize,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        time_ms: i64,
+        /// `None`: malformed, must be dead-lettered.
+        change: Option<Change>,
+    },
+}
+
+fn event_json(
+    id: &str,
+    visitor: &str,
+    t_ms: i64,
+    kind: &Kind,
+    session: Option<&str>,
+    device: Option<usize>,
+) -> Value {
+    let mut v = json!({
+        "event_id": id,
+        "visitor_id": visitor,
+        "timestamp": rfc3339(t_ms),
+    });
+    let (type_name, field, body) = match kind {
+        Kind::Page(i) => (
+            "page_view",
+            "page",
+            json!({"url": format!("https://shop.example.com{}?ref=x", URLS[*i]), "title": "T"}),
+        ),
+        Kind::Search(results) => (
+            "search",
+            "search",
+            match results {
+                Some(n) => json!({"query": "blue widget", "results": n}),
+                None => json!({"query": "blue widget"}),
+            },
+        ),
+        Kind::Form(f, a, n) => {
+            let mut form = json!({"form_id": FORMS[*f], "action": FORM_ACTIONS[*a]});
+            if let Some(n) = n {
+                form["fields_completed"] = json!(n);
+            }
+            ("form_fill", "form", form)
+        }
+        Kind::Chat(a) => ("chat", "chat", json!({"action": CHAT_ACTIONS[*a]})),
+        Kind::Custom(n) => (
+            "custom",
+            "custom",
+            json!({"name": CUSTOM_NAMES[*n], "properties": {"seconds": 12.5, "ok": true, "label": "x"}}),
+        ),
+    };
+    v["type"] = json!(type_name);
+    v[field] = body;
+    if let Some(s) = session {
+        v["session_id"] = json!(s);
+    }
+    if let Some(d) = device {
+        v["device"] = json!({"category": DEVICES[d], "browser": "Firefox", "os": "Linux"});
+        v["traffic"] = json!({"source": "Newsletter", "medium": "email"});
+    }
+    v
+}
+
+/// Turns operations into concrete records (ids, times, bytes).
+fn render(styles: &[u8; 4], ops: &[Op]) -> Vec<Record> {
+    let mut clock = BASE_MS;
+    let mut ids: Vec<Vec<String>> = vec![Vec::new(); VISITORS.len()];
+    let mut out = Vec::with_capacity(ops.len());
+    for (n, op) in ops.iter().enumerate() {
+        match op {
+            Op::Event {
+                visitor,
+                advance_s,
+                kind,
+                session,
+                duplicate_of,
+                keyed,
+                device,
+                late,
+            } => {
+                clock += advance_s * 1000;
+                let t = if *late { clock - 400_000 } else { clock };
+                let v = VISITORS[*visitor];
+                let id = match duplicate_of {
+                    Some(i) if !ids[*visitor].is_empty() => {
+                        ids[*visitor][i.index(ids[*visitor].len())].clone()
+                    }
+                    _ => format!("e{n}"),
+                };
+                ids[*visitor].push(id.clone());
+                let session = session_id(v, styles[*visitor], *session);
+                let value = event_json(&id, v, t, kind, session.as_deref(), *device);
+                out.push(Record::Event {
+                    visitor: *visitor,
+                    key: keyed.then(|| v.as_bytes().to_vec()),
+                    bytes: bytes(&value),
+                    valid: true,
+                });
+            }
+            Op::Consent {
+                visitor,
+                offset_s,
+                purposes,
+                keyed,
+            } => {
+                let v = VISITORS[*visitor];
+                let t = clock + offset_s * 1000;
+                let granted: Vec<&str> = PURPOSES
+                    .iter()
+                    .zip(purposes)
+                    .filter(|(_, g)| **g)
+                    .map(|(p, _)| *p)
+                    .collect();
+                let mut value = consent(v, t, &granted);
+                value["source"] = json!("cmp");
+                out.push(Record::Consent {
+                    visitor: *visitor,
+                    key: keyed.then(|| v.as_bytes().to_vec()),
+                    value: Some(bytes(&value)),
+                    time_ms: t,
+                    change: Some(Change::State(*purposes)),
+                });
+            }
+            Op::Erase {
+                visitor,
+                offset_s,
+                tombstone,
+            } => {
+                let v = VISITORS[*visitor];
+                let t = clock + offset_s * 1000;
+                let value = (!tombstone).then(|| {
+                    bytes(&json!({"visitor_id": v, "timestamp": rfc3339(t), "erase": true}))
+                });
+                out.push(Record::Consent {
+                    visitor: *visitor,
+                    key: Some(v.as_bytes().to_vec()),
+                    value,
+                    time_ms: t,
+                    change: Some(Change::Erase),
+                });
+            }
+            Op::BadEvent { visitor, variant } => {
+                let v = VISITORS[*visitor];
+                let good = event_json(&format!("bad{n}"), v, clock, &Kind::Page(0), None, None);
+                let mut key = None;
+                let bytes = match variant {
+                    0 => b"not json {".to_vec(),
+                    1 => {
+                        let b = bytes(&good);
+                        b[..b.len() / 2].to_vec()
+                    }
+                    2 => {
+                        let mut g = good;
+                        if let Some(o) = g.as_object_mut() {
+                            o.remove("event_id");
+                        }
+                        bytes(&g)
+                    }
+                    3 => {
+                        let mut g = good;
+                        g["timestamp"] = json!("yesterday");
+                        bytes(&g)
+                    }
+                    4 => {
+                        let mut g = good;
+                        g["type"] = json!("teleport");
+                        bytes(&g)
+                    }
+                    5 => {
+                        key = Some(b"someone-else".to_vec());
+                        bytes(&good)
+                    }
+                    6 => b"{\"event_id\":\"\xff\"}".to_vec(),
+                    _ => {
+                        let mut g = good;
+                        g["padding"] = json!("x".repeat(70_000));
+                        bytes(&g)
+                    }
+                };
+                out.push(Record::Event {
+                    visitor: *visitor,
+                    key,
+                    bytes,
+                    valid: false,
+                });
+            }
+            Op::BadConsent { visitor, variant } => {
+                let v = VISITORS[*visitor];
+                let good = consent(v, clock, &["tracking"]);
+                let mut key = None;
+                let value = match variant {
+                    0 => b"{\"visitor_id\":".to_vec(),
+                    1 => {
+                        let mut g = good;
+                        if let Some(o) = g.as_object_mut() {
+                            o.remove("timestamp");
+                        }
+                        bytes(&g)
+                    }
+                    2 => {
+                        let mut g = good;
+                        g["purposes"] = json!("all");
+                        bytes(&g)
+                    }
+                    3 => {
+                        key = Some(b"someone-else".to_vec());
+                        bytes(&good)
+                    }
+                    _ => bytes(&json!({"visitor_id": v, "timestamp": rfc3339(clock)})),
+                };
+                out.push(Record::Consent {
+                    visitor: *visitor,
+                    key,
+                    value: Some(value),
+                    time_ms: clock,
+                    change: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------- the test's models
+
+/// The latest consent state of one visitor in the test's own model.
+#[derive(Debug, Clone, Copy)]
+struct ModelState {
+    time_ms: i64,
+    /// tracking, support, sales, marketing.
+    purposes: [bool; 4],
+    erased: bool,
+    /// Tracking was granted by a record since the last erasure.
+    ever_tracked: bool,
+}
+
+/// Consent semantics written from the contract, independently of the
+/// engine: the record with the greatest timestamp wins, ties go to the
+/// record read later; an erasure applies whatever its timestamp and blocks
+/// everything until a record strictly newer than everything seen before it.
+struct ConsentModel {
+    opt_in: bool,
+    defaults: [bool; 4],
+    states: Vec<Option<ModelState>>,
+}
+
+impl ConsentModel {
+    fn new(config: &EngineConfig) -> Self {
+        Self {
+            opt_in: config.consent_mode == ConsentMode::OptIn,
+            defaults: [
+                Purpose::Tracking,
+                Purpose::Support,
+                Purpose::Sales,
+                Purpose::Marketing,
+            ]
+            .map(|p| config.opt_out_purposes.grants(p)),
+            states: vec![None; VISITORS.len()],
+        }
+    }
+
+    /// Effective purposes now.
+    fn purposes(&self, v: usize) -> [bool; 4] {
+        match self.states[v] {
+            None if self.opt_in => [false; 4],
+            None => self.defaults,
+            Some(s) if s.erased => [false; 4],
+            Some(s) => s.purposes,
+        }
+    }
+
+    fn tracking(&self, v: usize) -> bool {
+        self.purposes(v)[0]
+    }
+
+    fn grants(&self, v: usize, purpose: Purpose) -> bool {
+        let i = PURPOSES
+            .iter()
+            .position(|p| *p == purpose.as_str())
+            .expect("known purpose");
+        self.purposes(v)[i]
+    }
+
+    /// Applies a record; false when it is stale (ignored).
+    fn apply(&mut self, v: usize, time_ms: i64, change: Change) -> bool {
+        let current = self.states[v];
+        match change {
+            Change::Erase => {
+                let since = current.map_or(time_ms, |c| c.time_ms.max(time_ms));
+                self.states[v] = Some(ModelState {
+                    time_ms: since,
+                    purposes: [false; 4],
+                    erased: true,
+                    ever_tracked: false,
+                });
+                true
+            }
+            Change::State(purposes) => {
+                if let Some(c) = current {
+                    if time_ms < c.time_ms || (c.erased && time_ms <= c.time_ms) {
+                        return false;
+                    }
+                }
+                self.states[v] = Some(ModelState {
+                    time_ms,
+                    purposes,
+                    erased: false,
+                    ever_tracked: purposes[0] || current.is_some_and(|c| c.ever_tracked),
+                });
+                true
+            }
+        }
+    }
+}
+
+/// Frequency-cap bookkeeping, driven by the output stream. A session
+/// instance is `(visitor, session id, generation)`: the generation moves
+/// when scores switch to another session id (every new session's first
+/// event is scored) or when consent is revoked or erased (which forgets
+/// the session, so an explicit id may come back as a new session).
+struct CapModel<'a> {
+    config: &'a EngineConfig,
+    generation: Vec<u32>,
+    current: Vec<Option<String>>,
+    /// The scores of the visitor's latest scored event: (event id, outcome → p).
+    last_scores: Vec<Option<(String, HashMap<String, f64>)>>,
+    last_offer_ms: Vec<Option<i64>>,
+    per_map: HashMap<(usize, String, u32, String), u32>,
+    per_session: HashMap<(usize, String, u32), u32>,
+}
+
+impl<'a> CapModel<'a> {
+    fn new(config: &'a EngineConfig) -> Self {
+        let n = VISITORS.len();
+        Self {
+            config,
+            generation: vec![0; n],
+            current: vec![None; n],
+            last_scores: vec![None; n],
+            last_offer_ms: vec![None; n],
+            per_map: HashMap::new(),
+            per_session: HashMap::new(),
+        }
+    }
+
+    fn forget_session(&mut self, v: usize) {
+        self.generation[v] += 1;
+        self.current[v] = None;
+        self.last_scores[v] = None;
+    }
+
+    fn erase(&mut self, v: usize) {
+        self.forget_session(v);
+        self.last_offer_ms[v] = None;
+    }
+
+    fn score(&mut self, v: usize, s: &ScoreRecord) {
+        if self.current[v].as_deref() != Some(s.session_id.as_str()) {
+            self.generation[v] += 1;
+            self.current[v] = Some(s.session_id.clone());
+        }
+        match &mut self.last_scores[v] {
+            Some((id, scores)) if *id == s.event_id => {
+                scores.insert(s.outcome.clone(), s.probability);
+            }
+            slot => {
+                *slot = Some((
+                    s.event_id.clone(),
+                    HashMap::from([(s.outcome.clone(), s.probability)]),
+                ));
+            }
+        }
+    }
+
+    fn offer(&mut self, v: usize, o: &Offer) -> Result<(), TestCaseError> {
+        prop_assert_eq!(
+            self.current[v].as_deref(),
+            Some(o.session_id.as_str()),
+            "an offer belongs to the session of the event scored just before it"
+        );
+        let (event_id, scores) = self.last_scores[v]
+            .as_ref()
+            .ok_or_else(|| TestCaseError::fail("offer without a preceding score"))?;
+        prop_assert_eq!(event_id, &o.trigger_event_id);
+        prop_assert_eq!(scores.get(&o.outcome).copied(), Some(o.probability));
+
+        let map = self
+            .config
+            .action_maps
+            .iter()
+            .find(|m| m.name == o.action_map)
+            .ok_or_else(|| TestCaseError::fail(format!("unknown map {}", o.action_map)))?;
+        let session = (v, o.session_id.clone(), self.generation[v]);
+        let n_map = self
+            .per_map
+            .entry((
+                v,
+                o.session_id.clone(),
+                self.generation[v],
+                o.action_map.clone(),
+            ))
+            .or_default();
+        *n_map += 1;
+        prop_assert!(
+            *n_map <= map.max_per_session,
+            "map {} made {} offers in session {:?} (cap {})",
+            o.action_map,
+            n_map,
+            session,
+            map.max_per_session
+        );
+        let n_session = self.per_session.entry(session.clone()).or_default();
+        *n_session += 1;
+        prop_assert!(
+            *n_session <= self.config.max_offers_per_session,
+            "{} offers in session {:?} (cap {})",
+            n_session,
+            session,
+            self.config.max_offers_per_session
+        );
+        let t = parse_rfc3339(&o.event_time)
+            .ok_or_else(|| TestCaseError::fail("offer event_time is not RFC 3339"))?
+            .epoch_ms;
+        if let Some(last) = self.last_offer_ms[v] {
+            prop_assert!(
+                t - last >= self.config.min_offer_gap_ms,
+                "offers to {} at {} and {}: gap below {} ms",
+                VISITORS[v],
+                last,
+                t,
+                self.config.min_offer_gap_ms
+            );
+        }
+        self.last_offer_ms[v] = Some(t);
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ running
+
+/// What a run produced, for determinism and coverage checks.
+struct RunResult {
+    sink: RecordingSink,
+    engine: Engine,
+    stale_consent: u64,
+    /// Sessions that reached the per-session cap.
+    sessions_at_cap: usize,
+    /// (session, map) pairs that reached a per-map cap above 1.
+    maps_at_cap: usize,
+}
+
+fn feed(engine: &mut Engine, record: &Record, sink: &mut RecordingSink) {
+    let origin = Origin::Unknown;
+    match record {
+        Record::Event { key, bytes, .. } => {
+            engine.process_event(key.as_deref(), bytes, &origin, None, sink);
+        }
+        Record::Consent {
+            key,
+            value,
+            time_ms,
+            ..
+        } => {
+            engine.process_consent(
+                key.as_deref(),
+                value.as_deref(),
+                *time_ms,
+                &origin,
+                None,
+                sink,
+            );
+        }
+    }
+}
+
+/// Runs the records through a fresh engine, checking every invariant after
+/// every record.
+fn run_checked(v: &Variant, records: &[Record]) -> Result<RunResult, TestCaseError> {
+    let config = &*v.config;
+    let mut engine = Engine::new(v.config.clone(), v.models.clone());
+    let mut sink = RecordingSink::default();
+    let mut gate = ConsentModel::new(config);
+    let mut caps = CapModel::new(config);
+    let mut predicted_revoked = 0u64;
+    let mut predicted_erased = 0u64;
+    let mut predicted_no_consent = 0u64;
+    let mut stale_consent = 0u64;
+
+    for (i, record) in records.iter().enumerate() {
+        let before = sink.outputs.len();
+        feed(&mut engine, record, &mut sink);
+        let (visitor, malformed, prior_state) = match record {
+            Record::Event { visitor, valid, .. } => {
+                if *valid {
+                    match gate.states[*visitor] {
+                        Some(s) if s.erased => predicted_erased += 1,
+                        Some(s) if !s.purposes[0] && s.ever_tracked => predicted_revoked += 1,
+                        Some(s) if !s.purposes[0] => predicted_no_consent += 1,
+                        _ => {}
+                    }
+                }
+                (*visitor, !*valid, gate.states[*visitor])
+            }
+            Record::Consent {
+                visitor,
+                time_ms,
+                change,
+                ..
+            } => {
+                let prior = gate.states[*visitor];
+                if let Some(change) = change {
+                    let was_tracking = gate.tracking(*visitor);
+                    if gate.apply(*visitor, *time_ms, *change) {
+                        if matches!(change, Change::Erase) {
+                            caps.erase(*visitor);
+                        } else if was_tracking && !gate.tracking(*visitor) {
+                            caps.forget_session(*visitor);
+                        }
+                    } else {
+                        stale_consent += 1;
+                    }
+                }
+                (*visitor, change.is_none(), prior)
+            }
+        };
+        let name = VISITORS[visitor];
+        let new = &sink.outputs[before..];
+        let mut offers = 0;
+        let mut dead_letters = 0;
+        for out in new {
+            match out {
+                Output::Score(s) => {
+                    prop_assert_eq!(
+                        &s.visitor_id,
+                        name,
+                        "record {}: score for another visitor",
+                        i
+                    );
+                    prop_assert!(
+                        gate.tracking(visitor),
+                        "record {} ({}): {} scored while its consent does not grant tracking ({:?})",
+                        i,
+                        v.name,
+                        name,
+                        gate.states[visitor]
+                    );
+                    caps.score(visitor, s);
+                }
+                Output::Offer(o) => {
+                    offers += 1;
+                    prop_assert_eq!(
+                        &o.visitor_id,
+                        name,
+                        "record {}: offer for another visitor",
+                        i
+                    );
+                    prop_assert!(
+                        gate.tracking(visitor),
+                        "record {} ({}): offer to {} while its consent does not grant tracking ({:?})",
+                        i,
+                        v.name,
+                        name,
+                        gate.states[visitor]
+                    );
+                    prop_assert!(
+                        gate.grants(visitor, o.purpose),
+                        "record {} ({}): offer {} needs {:?}, not granted",
+                        i,
+                        v.name,
+                        o.action_map,
+                        o.purpose
+                    );
+                    caps.offer(visitor, o)?;
+                }
+                Output::DeadLetter(_) => dead_letters += 1,
+            }
+        }
+        if malformed {
+            prop_assert_eq!(dead_letters, 1, "record {}: malformed, one dead letter", i);
+            prop_assert_eq!(
+                new.len(),
+                1,
+                "record {}: a malformed record makes nothing else",
+                i
+            );
+        } else {
+            prop_assert_eq!(dead_letters, 0, "record {}: valid record dead-lettered", i);
+        }
+        match record {
+            Record::Event { .. } => {
+                prop_assert!(offers <= 1, "record {}: {} offers for one event", i, offers)
+            }
+            Record::Consent { .. } => {
+                // Only the first record of an opt-in visitor may release
+                // buffered events (which are then processed under it).
+                if !new.is_empty() && !malformed {
+                    prop_assert!(
+                        prior_state.is_none() && gate.opt_in,
+                        "record {}: consent record produced outputs but nothing was buffered",
+                        i
+                    );
+                }
+            }
+        }
+        // Without tracking nothing but buffered events (opt-in, before any
+        // record) may be held: a revocation or erasure forgets the session.
+        if !gate.tracking(visitor) {
+            if let Some((_, Some(snapshot))) = engine.visitor_view(name) {
+                prop_assert!(
+                    snapshot.session.is_none(),
+                    "record {} ({}): {} has a session while not tracked ({:?})",
+                    i,
+                    v.name,
+                    name,
+                    gate.states[visitor]
+                );
+                if gate.states[visitor].is_some() {
+                    prop_assert!(
+                        snapshot.buffer.is_empty(),
+                        "record {}: buffer kept after a consent record",
+                        i
+                    );
+                }
+            }
+        }
+        let c = engine.counters();
+        prop_assert!(
+            c.reconciles(),
+            "record {}: counters do not reconcile: {:?}",
+            i,
+            c
+        );
+    }
+
+    engine.finish(&mut sink);
+    let c = engine.counters().clone();
+    let event_records = records
+        .iter()
+        .filter(|r| matches!(r, Record::Event { .. }))
+        .count() as u64;
+    let malformed_events = records
+        .iter()
+        .filter(|r| matches!(r, Record::Event { valid: false, .. }))
+        .count() as u64;
+    let consent_records = records.len() as u64 - event_records;
+    let malformed_consent = records
+        .iter()
+        .filter(|r| matches!(r, Record::Consent { change: None, .. }))
+        .count() as u64;
+    prop_assert!(c.reconciles(), "after finish: {:?}", c);
+    prop_assert_eq!(c.events_consumed, event_records);
+    prop_assert_eq!(c.buffered_events, 0, "finish leaves nothing buffered");
+    prop_assert_eq!(c.dead_lettered_total(), malformed_events);
+    prop_assert_eq!(c.consent_consumed, consent_records);
+    prop_assert_eq!(
+        c.consent_dead_lettered.iter().sum::<u64>(),
+        malformed_consent
+    );
+    prop_assert_eq!(c.consent_stale, stale_consent, "stale consent records");
+    prop_assert_eq!(
+        c.consent_applied,
+        consent_records - malformed_consent - stale_consent
+    );
+    prop_assert_eq!(
+        sink.dead_letters().len() as u64,
+        malformed_events + malformed_consent
+    );
+    prop_assert_eq!(
+        sink.offers().len() as u64,
+        c.offers_by_map.iter().sum::<u64>()
+    );
+    prop_assert_eq!(sink.scores().len() as u64, c.scores);
+    if gate.opt_in {
+        let dropped = |r: DropReason| c.events_dropped[r as usize];
+        prop_assert_eq!(
+            dropped(DropReason::Revoked),
+            predicted_revoked,
+            "revoked drops"
+        );
+        prop_assert!(
+            dropped(DropReason::Erased) >= predicted_erased,
+            "erased drops"
+        );
+        prop_assert!(
+            dropped(DropReason::NoConsent) >= predicted_no_consent,
+            "no-consent drops"
+        );
+    }
+    let sessions_at_cap = caps
+        .per_session
+        .values()
+        .filter(|n| **n == config.max_offers_per_session)
+        .count();
+    let maps_at_cap = caps
+        .per_map
+        .iter()
+        .filter(|((.., map), n)| {
+            config
+                .action_maps
+                .iter()
+                .any(|m| m.name == *map && m.max_per_session > 1 && m.max_per_session == **n)
+        })
+        .count();
+    Ok(RunResult {
+        sink,
+        engine,
+        stale_consent,
+        sessions_at_cap,
+        maps_at_cap,
+    })
+}
+
+/// Every output serialized, in order.
+fn serialized_outputs(sink: &RecordingSink) -> Vec<String> {
+    sink.outputs
+        .iter()
+        .map(|o| match o {
+            Output::Score(s) => format!("score {}", s.json),
+            Output::Offer(o) => format!(
+                "offer {}",
+                serde_json::to_string(o).expect("offer serializes")
+            ),
+            Output::DeadLetter(d) => format!("dead {}", d.line),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(proptest_cases(96)))]
+
+    /// (a) consent gate, (b) caps, (d) reconciliation — all checked record
+    /// by record in `run_checked` — and (c) determinism: a second fresh run
+    /// gives byte-identical offers, scores and dead letters.
+    #[test]
+    fn consent_caps_determinism_and_reconciliation((variant_idx, styles, ops) in scenario_strategy()) {
+        let v = &VARIANTS[variant_idx];
+        let records = render(&styles, &ops);
+        let first = run_checked(v, &records)?;
+        let second = run_checked(v, &records)?;
+        let a = serialized_outputs(&first.sink);
+        let b = serialized_outputs(&second.sink);
+        prop_assert_eq!(a, b, "two runs of the same input differ ({})", v.name);
+        prop_assert_eq!(first.engine.counters(), second.engine.counters());
+    }
+}
+
+/// The generated scenarios reach what the properties are about: offers of
+/// every kind of map, suppression by caps and by purpose, revocations,
+/// erasures, stale records, released buffers, late and duplicate events.
+/// Without this, a generator bug could make the properties vacuous.
+#[test]
+fn generated_scenarios_cover_the_interesting_paths() {
+    let mut runner = TestRunner::deterministic();
+    let strategy = scenario_strategy();
+    let mut offers = 0u64;
+    let mut offers_per_variant = vec![0u64; VARIANTS.len()];
+    let mut by_cap = 0u64;
+    let mut by_purpose = 0u64;
+    let mut revocations = 0u64;
+    let mut erasures = 0u64;
+    let mut stale = 0u64;
+    let mut sessions_at_cap = 0;
+    let mut maps_at_cap = 0;
+    let mut dropped = [0u64; 7];
+    let mut maps = std::collections::BTreeSet::new();
+    for _ in 0..96 {
+        let (variant_idx, styles, ops) = strategy
+            .new_tree(&mut runner)
+            .expect("a scenario")
+            .current();
+        let v = &VARIANTS[variant_idx];
+        let run = run_checked(v, &render(&styles, &ops)).expect("the properties hold");
+        let c = run.engine.counters();
+        offers += c.offers_by_map.iter().sum::<u64>();
+        offers_per_variant[variant_idx] += c.offers_by_map.iter().sum::<u64>();
+        by_cap += c.suppressed_by_cap.iter().sum::<u64>();
+        by_purpose += c.suppressed_by_purpose.iter().sum::<u64>();
+        revocations += c.revocations;
+        erasures += c.erasures;
+        stale += run.stale_consent;
+        sessions_at_cap += run.sessions_at_cap;
+        maps_at_cap += run.maps_at_cap;
+        for (d, n) in dropped.iter_mut().zip(c.events_dropped) {
+            *d += n;
+        }
+        for o in run.sink.offers() {
+            maps.insert(o.action_map.clone());
+        }
+    }
+    assert!(offers > 50, "offers: {offers}");
+    assert!(
+        by_cap > 20 && by_purpose > 20,
+        "suppressed: cap {by_cap}, purpose {by_purpose}"
+    );
+    assert!(
+        sessions_at_cap > 5 && maps_at_cap > 5,
+        "caps reached: {sessions_at_cap} {maps_at_cap}"
+    );
+    assert!(
+        revocations > 5 && erasures > 5 && stale > 5,
+        "{revocations} {erasures} {stale}"
+    );
+    for r in [
+        DropReason::NoConsent,
+        DropReason::Revoked,
+        DropReason::Erased,
+        DropReason::PreConsentTtl,
+        DropReason::Duplicate,
+        DropReason::Late,
+    ] {
+        assert!(
+            dropped[r as usize] > 0,
+            "no {} drops: {dropped:?}",
+            r.code()
+        );
+    }
+    eprintln!("coverage: at cap {sessions_at_cap} {maps_at_cap} offers {offers} {offers_per_variant:?} cap {by_cap} purpose {by_purpose} rev {revocations} er {erasures} stale {stale} dropped {dropped:?} maps {maps:?}");
+    assert_eq!(
+        maps.len(),
+        VARIANTS[0].config.action_maps.len(),
+        "maps that made offers: {maps:?}"
+    );
+    // Every variant but "no tracking by default" makes offers.
+    for (i, n) in offers_per_variant.iter().enumerate() {
+        assert!(
+            *n > 0 || VARIANTS[i].name.contains("no tracking"),
+            "{}: no offers",
+            VARIANTS[i].name
+        );
+    }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+fn run_plain(
+    config: &Arc<EngineConfig>,
+    records: &[(bool, Vec<u8>, i64)],
+) -> (Engine, RecordingSink) {
+    let mut engine = Engine::new(config.clone(), test_models(config));
+    let mut sink = RecordingSink::default();
+    for (is_consent, value, t) in records {
+        if *is_consent {
+            engine.process_consent(None, Some(value), *t, &Origin::Unknown, None, &mut sink);
+        } else {
+            engine.process_event(None, value, &Origin::Unknown, None, &mut sink);
+        }
+    }
+    (engine, sink)
+}
+
+fn checkout_journey(visitor: &str, start_ms: i64, n: usize) -> Vec<(bool, Vec<u8>, i64)> {
+    (0..n)
+        .map(|i| {
+            let t = start_ms + i as i64 * 15_000;
+            let url = [
+                "https://s/cart",
+                "https://s/checkout",
+                "https://s/checkout/payment",
+            ][i % 3];
+            (
+                false,
+                bytes(&page_view(&format!("{visitor}-e{i}"), visitor, t, url)),
+                t,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn shipped_config_offers_checkout_chat_to_a_consenting_visitor() {
+    let config = shipped_config();
+    let mut records = vec![(
+        true,
+        bytes(&consent("v", BASE_MS, &["tracking", "sales"])),
+        BASE_MS,
+    )];
+    records.extend(checkout_journey("v", BASE_MS, 6));
+    let (engine, sink) = run_plain(&config, &records);
+    let offers = sink.offers();
+    let maps: Vec<&str> = offers.iter().map(|o| o.action_map.as_str()).collect();
+    // The chat needs 3 events on a /c* page; the loan callback's
+    // probability reaches 0.4 at the 6th event, when the chat is capped.
+    assert_eq!(maps, ["checkout-assist-chat", "loan-advisor-callback"]);
+    assert_eq!(offers[0].trigger_event_id, "v-e2");
+    assert_eq!(offers[1].trigger_event_id, "v-e5");
+    assert!(offers.iter().all(|o| o.purpose == Purpose::Sales));
+    assert!(offers[0].probability >= 0.5 && offers[1].probability >= 0.4);
+    // No marketing consent: the webinar map fired but was suppressed.
+    let idx = config
+        .action_maps
+        .iter()
+        .position(|m| m.name == "webinar-agenda-offer")
+        .expect("shipped map");
+    assert!(engine.counters().suppressed_by_purpose[idx] > 0);
+}
+
+#[test]
+fn events_before_the_first_grant_are_released_and_scored() {
+    let config = shipped_config();
+    let mut records = checkout_journey("v", BASE_MS, 3);
+    let grant_at = BASE_MS + 31_000;
+    // Too old for the 10 s buffer: the first two expire, the third is kept.
+    records.push((
+        true,
+        bytes(&consent("v", grant_at, &["tracking"])),
+        grant_at,
+    ));
+    let (engine, sink) = run_plain(&config, &records);
+    let c = engine.counters();
+    assert_eq!(c.events_processed, 1);
+    assert_eq!(c.events_dropped[DropReason::PreConsentTtl as usize], 2);
+    assert!(sink.scores().iter().all(|s| s.event_id == "v-e2"));
+    assert_eq!(sink.scores().len(), 3);
+}
+
+#[test]
+fn an_erasure_is_lifted_only_by_a_strictly_newer_grant() {
+    let config = config_from(&low_threshold_settings());
+    let t = BASE_MS + 5_000;
+    let grant = bytes(&consent("v", t, &["tracking", "sales", "marketing"]));
+    let records = vec![
+        (true, grant.clone(), t),
+        (
+            true,
+            bytes(&json!({"visitor_id": "v", "timestamp": rfc3339(t), "erase": true})),
+            t,
+        ),
+        // The same grant again (a redelivery, or a record of the same
+        // millisecond): it must not undo the erasure.
+        (true, grant, t),
+        (
+            false,
+            bytes(&page_view("e1", "v", t + 1_000, "https://s/cart")),
+            0,
+        ),
+    ];
+    let (engine, sink) = run_plain(&config, &records);
+    assert!(sink.scores().is_empty() && sink.offers().is_empty());
+    let c = engine.counters();
+    assert_eq!(c.events_dropped[DropReason::Erased as usize], 1);
+    assert_eq!(c.consent_stale, 1);
+    // A strictly newer grant lifts it.
+    let mut records2 = records.clone();
+    records2.push((true, bytes(&consent("v", t + 1, &["tracking"])), t + 1));
+    records2.push((
+        false,
+        bytes(&page_view("e2", "v", t + 2_000, "https://s/cart")),
+        0,
+    ));
+    let (engine, sink) = run_plain(&config, &records2);
+    assert_eq!(engine.counters().events_processed, 1);
+    assert!(sink.scores().iter().all(|s| s.event_id == "e2"));
+}
+
+#[test]
+fn an_opt_out_denial_is_a_revocation_that_forgets_the_session() {
+    let mut s = low_threshold_settings();
+    s.consent.mode = ConsentMode::OptOut;
+    let config = config_from(&s);
+    let mut records = checkout_journey("v", BASE_MS, 2);
+    let deny_at = BASE_MS + 20_000;
+    records.push((true, bytes(&consent("v", deny_at, &[])), deny_at));
+    records.push((
+        false,
+        bytes(&page_view("late", "v", deny_at + 1_000, "https://s/")),
+        0,
+    ));
+    let (engine, _) = run_plain(&config, &records);
+    let c = engine.counters();
+    assert_eq!(c.events_processed, 2);
+    assert_eq!(c.revocations, 1);
+    assert_eq!(c.events_dropped[DropReason::Revoked as usize], 1);
+    let (_, snapshot) = engine.visitor_view("v").expect("consent is kept");
+    assert!(
+        snapshot.is_none_or(|s| s.session.is_none()),
+        "session kept after denial"
+    );
+}
+
+#[test]
+fn opt_out_without_tracking_by_default_processes_no_unrecorded_visitor() {
+    let mut s = low_threshold_settings();
+    s.consent.mode = ConsentMode::OptOut;
+    s.consent.opt_out_default_purposes = vec![Purpose::Sales];
+    let config = config_from(&s);
+    let (engine, sink) = run_plain(&config, &checkout_journey("v", BASE_MS, 3));
+    assert!(sink.outputs.is_empty(), "{:?}", sink.outputs);
+    assert_eq!(
+        engine.counters().events_dropped[DropReason::NoConsent as usize],
+        3
+    );
+    assert!(engine.visitor_view("v").is_none_or(|(_, s)| s.is_none()));
+}
+
+#[test]
+fn shipped_settings_load_and_match_the_file() {
+    let s = shipped_settings();
+    let c = shipped_config();
+    assert_eq!(c.consent_mode, ConsentMode::OptIn);
+    assert_eq!(c.outcomes.len(), 3);
+    assert_eq!(s.action_maps.len(), 4);
+    // Sorted by priority, highest first.
+    let names: Vec<&str> = c.action_maps.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "checkout-assist-chat",
+            "cart-rescue-offer",
+            "loan-advisor-callback",
+            "webinar-agenda-offer"
+        ]
+    );
+    assert_eq!(c.max_offers_per_session, 3);
+    assert_eq!(c.min_offer_gap_ms, 10_000);
+}
