@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use propensity_kafka::produce::{OutgoingRecord, TrafficProducer};
-use propensity_system_tests::{read_json_lines, Deployment};
+use propensity_system_tests::{read_json, Deployment};
 
 #[test]
 fn bad_records_are_dead_lettered_whole_and_counts_reconcile() {
@@ -79,7 +79,7 @@ fn bad_records_are_dead_lettered_whole_and_counts_reconcile() {
         assert!(found.headers.contains_key("__connect.errors.offset"));
         assert!(!found.headers["__connect.errors.exception.message"].is_empty());
     }
-    let s = &read_json_lines(&d.dir.path().join("summary-a.json"))[0];
+    let s = &read_json(&d.dir.path().join("summary-a.json"));
     assert_eq!(s["events_consumed"], 8, "{s}");
     assert_eq!(s["events_dead_lettered"], 7, "{s}");
     assert_eq!(s["events_processed"], 1, "{s}");

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use propensity_kafka::produce::{OutgoingRecord, TrafficProducer};
-use propensity_system_tests::{read_json_lines, Deployment};
+use propensity_system_tests::{read_json, Deployment};
 use serde_json::{json, Value};
 
 fn event(visitor: &str, n: u32, second: u32) -> Value {
@@ -123,8 +123,7 @@ fn nothing_after_an_acknowledged_revocation_is_scored_or_offered() {
             o["offer_id"]
         );
     }
-    let summary = read_json_lines(&d.dir.path().join("summary-a.json"));
-    let s = &summary[0];
+    let s = &read_json(&d.dir.path().join("summary-a.json"));
     assert_eq!(s["dropped_by_reason"]["revoked"], 24, "summary: {s}");
     assert_eq!(s["revocations"], 4, "summary: {s}");
 }

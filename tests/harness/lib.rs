@@ -12,7 +12,7 @@
 //! past those events. That is exactly the situation consent-first describes,
 //! and then both runs see each visitor's records in the same order.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
+use propensity_kafka::probe::CommitProbe;
 use propensity_kafka::reader::PartitionReader;
 use propensity_kafka::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use serde_json::Value;
 
 /// The broker address, from `PROPENSITY_TEST_BROKERS`.
@@ -118,9 +118,8 @@ pub struct Deployment {
     pub env: Vec<(String, String)>,
     /// Scratch directory.
     pub dir: tempfile::TempDir,
-    /// A client of the pipeline's group that only reads its committed
-    /// offsets (it never joins the group).
-    offsets_probe: BaseConsumer,
+    /// Reads the pipeline group's committed offsets (never joins it).
+    offsets_probe: CommitProbe,
 }
 
 fn random_suffix() -> String {
@@ -187,12 +186,7 @@ impl Deployment {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let offsets_probe: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.brokers)
-            .set("group.id", &settings.group_id)
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
+        let offsets_probe = CommitProbe::new(&settings).expect("probe");
         let d = Self {
             suffix,
             settings,
@@ -348,39 +342,9 @@ impl Deployment {
 
     /// Waits until the group has committed every event written so far.
     pub fn wait_processed(&self, timeout: Duration) {
-        let started = Instant::now();
-        let consumer = &self.offsets_probe;
-        let topic = &self.settings.events_topic;
-        let mut ends = HashMap::new();
-        for p in 0..self.settings.partitions {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks");
-            ends.insert(p, high);
-        }
-        loop {
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..self.settings.partitions {
-                tpl.add_partition(topic, p);
-            }
-            if let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(10)) {
-                let done = committed.elements().iter().all(|e| {
-                    let end = ends.get(&e.partition()).copied().unwrap_or(0);
-                    match e.offset() {
-                        Offset::Offset(o) => o >= end,
-                        _ => end == 0,
-                    }
-                });
-                if done {
-                    return;
-                }
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "the pipeline did not commit the produced events within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.offsets_probe
+            .wait_until_committed(timeout)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -489,6 +453,13 @@ pub fn read_lines(path: &Path) -> Vec<String> {
         .filter(|l| !l.trim().is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// A JSON document in a file.
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
 /// JSON lines of a file.

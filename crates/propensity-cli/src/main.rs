@@ -7,6 +7,7 @@ mod bench;
 mod config_file;
 mod demo;
 mod jsonl;
+mod kafka_bench;
 mod kafka_commands;
 mod model_files;
 mod offline;
@@ -128,6 +129,16 @@ enum Command {
         /// End with a JSON line of the results.
         #[arg(long)]
         json: bool,
+        /// Benchmark the Kafka pipeline against a pass-through baseline
+        /// and measure event-to-offer latency (needs the configured broker).
+        #[arg(long)]
+        kafka: bool,
+        /// With --kafka: event rate of the latency run.
+        #[arg(long, default_value_t = 5000.0)]
+        latency_rate: f64,
+        /// With --kafka: seconds of the latency run.
+        #[arg(long, default_value_t = 20.0)]
+        latency_secs: f64,
     },
     /// Create the Kafka topics (compacted where needed).
     Topics {
@@ -313,6 +324,42 @@ fn run(cli: Cli) -> Result<()> {
             rounds,
             memory_visitors,
             json,
+            kafka: true,
+            latency_rate,
+            latency_secs,
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            let r = kafka_bench::run_kafka_bench(
+                &config,
+                &kafka_bench::KafkaBenchOptions {
+                    visitors,
+                    rounds: rounds.min(3),
+                    latency_rate,
+                    latency_secs,
+                },
+                &mut out,
+            )?;
+            let _ = memory_visitors;
+            writeln!(
+                out,
+                "pipeline (exactly-once): {:.0} events/s, pass-through: {:.0} events/s, ratio {:.3} (medians of {} rounds, {} partitions)",
+                r.pipeline_events_per_sec, r.passthrough_events_per_sec, r.ratio, r.pipeline_rounds.len(), r.partitions
+            )?;
+            writeln!(
+                out,
+                "event-to-offer latency at {:.0} events/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} offers, commit interval {} ms)",
+                r.latency_rate, r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, r.latency_max_ms, r.latency_samples, r.commit_interval_ms
+            )?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            }
+        }
+        Command::Bench {
+            visitors,
+            rounds,
+            memory_visitors,
+            json,
+            ..
         } => {
             let config = load_config(cli.config.as_deref())?;
             let r = bench::run_bench(

@@ -353,3 +353,40 @@ pub fn print_replay_summary(s: &EngineSummary, w: &mut impl Write) -> Result<()>
     )?;
     Ok(())
 }
+
+/// Trains models in memory on `visitors` generated visitors (benchmarks
+/// need realistic models without touching disk).
+pub fn train_in_memory(config: &Config, visitors: usize, seed: u64) -> Result<Arc<ModelSet>> {
+    let traffic = generate(&SimulationParams {
+        visitors,
+        seed,
+        ..SimulationParams::default()
+    })?;
+    let ev: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
+    let co: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
+    let mut collector =
+        ExampleCollector::new(config.engine.outcomes.len(), config.engine.features.dim());
+    let mut engine = Engine::new(
+        config.engine.clone(),
+        ModelSet::empty(config.engine.outcomes.len()),
+    );
+    replay(
+        &mut engine,
+        &ev,
+        &co,
+        &ReplaySources {
+            events: "generated",
+            consent: "generated",
+        },
+        &mut collector,
+        |_| {},
+    );
+    let trained = train_outcomes(&config.engine, &collector, &config.training_plan(), |_, _, _| {})?;
+    Ok(ModelSet::from_artifacts(
+        &config.engine,
+        trained
+            .into_iter()
+            .map(|t| ("<in memory>".to_owned(), t.artifact))
+            .collect(),
+    )?)
+}

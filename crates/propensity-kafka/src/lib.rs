@@ -11,7 +11,9 @@
 pub mod client_config;
 pub mod error;
 pub mod model_handle;
+pub mod passthrough;
 pub mod pipeline;
+pub mod probe;
 pub mod produce;
 pub mod reader;
 pub mod settings;

@@ -1,0 +1,293 @@
+//! `propensity bench --kafka`: the pipeline against the local broker, in
+//! the same run as its baseline. Throughput: `propensity run`'s end-to-end
+//! events/s with exactly-once on vs a pass-through copy with the same client
+//! settings (rounds alternate; medians and their ratio). Latency: events
+//! produced at a fixed rate, time from producing an event to its offer
+//! becoming visible to a read_committed consumer (p50/p99).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use propensity_engine::replay::{merge_order, RecordKind};
+use propensity_kafka::passthrough::run_passthrough;
+use propensity_kafka::probe::{CommitProbe, TopicTail};
+use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
+use propensity_kafka::topics::create_topics;
+use propensity_kafka::{run_pipeline, KafkaSettings, ModelHandle, PipelineOptions, RuntimeStatus};
+use propensity_simulator::{generate, SimulationParams};
+use serde::Serialize;
+
+use crate::config_file::Config;
+use crate::offline::train_in_memory;
+
+/// Options.
+pub struct KafkaBenchOptions {
+    /// Visitors of traffic for throughput.
+    pub visitors: usize,
+    /// Alternating rounds.
+    pub rounds: usize,
+    /// Event rate of the latency run.
+    pub latency_rate: f64,
+    /// Duration of the latency run, seconds.
+    pub latency_secs: f64,
+}
+
+/// Results.
+#[derive(Debug, Serialize)]
+pub struct KafkaBenchResult {
+    /// Median pipeline rate (events/s, exactly-once).
+    pub pipeline_events_per_sec: f64,
+    /// Median pass-through rate.
+    pub passthrough_events_per_sec: f64,
+    /// pipeline / pass-through.
+    pub ratio: f64,
+    /// Rounds of each.
+    pub pipeline_rounds: Vec<f64>,
+    /// Rounds of the baseline.
+    pub passthrough_rounds: Vec<f64>,
+    /// Events per round.
+    pub events: usize,
+    /// Partitions.
+    pub partitions: i32,
+    /// Commit interval, ms.
+    pub commit_interval_ms: u64,
+    /// Latency run rate.
+    pub latency_rate: f64,
+    /// Offers measured.
+    pub latency_samples: usize,
+    /// Event-to-offer latency p50, ms.
+    pub latency_p50_ms: f64,
+    /// p90, ms.
+    pub latency_p90_ms: f64,
+    /// p99, ms.
+    pub latency_p99_ms: f64,
+    /// max, ms.
+    pub latency_max_ms: f64,
+}
+
+fn suffixed(base: &KafkaSettings, tag: &str) -> KafkaSettings {
+    let s = format!(
+        "bench-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    );
+    KafkaSettings {
+        group_id: format!("g-{s}"),
+        events_topic: format!("events-{s}"),
+        consent_topic: format!("consent-{s}"),
+        offers_topic: format!("offers-{s}"),
+        dead_letter_topic: format!("dlq-{s}"),
+        changelog_topic: format!("changelog-{s}"),
+        scores_topic: String::new(),
+        ..base.clone()
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let n = s.len();
+    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Waits until the pipeline's group has committed the whole events topic.
+fn wait_committed(settings: &KafkaSettings, timeout: Duration) -> Result<()> {
+    Ok(CommitProbe::new(settings)?.wait_until_committed(timeout)?)
+}
+
+struct RunningPipeline {
+    shutdown: Arc<AtomicBool>,
+    status: Arc<RuntimeStatus>,
+    thread: std::thread::JoinHandle<Result<(), propensity_kafka::KafkaError>>,
+}
+
+fn start_pipeline(config: &Config, settings: &KafkaSettings, models: &Arc<ModelHandle>) -> Result<RunningPipeline> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(RuntimeStatus::default());
+    let opts = PipelineOptions {
+        settings: settings.clone(),
+        instance_id: "bench".into(),
+        engine_config: config.engine.clone(),
+        models: models.clone(),
+        status: status.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let thread = std::thread::spawn(move || run_pipeline(opts));
+    Ok(RunningPipeline { shutdown, status, thread })
+}
+
+impl RunningPipeline {
+    fn stop(self) -> Result<()> {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
+        Ok(())
+    }
+}
+
+/// Runs the Kafka benchmark.
+pub fn run_kafka_bench(config: &Config, opts: &KafkaBenchOptions, log: &mut impl Write) -> Result<KafkaBenchResult> {
+    let base = &config.file.kafka;
+    writeln!(log, "training models…")?;
+    let models = Arc::new(ModelHandle::new(train_in_memory(config, 3000, 11)?));
+    writeln!(log, "generating {} visitors…", opts.visitors)?;
+    let traffic = generate(&SimulationParams { visitors: opts.visitors, seed: 12, ..SimulationParams::default() })?;
+    let ev: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
+    let co: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
+    let order = merge_order(&ev, &co);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+
+    // One input for every round; each round gets fresh groups and outputs.
+    let input = suffixed(base, "input");
+    rt.block_on(create_topics(&input)).context("creating benchmark topics")?;
+    let producer = TrafficProducer::new(&input)?;
+    let keys: Vec<Option<String>> = order
+        .iter()
+        .map(|r| visitor_key(if r.kind == RecordKind::Event { ev[r.index] } else { co[r.index] }))
+        .collect();
+    producer.send_all(
+        order.iter().zip(&keys).map(|(r, k)| OutgoingRecord {
+            topic: if r.kind == RecordKind::Event { &input.events_topic } else { &input.consent_topic },
+            key: k.as_deref().map(str::as_bytes),
+            value: Some(if r.kind == RecordKind::Event { ev[r.index] } else { co[r.index] }),
+        }),
+        None,
+    )?;
+    writeln!(log, "produced {} events and {} consent records to {} partitions", ev.len(), co.len(), input.partitions)?;
+
+    let (mut pipe_rates, mut pass_rates) = (Vec::new(), Vec::new());
+    for round in 0..opts.rounds.max(1) {
+        // Pass-through.
+        let pass = KafkaSettings { group_id: format!("{}-pass-{round}", input.group_id), ..input.clone() };
+        let target = suffixed(base, "copy");
+        rt.block_on(create_topics(&KafkaSettings { offers_topic: target.events_topic.clone(), ..target.clone() }))?;
+        let took = run_passthrough(&pass, &target.events_topic, ev.len() as u64, Duration::from_secs(600))?;
+        pass_rates.push(ev.len() as f64 / took.as_secs_f64());
+
+        // Pipeline: same input, fresh group and outputs.
+        let out = suffixed(base, "run");
+        let run = KafkaSettings {
+            group_id: out.group_id.clone(),
+            offers_topic: out.offers_topic.clone(),
+            dead_letter_topic: out.dead_letter_topic.clone(),
+            changelog_topic: out.changelog_topic.clone(),
+            ..input.clone()
+        };
+        rt.block_on(create_topics(&run))?;
+        let pipeline = start_pipeline(config, &run, &models)?;
+        let mut first = None;
+        let started = Instant::now();
+        while first.is_none() {
+            if pipeline.status.events_consumed.load(Ordering::Relaxed) > 0 {
+                first = Some(Instant::now());
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the pipeline consumed nothing in 120 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        wait_committed(&run, Duration::from_secs(600))?;
+        let took = first.map_or(Duration::ZERO, |f| f.elapsed());
+        pipeline.stop()?;
+        pipe_rates.push(ev.len() as f64 / took.as_secs_f64());
+        writeln!(
+            log,
+            "round {}: pipeline {:>8.0} events/s, pass-through {:>8.0} events/s",
+            round + 1,
+            pipe_rates[round],
+            pass_rates[round]
+        )?;
+    }
+
+    // Latency at a fixed rate.
+    writeln!(log, "latency: {} events/s for {} s…", opts.latency_rate, opts.latency_secs)?;
+    let lat = suffixed(base, "latency");
+    rt.block_on(create_topics(&lat))?;
+    let pipeline = start_pipeline(config, &lat, &models)?;
+    let ready_wait = Instant::now();
+    while !pipeline.status.ready.load(Ordering::Relaxed) {
+        anyhow::ensure!(ready_wait.elapsed() < Duration::from_secs(60), "pipeline not ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let lp = TrafficProducer::new(&lat)?;
+    for (line, key) in co.iter().zip(traffic.consent.iter().map(|l| l.visitor_id.as_bytes())) {
+        lp.send(OutgoingRecord { topic: &lat.consent_topic, key: Some(key), value: Some(line) })?;
+    }
+    lp.flush(Duration::from_secs(60))?;
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader_sent = sent.clone();
+    let reader_stop = stop.clone();
+    let reader_settings = lat.clone();
+    let reader = std::thread::spawn(move || -> Result<Vec<f64>> {
+        let tail = TopicTail::new(&reader_settings, &reader_settings.offers_topic)?;
+        let mut lat = Vec::new();
+        while !reader_stop.load(Ordering::Relaxed) {
+            if let Some(value) = tail.next_value(Duration::from_millis(5)) {
+                let now = Instant::now();
+                let offer: serde_json::Value = serde_json::from_slice(&value)?;
+                if let Some(t) = offer["trigger_event_id"].as_str().and_then(|id| reader_sent.lock().ok()?.get(id).copied()) {
+                    lat.push(now.duration_since(t).as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        Ok(lat)
+    });
+    let n = ((opts.latency_rate * opts.latency_secs) as usize).min(ev.len());
+    let started = Instant::now();
+    for (i, line) in traffic.events.iter().take(n).enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / opts.latency_rate);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if let Some(id) = serde_json::from_str::<serde_json::Value>(&line.line).ok().and_then(|v| v["event_id"].as_str().map(str::to_owned)) {
+            if let Ok(mut s) = sent.lock() {
+                s.insert(id, Instant::now());
+            }
+        }
+        lp.send(OutgoingRecord { topic: &lat.events_topic, key: Some(line.visitor_id.as_bytes()), value: Some(line.line.as_bytes()) })?;
+    }
+    lp.flush(Duration::from_secs(60))?;
+    wait_committed(&lat, Duration::from_secs(120))?;
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let mut samples = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    pipeline.stop()?;
+    samples.sort_by(f64::total_cmp);
+
+    let pipe = median(&pipe_rates);
+    let pass = median(&pass_rates);
+    Ok(KafkaBenchResult {
+        pipeline_events_per_sec: pipe.round(),
+        passthrough_events_per_sec: pass.round(),
+        ratio: (pipe / pass * 1000.0).round() / 1000.0,
+        pipeline_rounds: pipe_rates.iter().map(|r| r.round()).collect(),
+        passthrough_rounds: pass_rates.iter().map(|r| r.round()).collect(),
+        events: ev.len(),
+        partitions: input.partitions,
+        commit_interval_ms: input.commit_interval_ms,
+        latency_rate: opts.latency_rate,
+        latency_samples: samples.len(),
+        latency_p50_ms: (percentile(&samples, 0.5) * 10.0).round() / 10.0,
+        latency_p90_ms: (percentile(&samples, 0.9) * 10.0).round() / 10.0,
+        latency_p99_ms: (percentile(&samples, 0.99) * 10.0).round() / 10.0,
+        latency_max_ms: (samples.last().copied().unwrap_or(f64::NAN) * 10.0).round() / 10.0,
+    })
+}
