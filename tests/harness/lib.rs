@@ -20,8 +20,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use propensity_engine::replay::{merge_order, RecordKind};
-use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
 use propensity_kafka::probe::CommitProbe;
+use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
 use propensity_kafka::reader::PartitionReader;
 use propensity_kafka::KafkaSettings;
 use rdkafka::message::Headers;
@@ -229,7 +229,8 @@ impl Deployment {
         }
     }
 
-    /// Starts an instance of `propensity run`.
+    /// Starts an instance of `propensity run`, with its HTTP endpoints on a
+    /// free loopback port and `admin-token` as the admin bearer token.
     pub fn start(&self, instance: &str) -> Instance {
         let log = self
             .dir
@@ -237,9 +238,18 @@ impl Deployment {
             .join(format!("run-{instance}-{}.log", random_suffix()));
         let summary = self.dir.path().join(format!("summary-{instance}.json"));
         let file = std::fs::File::create(&log).expect("log file");
+        let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
         let child = self
             .command(&["run", "--instance-id", instance, "--summary-json"])
             .arg(&summary)
+            .env(
+                "PROPENSITY__HTTP__LISTEN",
+                format!("\"127.0.0.1:{http_port}\""),
+            )
+            .env("PROPENSITY__HTTP__ADMIN_TOKEN", "admin-token")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -248,6 +258,7 @@ impl Deployment {
             child,
             log,
             summary,
+            http_port,
         }
     }
 
@@ -355,6 +366,8 @@ pub struct Instance {
     pub log: PathBuf,
     /// Its summary (written on clean exit).
     pub summary: PathBuf,
+    /// Port of its HTTP endpoints on 127.0.0.1.
+    pub http_port: u16,
 }
 
 impl Instance {
@@ -381,6 +394,45 @@ impl Instance {
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET path` on the instance's HTTP endpoints: (status, body). Retries
+    /// while the server is not listening yet.
+    pub fn http_get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        use std::io::{Read, Write};
+        let started = Instant::now();
+        loop {
+            match std::net::TcpStream::connect(("127.0.0.1", self.http_port)) {
+                Ok(mut s) => {
+                    let auth = token
+                        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                        .unwrap_or_default();
+                    let req = format!(
+                        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+                    );
+                    s.write_all(req.as_bytes()).expect("write");
+                    let mut resp = String::new();
+                    s.read_to_string(&mut resp).expect("read");
+                    let status = resp
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0);
+                    let body = resp
+                        .split_once("\r\n\r\n")
+                        .map(|(_, b)| b.to_owned())
+                        .unwrap_or_default();
+                    return (status, body);
+                }
+                Err(e) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "cannot connect to the instance's HTTP port: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         }
     }
 

@@ -96,7 +96,11 @@ fn median(v: &[f64]) -> f64 {
         return f64::NAN;
     }
     let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -118,7 +122,11 @@ struct RunningPipeline {
     thread: std::thread::JoinHandle<Result<(), propensity_kafka::KafkaError>>,
 }
 
-fn start_pipeline(config: &Config, settings: &KafkaSettings, models: &Arc<ModelHandle>) -> Result<RunningPipeline> {
+fn start_pipeline(
+    config: &Config,
+    settings: &KafkaSettings,
+    models: &Arc<ModelHandle>,
+) -> Result<RunningPipeline> {
     let shutdown = Arc::new(AtomicBool::new(false));
     let status = Arc::new(RuntimeStatus::default());
     let opts = PipelineOptions {
@@ -128,9 +136,18 @@ fn start_pipeline(config: &Config, settings: &KafkaSettings, models: &Arc<ModelH
         models: models.clone(),
         status: status.clone(),
         shutdown: shutdown.clone(),
+        metrics: Arc::new(
+            propensity_kafka::PipelineMetrics::new(&config.engine)
+                .map_err(|e| anyhow::anyhow!("metrics: {e}"))?,
+        ),
+        access: None,
     };
     let thread = std::thread::spawn(move || run_pipeline(opts));
-    Ok(RunningPipeline { shutdown, status, thread })
+    Ok(RunningPipeline {
+        shutdown,
+        status,
+        thread,
+    })
 }
 
 impl RunningPipeline {
@@ -144,42 +161,84 @@ impl RunningPipeline {
 }
 
 /// Runs the Kafka benchmark.
-pub fn run_kafka_bench(config: &Config, opts: &KafkaBenchOptions, log: &mut impl Write) -> Result<KafkaBenchResult> {
+pub fn run_kafka_bench(
+    config: &Config,
+    opts: &KafkaBenchOptions,
+    log: &mut impl Write,
+) -> Result<KafkaBenchResult> {
     let base = &config.file.kafka;
     writeln!(log, "training models…")?;
     let models = Arc::new(ModelHandle::new(train_in_memory(config, 3000, 11)?));
     writeln!(log, "generating {} visitors…", opts.visitors)?;
-    let traffic = generate(&SimulationParams { visitors: opts.visitors, seed: 12, ..SimulationParams::default() })?;
+    let traffic = generate(&SimulationParams {
+        visitors: opts.visitors,
+        seed: 12,
+        ..SimulationParams::default()
+    })?;
     let ev: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
     let co: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
     let order = merge_order(&ev, &co);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
 
     // One input for every round; each round gets fresh groups and outputs.
     let input = suffixed(base, "input");
-    rt.block_on(create_topics(&input)).context("creating benchmark topics")?;
+    rt.block_on(create_topics(&input))
+        .context("creating benchmark topics")?;
     let producer = TrafficProducer::new(&input)?;
     let keys: Vec<Option<String>> = order
         .iter()
-        .map(|r| visitor_key(if r.kind == RecordKind::Event { ev[r.index] } else { co[r.index] }))
+        .map(|r| {
+            visitor_key(if r.kind == RecordKind::Event {
+                ev[r.index]
+            } else {
+                co[r.index]
+            })
+        })
         .collect();
     producer.send_all(
         order.iter().zip(&keys).map(|(r, k)| OutgoingRecord {
-            topic: if r.kind == RecordKind::Event { &input.events_topic } else { &input.consent_topic },
+            topic: if r.kind == RecordKind::Event {
+                &input.events_topic
+            } else {
+                &input.consent_topic
+            },
             key: k.as_deref().map(str::as_bytes),
-            value: Some(if r.kind == RecordKind::Event { ev[r.index] } else { co[r.index] }),
+            value: Some(if r.kind == RecordKind::Event {
+                ev[r.index]
+            } else {
+                co[r.index]
+            }),
         }),
         None,
     )?;
-    writeln!(log, "produced {} events and {} consent records to {} partitions", ev.len(), co.len(), input.partitions)?;
+    writeln!(
+        log,
+        "produced {} events and {} consent records to {} partitions",
+        ev.len(),
+        co.len(),
+        input.partitions
+    )?;
 
     let (mut pipe_rates, mut pass_rates) = (Vec::new(), Vec::new());
     for round in 0..opts.rounds.max(1) {
         // Pass-through.
-        let pass = KafkaSettings { group_id: format!("{}-pass-{round}", input.group_id), ..input.clone() };
+        let pass = KafkaSettings {
+            group_id: format!("{}-pass-{round}", input.group_id),
+            ..input.clone()
+        };
         let target = suffixed(base, "copy");
-        rt.block_on(create_topics(&KafkaSettings { offers_topic: target.events_topic.clone(), ..target.clone() }))?;
-        let took = run_passthrough(&pass, &target.events_topic, ev.len() as u64, Duration::from_secs(600))?;
+        rt.block_on(create_topics(&KafkaSettings {
+            offers_topic: target.events_topic.clone(),
+            ..target.clone()
+        }))?;
+        let took = run_passthrough(
+            &pass,
+            &target.events_topic,
+            ev.len() as u64,
+            Duration::from_secs(600),
+        )?;
         pass_rates.push(ev.len() as f64 / took.as_secs_f64());
 
         // Pipeline: same input, fresh group and outputs.
@@ -199,7 +258,10 @@ pub fn run_kafka_bench(config: &Config, opts: &KafkaBenchOptions, log: &mut impl
             if pipeline.status.events_consumed.load(Ordering::Relaxed) > 0 {
                 first = Some(Instant::now());
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the pipeline consumed nothing in 120 s");
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(120),
+                "the pipeline consumed nothing in 120 s"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         wait_committed(&run, Duration::from_secs(600))?;
@@ -216,18 +278,32 @@ pub fn run_kafka_bench(config: &Config, opts: &KafkaBenchOptions, log: &mut impl
     }
 
     // Latency at a fixed rate.
-    writeln!(log, "latency: {} events/s for {} s…", opts.latency_rate, opts.latency_secs)?;
+    writeln!(
+        log,
+        "latency: {} events/s for {} s…",
+        opts.latency_rate, opts.latency_secs
+    )?;
     let lat = suffixed(base, "latency");
     rt.block_on(create_topics(&lat))?;
     let pipeline = start_pipeline(config, &lat, &models)?;
     let ready_wait = Instant::now();
     while !pipeline.status.ready.load(Ordering::Relaxed) {
-        anyhow::ensure!(ready_wait.elapsed() < Duration::from_secs(60), "pipeline not ready");
+        anyhow::ensure!(
+            ready_wait.elapsed() < Duration::from_secs(60),
+            "pipeline not ready"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let lp = TrafficProducer::new(&lat)?;
-    for (line, key) in co.iter().zip(traffic.consent.iter().map(|l| l.visitor_id.as_bytes())) {
-        lp.send(OutgoingRecord { topic: &lat.consent_topic, key: Some(key), value: Some(line) })?;
+    for (line, key) in co
+        .iter()
+        .zip(traffic.consent.iter().map(|l| l.visitor_id.as_bytes()))
+    {
+        lp.send(OutgoingRecord {
+            topic: &lat.consent_topic,
+            key: Some(key),
+            value: Some(line),
+        })?;
     }
     lp.flush(Duration::from_secs(60))?;
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -242,7 +318,10 @@ pub fn run_kafka_bench(config: &Config, opts: &KafkaBenchOptions, log: &mut impl
             if let Some(value) = tail.next_value(Duration::from_millis(5)) {
                 let now = Instant::now();
                 let offer: serde_json::Value = serde_json::from_slice(&value)?;
-                if let Some(t) = offer["trigger_event_id"].as_str().and_then(|id| reader_sent.lock().ok()?.get(id).copied()) {
+                if let Some(t) = offer["trigger_event_id"]
+                    .as_str()
+                    .and_then(|id| reader_sent.lock().ok()?.get(id).copied())
+                {
                     lat.push(now.duration_since(t).as_secs_f64() * 1000.0);
                 }
             }
@@ -257,18 +336,27 @@ pub fn run_kafka_bench(config: &Config, opts: &KafkaBenchOptions, log: &mut impl
         if due > now {
             std::thread::sleep(due - now);
         }
-        if let Some(id) = serde_json::from_str::<serde_json::Value>(&line.line).ok().and_then(|v| v["event_id"].as_str().map(str::to_owned)) {
+        if let Some(id) = serde_json::from_str::<serde_json::Value>(&line.line)
+            .ok()
+            .and_then(|v| v["event_id"].as_str().map(str::to_owned))
+        {
             if let Ok(mut s) = sent.lock() {
                 s.insert(id, Instant::now());
             }
         }
-        lp.send(OutgoingRecord { topic: &lat.events_topic, key: Some(line.visitor_id.as_bytes()), value: Some(line.line.as_bytes()) })?;
+        lp.send(OutgoingRecord {
+            topic: &lat.events_topic,
+            key: Some(line.visitor_id.as_bytes()),
+            value: Some(line.line.as_bytes()),
+        })?;
     }
     lp.flush(Duration::from_secs(60))?;
     wait_committed(&lat, Duration::from_secs(120))?;
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
-    let mut samples = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    let mut samples = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
     pipeline.stop()?;
     samples.sort_by(f64::total_cmp);
 

@@ -11,9 +11,14 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_engine::EngineSummary;
+use propensity_kafka::access::access_channel;
 use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
 use propensity_kafka::topics::{check_topics, create_topics};
-use propensity_kafka::{run_pipeline, ModelHandle, PipelineOptions, RuntimeStatus};
+use propensity_kafka::{
+    run_pipeline, ModelHandle, PipelineMetrics, PipelineOptions, RuntimeStatus,
+};
+
+use crate::http_server::{serve, HttpState};
 
 use crate::config_file::Config;
 use crate::jsonl::InputFile;
@@ -102,15 +107,50 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
 
     let shutdown = Arc::new(AtomicBool::new(false));
     let status = Arc::new(RuntimeStatus::default());
+    let metrics = Arc::new(
+        PipelineMetrics::new(&config.engine)
+            .map_err(|e| anyhow::anyhow!("cannot register metrics: {e}"))?,
+    );
+    metrics.set_models(&models);
     let handle = Arc::new(ModelHandle::new(models));
+    let (access_tx, access_rx) = access_channel();
+    let listen: std::net::SocketAddr = config.file.http.listen.parse().with_context(|| {
+        format!(
+            "config key `http.listen`: `{}` is not an address like 0.0.0.0:9464",
+            config.file.http.listen
+        )
+    })?;
+    let http_state = Arc::new(HttpState {
+        status: status.clone(),
+        metrics: metrics.clone(),
+        models_loaded: true,
+        admin_token: config.file.http.admin_token.clone(),
+        access: access_tx,
+    });
+    // The partition count the topics really have (access requests map a
+    // visitor to its partition with it).
+    let settings = propensity_kafka::KafkaSettings {
+        partitions,
+        ..k.clone()
+    };
     let pipeline_opts = PipelineOptions {
-        settings: k.clone(),
+        settings,
         instance_id: opts.instance_id.clone(),
         engine_config: config.engine.clone(),
         models: handle.clone(),
         status: status.clone(),
         shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
+        access: Some(access_rx),
     };
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("cannot listen on http.listen {listen}"))?;
+    rt.spawn(async move {
+        if let Err(e) = serve(listener, http_state).await {
+            tracing::error!(error = %e, "http endpoints stopped");
+        }
+    });
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let finished = Arc::new(AtomicBool::new(false));
     let finished_flag = finished.clone();
@@ -135,10 +175,14 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs_f64(if watch > 0.0 { watch } else { 3600.0 }));
         let reload = |why: &str| match load_models(&models_dir, &reload_config.engine) {
             Ok(m) => {
+                metrics.model_reload(true);
                 handle.swap(m);
                 tracing::info!(reason = why, "models reloaded");
             }
-            Err(e) => tracing::error!(reason = why, error = %format!("{e:#}"), "model reload refused; the previous models keep serving"),
+            Err(e) => {
+                metrics.model_reload(false);
+                tracing::error!(reason = why, error = %format!("{e:#}"), "model reload refused; the previous models keep serving");
+            }
         };
         loop {
             tokio::select! {

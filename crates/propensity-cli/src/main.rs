@@ -6,6 +6,7 @@
 mod bench;
 mod config_file;
 mod demo;
+mod http_server;
 mod jsonl;
 mod kafka_bench;
 mod kafka_commands;

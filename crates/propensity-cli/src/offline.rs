@@ -381,7 +381,12 @@ pub fn train_in_memory(config: &Config, visitors: usize, seed: u64) -> Result<Ar
         &mut collector,
         |_| {},
     );
-    let trained = train_outcomes(&config.engine, &collector, &config.training_plan(), |_, _, _| {})?;
+    let trained = train_outcomes(
+        &config.engine,
+        &collector,
+        &config.training_plan(),
+        |_, _, _| {},
+    )?;
     Ok(ModelSet::from_artifacts(
         &config.engine,
         trained

@@ -8,8 +8,10 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod client_config;
 pub mod error;
+pub mod metrics;
 pub mod model_handle;
 pub mod passthrough;
 pub mod pipeline;
@@ -22,6 +24,7 @@ pub mod status;
 pub mod topics;
 
 pub use error::KafkaError;
+pub use metrics::PipelineMetrics;
 pub use model_handle::ModelHandle;
 pub use pipeline::{run_pipeline, PipelineOptions};
 pub use settings::KafkaSettings;

@@ -25,8 +25,10 @@ pub fn run_passthrough(
     expected: u64,
     timeout: Duration,
 ) -> Result<Duration, KafkaError> {
-    let consumer: BaseConsumer = client_config::events_consumer(settings, "passthrough").create()?;
-    let producer: TxProducer = client_config::transactional_producer(settings, "passthrough").create()?;
+    let consumer: BaseConsumer =
+        client_config::events_consumer(settings, "passthrough").create()?;
+    let producer: TxProducer =
+        client_config::transactional_producer(settings, "passthrough").create()?;
     producer.init_transactions(Duration::from_secs(30))?;
     consumer.subscribe(&[&settings.events_topic])?;
     let interval = Duration::from_millis(settings.commit_interval_ms);

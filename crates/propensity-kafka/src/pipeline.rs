@@ -31,8 +31,10 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::Producer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use crate::access::{partition_of, AccessAnswer, AccessRequest};
 use crate::client_config;
 use crate::error::KafkaError;
+use crate::metrics::PipelineMetrics;
 use crate::model_handle::ModelHandle;
 use crate::reader::PartitionReader;
 use crate::settings::KafkaSettings;
@@ -61,6 +63,10 @@ pub struct PipelineOptions {
     pub status: Arc<RuntimeStatus>,
     /// Set to stop: the open transaction is committed, then the loop ends.
     pub shutdown: Arc<AtomicBool>,
+    /// Prometheus metrics.
+    pub metrics: Arc<PipelineMetrics>,
+    /// Data-subject access requests (answered between batches).
+    pub access: Option<std::sync::mpsc::Receiver<AccessRequest>>,
 }
 
 /// Consumer context: notes rebalances for the loop.
@@ -142,6 +148,11 @@ struct Runtime {
     models_version: u64,
     /// Counters of shards dropped since start (gauges zeroed).
     retired: EngineCounters,
+    /// Kafka timestamps of the events behind the open transaction's offers.
+    offer_times: Vec<i64>,
+    /// Last consent catch-up (idle partitions still apply consent, so an
+    /// erasure takes effect without waiting for the visitor's next event).
+    last_consent_sync: Instant,
 }
 
 /// Runs the pipeline until `opts.shutdown` is set. Blocks the calling
@@ -178,6 +189,8 @@ pub fn run_pipeline(opts: PipelineOptions) -> Result<(), KafkaError> {
         last_commit: Instant::now(),
         models_version,
         retired: EngineCounters::default(),
+        offer_times: Vec::new(),
+        last_consent_sync: Instant::now(),
     };
     let result = rt.run(&consumer);
     if result.is_ok() {
@@ -234,6 +247,7 @@ impl Runtime {
                 }
             }
             self.refresh_models();
+            self.answer_access_requests();
             let wait = interval
                 .saturating_sub(self.last_commit.elapsed())
                 .min(Duration::from_millis(50));
@@ -256,6 +270,21 @@ impl Runtime {
                 // The batch may belong to revoked partitions: drop it; the
                 // restore rewinds to the committed offsets.
                 continue;
+            }
+            if batch.is_empty() && self.last_consent_sync.elapsed() >= Duration::from_secs(1) {
+                let all: Vec<i32> = self.shards.keys().copied().collect();
+                let synced = self
+                    .consent
+                    .end_offsets(&all)
+                    .and_then(|ends| self.apply_consent_until(&ends, false));
+                if let Err(e) = synced {
+                    if !matches!(e, KafkaError::Shutdown) {
+                        tracing::warn!(error = %e, "consent catch-up failed; rewinding");
+                        needs_restore = true;
+                        continue;
+                    }
+                }
+                self.last_consent_sync = Instant::now();
             }
             if !batch.is_empty() {
                 RuntimeStatus::set(&self.opts.status.broker_reachable, true);
@@ -288,7 +317,39 @@ impl Runtime {
             for shard in self.shards.values_mut() {
                 shard.engine.set_models(models.clone());
             }
+            self.opts.metrics.set_models(&models);
             self.models_version = v;
+        }
+    }
+
+    fn answer_access_requests(&mut self) {
+        let Some(rx) = &self.opts.access else { return };
+        while let Ok(req) = rx.try_recv() {
+            let partition = partition_of(req.visitor_id.as_bytes(), self.opts.settings.partitions);
+            let answer = match self.shards.get(&partition) {
+                Some(shard) => {
+                    let view = shard.engine.visitor_view(&req.visitor_id);
+                    let offers: Vec<&propensity_engine::Offer> = shard
+                        .recent_offers
+                        .iter()
+                        .filter(|o| o.visitor_id == req.visitor_id)
+                        .collect();
+                    let held = match view {
+                        None if offers.is_empty() => None,
+                        view => Some(serde_json::json!({
+                            "consent": view.as_ref().and_then(|v| v.0),
+                            "state": view.as_ref().and_then(|v| v.1.clone()),
+                            "recent_offers": offers,
+                        })),
+                    };
+                    AccessAnswer::Owned { partition, held }
+                }
+                None => AccessAnswer::OwnedElsewhere {
+                    partition,
+                    owned_here: self.shards.keys().copied().collect(),
+                },
+            };
+            let _ = req.reply.send(answer);
         }
     }
 
@@ -314,6 +375,7 @@ impl Runtime {
         }
         self.txn_open = false;
         self.offsets.clear();
+        self.offer_times.clear();
         self.produce_error = None;
         self.last_commit = Instant::now();
     }
@@ -367,6 +429,7 @@ impl Runtime {
             .store(partitions.len() as i64, Ordering::Relaxed);
         let models = self.opts.models.current();
         self.models_version = self.opts.models.version();
+        self.opts.metrics.set_models(&models);
         for &p in &partitions {
             self.shards.insert(
                 p,
@@ -376,6 +439,7 @@ impl Runtime {
                     dirty: AHashSet::new(),
                     consent_next: 0,
                     consent_committed: 0,
+                    recent_offers: std::collections::VecDeque::new(),
                 },
             );
         }
@@ -509,10 +573,12 @@ impl Runtime {
                 producer: &self.producer,
                 topics: &self.topics,
                 dirty: &mut shard.dirty,
+                recent_offers: &mut shard.recent_offers,
                 key: key.as_deref(),
                 error: &mut self.produce_error,
-                offers: 0,
-                dead_letters: 0,
+                metrics: &self.opts.metrics,
+                record_time_ms: None,
+                offer_times: &mut self.offer_times,
             };
             shard.engine.process_consent(
                 key.as_deref(),
@@ -536,7 +602,11 @@ impl Runtime {
         // to now is applied before any event of the batch.
         let ends = self.consent.end_offsets(&parts)?;
         self.apply_consent_until(&ends, false)?;
+        if parts.len() == self.shards.len() {
+            self.last_consent_sync = Instant::now();
+        }
         self.ensure_txn()?;
+        let timer = self.opts.metrics.batch_seconds.start_timer();
         let now = now_ms();
         let events_topic = self.opts.settings.events_topic.clone();
         self.opts
@@ -557,10 +627,12 @@ impl Runtime {
                 producer: &self.producer,
                 topics: &self.topics,
                 dirty: &mut shard.dirty,
+                recent_offers: &mut shard.recent_offers,
                 key: msg.key(),
                 error: &mut self.produce_error,
-                offers: 0,
-                dead_letters: 0,
+                metrics: &self.opts.metrics,
+                record_time_ms: msg.timestamp().to_millis(),
+                offer_times: &mut self.offer_times,
             };
             shard.engine.process_event(
                 msg.key(),
@@ -571,6 +643,7 @@ impl Runtime {
             );
             self.offsets.insert(p, msg.offset() + 1);
         }
+        timer.observe_duration();
         if let Some(e) = self.produce_error.take() {
             return Err(e.into());
         }
@@ -589,6 +662,13 @@ impl Runtime {
                 }
                 self.opts.status.commits.fetch_add(1, Ordering::Relaxed);
                 RuntimeStatus::set(&self.opts.status.broker_reachable, true);
+                let now = now_ms();
+                for t in self.offer_times.drain(..) {
+                    self.opts
+                        .metrics
+                        .offer_latency
+                        .observe((now - t).max(0) as f64 / 1000.0);
+                }
                 self.publish_counters();
                 Ok(())
             }
@@ -656,6 +736,7 @@ impl Runtime {
         for shard in self.shards.values() {
             add_counters(&mut total, shard.engine.counters());
         }
+        self.opts.metrics.publish_engine(&total);
         if let Ok(mut c) = self.opts.status.engine.lock() {
             *c = total;
         }

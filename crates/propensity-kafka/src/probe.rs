@@ -37,9 +37,9 @@ impl CommitProbe {
     pub fn end_offsets(&self) -> Result<HashMap<i32, i64>, KafkaError> {
         let mut ends = HashMap::new();
         for p in 0..self.partitions {
-            let (_, high) = self
-                .consumer
-                .fetch_watermarks(&self.topic, p, Duration::from_secs(10))?;
+            let (_, high) =
+                self.consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))?;
             ends.insert(p, high);
         }
         Ok(ends)
@@ -51,7 +51,9 @@ impl CommitProbe {
         for p in 0..self.partitions {
             tpl.add_partition(&self.topic, p);
         }
-        let committed = self.consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))?;
         Ok(committed.elements().iter().all(|e| {
             let end = ends.get(&e.partition()).copied().unwrap_or(0);
             match e.offset() {

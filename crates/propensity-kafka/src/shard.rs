@@ -11,6 +11,8 @@ use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 
+use crate::metrics::PipelineMetrics;
+
 /// Header marking the changelog record that stores the consent position.
 pub const CONSENT_POSITION_HEADER: &str = "propensity.consent_position";
 /// Key of that record. It carries the header, so it can never be mistaken
@@ -45,7 +47,13 @@ pub struct Shard {
     pub consent_next: i64,
     /// `consent_next` as of the last commit (changelog'd when it moves).
     pub consent_committed: i64,
+    /// The latest offers of this partition, for data-subject access
+    /// requests; bounded, and purged of a visitor on erasure.
+    pub recent_offers: std::collections::VecDeque<Offer>,
 }
+
+/// Offers kept per partition for access requests.
+pub const RECENT_OFFERS_PER_PARTITION: usize = 1000;
 
 /// Sends one record into the open transaction, waiting while the
 /// producer's queue is full: this is where a slow broker slows consumption
@@ -79,10 +87,15 @@ pub struct KafkaSink<'a> {
     pub key: Option<&'a [u8]>,
     /// First produce error (the transaction is then aborted).
     pub error: &'a mut Option<RdKafkaError>,
-    /// Offers sent.
-    pub offers: u64,
-    /// Dead letters sent.
-    pub dead_letters: u64,
+    /// Metrics (probability histogram).
+    pub metrics: &'a PipelineMetrics,
+    /// Kafka timestamp of the record being processed.
+    pub record_time_ms: Option<i64>,
+    /// Record timestamps of the offers in the open transaction (for the
+    /// event-to-offer latency observed at commit).
+    pub offer_times: &'a mut Vec<i64>,
+    /// The shard's recent offers.
+    pub recent_offers: &'a mut std::collections::VecDeque<Offer>,
 }
 
 impl KafkaSink<'_> {
@@ -111,7 +124,13 @@ impl EngineSink for KafkaSink<'_> {
                         .payload(json.as_slice())
                         .headers(headers),
                 );
-                self.offers += 1;
+                if let Some(t) = self.record_time_ms {
+                    self.offer_times.push(t);
+                }
+                if self.recent_offers.len() >= RECENT_OFFERS_PER_PARTITION {
+                    self.recent_offers.pop_front();
+                }
+                self.recent_offers.push_back(offer);
             }
             Err(e) => tracing::error!(error = %e, "cannot encode offer"),
         }
@@ -164,14 +183,20 @@ impl EngineSink for KafkaSink<'_> {
             record = record.payload(dl.payload);
         }
         self.send(record);
-        self.dead_letters += 1;
     }
 
     fn wants_scores(&self) -> bool {
-        !self.topics.scores.is_empty()
+        // Always: every score feeds the probability histogram, whether or
+        // not scores are published.
+        true
     }
 
     fn score(&mut self, score: &OutcomeScore<'_>) {
+        self.metrics
+            .observe_probability(score.outcome, score.probability);
+        if self.topics.scores.is_empty() {
+            return;
+        }
         if let Ok(json) = serde_json::to_vec(score) {
             let topic = self.topics.scores.clone();
             self.send(

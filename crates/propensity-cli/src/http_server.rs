@@ -1,0 +1,240 @@
+//! The operations HTTP endpoints of `propensity run`: `/metrics`
+//! (Prometheus text format), `/healthz` (the process is alive), `/readyz`
+//! (ready to process, or what is missing) and the admin API
+//! `GET /v1/visitors/{visitor_id}` (data-subject access; bearer token from
+//! `http.admin_token`, off when no token is configured). Plain hyper on
+//! the tokio runtime, away from the pipeline thread.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use propensity_kafka::access::{AccessAnswer, AccessRequest};
+use propensity_kafka::{PipelineMetrics, RuntimeStatus};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+/// What the endpoints read.
+pub struct HttpState {
+    /// Pipeline status.
+    pub status: Arc<RuntimeStatus>,
+    /// Metrics registry.
+    pub metrics: Arc<PipelineMetrics>,
+    /// Whether models are loaded.
+    pub models_loaded: bool,
+    /// Admin bearer token (empty: admin endpoints off).
+    pub admin_token: String,
+    /// Where access requests go.
+    pub access: Sender<AccessRequest>,
+}
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    respond(status, "application/json", body.to_string())
+}
+
+/// Constant-time comparison, so the token cannot be guessed by timing.
+fn token_matches(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Percent-decodes a path segment (visitor ids may contain anything).
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn handle(
+    state: Arc<HttpState>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET {
+        return Ok(json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": "only GET is supported"}),
+        ));
+    }
+    let path = req.uri().path().to_owned();
+    let s = &state.status;
+    Ok(match path.as_str() {
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            state.metrics.render(s),
+        ),
+        "/healthz" => json_response(StatusCode::OK, json!({"status": "alive"})),
+        "/readyz" => {
+            let restored = s.ready.load(Ordering::Relaxed);
+            let broker = s.broker_reachable.load(Ordering::Relaxed);
+            let assigned = s.assigned_partitions.load(Ordering::Relaxed);
+            let restoring = s.restoring_partitions.load(Ordering::Relaxed);
+            let mut missing = Vec::new();
+            if !state.models_loaded {
+                missing.push("models are not loaded");
+            }
+            if !restored {
+                missing.push("partitions are not assigned and restored yet");
+            }
+            if !broker {
+                missing.push("the Kafka broker is not reachable");
+            }
+            let ready = missing.is_empty();
+            let last_error = s.last_error.lock().ok().and_then(|e| e.clone());
+            json_response(
+                if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                json!({
+                    "ready": ready,
+                    "missing": missing,
+                    "models_loaded": state.models_loaded,
+                    "assigned_partitions": assigned,
+                    "restoring_partitions": restoring,
+                    "broker_reachable": broker,
+                    "last_error": last_error,
+                }),
+            )
+        }
+        p if p.starts_with("/v1/visitors/") => {
+            visitor(&state, &req, &p["/v1/visitors/".len()..]).await
+        }
+        _ => json_response(StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
+    })
+}
+
+async fn visitor(
+    state: &HttpState,
+    req: &Request<hyper::body::Incoming>,
+    raw_id: &str,
+) -> Response<Full<Bytes>> {
+    if state.admin_token.is_empty() {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "admin endpoints are disabled: set http.admin_token to enable them"}),
+        );
+    }
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !token_matches(given.as_bytes(), state.admin_token.as_bytes()) {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "missing or wrong bearer token"}),
+        );
+    }
+    let Some(visitor_id) = percent_decode(raw_id).filter(|v| !v.is_empty()) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "the visitor id is not valid percent-encoded UTF-8"}),
+        );
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    if state
+        .access
+        .send(AccessRequest {
+            visitor_id: visitor_id.clone(),
+            reply: tx,
+        })
+        .is_err()
+    {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "the pipeline is not running"}),
+        );
+    }
+    let answer =
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10))).await;
+    match answer {
+        Ok(Ok(AccessAnswer::Owned { partition, held })) => json_response(
+            StatusCode::OK,
+            json!({"visitor_id": visitor_id, "partition": partition, "held": held}),
+        ),
+        Ok(Ok(AccessAnswer::OwnedElsewhere {
+            partition,
+            owned_here,
+        })) => json_response(
+            StatusCode::MISDIRECTED_REQUEST,
+            json!({
+                "visitor_id": visitor_id,
+                "partition": partition,
+                "owned_here": owned_here,
+                "error": format!("partition {partition} is owned by another instance; ask the instance that owns it"),
+            }),
+        ),
+        _ => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "the pipeline did not answer in time"}),
+        ),
+    }
+}
+
+/// Serves on a bound listener until the process ends.
+pub async fn serve(listener: TcpListener, state: Arc<HttpState>) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, "http endpoints listening");
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(state.clone(), req));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "http connection error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_ids() {
+        assert!(token_matches(b"abc", b"abc"));
+        assert!(!token_matches(b"abd", b"abc"));
+        assert!(!token_matches(b"ab", b"abc"));
+        assert_eq!(percent_decode("v%2F1").as_deref(), Some("v/1"));
+        assert_eq!(percent_decode("%zz"), None);
+    }
+}

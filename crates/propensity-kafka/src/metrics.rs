@@ -1,0 +1,476 @@
+//! Prometheus metrics of a running pipeline: names in one place
+//! ([`METRIC_NAMES`], checked against the dashboard and alert rules by the
+//! deploy tests), updated from engine counters at every commit (as deltas,
+//! so counters stay monotonic across partition moves) and from the runtime
+//! status at scrape time. No label carries a visitor id or any other
+//! unbounded value: labels are event types, reason codes, action maps and
+//! outcomes from the config, topics and partition numbers.
+
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use propensity_engine::{DeadLetterReason, DropReason, EngineConfig, EngineCounters, ModelSet};
+
+use crate::status::RuntimeStatus;
+
+/// Every metric the pipeline exports (histograms by base name).
+pub const METRIC_NAMES: &[&str] = &[
+    "propensity_build_info",
+    "propensity_ready",
+    "propensity_assigned_partitions",
+    "propensity_restoring_partitions",
+    "propensity_changelog_restored_records_total",
+    "propensity_events_consumed_total",
+    "propensity_events_processed_total",
+    "propensity_events_dropped_total",
+    "propensity_dead_letters_total",
+    "propensity_consent_records_total",
+    "propensity_erasures_total",
+    "propensity_revocations_total",
+    "propensity_events_scored_total",
+    "propensity_offers_published_total",
+    "propensity_offers_suppressed_total",
+    "propensity_outcome_probability",
+    "propensity_batch_processing_seconds",
+    "propensity_event_to_offer_latency_seconds",
+    "propensity_consumer_lag",
+    "propensity_rebalances_total",
+    "propensity_transactions_total",
+    "propensity_active_sessions",
+    "propensity_buffered_events",
+    "propensity_model_info",
+    "propensity_model_reloads_total",
+];
+
+/// The metrics of one process.
+pub struct PipelineMetrics {
+    registry: Registry,
+    ready: IntGauge,
+    assigned: IntGauge,
+    restoring: IntGauge,
+    restored_records: IntCounter,
+    events_consumed: IntCounterVec,
+    processed: IntCounter,
+    dropped: IntCounterVec,
+    dead_letters: IntCounterVec,
+    consent_records: IntCounterVec,
+    erasures: IntCounter,
+    revocations: IntCounter,
+    scored: IntCounter,
+    offers: IntCounterVec,
+    suppressed: IntCounterVec,
+    /// Outcome probability per outcome, in config order.
+    probability: Vec<Histogram>,
+    /// Engine time per batch.
+    pub batch_seconds: Histogram,
+    /// Event (Kafka timestamp) to offer committed.
+    pub offer_latency: Histogram,
+    lag: IntGaugeVec,
+    rebalances: IntCounter,
+    transactions: IntCounterVec,
+    active_sessions: IntGauge,
+    buffered: IntGauge,
+    model_info: IntGaugeVec,
+    model_reloads: IntCounterVec,
+    /// Outcome names in config order (probability lookup by name).
+    outcomes: Vec<String>,
+    /// (action map name, action type) in engine order.
+    maps: Vec<(String, &'static str)>,
+    /// Totals already published: counters advance by the difference.
+    published: Mutex<Published>,
+}
+
+#[derive(Default)]
+struct Published {
+    engine: EngineCounters,
+    restored: u64,
+    rebalances: u64,
+    commits: u64,
+    aborts: u64,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn delta(new: u64, old: u64) -> u64 {
+    new.saturating_sub(old)
+}
+
+impl PipelineMetrics {
+    /// Registers every metric for a configuration.
+    pub fn new(config: &EngineConfig) -> prometheus::Result<Self> {
+        let r = Registry::new();
+        let build = gauge_vec(
+            &r,
+            "propensity_build_info",
+            "Build information (always 1).",
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let probability_vec = HistogramVec::new(
+            HistogramOpts::new(
+                "propensity_outcome_probability",
+                "Scored probability that the session achieves the outcome.",
+            )
+            .buckets(vec![0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
+            &["outcome"],
+        )?;
+        r.register(Box::new(probability_vec.clone()))?;
+        let probability = config
+            .outcomes
+            .iter()
+            .map(|o| probability_vec.with_label_values(&[o.name.as_str()]))
+            .collect();
+        let batch_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "propensity_batch_processing_seconds",
+                "Engine time per batch of events (decode to offers), seconds.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )?;
+        r.register(Box::new(batch_seconds.clone()))?;
+        let offer_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "propensity_event_to_offer_latency_seconds",
+                "From the triggering event's Kafka timestamp to the commit of its offer, seconds.",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        r.register(Box::new(offer_latency.clone()))?;
+        let m = Self {
+            ready: gauge(
+                &r,
+                "propensity_ready",
+                "1 when partitions are assigned and their state restored.",
+            )?,
+            assigned: gauge(
+                &r,
+                "propensity_assigned_partitions",
+                "Partitions assigned to this instance.",
+            )?,
+            restoring: gauge(
+                &r,
+                "propensity_restoring_partitions",
+                "Partitions whose state is being restored.",
+            )?,
+            restored_records: counter(
+                &r,
+                "propensity_changelog_restored_records_total",
+                "State changelog records read while restoring partitions.",
+            )?,
+            events_consumed: counter_vec(
+                &r,
+                "propensity_events_consumed_total",
+                "Visitor events consumed, by type (invalid: dead-lettered records).",
+                &["type"],
+            )?,
+            processed: counter(
+                &r,
+                "propensity_events_processed_total",
+                "Events processed (consented, scored).",
+            )?,
+            dropped: counter_vec(
+                &r,
+                "propensity_events_dropped_total",
+                "Valid events not processed, by reason.",
+                &["reason"],
+            )?,
+            dead_letters: counter_vec(
+                &r,
+                "propensity_dead_letters_total",
+                "Records dead-lettered, by reason and input.",
+                &["reason", "source"],
+            )?,
+            consent_records: counter_vec(
+                &r,
+                "propensity_consent_records_total",
+                "Consent records consumed, by result.",
+                &["result"],
+            )?,
+            erasures: counter(&r, "propensity_erasures_total", "Erasure requests applied.")?,
+            revocations: counter(
+                &r,
+                "propensity_revocations_total",
+                "Consent revocations applied.",
+            )?,
+            scored: counter(
+                &r,
+                "propensity_events_scored_total",
+                "Outcome scores computed (event × outcome).",
+            )?,
+            offers: counter_vec(
+                &r,
+                "propensity_offers_published_total",
+                "Offers published, by action map and action type.",
+                &["action_map", "action_type"],
+            )?,
+            suppressed: counter_vec(
+                &r,
+                "propensity_offers_suppressed_total",
+                "Offers an action map would have made, suppressed by reason.",
+                &["action_map", "reason"],
+            )?,
+            probability,
+            batch_seconds,
+            offer_latency,
+            lag: gauge_vec(
+                &r,
+                "propensity_consumer_lag",
+                "Consumer lag in records, from librdkafka statistics.",
+                &["topic", "partition"],
+            )?,
+            rebalances: counter(
+                &r,
+                "propensity_rebalances_total",
+                "Consumer group rebalances seen.",
+            )?,
+            transactions: counter_vec(
+                &r,
+                "propensity_transactions_total",
+                "Kafka transactions, by result.",
+                &["result"],
+            )?,
+            active_sessions: gauge(&r, "propensity_active_sessions", "Sessions held in memory.")?,
+            buffered: gauge(
+                &r,
+                "propensity_buffered_events",
+                "Events waiting for a first consent record.",
+            )?,
+            model_info: gauge_vec(
+                &r,
+                "propensity_model_info",
+                "Loaded model version per outcome (always 1).",
+                &["outcome", "version"],
+            )?,
+            model_reloads: counter_vec(
+                &r,
+                "propensity_model_reloads_total",
+                "Model reloads, by result.",
+                &["result"],
+            )?,
+            outcomes: config.outcomes.iter().map(|o| o.name.clone()).collect(),
+            maps: config
+                .action_maps
+                .iter()
+                .map(|m| (m.name.clone(), m.action.type_name()))
+                .collect(),
+            published: Mutex::new(Published::default()),
+            registry: r,
+        };
+        // Pre-create labelled series so dashboards show zeros, not gaps.
+        for reason in DropReason::ALL {
+            m.dropped.with_label_values(&[reason.code()]);
+        }
+        for result in ["committed", "aborted"] {
+            m.transactions.with_label_values(&[result]);
+        }
+        for result in ["success", "failure"] {
+            m.model_reloads.with_label_values(&[result]);
+        }
+        for (name, kind) in &m.maps {
+            m.offers.with_label_values(&[name.as_str(), kind]);
+        }
+        Ok(m)
+    }
+
+    /// Records a scored probability.
+    pub fn observe_probability(&self, outcome: &str, p: f64) {
+        if let Some(i) = self.outcomes.iter().position(|o| o == outcome) {
+            self.probability[i].observe(p);
+        }
+    }
+
+    /// Records a model reload.
+    pub fn model_reload(&self, ok: bool) {
+        self.model_reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
+    /// Sets the model-version info series.
+    pub fn set_models(&self, models: &ModelSet) {
+        self.model_info.reset();
+        for (name, version) in self.outcomes.iter().zip(models.versions()) {
+            if let Some(v) = version {
+                self.model_info
+                    .with_label_values(&[name.as_str(), v])
+                    .set(1);
+            }
+        }
+    }
+
+    /// Publishes engine totals (process-wide sums) as counter deltas and
+    /// gauges.
+    pub fn publish_engine(&self, totals: &EngineCounters) {
+        let Ok(mut published) = self.published.lock() else {
+            return;
+        };
+        let old = &published.engine;
+        for (i, kind) in propensity_engine::wire::EventKind::ALL.iter().enumerate() {
+            self.events_consumed
+                .with_label_values(&[kind.as_str()])
+                .inc_by(delta(
+                    totals.events_by_type[i],
+                    old.events_by_type.get(i).copied().unwrap_or(0),
+                ));
+        }
+        let invalid: u64 = totals.events_dead_lettered.iter().sum();
+        let old_invalid: u64 = old.events_dead_lettered.iter().sum();
+        self.events_consumed
+            .with_label_values(&["invalid"])
+            .inc_by(delta(invalid, old_invalid));
+        self.processed
+            .inc_by(delta(totals.events_processed, old.events_processed));
+        for reason in DropReason::ALL {
+            let i = reason as usize;
+            self.dropped
+                .with_label_values(&[reason.code()])
+                .inc_by(delta(totals.events_dropped[i], old.events_dropped[i]));
+        }
+        for (i, reason) in DeadLetterReason::ALL.iter().enumerate() {
+            for (source, new, old) in [
+                (
+                    "events",
+                    totals.events_dead_lettered[i],
+                    old.events_dead_lettered[i],
+                ),
+                (
+                    "consent",
+                    totals.consent_dead_lettered[i],
+                    old.consent_dead_lettered[i],
+                ),
+            ] {
+                let d = delta(new, old);
+                if d > 0 {
+                    self.dead_letters
+                        .with_label_values(&[reason.code(), source])
+                        .inc_by(d);
+                }
+            }
+        }
+        let consent_dl: u64 = totals.consent_dead_lettered.iter().sum();
+        let old_consent_dl: u64 = old.consent_dead_lettered.iter().sum();
+        for (result, new, old) in [
+            ("applied", totals.consent_applied, old.consent_applied),
+            ("stale", totals.consent_stale, old.consent_stale),
+            ("dead_lettered", consent_dl, old_consent_dl),
+        ] {
+            self.consent_records
+                .with_label_values(&[result])
+                .inc_by(delta(new, old));
+        }
+        self.erasures.inc_by(delta(totals.erasures, old.erasures));
+        self.revocations
+            .inc_by(delta(totals.revocations, old.revocations));
+        self.scored.inc_by(delta(totals.scores, old.scores));
+        for (i, (name, kind)) in self.maps.iter().enumerate() {
+            let get = |v: &Vec<u64>| v.get(i).copied().unwrap_or(0);
+            self.offers
+                .with_label_values(&[name.as_str(), kind])
+                .inc_by(delta(get(&totals.offers_by_map), get(&old.offers_by_map)));
+            for (reason, new, old) in [
+                (
+                    "frequency_cap",
+                    get(&totals.suppressed_by_cap),
+                    get(&old.suppressed_by_cap),
+                ),
+                (
+                    "purpose",
+                    get(&totals.suppressed_by_purpose),
+                    get(&old.suppressed_by_purpose),
+                ),
+            ] {
+                let d = delta(new, old);
+                if d > 0 {
+                    self.suppressed
+                        .with_label_values(&[name.as_str(), reason])
+                        .inc_by(d);
+                }
+            }
+        }
+        self.active_sessions.set(totals.active_sessions as i64);
+        self.buffered.set(totals.buffered_events as i64);
+        published.engine = totals.clone();
+    }
+
+    /// Updates the status-derived series and renders the text format.
+    pub fn render(&self, status: &RuntimeStatus) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.ready.set(i64::from(status.ready.load(Relaxed)));
+        self.assigned.set(status.assigned_partitions.load(Relaxed));
+        self.restoring
+            .set(status.restoring_partitions.load(Relaxed));
+        if let Ok(mut p) = self.published.lock() {
+            let restored = status.restored_records.load(Relaxed);
+            self.restored_records.inc_by(delta(restored, p.restored));
+            p.restored = restored;
+            let rebalances = status.rebalances.load(Relaxed);
+            self.rebalances.inc_by(delta(rebalances, p.rebalances));
+            p.rebalances = rebalances;
+            let commits = status.commits.load(Relaxed);
+            self.transactions
+                .with_label_values(&["committed"])
+                .inc_by(delta(commits, p.commits));
+            p.commits = commits;
+            let aborts = status.aborts.load(Relaxed);
+            self.transactions
+                .with_label_values(&["aborted"])
+                .inc_by(delta(aborts, p.aborts));
+            p.aborts = aborts;
+        }
+        if let Ok(lags) = status.consumer_lag.lock() {
+            self.lag.reset();
+            for (topic, partition, lag) in lags.iter() {
+                self.lag
+                    .with_label_values(&[topic.as_str(), &partition.to_string()])
+                    .set(*lag);
+            }
+        }
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
