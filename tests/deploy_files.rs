@@ -1,0 +1,561 @@
+//! Checks of the deployment files under `deploy/` and of
+//! `docs/operations.md`: no broker needed, but `promtool` (Debian's
+//! `prometheus` package) must be installed.
+//!
+//! - the Prometheus rules and configuration pass `promtool check`, the rule
+//!   unit tests (`deploy/prometheus/alerts_test.yml`) pass, and every
+//!   dashboard query is valid PromQL;
+//! - every metric the alerts and the dashboard use is one the pipeline
+//!   registers (`propensity_kafka::metrics::METRIC_NAMES`), and every
+//!   registered metric is documented;
+//! - every alert has a summary, a description and a runbook link whose
+//!   anchor exists in `docs/operations.md`;
+//! - the Kubernetes probes point at `/readyz` and `/healthz`, and the
+//!   Kubernetes and Compose grace periods exceed `kafka.drain_timeout_secs`;
+//! - the Kubernetes ConfigMap holds a valid configuration whose engine
+//!   sections match `config/propensity.toml`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use propensity_kafka::metrics::METRIC_NAMES;
+use propensity_kafka::KafkaSettings;
+use propensity_system_tests::{binary, workspace_root};
+use serde_json::Value;
+
+/// The metrics operators rely on (docs/operations.md, "Metrics"): base
+/// names, histograms without `_bucket`/`_sum`/`_count`.
+const DOCUMENTED_METRICS: &[&str] = &[
+    "propensity_build_info",
+    "propensity_ready",
+    "propensity_assigned_partitions",
+    "propensity_restoring_partitions",
+    "propensity_changelog_restored_records_total",
+    "propensity_events_consumed_total",
+    "propensity_events_processed_total",
+    "propensity_events_dropped_total",
+    "propensity_dead_letters_total",
+    "propensity_consent_records_total",
+    "propensity_erasures_total",
+    "propensity_revocations_total",
+    "propensity_events_scored_total",
+    "propensity_offers_published_total",
+    "propensity_offers_suppressed_total",
+    "propensity_outcome_probability",
+    "propensity_batch_processing_seconds",
+    "propensity_event_to_offer_latency_seconds",
+    "propensity_consumer_lag",
+    "propensity_rebalances_total",
+    "propensity_transactions_total",
+    "propensity_active_sessions",
+    "propensity_buffered_events",
+    "propensity_model_info",
+    "propensity_model_reloads_total",
+];
+
+/// The histograms among them (their series carry a suffix).
+const HISTOGRAMS: &[&str] = &[
+    "propensity_outcome_probability",
+    "propensity_batch_processing_seconds",
+    "propensity_event_to_offer_latency_seconds",
+];
+
+/// Alerts the runbooks cover; alerts.yml must define at least these.
+const REQUIRED_ALERTS: &[&str] = &[
+    "PipelineDown",
+    "NotReady",
+    "ConsumerLagGrowing",
+    "DeadLettersFlowing",
+    "NoOffersWhileEventsFlow",
+    "TransactionAborts",
+    "ModelReloadFailures",
+];
+
+/// Sections of the Kubernetes configuration that are about the deployment
+/// rather than the engine, and so may differ from config/propensity.toml.
+const DEPLOYMENT_SECTIONS: &[&str] = &["kafka", "http", "logging", "models"];
+
+fn path(rel: &str) -> PathBuf {
+    workspace_root().join(rel)
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(path(rel)).unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
+}
+
+/// Runs promtool in the workspace root; a missing promtool is a failure
+/// with the fix, never a skip.
+fn promtool(args: &[&str]) -> Output {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap_or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                panic!(
+                    "promtool is not installed, and these checks need it: install Debian's \
+                     `prometheus` package (`apt-get install -y prometheus`, as .ci/run does) \
+                     or put Prometheus' promtool on PATH"
+                )
+            }
+            panic!("cannot run promtool: {e}")
+        });
+    assert!(
+        out.status.success(),
+        "promtool {} failed:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Identifiers `propensity_[a-z_]+` in `text` (not preceded by another
+/// identifier character), histogram suffixes stripped.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let bytes = text.as_bytes();
+    let mut names = BTreeSet::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("propensity_").map(|i| i + from) {
+        let preceded = i > 0 && {
+            let c = bytes[i - 1];
+            c.is_ascii_alphanumeric() || c == b'_' || c == b':'
+        };
+        let mut end = i + "propensity_".len();
+        while end < bytes.len() && (bytes[end].is_ascii_lowercase() || bytes[end] == b'_') {
+            end += 1;
+        }
+        from = end;
+        if preceded {
+            continue;
+        }
+        let name = text[i..end].trim_end_matches('_');
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|b| HISTOGRAMS.contains(b)))
+            .unwrap_or(name);
+        names.insert(base.to_owned());
+    }
+    names
+}
+
+fn dashboard() -> Value {
+    serde_json::from_str(&read("deploy/grafana/dashboards/propensity.json"))
+        .expect("deploy/grafana/dashboards/propensity.json is not valid JSON")
+}
+
+/// Every string value under a key named `key`, anywhere in `v`.
+fn strings_under<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                match x {
+                    Value::String(s) if k == key => out.push(s),
+                    _ => strings_under(x, key, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|x| strings_under(x, key, out)),
+        _ => {}
+    }
+}
+
+/// Every string in `v`.
+fn all_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Object(map) => map.values().for_each(|x| all_strings(x, out)),
+        Value::Array(items) => items.iter().for_each(|x| all_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// GitHub's heading anchor: lower case, punctuation removed, spaces to `-`.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Anchors of the Markdown headings of `text` (outside code fences).
+fn markdown_anchors(text: &str) -> BTreeSet<String> {
+    let mut anchors = BTreeSet::new();
+    let mut in_fence = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence {
+            continue;
+        }
+        let hashes = line.chars().take_while(|c| *c == '#').count();
+        if (1..=6).contains(&hashes) && line[hashes..].starts_with(' ') {
+            anchors.insert(github_anchor(&line[hashes..]));
+        }
+    }
+    anchors
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// The lines nested under the first line of `text` whose trimmed form is
+/// `header` (a YAML key or list item), by indentation.
+fn yaml_block<'a>(text: &'a str, header: &str) -> Vec<&'a str> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == header)
+        .unwrap_or_else(|| panic!("no `{header}` line"));
+    let base = indent(lines[start]);
+    lines[start + 1..]
+        .iter()
+        .copied()
+        .take_while(|l| l.trim().is_empty() || indent(l) > base)
+        .collect()
+}
+
+/// The value of the first `key: value` line in `lines`.
+fn yaml_value<'a>(lines: &[&'a str], key: &str) -> Option<&'a str> {
+    let prefix = format!("{key}:");
+    lines.iter().find_map(|l| {
+        l.trim()
+            .strip_prefix(&prefix)
+            .map(|v| v.trim().trim_matches('"'))
+    })
+}
+
+/// `kafka.drain_timeout_secs` of a configuration (the default when absent).
+fn drain_timeout_secs(config: &toml::Table) -> f64 {
+    config
+        .get("kafka")
+        .and_then(|k| k.get("drain_timeout_secs"))
+        .map(|v| {
+            v.as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .expect("kafka.drain_timeout_secs is not a number")
+        })
+        .unwrap_or_else(|| KafkaSettings::default().drain_timeout_secs)
+}
+
+fn shipped_config() -> toml::Table {
+    toml::from_str(&read("config/propensity.toml")).expect("config/propensity.toml is not TOML")
+}
+
+/// The `propensity.toml` block scalar of the Kubernetes ConfigMap.
+fn configmap_toml() -> String {
+    let text = read("deploy/kubernetes/configmap.yaml");
+    let block = yaml_block(&text, "propensity.toml: |");
+    let strip = block
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| indent(l))
+        .min()
+        .expect("the ConfigMap's propensity.toml is empty");
+    let mut out = String::new();
+    for line in block {
+        out.push_str(line.get(strip..).unwrap_or(""));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn prometheus_rules_and_config_pass_promtool() {
+    promtool(&["check", "rules", "deploy/prometheus/alerts.yml"]);
+    promtool(&["test", "rules", "deploy/prometheus/alerts_test.yml"]);
+    // rule_files in prometheus.yml is relative to the file: checks alerts.yml
+    // again, as Prometheus will load it.
+    let out = promtool(&["check", "config", "deploy/prometheus/prometheus.yml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 rule files found"), "{text}");
+}
+
+#[test]
+fn dashboard_queries_are_valid_promql() {
+    let dash = dashboard();
+    let mut exprs = Vec::new();
+    strings_under(&dash, "expr", &mut exprs);
+    assert!(
+        exprs.len() >= 20,
+        "only {} queries in the dashboard",
+        exprs.len()
+    );
+    // Grafana's variables replaced by what they expand to, each query a
+    // recording rule: `promtool check rules` parses them all.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "5m")
+            .replace("$__interval", "1m")
+            .replace("$instance", ".+");
+        assert!(
+            !e.contains('$'),
+            "unexpanded variable in dashboard query {e}"
+        );
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {}\n",
+            serde_json::to_string(&e).expect("a string")
+        ));
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("dashboard-queries.yml");
+    std::fs::write(&file, rules).expect("write temp rules");
+    promtool(&["check", "rules", &file.display().to_string()]);
+}
+
+#[test]
+fn dashboard_is_a_complete_grafana_dashboard() {
+    let dash = dashboard();
+    assert_eq!(dash["uid"], "propensity");
+    assert!(dash["schemaVersion"].as_u64().is_some_and(|v| v >= 36));
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    for p in panels {
+        let title = p["title"].as_str().unwrap_or("?");
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "duplicate id: {title}"
+        );
+        let g = &p["gridPos"];
+        let (x, w) = (g["x"].as_u64().expect("x"), g["w"].as_u64().expect("w"));
+        assert!(x + w <= 24, "panel {title} is wider than the grid");
+        if p["type"] == "row" {
+            continue;
+        }
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {title} has no query");
+        for t in targets.iter().chain([p]) {
+            let uid = t["datasource"]["uid"].as_str().unwrap_or("");
+            assert!(
+                uid == "${datasource}" || uid == "prometheus",
+                "panel {title}: datasource uid {uid:?}"
+            );
+        }
+    }
+    // The datasource variable defaults to the provisioned datasource.
+    let ds_var = dash["templating"]["list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|v| v["name"] == "datasource"))
+        .expect("a `datasource` variable");
+    assert_eq!(ds_var["current"]["value"], "prometheus");
+    let provisioning = read("deploy/grafana/provisioning/datasources/prometheus.yml");
+    assert!(provisioning.contains("uid: prometheus"), "{provisioning}");
+}
+
+#[test]
+fn metrics_used_are_documented_and_registered() {
+    let registered: BTreeSet<&str> = METRIC_NAMES.iter().copied().collect();
+    let documented: BTreeSet<&str> = DOCUMENTED_METRICS.iter().copied().collect();
+    for name in &documented {
+        assert!(
+            registered.contains(name),
+            "{name} is documented (and used by dashboards or alerts) but \
+             propensity_kafka::metrics::METRIC_NAMES does not register it"
+        );
+    }
+    let ops = read("docs/operations.md");
+    for name in &registered {
+        assert!(
+            ops.contains(&format!("| `{name}` |")),
+            "{name} is registered but missing from the metrics table of docs/operations.md"
+        );
+    }
+
+    let alerts = metric_names(&read("deploy/prometheus/alerts.yml"));
+    let dash = dashboard();
+    let mut strings = Vec::new();
+    all_strings(&dash, &mut strings);
+    let dashboard_names = metric_names(&strings.join("\n"));
+    assert!(!alerts.is_empty() && !dashboard_names.is_empty());
+    for (file, names) in [
+        ("deploy/prometheus/alerts.yml", &alerts),
+        (
+            "deploy/grafana/dashboards/propensity.json",
+            &dashboard_names,
+        ),
+    ] {
+        for name in names {
+            assert!(
+                documented.contains(name.as_str()),
+                "{file} uses {name}, which is not a documented metric"
+            );
+            assert!(
+                registered.contains(name.as_str()),
+                "{file} uses {name}, which the pipeline does not register"
+            );
+        }
+    }
+    // The dashboard charts every metric.
+    for name in &documented {
+        assert!(
+            dashboard_names.contains(*name),
+            "the dashboard does not chart {name}"
+        );
+    }
+}
+
+#[test]
+fn every_alert_has_annotations_and_a_runbook() {
+    let text = read("deploy/prometheus/alerts.yml");
+    let anchors = markdown_anchors(&read("docs/operations.md"));
+    let mut alerts = Vec::new();
+    let mut current: Option<(String, Vec<&str>)> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("- alert:") {
+            alerts.extend(current.take());
+            current = Some((name.trim().to_owned(), Vec::new()));
+        } else if t.starts_with("- record:") || t.starts_with("- name:") {
+            alerts.extend(current.take());
+        } else if let Some((_, lines)) = current.as_mut() {
+            lines.push(line);
+        }
+    }
+    alerts.extend(current);
+    for required in REQUIRED_ALERTS {
+        assert!(
+            alerts.iter().any(|(n, _)| n == required),
+            "alerts.yml has no alert {required}"
+        );
+    }
+    for (name, lines) in &alerts {
+        for key in ["summary", "description"] {
+            assert!(
+                yaml_value(lines, key).is_some(),
+                "alert {name} has no {key} annotation"
+            );
+        }
+        let url = yaml_value(lines, "runbook_url")
+            .unwrap_or_else(|| panic!("alert {name} has no runbook_url"));
+        let anchor = url
+            .split_once("docs/operations.md#")
+            .map(|(_, a)| a)
+            .unwrap_or_else(|| {
+                panic!("alert {name}: runbook_url {url} is not docs/operations.md#…")
+            });
+        assert!(
+            anchors.contains(anchor),
+            "alert {name}: docs/operations.md has no heading with anchor #{anchor}"
+        );
+    }
+}
+
+#[test]
+fn kubernetes_probes_and_grace_period() {
+    let drain = drain_timeout_secs(&shipped_config());
+    let configmap: toml::Table =
+        toml::from_str(&configmap_toml()).expect("the ConfigMap's propensity.toml is not TOML");
+    let drain = drain.max(drain_timeout_secs(&configmap));
+    for file in [
+        "deploy/kubernetes/statefulset.yaml",
+        "deploy/kubernetes/deployment.yaml",
+    ] {
+        let text = read(file);
+        let readiness = yaml_block(&text, "readinessProbe:");
+        let liveness = yaml_block(&text, "livenessProbe:");
+        assert_eq!(yaml_value(&readiness, "path"), Some("/readyz"), "{file}");
+        assert_eq!(yaml_value(&liveness, "path"), Some("/healthz"), "{file}");
+        for probe in [&readiness, &liveness] {
+            let port = yaml_value(probe, "port");
+            assert!(
+                matches!(port, Some("http" | "9464")),
+                "{file}: probe port {port:?}"
+            );
+        }
+        assert!(text.contains("containerPort: 9464"), "{file}");
+        let grace: f64 = yaml_value(
+            &text.lines().collect::<Vec<_>>(),
+            "terminationGracePeriodSeconds",
+        )
+        .unwrap_or_else(|| panic!("{file}: no terminationGracePeriodSeconds"))
+        .parse()
+        .expect("terminationGracePeriodSeconds is a number");
+        assert!(
+            grace > drain,
+            "{file}: terminationGracePeriodSeconds {grace} must exceed kafka.drain_timeout_secs {drain}"
+        );
+        let instance_id = yaml_block(&text, "- name: PROPENSITY_INSTANCE_ID");
+        assert_eq!(
+            yaml_value(&instance_id, "fieldPath"),
+            Some("metadata.name"),
+            "{file}: PROPENSITY_INSTANCE_ID must come from the pod name"
+        );
+    }
+    let sts = read("deploy/kubernetes/statefulset.yaml");
+    let replicas: i64 = yaml_value(&sts.lines().collect::<Vec<_>>(), "replicas")
+        .and_then(|r| r.parse().ok())
+        .expect("replicas");
+    let partitions = configmap
+        .get("kafka")
+        .and_then(|k| k.get("partitions"))
+        .and_then(toml::Value::as_integer)
+        .unwrap_or_else(|| KafkaSettings::default().partitions.into());
+    assert!(
+        replicas <= partitions,
+        "{replicas} replicas but only {partitions} partitions: the extra pods would idle"
+    );
+}
+
+#[test]
+fn compose_grace_period_covers_the_drain() {
+    let drain = drain_timeout_secs(&shipped_config());
+    let text = read("deploy/docker/docker-compose.yml");
+    let lines: Vec<&str> = text.lines().collect();
+    let grace = yaml_value(&lines, "stop_grace_period").expect("stop_grace_period");
+    let secs: f64 = if let Some(m) = grace.strip_suffix('m') {
+        m.parse::<f64>().expect("minutes") * 60.0
+    } else {
+        grace.trim_end_matches('s').parse().expect("seconds")
+    };
+    assert!(
+        secs > drain,
+        "stop_grace_period {grace} must exceed kafka.drain_timeout_secs {drain}"
+    );
+    assert!(text.contains("PROPENSITY__KAFKA__BROKERS: kafka:9092"));
+    assert!(text.contains("image: apache/kafka:4.1.0"));
+}
+
+#[test]
+fn kubernetes_configmap_is_a_valid_configuration() {
+    let text = configmap_toml();
+    let configmap: toml::Table = toml::from_str(&text).expect("the ConfigMap's TOML");
+    let shipped = shipped_config();
+    // Engine sections are the shipped ones (a difference in [features]
+    // alone would make every model trained with the shipped config fail).
+    let keys: BTreeSet<&String> = shipped.keys().chain(configmap.keys()).collect();
+    for key in keys {
+        if DEPLOYMENT_SECTIONS.contains(&key.as_str()) {
+            continue;
+        }
+        assert_eq!(
+            shipped.get(key),
+            configmap.get(key),
+            "section `{key}` of deploy/kubernetes/configmap.yaml differs from \
+             config/propensity.toml: carry the change over"
+        );
+    }
+    // And the binary accepts it (unknown keys are errors).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("propensity.toml");
+    std::fs::write(&file, &text).expect("write config");
+    let mut cmd = Command::new(binary());
+    cmd.args(["check-config", &file.display().to_string()]);
+    // The file alone, without overrides from this environment.
+    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("PROPENSITY__")) {
+        cmd.env_remove(name);
+    }
+    let out = cmd.output().expect("run propensity check-config");
+    assert!(
+        out.status.success(),
+        "propensity check-config rejects the ConfigMap's configuration:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
