@@ -594,6 +594,9 @@ impl Runtime {
     }
 
     fn process_batch(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), KafkaError> {
+        // One span per batch: log lines inside (warnings, debug visitor
+        // traces) carry its size; nothing here logs per event at info.
+        let _span = tracing::debug_span!("batch", events = batch.len()).entered();
         let mut parts: Vec<i32> = batch.iter().map(Message::partition).collect();
         parts.sort_unstable();
         parts.dedup();
@@ -651,6 +654,7 @@ impl Runtime {
     }
 
     fn commit(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), Recovery> {
+        let _span = tracing::info_span!("transaction", partitions = self.offsets.len()).entered();
         let result = self.try_commit(consumer);
         match result {
             Ok(()) => {
