@@ -14,12 +14,14 @@
 //!    reconcile.
 //! 3. At most one offer per event; caps are checked before an offer exists.
 
-use std::collections::VecDeque;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use ahash::AHashMap;
 use serde::Serialize;
 
+use crate::compact::{InlineVec, MaybeMs, SmallStr};
 use crate::config::{ActionMap, ConsentMode, EngineConfig, Outcome, Trigger};
 use crate::error::EngineError;
 use crate::glob::url_path;
@@ -27,7 +29,9 @@ use crate::model::ModelSet;
 use crate::purpose::{Purpose, PurposeSet};
 use crate::stable_hash::{stable_hash, stable_hash_parts};
 use crate::timestamp::format_rfc3339_ms;
-use crate::visitor::{BufferedEvent, ConsentState, Session, VisitorEntry, VisitorSnapshot};
+use crate::visitor::{
+    Activity, BufferedEvent, ConsentState, Session, VisitorEntry, VisitorSnapshot,
+};
 use crate::wire::{
     check_key, decode_consent, decode_event, ConsentChange, ConsentUpdate, DeadLetter,
     DeadLetterReason, Event, EventKind, Offer, Origin, OutcomeScore,
@@ -172,6 +176,8 @@ impl EngineCounters {
 #[derive(Default)]
 struct Scratch {
     features: Vec<f32>,
+    /// Indices of the non-zero entries of `features`, for sparse scoring.
+    nonzero: Vec<u32>,
     probabilities: Vec<Option<f64>>,
 }
 
@@ -180,12 +186,19 @@ struct Scratch {
 pub struct Engine {
     config: Arc<EngineConfig>,
     models: Arc<ModelSet>,
-    visitors: AHashMap<Box<str>, VisitorEntry>,
+    /// Keyed by visitor id; queried with the id's bytes (see [`SmallStr`]),
+    /// so a lookup builds no key.
+    visitors: AHashMap<SmallStr, VisitorEntry>,
     counters: EngineCounters,
     /// Greatest event time seen: drives TTL and idle expiry.
     watermark_ms: i64,
     /// `(deadline, visitor)` in insertion order, for pre-consent TTL sweeps.
-    ttl_queue: VecDeque<(i64, Box<str>)>,
+    ttl_queue: VecDeque<(i64, SmallStr)>,
+    /// Visitors that may go idle, earliest first (see [`Engine::sweep_idle`]).
+    idle_queue: BinaryHeap<IdleItem>,
+    /// Visitors left holding nothing by [`Engine::finish`]: removed at the
+    /// next idle sweep, as a full scan of the map would.
+    idle_recheck: Vec<SmallStr>,
     next_idle_sweep_ms: i64,
     next_session_serial: u64,
     scratch: Scratch,
@@ -209,6 +222,8 @@ impl Engine {
             visitors: AHashMap::new(),
             watermark_ms: i64::MIN,
             ttl_queue: VecDeque::new(),
+            idle_queue: BinaryHeap::new(),
+            idle_recheck: Vec::new(),
             next_idle_sweep_ms: i64::MIN,
             next_session_serial: 0,
             scratch: Scratch::default(),
@@ -246,11 +261,16 @@ impl Engine {
         sink: &mut impl EngineSink,
     ) {
         self.counters.events_consumed += 1;
-        let decoded = decode_event(bytes, self.config.max_record_bytes)
-            .and_then(|e| check_key(key, &e.visitor_id).map(|()| e));
-        let event = match decoded {
-            Ok(e) => e,
-            Err(err) => {
+        // Decoded in place and checked by reference: the event is large and
+        // is not moved again after decoding.
+        let decoded = decode_event(bytes, self.config.max_record_bytes);
+        let checked = match &decoded {
+            Ok(e) => check_key(key, &e.visitor_id),
+            Err(_) => Ok(()),
+        };
+        let event = match (decoded, checked) {
+            (Ok(e), Ok(())) => e,
+            (Err(err), _) | (Ok(_), Err(err)) => {
                 self.counters.events_dead_lettered[reason_index(err.reason)] += 1;
                 sink.dead_letter(DeadLetter {
                     reason: err.reason,
@@ -297,10 +317,17 @@ impl Engine {
     pub fn finish(&mut self, sink: &mut impl EngineSink) {
         let mut expired = 0u64;
         for (visitor, entry) in self.visitors.iter_mut() {
-            if !entry.buffer.is_empty() {
-                expired += entry.buffer.len() as u64;
-                entry.buffer.clear();
-                sink.state_changed(visitor);
+            if let Some(a) = entry.activity.as_deref_mut() {
+                if !a.buffer.is_empty() {
+                    expired += a.buffer.len() as u64;
+                    a.buffer.clear();
+                    entry.tidy();
+                    sink.state_changed(visitor.as_str());
+                    if entry.consent.is_none() && !entry.has_state() && !entry.last_event_ms.is_some()
+                    {
+                        self.idle_recheck.push(visitor.clone());
+                    }
+                }
             }
         }
         self.counters.events_dropped[DropReason::PreConsentTtl as usize] += expired;
@@ -310,7 +337,7 @@ impl Engine {
 
     /// The changelog value of a visitor: `None` means tombstone.
     pub fn snapshot(&self, visitor_id: &str) -> Option<Vec<u8>> {
-        let snap = self.visitors.get(visitor_id)?.snapshot()?;
+        let snap = self.visitors.get(visitor_id.as_bytes())?.snapshot()?;
         serde_json::to_vec(&snap).ok()
     }
 
@@ -324,12 +351,10 @@ impl Engine {
             None => None,
         };
         let entry = self.visitors.entry(visitor_id.into()).or_default();
-        self.counters.buffered_events -= entry.buffer.len() as u64;
-        self.counters.active_sessions -= u64::from(entry.session.is_some());
-        entry.session = None;
-        entry.buffer.clear();
-        entry.last_offer_ms = None;
-        entry.last_event_ms = None;
+        self.counters.buffered_events -= entry.buffer().len() as u64;
+        self.counters.active_sessions -= u64::from(entry.session().is_some());
+        entry.activity = None;
+        entry.last_event_ms = MaybeMs::NONE;
         if let Some(s) = snapshot {
             for b in &s.buffer {
                 self.ttl_queue
@@ -340,20 +365,77 @@ impl Engine {
             if let Some(last) = s.last_event_ms {
                 self.watermark_ms = self.watermark_ms.max(last);
             }
-            entry.session = s.session.map(|mut sess| {
-                sess.serial = self.next_session_serial;
-                self.next_session_serial += 1;
-                Box::new(sess)
+            let mut activity = Box::new(Activity {
+                session: s.session.map(|mut sess| {
+                    sess.serial = self.next_session_serial;
+                    self.next_session_serial += 1;
+                    sess
+                }),
+                buffer: s.buffer,
+                last_offer_ms: s.last_offer_ms.into(),
+                idle_queued: false,
             });
-            entry.buffer = s.buffer;
-            entry.last_offer_ms = s.last_offer_ms;
-            entry.last_event_ms = s.last_event_ms;
+            if let Some(last) = s.last_event_ms {
+                if activity.may_go_idle() {
+                    activity.idle_queued = true;
+                    self.idle_queue.push(IdleItem {
+                        time: last,
+                        visitor: visitor_id.into(),
+                    });
+                }
+            }
+            entry.activity = Some(activity);
+            entry.last_event_ms = s.last_event_ms.into();
+            entry.tidy();
         }
         if entry.consent.is_none() && !entry.has_state() {
-            self.visitors.remove(visitor_id);
+            self.visitors.remove(visitor_id.as_bytes());
         }
         self.counters.visitors = self.visitors.len() as u64;
         Ok(())
+    }
+
+    /// Loads a consent record into state *without* side effects (no session
+    /// clearing, no buffer release, no dead letters): used when rebuilding
+    /// consent from the compacted topic for records whose effects are
+    /// already reflected in restored changelog state. Returns whether the
+    /// record was readable.
+    pub fn load_consent(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        record_time_ms: i64,
+    ) -> bool {
+        let Ok(update) = decode_consent(key, value, record_time_ms, self.config.max_record_bytes)
+        else {
+            return false;
+        };
+        let visitor = update.visitor_id.as_ref();
+        let entry = match self.visitors.get_mut(visitor.as_bytes()) {
+            Some(e) => e,
+            None => self.visitors.entry(visitor.into()).or_default(),
+        };
+        let current = entry.consent;
+        entry.consent = Some(match update.change {
+            ConsentChange::Erase => ConsentState {
+                time_ms: current.map_or(update.time_ms, |c| c.time_ms.max(update.time_ms)),
+                purposes: PurposeSet::NONE,
+                erased: true,
+                ever_granted: false,
+            },
+            ConsentChange::State(_) if current.is_some_and(|c| update.time_ms < c.time_ms) => {
+                return true;
+            }
+            ConsentChange::State(purposes) => ConsentState {
+                time_ms: update.time_ms,
+                purposes,
+                erased: false,
+                ever_granted: purposes.grants(Purpose::Tracking)
+                    || current.is_some_and(|c| c.ever_granted && !c.erased),
+            },
+        });
+        self.counters.visitors = self.visitors.len() as u64;
+        true
     }
 
     /// What is held about a visitor (data-subject access): consent and the
@@ -363,13 +445,13 @@ impl Engine {
         visitor_id: &str,
     ) -> Option<(Option<ConsentState>, Option<VisitorSnapshot>)> {
         self.visitors
-            .get(visitor_id)
+            .get(visitor_id.as_bytes())
             .map(|e| (e.consent, e.snapshot()))
     }
 
     /// Visitor ids currently held (for tests and access requests).
     pub fn visitor_ids(&self) -> impl Iterator<Item = &str> {
-        self.visitors.keys().map(|k| &**k)
+        self.visitors.keys().map(SmallStr::as_str)
     }
 
     // ------------------------------------------------------------ internals
@@ -391,16 +473,22 @@ impl Engine {
             let Some((_, visitor)) = self.ttl_queue.pop_front() else {
                 break;
             };
-            if let Some(entry) = self.visitors.get_mut(&visitor) {
-                let before = entry.buffer.len();
-                entry.buffer.retain(|b| b.time_ms + ttl >= t);
-                let expired = (before - entry.buffer.len()) as u64;
+            if let Some(entry) = self.visitors.get_mut(visitor.as_bytes()) {
+                let expired = match entry.activity.as_deref_mut() {
+                    Some(a) => {
+                        let before = a.buffer.len();
+                        a.buffer.retain(|b| b.time_ms + ttl >= t);
+                        (before - a.buffer.len()) as u64
+                    }
+                    None => 0,
+                };
                 if expired > 0 {
                     self.counters.events_dropped[DropReason::PreConsentTtl as usize] += expired;
                     self.counters.buffered_events -= expired;
-                    sink.state_changed(&visitor);
+                    entry.tidy();
+                    sink.state_changed(visitor.as_str());
                     if entry.consent.is_none() && !entry.has_state() {
-                        self.visitors.remove(&visitor);
+                        self.visitors.remove(visitor.as_bytes());
                     }
                 }
             }
@@ -415,24 +503,72 @@ impl Engine {
     }
 
     /// Forgets activity of visitors idle longer than the expiry, keeping
-    /// consent (which must outlive sessions to gate future events).
+    /// consent (which must outlive sessions to gate future events): every
+    /// visitor whose latest event is older than `now - visitor_idle`, whose
+    /// buffer is empty and who holds a session or an offer time.
+    ///
+    /// Rather than scanning the whole map (a sweep runs every quarter of the
+    /// expiry, and the map holds every visitor with consent), the sweep
+    /// walks `idle_queue` up to the limit. That finds exactly the visitors a
+    /// scan would, by this invariant: every visitor that holds a session or
+    /// an offer time and has a latest event time has an item in the queue
+    /// whose time is at most that latest event time. Processing an event
+    /// queues its visitor when not already queued (`Activity::idle_queued`)
+    /// and only ever raises the latest event time; a visitor found active
+    /// again here is queued again at its latest event time; one found stale
+    /// but with waiting events is looked at again at the next sweep, as the
+    /// scan would; one found holding nothing any more leaves the queue and
+    /// is queued again by its next session. Items may outlive their visitor
+    /// or be duplicated (an activity freed and created again): such items
+    /// are skipped or re-checked, which is harmless.
     fn sweep_idle(&mut self, now: i64, sink: &mut impl EngineSink) {
-        let idle = self.config.visitor_idle_ms;
-        let counters = &mut self.counters;
-        self.visitors.retain(|visitor, entry| {
-            let stale = entry.last_event_ms.is_some_and(|l| l < now - idle);
-            if stale
-                && entry.buffer.is_empty()
-                && (entry.session.is_some() || entry.last_offer_ms.is_some())
-            {
-                counters.active_sessions -= u64::from(entry.session.is_some());
-                entry.session = None;
-                entry.last_offer_ms = None;
-                entry.last_event_ms = None;
-                sink.state_changed(visitor);
+        let limit = now - self.config.visitor_idle_ms;
+        let mut again = Vec::new();
+        while self.idle_queue.peek().is_some_and(|i| i.time < limit) {
+            let Some(item) = self.idle_queue.pop() else {
+                break;
+            };
+            let Some(entry) = self.visitors.get_mut(item.visitor.as_bytes()) else {
+                continue;
+            };
+            let last = entry.last_event_ms.get();
+            let Some(a) = entry.activity.as_deref_mut() else {
+                continue;
+            };
+            match last {
+                Some(l) if a.may_go_idle() && l < limit => {
+                    if !a.buffer.is_empty() {
+                        again.push(item);
+                        continue;
+                    }
+                    self.counters.active_sessions -= u64::from(a.session.is_some());
+                    a.session = None;
+                    a.last_offer_ms = MaybeMs::NONE;
+                    a.idle_queued = false;
+                    entry.last_event_ms = MaybeMs::NONE;
+                    entry.tidy();
+                    sink.state_changed(item.visitor.as_str());
+                    if entry.consent.is_none() && !entry.has_state() {
+                        self.visitors.remove(item.visitor.as_bytes());
+                    }
+                }
+                // Active since it was queued: queued again at its latest
+                // event time (not before the limit, so not seen again now).
+                Some(l) if a.may_go_idle() => again.push(IdleItem {
+                    time: l,
+                    visitor: item.visitor,
+                }),
+                _ => a.idle_queued = false,
             }
-            entry.consent.is_some() || entry.has_state() || entry.last_event_ms.is_some()
-        });
+        }
+        self.idle_queue.extend(again);
+        for visitor in std::mem::take(&mut self.idle_recheck) {
+            if self.visitors.get(visitor.as_bytes()).is_some_and(|e| {
+                e.consent.is_none() && !e.has_state() && !e.last_event_ms.is_some()
+            }) {
+                self.visitors.remove(visitor.as_bytes());
+            }
+        }
     }
 
     fn gate_event(
@@ -442,49 +578,70 @@ impl Engine {
         now_ms: Option<i64>,
         sink: &mut impl EngineSink,
     ) {
-        let consent = self
-            .visitors
-            .get(event.visitor_id.as_ref())
-            .and_then(|e| e.consent);
+        // One hash lookup per event: the entry found here is the one the
+        // event is applied to (inserted only for a visitor not yet held).
+        let entry = self.visitors.get_mut(event.visitor_id.as_bytes());
+        let consent = entry.as_ref().and_then(|e| e.consent);
         let purposes = match consent {
             Some(c) if c.erased => return self.drop_event(DropReason::Erased),
             Some(c) if c.purposes.grants(Purpose::Tracking) => c.purposes,
             Some(c) if c.ever_granted => return self.drop_event(DropReason::Revoked),
             Some(_) => return self.drop_event(DropReason::NoConsent),
             None => match self.config.consent_mode {
-                ConsentMode::OptOut => self.config.opt_out_purposes,
+                ConsentMode::OptOut if self.config.opt_out_purposes.grants(Purpose::Tracking) => {
+                    self.config.opt_out_purposes
+                }
+                // Defaults without `tracking` track no one without a record.
+                ConsentMode::OptOut => return self.drop_event(DropReason::NoConsent),
                 ConsentMode::OptIn => return self.buffer_event(event, bytes, sink),
             },
         };
-        self.apply_event(event, purposes, now_ms, sink);
-    }
-
-    fn buffer_event(&mut self, event: &Event<'_>, bytes: &[u8], sink: &mut impl EngineSink) {
-        let cfg = &self.config;
-        let t = event.time.epoch_ms;
-        let entry = match self.visitors.get_mut(event.visitor_id.as_ref()) {
+        let entry = match entry {
             Some(e) => e,
             None => self
                 .visitors
                 .entry(event.visitor_id.as_ref().into())
                 .or_default(),
         };
+        EventCtx {
+            config: &self.config,
+            models: &self.models,
+            counters: &mut self.counters,
+            scratch: &mut self.scratch,
+            next_session_serial: &mut self.next_session_serial,
+            idle_queue: &mut self.idle_queue,
+        }
+        .apply(entry, event, purposes, now_ms, sink);
+    }
+
+    fn buffer_event(&mut self, event: &Event<'_>, bytes: &[u8], sink: &mut impl EngineSink) {
+        let cfg = &self.config;
+        let t = event.time.epoch_ms;
+        let entry = match self.visitors.get_mut(event.visitor_id.as_bytes()) {
+            Some(e) => e,
+            None => self
+                .visitors
+                .entry(event.visitor_id.as_ref().into())
+                .or_default(),
+        };
+        let act = entry.activity_mut();
         // The visitor's own later events age its buffer too (event time).
-        let before = entry.buffer.len();
-        entry.buffer.retain(|b| b.time_ms + cfg.buffer_ttl_ms >= t);
-        let expired = (before - entry.buffer.len()) as u64;
+        let before = act.buffer.len();
+        act.buffer.retain(|b| b.time_ms + cfg.buffer_ttl_ms >= t);
+        let expired = (before - act.buffer.len()) as u64;
         self.counters.events_dropped[DropReason::PreConsentTtl as usize] += expired;
         self.counters.buffered_events -= expired;
-        if entry.buffer.len() >= cfg.buffer_max_per_visitor
+        if act.buffer.len() >= cfg.buffer_max_per_visitor
             || self.counters.buffered_events >= cfg.buffer_max_total as u64
         {
             self.counters.events_dropped[DropReason::PreConsentOverflow as usize] += 1;
-            if entry.consent.is_none() && !entry.has_state() && entry.last_event_ms.is_none() {
-                self.visitors.remove(event.visitor_id.as_ref());
+            entry.tidy();
+            if entry.consent.is_none() && !entry.has_state() && !entry.last_event_ms.is_some() {
+                self.visitors.remove(event.visitor_id.as_bytes());
             }
             return;
         }
-        entry.buffer.push(BufferedEvent {
+        act.buffer.push(BufferedEvent {
             time_ms: t,
             bytes: bytes.to_vec(),
         });
@@ -501,21 +658,18 @@ impl Engine {
         sink: &mut impl EngineSink,
     ) {
         let visitor = update.visitor_id.as_ref();
-        if !self.visitors.contains_key(visitor) {
-            self.visitors
-                .insert(visitor.into(), VisitorEntry::default());
-        }
-        let Some(entry) = self.visitors.get_mut(visitor) else {
-            return;
+        let entry = match self.visitors.get_mut(visitor.as_bytes()) {
+            Some(e) => e,
+            None => self.visitors.entry(visitor.into()).or_default(),
         };
         match update.change {
             ConsentChange::Erase => {
                 // Erasure is a right, not a state: it applies whatever its
                 // timestamp, and only a newer grant lifts it.
-                let buffered = entry.buffer.len() as u64;
+                let buffered = entry.buffer().len() as u64;
                 self.counters.events_dropped[DropReason::Erased as usize] += buffered;
                 self.counters.buffered_events -= buffered;
-                self.counters.active_sessions -= u64::from(entry.session.is_some());
+                self.counters.active_sessions -= u64::from(entry.session().is_some());
                 let since = entry
                     .consent
                     .map_or(update.time_ms, |c| c.time_ms.max(update.time_ms));
@@ -533,22 +687,38 @@ impl Engine {
                 sink.state_changed(visitor);
             }
             ConsentChange::State(purposes) => {
-                if entry.consent.is_some_and(|c| update.time_ms < c.time_ms) {
+                // Ties go to the later read, except against an erasure:
+                // only a strictly newer record lifts it.
+                if entry.consent.is_some_and(|c| {
+                    update.time_ms < c.time_ms || (c.erased && update.time_ms == c.time_ms)
+                }) {
                     self.counters.consent_stale += 1;
                     return;
                 }
-                let was_tracking = entry
-                    .consent
-                    .is_some_and(|c| !c.erased && c.purposes.grants(Purpose::Tracking));
+                let was_tracking = match entry.consent {
+                    Some(c) => !c.erased && c.purposes.grants(Purpose::Tracking),
+                    // No record yet: in opt-out mode the defaults applied.
+                    None => {
+                        self.config.consent_mode == ConsentMode::OptOut
+                            && self.config.opt_out_purposes.grants(Purpose::Tracking)
+                    }
+                };
                 let tracking = purposes.grants(Purpose::Tracking);
                 entry.consent = Some(ConsentState {
                     time_ms: update.time_ms,
                     purposes,
                     erased: false,
-                    ever_granted: tracking || entry.consent.is_some_and(|c| c.ever_granted),
+                    ever_granted: tracking
+                        || was_tracking
+                        || entry.consent.is_some_and(|c| c.ever_granted),
                 });
                 self.counters.consent_applied += 1;
-                let buffered = std::mem::take(&mut entry.buffer);
+                let buffered = entry
+                    .activity
+                    .as_deref_mut()
+                    .map(|a| std::mem::take(&mut a.buffer))
+                    .unwrap_or_default();
+                entry.tidy();
                 self.counters.buffered_events -= buffered.len() as u64;
                 if tracking {
                     let changed = !buffered.is_empty();
@@ -572,8 +742,11 @@ impl Engine {
                         self.counters.revocations += 1;
                         // Revocation stops processing at once: the session
                         // (features, probabilities, caps) is forgotten.
-                        self.counters.active_sessions -= u64::from(entry.session.is_some());
-                        entry.session = None;
+                        if let Some(a) = entry.activity.as_deref_mut() {
+                            self.counters.active_sessions -= u64::from(a.session.is_some());
+                            a.session = None;
+                        }
+                        entry.tidy();
                     }
                     if was_tracking || !buffered.is_empty() {
                         sink.state_changed(visitor);
@@ -584,8 +757,7 @@ impl Engine {
         self.counters.visitors = self.visitors.len() as u64;
     }
 
-    /// Processes an event of a consenting visitor: session, features,
-    /// outcomes, scores, action maps.
+    /// Processes an event of a consenting visitor (looked up, or inserted).
     fn apply_event(
         &mut self,
         event: &Event<'_>,
@@ -593,58 +765,106 @@ impl Engine {
         now_ms: Option<i64>,
         sink: &mut impl EngineSink,
     ) {
-        let cfg = &*self.config;
+        let entry = match self.visitors.get_mut(event.visitor_id.as_bytes()) {
+            Some(e) => e,
+            None => self
+                .visitors
+                .entry(event.visitor_id.as_ref().into())
+                .or_default(),
+        };
+        EventCtx {
+            config: &self.config,
+            models: &self.models,
+            counters: &mut self.counters,
+            scratch: &mut self.scratch,
+            next_session_serial: &mut self.next_session_serial,
+            idle_queue: &mut self.idle_queue,
+        }
+        .apply(entry, event, purposes, now_ms, sink);
+    }
+}
+
+/// What processing one event touches besides the visitor's own entry,
+/// borrowed field by field from the [`Engine`]: the entry is borrowed from
+/// the visitor map at the same time, so an event costs one hash lookup.
+struct EventCtx<'a> {
+    config: &'a EngineConfig,
+    models: &'a ModelSet,
+    counters: &'a mut EngineCounters,
+    scratch: &'a mut Scratch,
+    next_session_serial: &'a mut u64,
+    idle_queue: &'a mut BinaryHeap<IdleItem>,
+}
+
+impl EventCtx<'_> {
+    /// Processes an event of a consenting visitor: session, features,
+    /// outcomes, scores, action maps.
+    fn apply(
+        &mut self,
+        entry: &mut VisitorEntry,
+        event: &Event<'_>,
+        purposes: PurposeSet,
+        now_ms: Option<i64>,
+        sink: &mut impl EngineSink,
+    ) {
+        let cfg = self.config;
         let t = event.time.epoch_ms;
         let visitor = event.visitor_id.as_ref();
-        if !self.visitors.contains_key(visitor) {
-            self.visitors
-                .insert(visitor.into(), VisitorEntry::default());
-        }
-        let Some(entry) = self.visitors.get_mut(visitor) else {
-            return;
-        };
         if entry
             .last_event_ms
+            .get()
             .is_some_and(|last| t < last - cfg.allowed_lateness_ms)
         {
             self.counters.events_dropped[DropReason::Late as usize] += 1;
             return;
         }
-        let new_session = match (&entry.session, &event.session_id) {
+        // Borrows the `activity` field only: `last_event_ms` is updated below.
+        let act = &mut **entry.activity.get_or_insert_with(Box::default);
+        let new_session = match (&act.session, &event.session_id) {
             (None, _) => true,
-            (Some(s), Some(id)) => !(s.explicit && s.id == id.as_ref()),
+            (Some(s), Some(id)) => !(s.explicit && s.id == **id),
             (Some(s), None) => s.explicit || t - s.last_ms > cfg.session_timeout_ms,
         };
         if new_session {
-            if entry.session.is_none() {
+            if act.session.is_none() {
                 self.counters.active_sessions += 1;
             }
             let id = match &event.session_id {
-                Some(id) => id.to_string(),
-                None => format!(
-                    "auto-{:016x}",
-                    stable_hash_parts(3, &[visitor.as_bytes(), &t.to_le_bytes()])
-                ),
+                Some(id) => SmallStr::new(id),
+                None => auto_session_id(stable_hash_parts(
+                    3,
+                    &[visitor.as_bytes(), &t.to_le_bytes()],
+                )),
             };
-            entry.session = Some(Box::new(Session {
+            // A returning visitor's new session reuses the accumulators'
+            // allocation.
+            let acc = match act.session.take() {
+                Some(old) => {
+                    let mut acc = old.acc;
+                    cfg.features.reset_accumulators(&mut acc);
+                    acc
+                }
+                None => cfg.features.new_accumulators(),
+            };
+            act.session = Some(Session {
                 id,
                 explicit: event.session_id.is_some(),
-                serial: self.next_session_serial,
+                serial: *self.next_session_serial,
                 start_ms: t,
                 last_ms: t,
                 events: 0,
-                acc: cfg.features.new_accumulators(),
-                seen_events: Vec::new(),
+                acc,
+                seen_events: InlineVec::new(),
                 achieved: 0,
-                last_probability: vec![f32::NAN; cfg.outcomes.len()],
-                current_path: String::new(),
+                last_probability: InlineVec::from_elem(f32::NAN, cfg.outcomes.len()),
+                current_path: SmallStr::EMPTY,
                 traffic_source: None,
                 offers_total: 0,
-                offers_per_map: vec![0; cfg.action_maps.len()],
-            }));
-            self.next_session_serial += 1;
+                offers_per_map: InlineVec::from_elem(0, cfg.action_maps.len()),
+            });
+            *self.next_session_serial += 1;
         }
-        let Some(session) = entry.session.as_deref_mut() else {
+        let Some(session) = act.session.as_mut() else {
             return;
         };
         let id_hash = stable_hash(event.event_id.as_bytes());
@@ -653,26 +873,36 @@ impl Engine {
             return;
         }
         if session.seen_events.len() >= cfg.max_event_ids_per_session {
-            session.seen_events.remove(0);
+            session.seen_events.remove_first();
         }
         session.seen_events.push(id_hash);
         self.counters.events_processed += 1;
-        entry.last_event_ms = Some(entry.last_event_ms.map_or(t, |l| l.max(t)));
+        let last = entry.last_event_ms.get().map_or(t, |l| l.max(t));
+        entry.last_event_ms = MaybeMs::new(Some(last));
+        if !act.idle_queued {
+            act.idle_queued = true;
+            self.idle_queue.push(IdleItem {
+                time: last,
+                visitor: SmallStr::new(visitor),
+            });
+        }
         session.last_ms = session.last_ms.max(t);
         session.events += 1;
-        cfg.features.observe(&mut session.acc, event);
-        if let Some(page) = &event.page {
-            let path = url_path(&page.url);
-            session.current_path.clear();
-            session.current_path.push_str(path);
+        // The URL path feeds features, the current page and outcome
+        // patterns: extracted once.
+        let path = event.page.as_ref().map(|p| url_path(&p.url));
+        cfg.features
+            .observe_with_path(&mut session.acc, event, path);
+        if let Some(path) = path {
+            session.current_path.set(path);
         }
         if session.traffic_source.is_none() {
             if let Some(src) = event.traffic.as_ref().and_then(|t| t.source.as_ref()) {
-                session.traffic_source = Some(src.to_ascii_lowercase());
+                session.traffic_source = Some(SmallStr::ascii_lowercase(src));
             }
         }
         for (i, outcome) in cfg.outcomes.iter().enumerate() {
-            if session.achieved & (1 << i) == 0 && achieves(outcome, event) {
+            if session.achieved & (1 << i) == 0 && achieves_at(outcome, event, path) {
                 session.achieved |= 1 << i;
                 self.counters.outcomes_achieved[i] += 1;
                 sink.achieved(session.serial, i);
@@ -680,16 +910,23 @@ impl Engine {
         }
 
         let all_achieved = (0..cfg.outcomes.len()).all(|i| session.achieved & (1 << i) != 0);
-        let scratch = &mut self.scratch;
+        let scratch = &mut *self.scratch;
         scratch.probabilities.clear();
         scratch.probabilities.resize(cfg.outcomes.len(), None);
         if !all_achieved {
-            cfg.features.compute(
+            cfg.features.compute_sparse(
                 &session.acc,
                 session.start_ms,
                 t,
                 event.time.local_ms(),
                 &mut scratch.features,
+                &mut scratch.nonzero,
+            );
+            self.models.probabilities_sparse(
+                &scratch.features,
+                &scratch.nonzero,
+                |i| session.achieved & (1 << i) != 0,
+                &mut scratch.probabilities,
             );
             let wants_examples = sink.wants_examples();
             let wants_scores = sink.wants_scores();
@@ -701,18 +938,16 @@ impl Engine {
                 if wants_examples {
                     sink.example(session.serial, i, &scratch.features);
                 }
-                let Some(model) = self.models.get(i) else {
+                let (Some(model), Some(p)) = (self.models.get(i), scratch.probabilities[i]) else {
                     continue;
                 };
-                let p = model.probability(&scratch.features);
-                scratch.probabilities[i] = Some(p);
                 self.counters.scores += 1;
                 if wants_scores {
                     let time = event_time.get_or_insert_with(|| format_rfc3339_ms(t));
                     sink.score(&OutcomeScore {
                         event_id: &event.event_id,
                         visitor_id: visitor,
-                        session_id: &session.id,
+                        session_id: session.id.as_str(),
                         outcome: &outcome.name,
                         probability: p,
                         model_version: &model.version,
@@ -738,8 +973,9 @@ impl Engine {
             }
             let capped = session.offers_per_map[mi] >= map.max_per_session
                 || session.offers_total >= cfg.max_offers_per_session
-                || entry
+                || act
                     .last_offer_ms
+                    .get()
                     .is_some_and(|last| t - last < cfg.min_offer_gap_ms);
             if capped {
                 self.counters.suppressed_by_cap[mi] += 1;
@@ -747,36 +983,27 @@ impl Engine {
             }
             session.offers_per_map[mi] += 1;
             session.offers_total += 1;
-            entry.last_offer_ms = Some(t);
+            act.last_offer_ms = MaybeMs::new(Some(t));
             self.counters.offers_by_map[mi] += 1;
             let Some(model) = self.models.get(map.outcome) else {
                 continue;
             };
+            let session_id = session.id.as_str();
+            let parts: [&[u8]; 4] = [
+                visitor.as_bytes(),
+                session_id.as_bytes(),
+                map.name.as_bytes(),
+                event.event_id.as_bytes(),
+            ];
             let offer_id = format!(
                 "{:016x}{:016x}",
-                stable_hash_parts(
-                    1,
-                    &[
-                        visitor.as_bytes(),
-                        session.id.as_bytes(),
-                        map.name.as_bytes(),
-                        event.event_id.as_bytes()
-                    ]
-                ),
-                stable_hash_parts(
-                    2,
-                    &[
-                        visitor.as_bytes(),
-                        session.id.as_bytes(),
-                        map.name.as_bytes(),
-                        event.event_id.as_bytes()
-                    ]
-                ),
+                stable_hash_parts(1, &parts),
+                stable_hash_parts(2, &parts),
             );
             sink.offer(Offer {
                 offer_id,
                 visitor_id: visitor.to_owned(),
-                session_id: session.id.clone(),
+                session_id: session_id.to_owned(),
                 action_map: map.name.clone(),
                 action: map.action.clone(),
                 purpose: map.purpose,
@@ -797,6 +1024,45 @@ impl Engine {
         }
         sink.state_changed(visitor);
     }
+}
+
+/// A visitor in the idle queue: `time` is at most its latest event time.
+/// Ordered by time, reversed, so that `BinaryHeap` pops the earliest.
+struct IdleItem {
+    time: i64,
+    visitor: SmallStr,
+}
+
+impl PartialEq for IdleItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.time == other.time
+    }
+}
+
+impl Eq for IdleItem {}
+
+impl PartialOrd for IdleItem {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for IdleItem {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.time.cmp(&self.time)
+    }
+}
+
+/// The derived id of a session without an explicit `session_id`:
+/// `auto-` and 16 lower-case hex digits (`format!("auto-{hash:016x}")`,
+/// built in place: 21 bytes, so it is stored inline).
+fn auto_session_id(hash: u64) -> SmallStr {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = *b"auto-0000000000000000";
+    for (i, d) in buf[5..].iter_mut().enumerate() {
+        *d = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    SmallStr::new(std::str::from_utf8(&buf).unwrap_or_default())
 }
 
 fn reason_index(reason: DeadLetterReason) -> usize {
@@ -820,7 +1086,7 @@ fn conditions_hold(map: &ActionMap, session: &Session) -> bool {
         return false;
     }
     if let Some(p) = &map.url_pattern {
-        if !p.matches(&session.current_path) {
+        if !p.matches(session.current_path.as_str()) {
             return false;
         }
     }
@@ -833,7 +1099,7 @@ fn conditions_hold(map: &ActionMap, session: &Session) -> bool {
         if !session
             .traffic_source
             .as_ref()
-            .is_some_and(|s| sources.contains(s))
+            .is_some_and(|s| sources.iter().any(|x| s == x.as_str()))
         {
             return false;
         }
@@ -843,21 +1109,26 @@ fn conditions_hold(map: &ActionMap, session: &Session) -> bool {
 
 /// Whether `event` achieves `outcome` (every given predicate field matches).
 pub fn achieves(outcome: &Outcome, event: &Event<'_>) -> bool {
+    achieves_at(
+        outcome,
+        event,
+        event.page.as_ref().map(|p| url_path(&p.url)),
+    )
+}
+
+/// [`achieves`] with the URL path of the event's page already extracted.
+fn achieves_at(outcome: &Outcome, event: &Event<'_>, path: Option<&str>) -> bool {
     if outcome.event_type.is_some_and(|t| t != event.kind) {
         return false;
     }
     if let Some(pattern) = &outcome.url_path {
-        match &event.page {
-            Some(page) if pattern.matches(url_path(&page.url)) => {}
+        match path {
+            Some(path) if pattern.matches(path) => {}
             _ => return false,
         }
     }
     if let Some(id) = &outcome.form_id {
-        if !event
-            .form
-            .as_ref()
-            .is_some_and(|f| f.form_id == id.as_str())
-        {
+        if event.form.as_ref().is_none_or(|f| f.form_id != id.as_str()) {
             return false;
         }
     }
@@ -867,10 +1138,10 @@ pub fn achieves(outcome: &Outcome, event: &Event<'_>) -> bool {
         }
     }
     if let Some(name) = &outcome.custom_name {
-        if !event
+        if event
             .custom
             .as_ref()
-            .is_some_and(|c| c.name == name.as_str())
+            .is_none_or(|c| c.name != name.as_str())
         {
             return false;
         }

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::compact::{InlineVec, MaybeMs};
 use crate::error::EngineError;
 use crate::glob::url_path;
 use crate::stable_hash::{bucket_of, stable_hash};
@@ -121,7 +122,103 @@ pub struct FeatureSpec {
     acc_custom: usize,
     acc_scalars: usize,
     acc_len: usize,
+    /// Precomputed values of the hot arithmetic in [`FeatureSpec::compute`].
+    tables: Tables,
 }
+
+/// Counters below this are looked up in [`Tables::ln_1p`].
+const LN_1P_TABLE: usize = 256;
+
+/// `ln(1 + n)` for small integers `n` and the time-of-day features for each
+/// hour, computed once by the very expressions [`FeatureSpec::compute`]
+/// would evaluate, so a lookup returns the same bits as the call (features
+/// are identical with or without the tables; only libm calls are saved —
+/// most counters are small whole numbers).
+#[derive(Clone)]
+struct Tables {
+    ln_1p: Box<[f32; LN_1P_TABLE]>,
+    hour_sin_cos: [(f32, f32); 24],
+}
+
+impl Tables {
+    fn new() -> Self {
+        let mut ln_1p = Box::new([0.0; LN_1P_TABLE]);
+        for (n, v) in ln_1p.iter_mut().enumerate() {
+            *v = (n as f32).ln_1p();
+        }
+        let mut hour_sin_cos = [(0.0, 0.0); 24];
+        for (hour, v) in hour_sin_cos.iter_mut().enumerate() {
+            let angle = hour as f32 / 24.0 * std::f32::consts::TAU;
+            *v = (angle.sin(), angle.cos());
+        }
+        Self {
+            ln_1p,
+            hour_sin_cos,
+        }
+    }
+
+    /// `x.ln_1p()`, from the table when `x` is a small whole number. The
+    /// test compares bits, so `-0.0` (whose `ln_1p` is `-0.0`, not the
+    /// table's `+0.0`) and NaN take the call.
+    #[inline]
+    fn ln_1p(&self, x: f32) -> f32 {
+        let n = x as u32;
+        if n < LN_1P_TABLE as u32 && (n as f32).to_bits() == x.to_bits() {
+            self.ln_1p[n as usize]
+        } else {
+            x.ln_1p()
+        }
+    }
+
+    /// `out[j] = xs[j].ln_1p()` for a run of counters. Table lookups are
+    /// made branch-free for every entry first, and the few entries that are
+    /// not small whole numbers (dwell seconds) are then computed by the call:
+    /// which entries those are changes from event to event, and a branch
+    /// per entry would be mispredicted.
+    fn ln_1p_into(&self, xs: &[f32], out: &mut [f32]) {
+        const CHUNK: usize = 64;
+        for (xs, out) in xs.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            let mut slow = [0u8; CHUNK];
+            let mut m = 0;
+            for (j, (x, o)) in xs.iter().zip(out.iter_mut()).enumerate() {
+                let n = *x as u32;
+                let hit = (n < LN_1P_TABLE as u32) & ((n as f32).to_bits() == x.to_bits());
+                *o = self.ln_1p[if hit { n as usize } else { 0 }];
+                if let Some(s) = slow.get_mut(m) {
+                    *s = j as u8;
+                }
+                m += usize::from(!hit);
+            }
+            for &j in &slow[..m.min(CHUNK)] {
+                let j = usize::from(j);
+                if let (Some(o), Some(x)) = (out.get_mut(j), xs.get(j)) {
+                    *o = x.ln_1p();
+                }
+            }
+        }
+    }
+
+    /// `(sin, cos)` of the hour's angle on the 24-hour circle.
+    fn hour_sin_cos(&self, hour: u32) -> (f32, f32) {
+        match self.hour_sin_cos.get(hour as usize) {
+            Some(v) => *v,
+            None => {
+                let angle = hour as f32 / 24.0 * std::f32::consts::TAU;
+                (angle.sin(), angle.cos())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tables")
+    }
+}
+
+/// Distinct-page hashes kept inline in [`Accumulators`] before moving to
+/// the heap.
+pub const INLINE_PAGES: usize = 5;
 
 /// Per-session raw state that features are computed from. Small and flat:
 /// one of these lives in every active session, so it is what bounds memory
@@ -129,9 +226,9 @@ pub struct FeatureSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accumulators {
     /// Counters laid out by the spec (see `FeatureSpec::acc_*`).
-    pub counters: Vec<f32>,
+    pub counters: Box<[f32]>,
     /// Time of the previous page view, for dwell.
-    pub last_page_view_ms: Option<i64>,
+    pub last_page_view_ms: MaybeMs,
     /// Category of the previous page view.
     pub last_page_category: u16,
     /// Category of the current page (one-hot feature).
@@ -145,7 +242,7 @@ pub struct Accumulators {
     /// Traffic source bucket.
     pub source_bucket: Option<u16>,
     /// Hashes of distinct page paths, capped (the feature saturates there).
-    pub distinct_pages: Vec<u32>,
+    pub distinct_pages: InlineVec<u32, INLINE_PAGES>,
 }
 
 /// Distinct pages are counted up to this many; beyond it the count saturates
@@ -248,6 +345,7 @@ impl FeatureSpec {
             acc_custom,
             acc_scalars,
             acc_len,
+            tables: Tables::new(),
         };
         spec.names = spec.build_names();
         let canonical = serde_json::to_string(&(FEATURE_CODE_VERSION, s, &spec.names))
@@ -324,20 +422,50 @@ impl FeatureSpec {
     /// Fresh accumulators for a new session.
     pub fn new_accumulators(&self) -> Accumulators {
         Accumulators {
-            counters: vec![0.0; self.acc_len],
-            last_page_view_ms: None,
+            counters: vec![0.0; self.acc_len].into_boxed_slice(),
+            ..self.empty_accumulators()
+        }
+    }
+
+    /// Resets accumulators to what [`FeatureSpec::new_accumulators`]
+    /// returns, reusing the counters' allocation (a returning visitor's new
+    /// session).
+    pub fn reset_accumulators(&self, acc: &mut Accumulators) {
+        if acc.counters.len() == self.acc_len {
+            acc.counters.fill(0.0);
+            *acc = Accumulators {
+                counters: std::mem::take(&mut acc.counters),
+                ..self.empty_accumulators()
+            };
+        } else {
+            *acc = self.new_accumulators();
+        }
+    }
+
+    fn empty_accumulators(&self) -> Accumulators {
+        Accumulators {
+            counters: Box::default(),
+            last_page_view_ms: MaybeMs::NONE,
             last_page_category: 0,
             current_category: None,
             device: None,
             browser_bucket: None,
             os_bucket: None,
             source_bucket: None,
-            distinct_pages: Vec::new(),
+            distinct_pages: InlineVec::new(),
         }
     }
 
     /// Folds one event into a session's accumulators.
     pub fn observe(&self, acc: &mut Accumulators, event: &Event<'_>) {
+        let path = event.page.as_ref().map(|p| url_path(&p.url));
+        self.observe_with_path(acc, event, path);
+    }
+
+    /// [`FeatureSpec::observe`] with the event's URL path already extracted
+    /// (`path` must be `url_path` of the event's page URL; the engine needs
+    /// it too and extracts it once).
+    pub fn observe_with_path(&self, acc: &mut Accumulators, event: &Event<'_>, path: Option<&str>) {
         if acc.counters.len() != self.acc_len {
             // State restored under another spec: start over rather than
             // misread counters (models check the fingerprint the same way).
@@ -345,18 +473,17 @@ impl FeatureSpec {
         }
         let c = &mut acc.counters;
         c[self.acc_kinds + event.kind.index()] += 1.0;
-        if let Some(page) = &event.page {
-            let path = url_path(&page.url);
+        if let Some(path) = path {
             let cat = self.category_of(path);
             acc.current_category = Some(cat);
             if event.kind == EventKind::PageView {
                 c[self.acc_views + cat as usize] += 1.0;
-                if let Some(prev) = acc.last_page_view_ms {
+                if let Some(prev) = acc.last_page_view_ms.get() {
                     let secs = ((event.time.epoch_ms - prev).max(0) as f32 / 1000.0)
                         .min(self.max_dwell_secs);
                     c[self.acc_dwell + acc.last_page_category as usize] += secs;
                 }
-                acc.last_page_view_ms = Some(event.time.epoch_ms);
+                acc.last_page_view_ms = MaybeMs::new(Some(event.time.epoch_ms));
                 acc.last_page_category = cat;
                 if cat == self.other() {
                     let segment = path.trim_start_matches('/').split('/').next().unwrap_or("");
@@ -397,23 +524,20 @@ impl FeatureSpec {
                 acc.device = d.category;
             }
             if acc.browser_bucket.is_none() {
-                acc.browser_bucket = d.browser.as_ref().map(|b| {
-                    bucket_of(b.to_ascii_lowercase().as_bytes(), self.browser_buckets) as u16
-                });
+                acc.browser_bucket = d
+                    .browser
+                    .as_ref()
+                    .map(|b| bucket_of_lowercase(b, self.browser_buckets));
             }
             if acc.os_bucket.is_none() {
-                acc.os_bucket = d
-                    .os
-                    .as_ref()
-                    .map(|o| bucket_of(o.to_ascii_lowercase().as_bytes(), self.os_buckets) as u16);
+                acc.os_bucket =
+                    d.os.as_ref()
+                        .map(|o| bucket_of_lowercase(o, self.os_buckets));
             }
         }
         if acc.source_bucket.is_none() {
             if let Some(src) = event.traffic.as_ref().and_then(|t| t.source.as_ref()) {
-                acc.source_bucket = Some(bucket_of(
-                    src.to_ascii_lowercase().as_bytes(),
-                    self.source_buckets,
-                ) as u16);
+                acc.source_bucket = Some(bucket_of_lowercase(src, self.source_buckets));
             }
         }
     }
@@ -429,48 +553,74 @@ impl FeatureSpec {
         local_event_ms: i64,
         out: &mut Vec<f32>,
     ) {
+        let mut nonzero = Vec::new();
+        self.compute_sparse(
+            acc,
+            session_start_ms,
+            event_ms,
+            local_event_ms,
+            out,
+            &mut nonzero,
+        );
+    }
+
+    /// [`FeatureSpec::compute`], also listing in `nonzero`, in increasing
+    /// order, the indices of the features that are not zero (for
+    /// [`crate::model::OutcomeModel::probability_sparse`]). Most features
+    /// are zero; the one-hot groups are listed by their single index rather
+    /// than by testing every slot.
+    pub fn compute_sparse(
+        &self,
+        acc: &Accumulators,
+        session_start_ms: i64,
+        event_ms: i64,
+        local_event_ms: i64,
+        out: &mut Vec<f32>,
+        nonzero: &mut Vec<u32>,
+    ) {
         out.clear();
         out.resize(self.dim(), 0.0);
+        nonzero.clear();
         let c = &acc.counters;
         if c.len() != self.acc_len {
             return;
         }
         let ncat = self.categories.len() + 1;
-        let mut i = 0;
-        let mut put = |v: f32, out: &mut Vec<f32>| {
-            out[i] = v;
-            i += 1;
+        let t = &self.tables;
+        let kinds = &c[self.acc_kinds..self.acc_kinds + EventKind::ALL.len()];
+        let total = kinds.iter().fold(0.0, |sum, x| sum + x);
+        t.ln_1p_into(kinds, &mut out[..kinds.len()]);
+        let mut i = kinds.len();
+        out[i] = t.ln_1p(total);
+        i += 1;
+        // Views, dwell, path and custom buckets and the scalars follow each
+        // other in the accumulators exactly as in the vector (see `compile`
+        // and `build_names`): one pass over the run.
+        let run = &c[self.acc_views..self.acc_scalars + SCALARS.len()];
+        t.ln_1p_into(run, &mut out[i..i + run.len()]);
+        i += run.len();
+        out[i] = t.ln_1p(((event_ms - session_start_ms).max(0)) as f32 / 1000.0);
+        out[i + 1] = t.ln_1p(acc.distinct_pages.len() as f32);
+        i += 2;
+        // Non-zero indices of the values so far: every index is written,
+        // the count advances past non-zeros only (branch-free: which
+        // counters are zero varies from event to event).
+        nonzero.resize(self.dim(), 0);
+        let mut n = 0;
+        let mut mark = |k: usize, v: f32, nonzero: &mut Vec<u32>| {
+            if let Some(slot) = nonzero.get_mut(n) {
+                *slot = k as u32;
+            }
+            n += usize::from(v != 0.0);
         };
-        let mut total = 0.0;
-        for k in 0..EventKind::ALL.len() {
-            total += c[self.acc_kinds + k];
-            put(c[self.acc_kinds + k].ln_1p(), out);
+        for (k, v) in out[..i].iter().enumerate() {
+            mark(k, *v, nonzero);
         }
-        put(f32::ln_1p(total), out);
-        for j in 0..ncat {
-            put(c[self.acc_views + j].ln_1p(), out);
-        }
-        for j in 0..ncat {
-            put(c[self.acc_dwell + j].ln_1p(), out);
-        }
-        for j in 0..self.path_buckets {
-            put(c[self.acc_paths + j].ln_1p(), out);
-        }
-        for j in 0..self.custom_buckets {
-            put(c[self.acc_custom + j].ln_1p(), out);
-        }
-        for j in 0..SCALARS.len() {
-            put(c[self.acc_scalars + j].ln_1p(), out);
-        }
-        put(
-            (((event_ms - session_start_ms).max(0)) as f32 / 1000.0).ln_1p(),
-            out,
-        );
-        put((acc.distinct_pages.len() as f32).ln_1p(), out);
-        let onehot = |idx: Option<u16>, n: usize, out: &mut Vec<f32>, i: &mut usize| {
+        let mut onehot = |idx: Option<u16>, n: usize, out: &mut Vec<f32>, i: &mut usize| {
             if let Some(k) = idx {
                 if (k as usize) < n {
                     out[*i + k as usize] = 1.0;
+                    mark(*i + k as usize, 1.0, nonzero);
                 }
             }
             *i += n;
@@ -491,12 +641,30 @@ impl FeatureSpec {
         onehot(acc.os_bucket, self.os_buckets, out, &mut i);
         onehot(acc.source_bucket, self.source_buckets, out, &mut i);
         let (hour, weekday) = hour_and_weekday(local_event_ms);
-        let angle = hour as f32 / 24.0 * std::f32::consts::TAU;
-        out[i] = angle.sin();
-        out[i + 1] = angle.cos();
+        (out[i], out[i + 1]) = self.tables.hour_sin_cos(hour);
         out[i + 2] = if weekday >= 5 { 1.0 } else { 0.0 };
+        for k in i..i + 3 {
+            mark(k, out[k], nonzero);
+        }
         debug_assert_eq!(i + 3, self.dim());
+        nonzero.truncate(n);
     }
+}
+
+/// `bucket_of(s.to_ascii_lowercase())` without the temporary `String` for
+/// values within the wire limit (256 bytes for browser, OS and source).
+fn bucket_of_lowercase(s: &str, buckets: usize) -> u16 {
+    let mut buf = [0u8; 256];
+    let bucket = match buf.get_mut(..s.len()) {
+        Some(lower) => {
+            for (d, c) in lower.iter_mut().zip(s.bytes()) {
+                *d = c.to_ascii_lowercase();
+            }
+            bucket_of(lower, buckets)
+        }
+        None => bucket_of(s.to_ascii_lowercase().as_bytes(), buckets),
+    };
+    bucket as u16
 }
 
 #[cfg(test)]
@@ -556,6 +724,32 @@ mod tests {
         assert_eq!(out[idx("dwell_secs.checkout")], 0.0);
         assert_eq!(out[idx("current_page.checkout")], 1.0);
         assert!((out[idx("session.distinct_pages")] - 3f32.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn tables_give_the_bits_of_the_calls() {
+        let t = Tables::new();
+        for x in [
+            0.0f32, 1.0, 2.0, 3.0, 17.0, 255.0, 256.0, 1e6, 0.5, 30.25, -0.0, 1e-30,
+        ] {
+            assert_eq!(t.ln_1p(x).to_bits(), x.ln_1p().to_bits(), "{x}");
+        }
+        for n in 0..300u32 {
+            let x = n as f32;
+            assert_eq!(t.ln_1p(x).to_bits(), x.ln_1p().to_bits(), "{x}");
+        }
+        for hour in 0..24u32 {
+            let angle = hour as f32 / 24.0 * std::f32::consts::TAU;
+            let (s, c) = t.hour_sin_cos(hour);
+            assert_eq!(
+                (s.to_bits(), c.to_bits()),
+                (angle.sin().to_bits(), angle.cos().to_bits())
+            );
+        }
+        assert_eq!(
+            bucket_of_lowercase("FireFox", 7),
+            bucket_of(b"firefox", 7) as u16
+        );
     }
 
     #[test]

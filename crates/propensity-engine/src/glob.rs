@@ -78,17 +78,24 @@ impl fmt::Display for UrlPattern {
 /// The path of a URL: after the authority, before `?` or `#`. A bare path is
 /// returned as is.
 pub fn url_path(url: &str) -> &str {
-    let after_scheme = match url.find("://") {
+    // Byte scans for ASCII delimiters (every event's URL goes through
+    // here): a match is always at a char boundary, and the first `://`,
+    // `/`, `?` or `#` is found exactly as `str::find` would find it.
+    let b = url.as_bytes();
+    let after_scheme = match b.windows(3).position(|w| w == b"://") {
         Some(i) => {
             let rest = &url[i + 3..];
-            match rest.find('/') {
+            match rest.bytes().position(|c| c == b'/') {
                 Some(j) => &rest[j..],
                 None => "/",
             }
         }
         None => url,
     };
-    let end = after_scheme.find(['?', '#']).unwrap_or(after_scheme.len());
+    let end = after_scheme
+        .bytes()
+        .position(|c| c == b'?' || c == b'#')
+        .unwrap_or(after_scheme.len());
     &after_scheme[..end]
 }
 
@@ -121,5 +128,28 @@ mod tests {
         assert_eq!(url_path("https://shop.example.com/p/1?x=2#f"), "/p/1");
         assert_eq!(url_path("https://shop.example.com"), "/");
         assert_eq!(url_path("/cart?x"), "/cart");
+        for url in [
+            "",
+            "://",
+            "https://",
+            "https://h",
+            "https://h/a:b//c?d#e",
+            "h/x#y?z",
+            "é://ü/ä?ö",
+            "x:/y://z/w",
+            "//a/b",
+        ] {
+            let reference = {
+                let after = match url.find("://") {
+                    Some(i) => match url[i + 3..].find('/') {
+                        Some(j) => &url[i + 3 + j..],
+                        None => "/",
+                    },
+                    None => url,
+                };
+                &after[..after.find(['?', '#']).unwrap_or(after.len())]
+            };
+            assert_eq!(url_path(url), reference, "{url}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+pub mod compact;
 pub mod config;
 pub mod engine;
 pub mod error;

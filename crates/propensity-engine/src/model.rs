@@ -67,6 +67,9 @@ pub struct OutcomeModel {
     pub version: String,
     /// Weights divided by σ (for the fast path).
     folded_weights: Vec<f32>,
+    /// Whether every folded weight is finite, so that `w × 0` is `±0` and
+    /// zero features may be skipped (see [`OutcomeModel::probability_sparse`]).
+    all_finite: bool,
     /// Intercept with the means folded in.
     folded_bias: f64,
     weights: Vec<f64>,
@@ -144,12 +147,13 @@ impl OutcomeModel {
         if artifact.model_version.is_empty() {
             return Err(err("field `model_version` is empty".into()));
         }
-        let folded_weights = artifact
+        let folded_weights: Vec<f32> = artifact
             .weights
             .iter()
             .zip(&artifact.stds)
             .map(|(w, s)| (w / s) as f32)
             .collect();
+        let all_finite = folded_weights.iter().all(|w| w.is_finite());
         let folded_bias = artifact.intercept
             - artifact
                 .weights
@@ -161,6 +165,7 @@ impl OutcomeModel {
         Ok(Self {
             version: artifact.model_version.clone(),
             folded_weights,
+            all_finite,
             folded_bias,
             weights: artifact.weights.clone(),
             means: artifact.means.clone(),
@@ -177,22 +182,57 @@ impl OutcomeModel {
         sigmoid(z)
     }
 
+    /// [`OutcomeModel::probability`] over the non-zero features only:
+    /// `nonzero` must list, in increasing order, every index whose feature
+    /// is not `±0` (extra indices are harmless). Feature vectors are mostly
+    /// zeros (one-hot groups, counters of things that did not happen), so
+    /// this is a few times less work.
+    ///
+    /// The result has the same bits as the dense sum: the terms are added
+    /// in the same order, and a skipped term `w × ±0` is `±0` (weights are
+    /// finite, else the dense path is taken), which leaves the running sum
+    /// unchanged except that `-0 + +0 = +0`; a zero sum gives 0.5 either
+    /// way and any later non-zero term erases the sign of a zero.
+    pub fn probability_sparse(&self, features: &[f32], nonzero: &[u32]) -> f64 {
+        if !self.all_finite {
+            return self.probability(features);
+        }
+        let mut z = self.folded_bias;
+        for &i in nonzero {
+            let i = i as usize;
+            if let (Some(w), Some(x)) = (self.folded_weights.get(i), features.get(i)) {
+                z += f64::from(*w) * f64::from(*x);
+            }
+        }
+        sigmoid(z)
+    }
+
     /// The `n` largest contributions by absolute value (ties by feature
     /// order, so explanations are deterministic).
     pub fn explain(&self, features: &[f32], names: &[String], n: usize) -> Vec<Contribution> {
-        let mut parts: Vec<(usize, f64)> = self
+        // The first `n` in the order "larger |contribution| first, then
+        // lower index": a total order, so keeping the best `n` while
+        // scanning gives exactly the head of the fully sorted list.
+        let before = |a: &(usize, f64), b: &(usize, f64)| {
+            b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)) == std::cmp::Ordering::Less
+        };
+        let mut top: Vec<(usize, f64)> = Vec::with_capacity(n + 1);
+        let parts = self
             .weights
             .iter()
             .zip(&self.means)
             .zip(&self.stds)
             .zip(features)
             .map(|(((w, m), s), x)| w * (f64::from(*x) - m) / s)
-            .enumerate()
-            .collect();
-        parts.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
-        parts
-            .into_iter()
-            .take(n)
+            .enumerate();
+        for part in parts {
+            let at = top.iter().position(|t| before(&part, t)).unwrap_or(top.len());
+            if at < n {
+                top.insert(at, part);
+                top.truncate(n);
+            }
+        }
+        top.into_iter()
             .map(|(i, c)| Contribution {
                 feature: names.get(i).cloned().unwrap_or_default(),
                 value: round6(f64::from(features[i])),
@@ -215,6 +255,47 @@ pub fn sigmoid(z: f64) -> f64 {
     } else {
         let e = z.exp();
         e / (1.0 + e)
+    }
+}
+
+/// Scores the filled `lanes` (outcome index, model; filled from the
+/// first) into `out`; empty lanes compute the first model's sum again and
+/// are discarded.
+fn score_lanes(
+    lanes: &[Option<(usize, &OutcomeModel)>; 4],
+    features: &[f32],
+    nonzero: &[u32],
+    out: &mut [Option<f64>],
+) {
+    let Some((_, first)) = lanes[0] else {
+        return;
+    };
+    if lanes.iter().flatten().any(|(_, m)| !m.all_finite) {
+        for (i, m) in lanes.iter().flatten() {
+            if let Some(slot) = out.get_mut(*i) {
+                *slot = Some(m.probability_sparse(features, nonzero));
+            }
+        }
+        return;
+    }
+    let m = lanes.map(|lane| lane.map_or(first, |(_, m)| m));
+    let mut z = m.map(|m| m.folded_bias);
+    for &i in nonzero {
+        let i = i as usize;
+        let Some(x) = features.get(i) else { continue };
+        let x = f64::from(*x);
+        for (z, m) in z.iter_mut().zip(&m) {
+            if let Some(w) = m.folded_weights.get(i) {
+                *z += f64::from(*w) * x;
+            }
+        }
+    }
+    for (lane, z) in lanes.iter().zip(z) {
+        if let Some((i, _)) = lane {
+            if let Some(slot) = out.get_mut(*i) {
+                *slot = Some(sigmoid(z));
+            }
+        }
     }
 }
 
@@ -264,6 +345,39 @@ impl ModelSet {
         self.models.get(idx).and_then(Option::as_ref)
     }
 
+    /// [`OutcomeModel::probability_sparse`] of every outcome `i` that has a
+    /// model and for which `skip(i)` is false, into `out[i]` (other slots
+    /// are left as they are). The models are scored four at a time: their
+    /// sums are independent chains of additions the CPU overlaps, and each
+    /// is still added in index order, so every probability has the same
+    /// bits as when scored alone.
+    pub fn probabilities_sparse(
+        &self,
+        features: &[f32],
+        nonzero: &[u32],
+        skip: impl Fn(usize) -> bool,
+        out: &mut [Option<f64>],
+    ) {
+        let mut lanes: [Option<(usize, &OutcomeModel)>; 4] = [None; 4];
+        let mut k = 0;
+        for (i, model) in self.models.iter().enumerate() {
+            let Some(model) = model else { continue };
+            if skip(i) {
+                continue;
+            }
+            lanes[k] = Some((i, model));
+            k += 1;
+            if k == lanes.len() {
+                score_lanes(&lanes, features, nonzero, out);
+                lanes = [None; 4];
+                k = 0;
+            }
+        }
+        if k > 0 {
+            score_lanes(&lanes, features, nonzero, out);
+        }
+    }
+
     /// Whether any model is loaded.
     pub fn is_empty(&self) -> bool {
         self.models.iter().all(Option::is_none)
@@ -287,6 +401,58 @@ mod tests {
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-12);
         assert!(sigmoid(800.0) <= 1.0 && sigmoid(800.0) > 0.999);
         assert!(sigmoid(-800.0) >= 0.0 && sigmoid(-800.0) < 1e-300);
+    }
+
+    #[test]
+    fn sparse_scoring_has_the_bits_of_dense_scoring() {
+        let model = OutcomeModel {
+            version: "t".into(),
+            folded_weights: vec![0.5, -1.25, 3.0, -0.0, 2.0e-3],
+            all_finite: true,
+            folded_bias: -0.0,
+            weights: vec![],
+            means: vec![],
+            stds: vec![],
+        };
+        for x in [
+            [0.0f32, 0.0, 0.0, 0.0, 0.0],
+            [0.0, -0.0, 1.0, 0.0, 7.5],
+            [0.3, 0.0, 0.0, 2.0, -0.0],
+            [1.0, 0.4, 0.0, 0.0, 0.0],
+        ] {
+            let nonzero: Vec<u32> = (0..x.len() as u32)
+                .filter(|&i| x[i as usize] != 0.0)
+                .collect();
+            assert_eq!(
+                model.probability(&x).to_bits(),
+                model.probability_sparse(&x, &nonzero).to_bits(),
+                "{x:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn explanations_are_the_head_of_the_sorted_contributions() {
+        let model = OutcomeModel {
+            version: "t".into(),
+            folded_weights: vec![],
+            all_finite: true,
+            folded_bias: 0.0,
+            weights: vec![1.0, -2.0, 0.5, 2.0, -0.0, 3.0, f64::NAN],
+            means: vec![0.0; 7],
+            stds: vec![1.0; 7],
+        };
+        let names: Vec<String> = (0..7).map(|i| format!("f{i}")).collect();
+        let x = [1.0f32, 1.0, 4.0, 1.0, 9.0, -1.0, 0.0];
+        for n in 0..9 {
+            let mut all: Vec<(usize, f64)> = (0..7)
+                .map(|i| (i, model.weights[i] * f64::from(x[i])))
+                .collect();
+            all.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
+            let want: Vec<String> = all.iter().take(n).map(|(i, _)| names[*i].clone()).collect();
+            let got: Vec<String> = model.explain(&x, &names, n).into_iter().map(|c| c.feature).collect();
+            assert_eq!(got, want, "n = {n}");
+        }
     }
 
     #[test]

@@ -67,15 +67,9 @@ mod tests {
         // These values are persisted in models and offer ids: if this test
         // fails, the change breaks every trained model and every consumer's
         // deduplication. Do not update the constants; revert the change.
-        assert_eq!(
-            stable_hash(b""),
-            0x9e2d_f0a0_c2aa_e6ba_u64.wrapping_add(0) ^ 0 | stable_hash(b"")
-        );
-        let pinned = [stable_hash(b"purchase"), stable_hash(b"/products")];
-        assert_eq!(
-            pinned,
-            [stable_hash(b"purchase"), stable_hash(b"/products")]
-        );
+        assert_eq!(stable_hash(b""), 0x5b21_f68f_fa77_f14c);
+        assert_eq!(stable_hash(b"purchase"), 0xc9e9_5663_0c15_111b);
+        assert_eq!(stable_hash(b"/products"), 0x6142_5f7f_05ab_7d8a);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::compact::{InlineVec, MaybeMs, SmallStr};
 use crate::features::Accumulators;
 use crate::purpose::PurposeSet;
 
@@ -35,11 +36,21 @@ pub struct BufferedEvent {
     pub bytes: Vec<u8>,
 }
 
-/// A session in progress.
+/// Inline capacity of [`Session::seen_events`]: the ids of short sessions
+/// need no heap block; longer sessions move to a `Vec`.
+pub const INLINE_EVENT_IDS: usize = 4;
+
+/// Inline capacity of the per-outcome and per-action-map slots; configs
+/// with more outcomes or maps keep them on the heap.
+pub const INLINE_SLOTS: usize = 4;
+
+/// A session in progress. Held inline in [`Activity`] (one heap block per
+/// visitor instead of one per field): short strings and lists are inline
+/// too, see [`crate::compact`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Explicit `session_id`, or a derived `auto-…` id.
-    pub id: String,
+    pub id: SmallStr,
     /// Whether `id` came from the events.
     pub explicit: bool,
     /// Process-local serial, used to label training examples.
@@ -53,36 +64,79 @@ pub struct Session {
     /// Feature accumulators.
     pub acc: Accumulators,
     /// Stable hashes of processed event ids (duplicate detection), bounded.
-    pub seen_events: Vec<u64>,
+    pub seen_events: InlineVec<u64, INLINE_EVENT_IDS>,
     /// Bit i: outcome i achieved in this session.
     pub achieved: u64,
     /// Latest probability per outcome (NaN before the first score), for
-    /// "falls to" triggers.
-    pub last_probability: Vec<f32>,
+    /// "falls to" triggers. JSON has no NaN (serde_json writes `null`), so
+    /// `null` reads back as NaN.
+    #[serde(deserialize_with = "probabilities")]
+    pub last_probability: InlineVec<f32, INLINE_SLOTS>,
     /// Current page path (for action-map URL conditions), bounded by the
     /// wire limit on URLs.
-    pub current_path: String,
+    pub current_path: SmallStr,
     /// Lower-cased traffic source (for action-map conditions).
-    pub traffic_source: Option<String>,
+    pub traffic_source: Option<SmallStr>,
     /// Offers made in this session.
     pub offers_total: u32,
     /// Offers per action map (index into the sorted action maps).
-    pub offers_per_map: Vec<u32>,
+    pub offers_per_map: InlineVec<u32, INLINE_SLOTS>,
 }
 
-/// Everything held about a visitor.
+/// Reads `last_probability`, mapping `null` (how a NaN was written) to NaN.
+fn probabilities<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<InlineVec<f32, INLINE_SLOTS>, D::Error> {
+    let v = Vec::<Option<f32>>::deserialize(d)?;
+    let mut out = InlineVec::from_elem(f32::NAN, v.len());
+    for (slot, p) in out.iter_mut().zip(v) {
+        *slot = p.unwrap_or(f32::NAN);
+    }
+    Ok(out)
+}
+
+/// Session, buffer and caps of a visitor: boxed in [`VisitorEntry`] so
+/// that visitors known only by their consent (most of them, once idle
+/// sessions expire) cost a small hash-table slot and nothing else.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Activity {
+    /// Current session.
+    pub session: Option<Session>,
+    /// Events waiting for consent.
+    pub buffer: Vec<BufferedEvent>,
+    /// Event time of the last offer (minimum-gap cap).
+    pub last_offer_ms: MaybeMs,
+    /// Whether the engine's idle queue holds an item for this visitor (the
+    /// engine's bookkeeping; not part of the snapshot).
+    pub idle_queued: bool,
+}
+
+impl Activity {
+    /// Whether the idle sweep may have something to forget: a session or
+    /// an offer time.
+    pub fn may_go_idle(&self) -> bool {
+        self.session.is_some() || self.last_offer_ms.is_some()
+    }
+
+    /// Whether nothing is held (the box can be freed).
+    pub fn is_empty(&self) -> bool {
+        self.session.is_none() && self.buffer.is_empty() && !self.last_offer_ms.is_some()
+    }
+}
+
+/// Everything held about a visitor: 32 bytes inline (the hash table holds
+/// up to twice as many slots as visitors, so this size is paid twice).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VisitorEntry {
     /// Latest consent, if any record was seen.
     pub consent: Option<ConsentState>,
-    /// Current session.
-    pub session: Option<Box<Session>>,
-    /// Events waiting for consent.
-    pub buffer: Vec<BufferedEvent>,
-    /// Event time of the last offer (minimum-gap cap).
-    pub last_offer_ms: Option<i64>,
     /// Latest event time seen for the visitor (lateness, idle expiry).
-    pub last_event_ms: Option<i64>,
+    /// Inline rather than in [`Activity`]: the idle sweep reads it for
+    /// every visitor, and must not chase a pointer per visitor to do so.
+    pub last_event_ms: MaybeMs,
+    /// Session, buffer and caps; `None` when none of them holds anything
+    /// (kept so by [`VisitorEntry::tidy`]; readers do not rely on it).
+    pub activity: Option<Box<Activity>>,
 }
 
 /// The changelog form of a visitor: everything but consent.
@@ -101,26 +155,79 @@ pub struct VisitorSnapshot {
 }
 
 impl VisitorEntry {
+    /// The current session.
+    pub fn session(&self) -> Option<&Session> {
+        self.activity.as_ref()?.session.as_ref()
+    }
+
+    /// Events waiting for consent.
+    pub fn buffer(&self) -> &[BufferedEvent] {
+        self.activity.as_ref().map_or(&[], |a| &a.buffer)
+    }
+
+    /// Event time of the last offer.
+    pub fn last_offer_ms(&self) -> Option<i64> {
+        self.activity.as_ref()?.last_offer_ms.get()
+    }
+
+    /// The activity state, created empty when there is none.
+    pub fn activity_mut(&mut self) -> &mut Activity {
+        self.activity.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the activity box when it holds nothing.
+    pub fn tidy(&mut self) {
+        if self.activity.as_ref().is_some_and(|a| a.is_empty()) {
+            self.activity = None;
+        }
+    }
+
     /// Whether anything but consent is held (i.e. a changelog record is
     /// needed; otherwise a tombstone).
     pub fn has_state(&self) -> bool {
-        self.session.is_some() || !self.buffer.is_empty() || self.last_offer_ms.is_some()
+        self.activity.as_ref().is_some_and(|a| !a.is_empty())
     }
 
     /// The changelog form, or `None` when only a tombstone is due.
     pub fn snapshot(&self) -> Option<VisitorSnapshot> {
+        let a = self.activity.as_deref()?;
         self.has_state().then(|| VisitorSnapshot {
             v: 1,
-            session: self.session.as_deref().cloned(),
-            buffer: self.buffer.clone(),
-            last_offer_ms: self.last_offer_ms,
-            last_event_ms: self.last_event_ms,
+            session: a.session.clone(),
+            buffer: a.buffer.clone(),
+            last_offer_ms: a.last_offer_ms.get(),
+            last_event_ms: self.last_event_ms.get(),
         })
     }
 
     /// Forgets all but consent (revocation).
     pub fn clear_activity(&mut self) {
-        self.session = None;
-        self.buffer.clear();
+        if let Some(a) = self.activity.as_deref_mut() {
+            a.session = None;
+            a.buffer.clear();
+        }
+        self.tidy();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_stay_small() {
+        // The hash table pays this twice per visitor (load factor), so a
+        // regression here is a regression in memory per visitor.
+        assert!(std::mem::size_of::<VisitorEntry>() <= 32);
+    }
+
+    #[test]
+    fn nan_probabilities_round_trip() {
+        let p: InlineVec<f32, INLINE_SLOTS> = InlineVec::from_slice(&[f32::NAN, 0.25]);
+        let json = serde_json::to_string(&*p).unwrap();
+        assert_eq!(json, "[null,0.25]");
+        let back = probabilities(&mut serde_json::Deserializer::from_str(&json)).unwrap();
+        assert!(back[0].is_nan());
+        assert_eq!(back[1], 0.25);
     }
 }

@@ -281,6 +281,37 @@ fn cow(t: Option<Text<'_>>) -> Option<Cow<'_, str>> {
     t.map(|t| t.0)
 }
 
+/// Deserializes only from a JSON object. serde's derived struct impls also
+/// accept an array (fields by position), which the contract does not allow:
+/// `"chat": ["started"]` or a top-level array must be dead-lettered, not
+/// decoded with fields assigned by position.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjVisitor<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        d.deserialize_map(ObjVisitor(std::marker::PhantomData))
+    }
+}
+
+/// `deserialize_with` for optional object fields (null is `None`).
+fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Obj<T>>::deserialize(d)?.map(|o| o.0))
+}
+
 #[derive(Deserialize)]
 struct RawEvent<'a> {
     #[serde(borrow)]
@@ -293,19 +324,19 @@ struct RawEvent<'a> {
     kind: Option<Text<'a>>,
     #[serde(borrow)]
     timestamp: Option<Text<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     page: Option<RawPage<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     search: Option<RawSearch<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     form: Option<RawForm<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     chat: Option<RawChat<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     custom: Option<RawCustom<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     device: Option<RawDevice<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     traffic: Option<RawTraffic<'a>>,
 }
 
@@ -477,7 +508,9 @@ fn check_id<'a>(field: &str, v: Option<Cow<'a, str>>) -> Result<Cow<'a, str>, De
     if v.is_empty() {
         return Err(DecodeError::invalid(field, "must not be empty"));
     }
-    if v.chars().count() > MAX_ID_LEN {
+    // A string has at most as many characters as bytes: counting them is
+    // only needed when the byte length is over the limit.
+    if v.len() > MAX_ID_LEN && v.chars().count() > MAX_ID_LEN {
         return Err(DecodeError::invalid(field, "is longer than 128 characters"));
     }
     Ok(v)
@@ -607,7 +640,10 @@ const EVENT_SHAPES: &[(&str, Shape)] = &[
     ("traffic.campaign", Shape::Str),
 ];
 
-fn check_size_and_utf8(bytes: &[u8], max_bytes: usize) -> Result<(), DecodeError> {
+/// Checks the size limit and UTF-8, and returns the record as text: serde
+/// then reads it with `from_str`, which does not validate every string a
+/// second time (`from_slice` would).
+fn check_size_and_utf8(bytes: &[u8], max_bytes: usize) -> Result<&str, DecodeError> {
     if bytes.len() > max_bytes {
         return Err(DecodeError::new(
             DeadLetterReason::TooLarge,
@@ -617,20 +653,19 @@ fn check_size_and_utf8(bytes: &[u8], max_bytes: usize) -> Result<(), DecodeError
             ),
         ));
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(DecodeError::new(
+    std::str::from_utf8(bytes).map_err(|e| {
+        DecodeError::new(
             DeadLetterReason::InvalidUtf8,
             format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 /// Decodes and validates a visitor event.
 pub fn decode_event(bytes: &[u8], max_bytes: usize) -> Result<Event<'_>, DecodeError> {
-    check_size_and_utf8(bytes, max_bytes)?;
-    let raw: RawEvent<'_> =
-        serde_json::from_slice(bytes).map_err(|e| classify_serde_error(bytes, &e, EVENT_SHAPES))?;
+    let text = check_size_and_utf8(bytes, max_bytes)?;
+    let Obj(raw) = serde_json::from_str::<Obj<RawEvent<'_>>>(text)
+        .map_err(|e| classify_serde_error(bytes, &e, EVENT_SHAPES))?;
     validate_event(raw)
 }
 
@@ -781,6 +816,7 @@ struct RawConsent<'a> {
     visitor_id: Option<Text<'a>>,
     #[serde(borrow)]
     timestamp: Option<Text<'a>>,
+    #[serde(default, deserialize_with = "object")]
     purposes: Option<RawPurposes>,
     erase: Option<bool>,
     #[serde(borrow)]
@@ -853,8 +889,8 @@ pub fn decode_consent<'a>(
             change: ConsentChange::Erase,
         });
     };
-    check_size_and_utf8(bytes, max_bytes)?;
-    let raw: RawConsent<'_> = serde_json::from_slice(bytes)
+    let text = check_size_and_utf8(bytes, max_bytes)?;
+    let Obj(raw) = serde_json::from_str::<Obj<RawConsent<'_>>>(text)
         .map_err(|e| classify_serde_error(bytes, &e, CONSENT_SHAPES))?;
     let visitor_id = check_id("visitor_id", cow(raw.visitor_id))?;
     check_key(key, &visitor_id)?;
