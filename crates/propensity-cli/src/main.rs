@@ -33,6 +33,17 @@ struct Cli {
     command: Command,
 }
 
+/// The two inputs of the offline commands.
+#[derive(clap::Args)]
+struct TrafficFiles {
+    /// Visitor events (JSON lines, `-` for stdin).
+    #[arg(long)]
+    events: PathBuf,
+    /// Consent records (JSON lines).
+    #[arg(long)]
+    consent: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Generate synthetic traffic: events.jsonl and consent.jsonl.
@@ -55,24 +66,16 @@ enum Command {
     },
     /// Train one model per outcome on consented events.
     Train {
-        /// Visitor events (JSON lines, `-` for stdin).
-        #[arg(long)]
-        events: PathBuf,
-        /// Consent records (JSON lines).
-        #[arg(long)]
-        consent: PathBuf,
+        #[command(flatten)]
+        input: TrafficFiles,
         /// Output directory of model artifacts.
         #[arg(long)]
         out: PathBuf,
     },
     /// Evaluate models: AUC, log loss, Brier, calibration.
     Evaluate {
-        /// Visitor events.
-        #[arg(long)]
-        events: PathBuf,
-        /// Consent records.
-        #[arg(long)]
-        consent: PathBuf,
+        #[command(flatten)]
+        input: TrafficFiles,
         /// Models directory.
         #[arg(long)]
         models: PathBuf,
@@ -82,12 +85,8 @@ enum Command {
     },
     /// Run the engine on files (events and consent merged by time).
     Replay {
-        /// Visitor events.
-        #[arg(long)]
-        events: PathBuf,
-        /// Consent records.
-        #[arg(long)]
-        consent: PathBuf,
+        #[command(flatten)]
+        input: TrafficFiles,
         /// Models directory.
         #[arg(long)]
         models: PathBuf,
@@ -149,12 +148,8 @@ enum Command {
     /// Produce event and consent files to their topics (murmur2 partitioner,
     /// keyed by visitor_id, in time order).
     Produce {
-        /// Visitor events.
-        #[arg(long)]
-        events: PathBuf,
-        /// Consent records.
-        #[arg(long)]
-        consent: PathBuf,
+        #[command(flatten)]
+        input: TrafficFiles,
         /// Records per second (default: as fast as possible).
         #[arg(long)]
         rate: Option<f64>,
@@ -249,8 +244,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
         }
         Command::Train {
-            events,
-            consent,
+            input: TrafficFiles { events, consent },
             out: dir,
         } => {
             let config = load_config(cli.config.as_deref())?;
@@ -258,8 +252,7 @@ fn run(cli: Cli) -> Result<()> {
             offline::print_train_report(&report, &mut out)?;
         }
         Command::Evaluate {
-            events,
-            consent,
+            input: TrafficFiles { events, consent },
             models,
             report,
         } => {
@@ -275,8 +268,7 @@ fn run(cli: Cli) -> Result<()> {
             offline::print_evaluation(&e, &mut out)?;
         }
         Command::Replay {
-            events,
-            consent,
+            input: TrafficFiles { events, consent },
             models,
             offers_out,
             scores_out,
@@ -401,8 +393,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Produce {
-            events,
-            consent,
+            input: TrafficFiles { events, consent },
             rate,
         } => {
             let config = load_config(cli.config.as_deref())?;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use propensity_engine::replay::{replay, ReplaySources};
 use propensity_engine::{Engine, EngineSummary, ModelSet};
-use propensity_simulator::{generate, write_lines, SimulationParams, TrafficSummary};
+use propensity_simulator::{
+    generate, write_lines, GeneratedTraffic, SimulationParams, TrafficSummary,
+};
 use propensity_training::{
     calibration_plot_png, curve_color_name, evaluate_outcomes, roc_plot_png, train_outcomes,
     ExampleCollector, OutcomeEvaluation, TrainedOutcome,
@@ -354,14 +356,8 @@ pub fn print_replay_summary(s: &EngineSummary, w: &mut impl Write) -> Result<()>
     Ok(())
 }
 
-/// Trains models in memory on `visitors` generated visitors (benchmarks
-/// need realistic models without touching disk).
-pub fn train_in_memory(config: &Config, visitors: usize, seed: u64) -> Result<Arc<ModelSet>> {
-    let traffic = generate(&SimulationParams {
-        visitors,
-        seed,
-        ..SimulationParams::default()
-    })?;
+/// Training examples of generated traffic, collected by the engine.
+pub fn collect_generated(config: &Config, traffic: &GeneratedTraffic) -> ExampleCollector {
     let ev: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
     let co: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
     let mut collector =
@@ -381,6 +377,18 @@ pub fn train_in_memory(config: &Config, visitors: usize, seed: u64) -> Result<Ar
         &mut collector,
         |_| {},
     );
+    collector
+}
+
+/// Trains models in memory on `visitors` generated visitors (benchmarks
+/// need realistic models without touching disk).
+pub fn train_in_memory(config: &Config, visitors: usize, seed: u64) -> Result<Arc<ModelSet>> {
+    let traffic = generate(&SimulationParams {
+        visitors,
+        seed,
+        ..SimulationParams::default()
+    })?;
+    let collector = collect_generated(config, &traffic);
     let trained = train_outcomes(
         &config.engine,
         &collector,
@@ -412,26 +420,7 @@ mod tests {
             ..SimulationParams::default()
         })
         .unwrap();
-        let ev: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
-        let co: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
-        let mut collector =
-            ExampleCollector::new(config.engine.outcomes.len(), config.engine.features.dim());
-        let mut engine = Engine::new(
-            config.engine.clone(),
-            ModelSet::empty(config.engine.outcomes.len()),
-        );
-        replay(
-            &mut engine,
-            &ev,
-            &co,
-            &ReplaySources {
-                events: "e",
-                consent: "c",
-            },
-            &mut collector,
-            |_| {},
-        );
-        collector
+        collect_generated(config, &traffic)
     }
 
     /// Training on simulated traffic reaches a useful AUC on a holdout and
