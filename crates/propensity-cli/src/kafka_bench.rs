@@ -229,13 +229,10 @@ pub fn run_kafka_bench(
             ..input.clone()
         };
         let target = suffixed(base, "copy");
-        rt.block_on(create_topics(&KafkaSettings {
-            offers_topic: target.events_topic.clone(),
-            ..target.clone()
-        }))?;
+        rt.block_on(create_topics(&target))?;
         let took = run_passthrough(
             &pass,
-            &target.events_topic,
+            &target.offers_topic,
             ev.len() as u64,
             Duration::from_secs(600),
         )?;

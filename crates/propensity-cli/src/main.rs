@@ -322,6 +322,9 @@ fn run(cli: Cli) -> Result<()> {
             latency_secs,
         } => {
             let config = load_config(cli.config.as_deref())?;
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_logging(&config)?;
+            }
             let r = kafka_bench::run_kafka_bench(
                 &config,
                 &kafka_bench::KafkaBenchOptions {

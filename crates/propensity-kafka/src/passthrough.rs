@@ -15,7 +15,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::client_config;
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
-use crate::shard::{send_record, TxProducer};
+use crate::shard::{drain_deliveries, send_record, TxProducer};
 
 /// Copies `expected` records from the events topic to `target`; returns the
 /// time from the first record consumed to the last commit.
@@ -68,6 +68,7 @@ pub fn run_passthrough(
                 KafkaError::Topics("pass-through consumer has no group metadata".into())
             })?;
             producer.send_offsets_to_transaction(&tpl, &md, Duration::from_secs(30))?;
+            drain_deliveries(&producer, Duration::from_secs(30))?;
             producer.commit_transaction(Duration::from_secs(30))?;
             open = false;
             last_commit = Instant::now();

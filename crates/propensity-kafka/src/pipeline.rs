@@ -39,7 +39,8 @@ use crate::model_handle::ModelHandle;
 use crate::reader::PartitionReader;
 use crate::settings::KafkaSettings;
 use crate::shard::{
-    write_changelog, KafkaSink, OutputTopics, Shard, TxProducer, CONSENT_POSITION_HEADER,
+    drain_deliveries, write_changelog, KafkaSink, OutputTopics, Shard, TxProducer,
+    CONSENT_POSITION_HEADER,
 };
 use crate::status::{add_counters, RuntimeStatus};
 
@@ -603,8 +604,16 @@ impl Runtime {
         parts.retain(|p| self.shards.contains_key(p));
         // Consent first: everything written to these consent partitions up
         // to now is applied before any event of the batch.
+        let consent_started = Instant::now();
         let ends = self.consent.end_offsets(&parts)?;
+        let queried = consent_started.elapsed();
         self.apply_consent_until(&ends, false)?;
+        tracing::debug!(
+            query_ms = queried.as_secs_f64() * 1000.0,
+            total_ms = consent_started.elapsed().as_secs_f64() * 1000.0,
+            partitions = parts.len(),
+            "consent caught up"
+        );
         if parts.len() == self.shards.len() {
             self.last_consent_sync = Instant::now();
         }
@@ -655,7 +664,13 @@ impl Runtime {
 
     fn commit(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), Recovery> {
         let _span = tracing::info_span!("transaction", partitions = self.offsets.len()).entered();
+        let started = Instant::now();
         let result = self.try_commit(consumer);
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            ok = result.is_ok(),
+            "commit"
+        );
         match result {
             Ok(()) => {
                 self.txn_open = false;
@@ -711,6 +726,7 @@ impl Runtime {
             ))?;
             self.retry(|p| p.send_offsets_to_transaction(&tpl, &metadata, TXN_TIMEOUT))?;
         }
+        drain_deliveries(&self.producer, TXN_TIMEOUT)?;
         self.retry(|p| p.commit_transaction(TXN_TIMEOUT))
     }
 

@@ -64,6 +64,9 @@ fn admin_client(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientCon
 /// Creates every missing topic (compacted ones with `cleanup.policy=compact`);
 /// returns `(topic, created?)` for each.
 pub async fn create_topics(settings: &KafkaSettings) -> Result<Vec<(String, bool)>, KafkaError> {
+    // One name twice in a request would make librdkafka answer with fewer
+    // results than asked for; validation refuses shared topic names.
+    settings.validate()?;
     let admin = admin_client(settings)?;
     let list = topics(settings);
     let new: Vec<NewTopic<'_>> = list
