@@ -75,7 +75,7 @@ pub struct PipelineMetrics {
     buffered: IntGauge,
     model_info: IntGaugeVec,
     model_reloads: IntCounterVec,
-    /// Outcome names in config order (probability lookup by name).
+    /// Outcome names in config order.
     outcomes: Vec<String>,
     /// (action map name, action type) in engine order.
     maps: Vec<(String, &'static str)>,
@@ -311,10 +311,10 @@ impl PipelineMetrics {
         Ok(m)
     }
 
-    /// Records a scored probability.
-    pub fn observe_probability(&self, outcome: &str, p: f64) {
-        if let Some(i) = self.outcomes.iter().position(|o| o == outcome) {
-            self.probability[i].observe(p);
+    /// Records a scored probability of outcome `outcome` (config order).
+    pub fn observe_probability(&self, outcome: usize, p: f64) {
+        if let Some(h) = self.probability.get(outcome) {
+            h.observe(p);
         }
     }
 

@@ -208,17 +208,15 @@ impl EngineSink for KafkaSink<'_> {
     }
 
     fn wants_scores(&self) -> bool {
-        // Always: every score feeds the probability histogram, whether or
-        // not scores are published.
-        true
+        !self.topics.scores.is_empty()
+    }
+
+    fn probability(&mut self, outcome: usize, probability: f64) {
+        // Every score feeds the histogram, published or not.
+        self.metrics.observe_probability(outcome, probability);
     }
 
     fn score(&mut self, score: &OutcomeScore<'_>) {
-        self.metrics
-            .observe_probability(score.outcome, score.probability);
-        if self.topics.scores.is_empty() {
-            return;
-        }
         if let Ok(json) = serde_json::to_vec(score) {
             let topic = self.topics.scores.clone();
             self.send(
