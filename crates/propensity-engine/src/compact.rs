@@ -26,7 +26,9 @@ const INLINE_STR: usize = 22;
 /// for short content.
 ///
 /// Invariant: content of at most [`INLINE_STR`] bytes is always inline, so
-/// equal strings have equal representations; inline bytes are UTF-8.
+/// equal strings have equal representations; inline bytes are UTF-8 and
+/// the unused inline bytes are zero, so two inline strings are equal when
+/// their whole fixed-size arrays are (compared without a `memcmp` call).
 #[derive(Clone)]
 pub struct SmallStr(StrRepr);
 
@@ -65,6 +67,11 @@ impl SmallStr {
         }
     }
 
+    /// A copy of `s` when it fits inline (no allocation), else `None`.
+    pub fn inline(s: &str) -> Option<Self> {
+        (s.len() <= INLINE_STR).then(|| Self::from_bytes_of(s))
+    }
+
     fn from_bytes_of(s: &str) -> Self {
         if s.len() <= INLINE_STR {
             let mut bytes = [0; INLINE_STR];
@@ -87,6 +94,7 @@ impl SmallStr {
     }
 
     /// The content as bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             StrRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
@@ -131,8 +139,14 @@ impl From<&str> for SmallStr {
 }
 
 impl PartialEq for SmallStr {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+        match (&self.0, &other.0) {
+            (StrRepr::Inline { len: a, bytes: x }, StrRepr::Inline { len: b, bytes: y }) => {
+                a == b && x == y
+            }
+            _ => self.as_bytes() == other.as_bytes(),
+        }
     }
 }
 
@@ -147,12 +161,14 @@ impl PartialEq<str> for SmallStr {
 /// Hashes like `[u8]` so that maps keyed by `SmallStr` can be queried with
 /// `&[u8]` (the [`Borrow`] contract), without building a key.
 impl Hash for SmallStr {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.as_bytes().hash(state);
     }
 }
 
 impl Borrow<[u8]> for SmallStr {
+    #[inline]
     fn borrow(&self) -> &[u8] {
         self.as_bytes()
     }
@@ -333,6 +349,89 @@ impl<'de, T: Copy + Default + Deserialize<'de>, const N: usize> Deserialize<'de>
     }
 }
 
+/// A fixed-length list of `Copy` slots (one per outcome, one per action
+/// map): up to `N` inline, more in a `Box<[T]>`. Unlike [`InlineVec`] it
+/// cannot grow, which keeps it at 24 bytes (a `Vec` fallback makes 32).
+///
+/// Invariant: `N <= 255`, checked at compile time when the type is used.
+#[derive(Clone)]
+pub struct Slots<T: Copy + Default, const N: usize>(SlotsRepr<T, N>);
+
+#[derive(Clone)]
+enum SlotsRepr<T: Copy + Default, const N: usize> {
+    Inline { len: u8, items: [T; N] },
+    Heap(Box<[T]>),
+}
+
+impl<T: Copy + Default, const N: usize> Slots<T, N> {
+    const FITS: () = assert!(N <= u8::MAX as usize, "Slots capacity must fit a u8");
+
+    /// `n` copies of `value`.
+    pub fn from_elem(value: T, n: usize) -> Self {
+        let () = Self::FITS;
+        if n <= N {
+            let mut items = [T::default(); N];
+            items[..n].fill(value);
+            Slots(SlotsRepr::Inline {
+                len: n as u8,
+                items,
+            })
+        } else {
+            Slots(SlotsRepr::Heap(vec![value; n].into_boxed_slice()))
+        }
+    }
+
+    /// A copy of `items`.
+    pub fn from_slice(items: &[T]) -> Self {
+        let mut s = Self::from_elem(T::default(), items.len());
+        s.copy_from_slice(items);
+        s
+    }
+}
+
+impl<T: Copy + Default, const N: usize> Deref for Slots<T, N> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match &self.0 {
+            SlotsRepr::Inline { len, items } => &items[..usize::from(*len)],
+            SlotsRepr::Heap(v) => v,
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> DerefMut for Slots<T, N> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match &mut self.0 {
+            SlotsRepr::Inline { len, items } => &mut items[..usize::from(*len)],
+            SlotsRepr::Heap(v) => v,
+        }
+    }
+}
+
+impl<T: Copy + Default + PartialEq, const N: usize> PartialEq for Slots<T, N> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Copy + Default + fmt::Debug, const N: usize> fmt::Debug for Slots<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Copy + Default + Serialize, const N: usize> Serialize for Slots<T, N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl<'de, T: Copy + Default + Deserialize<'de>, const N: usize> Deserialize<'de> for Slots<T, N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::from_slice(&Vec::<T>::deserialize(d)?))
+    }
+}
+
 /// An optional time in epoch milliseconds in 8 bytes (`Option<i64>` takes
 /// 16). `i64::MIN` stands for "none": it is not a time RFC 3339 can express
 /// (years 0000–9999 are within ±4·10¹⁴ ms), so no event or record time is
@@ -431,6 +530,24 @@ mod tests {
         assert_eq!(p.as_str(), "/products/a-very-long-path-name");
         p.set("/b");
         assert_eq!(p, *"/b");
+        assert_eq!(SmallStr::inline("/b"), Some(SmallStr::new("/b")));
+        assert_eq!(SmallStr::inline(&"z".repeat(23)), None);
+        assert_ne!(SmallStr::new("ab"), SmallStr::new("a"));
+        assert_eq!(SmallStr::ascii_lowercase("AB"), SmallStr::new("ab"));
+    }
+
+    #[test]
+    fn slots_are_small_and_serialize_like_a_vec() {
+        assert_eq!(std::mem::size_of::<Slots<f32, 4>>(), 24);
+        let mut s: Slots<u32, 4> = Slots::from_elem(0, 3);
+        s[1] += 2;
+        assert_eq!(serde_json::to_string(&s).unwrap(), "[0,2,0]");
+        let big: Slots<u32, 2> = Slots::from_slice(&[1, 2, 3]);
+        assert_eq!(&*big, &[1, 2, 3]);
+        assert_eq!(
+            serde_json::from_str::<Slots<u32, 2>>("[1,2,3]").unwrap(),
+            big
+        );
     }
 
     #[test]

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use ahash::AHashMap;
 use serde::Serialize;
 
-use crate::compact::{InlineVec, MaybeMs, SmallStr};
+use crate::compact::{InlineVec, MaybeMs, Slots, SmallStr};
 use crate::config::{ActionMap, ConsentMode, EngineConfig, Outcome, Trigger};
 use crate::error::EngineError;
+use crate::features::{FeatureScratch, FeatureSpec, PathInfo};
 use crate::glob::url_path;
 use crate::model::ModelSet;
 use crate::purpose::{Purpose, PurposeSet};
@@ -34,7 +35,7 @@ use crate::visitor::{
 };
 use crate::wire::{
     check_key, decode_consent, decode_event, ConsentChange, ConsentUpdate, DeadLetter,
-    DeadLetterReason, Event, EventKind, Offer, Origin, OutcomeScore,
+    DeadLetterReason, DecodeError, Event, EventKind, Offer, Origin, OutcomeScore,
 };
 
 /// Why a valid event was not processed.
@@ -96,6 +97,9 @@ pub trait EngineSink {
     }
     /// An outcome was scored after an event.
     fn score(&mut self, _score: &OutcomeScore<'_>) {}
+    /// Every scored probability, by outcome index (config order): cheaper
+    /// than [`EngineSink::score`] (no record is built), for histograms.
+    fn probability(&mut self, _outcome: usize, _probability: f64) {}
     /// The visitor's changelog state changed (snapshot or tombstone due).
     fn state_changed(&mut self, _visitor_id: &str) {}
     /// Whether training examples should be reported.
@@ -175,10 +179,41 @@ impl EngineCounters {
 /// Training/decision scratch reused across events to avoid allocation.
 #[derive(Default)]
 struct Scratch {
-    features: Vec<f32>,
-    /// Indices of the non-zero entries of `features`, for sparse scoring.
-    nonzero: Vec<u32>,
+    features: FeatureScratch,
     probabilities: Vec<Option<f64>>,
+    paths: PathCache,
+}
+
+/// A direct-mapped cache of [`FeatureSpec::path_info`] by path: hashing a
+/// path for a slot is cheaper than the category match and the stable hash
+/// it saves, and a site's pages recur. A hit compares the whole path, and
+/// the info is a pure function of it under the engine's fixed spec, so the
+/// cache changes no result (its per-process random hasher only places
+/// entries).
+#[derive(Default)]
+struct PathCache {
+    slots: Vec<Option<(SmallStr, PathInfo)>>,
+    hasher: ahash::RandomState,
+}
+
+impl PathCache {
+    const SLOTS: usize = 1024;
+
+    fn info(&mut self, spec: &FeatureSpec, path: &str) -> PathInfo {
+        if self.slots.is_empty() {
+            self.slots = vec![None; Self::SLOTS];
+        }
+        let at = self.hasher.hash_one(path.as_bytes()) as usize % Self::SLOTS;
+        match self.slots.get_mut(at) {
+            Some(Some((key, info))) if key.as_bytes() == path.as_bytes() => *info,
+            Some(slot) => {
+                let info = spec.path_info(path);
+                *slot = Some((SmallStr::new(path), info));
+                info
+            }
+            None => spec.path_info(path),
+        }
+    }
 }
 
 /// The engine state for one shard of visitors (all visitors in replay; one
@@ -261,29 +296,43 @@ impl Engine {
         sink: &mut impl EngineSink,
     ) {
         self.counters.events_consumed += 1;
-        // Decoded in place and checked by reference: the event is large and
-        // is not moved again after decoding.
+        // The decoded event stays where `decode_event` returned it and is
+        // used by reference: it is large (hundreds of bytes), and moving it
+        // out of the `Result` would copy it on every event.
         let decoded = decode_event(bytes, self.config.max_record_bytes);
-        let checked = match &decoded {
-            Ok(e) => check_key(key, &e.visitor_id),
-            Err(_) => Ok(()),
+        let key_error = match &decoded {
+            Ok(e) => check_key(key, &e.visitor_id).err(),
+            Err(_) => None,
         };
-        let event = match (decoded, checked) {
-            (Ok(e), Ok(())) => e,
-            (Err(err), _) | (Ok(_), Err(err)) => {
-                self.counters.events_dead_lettered[reason_index(err.reason)] += 1;
-                sink.dead_letter(DeadLetter {
-                    reason: err.reason,
-                    error: err.message,
-                    payload: bytes,
-                    origin,
-                });
+        let event = match (&decoded, key_error) {
+            (Ok(e), None) => e,
+            (_, Some(err)) => return self.dead_letter_event(err, bytes, origin, sink),
+            (Err(_), None) => {
+                if let Err(err) = decoded {
+                    self.dead_letter_event(err, bytes, origin, sink);
+                }
                 return;
             }
         };
         self.counters.events_by_type[event.kind.index()] += 1;
         self.advance_watermark(event.time.epoch_ms, sink);
-        self.gate_event(&event, bytes, now_ms, sink);
+        self.gate_event(event, bytes, now_ms, sink);
+    }
+
+    fn dead_letter_event(
+        &mut self,
+        err: DecodeError,
+        bytes: &[u8],
+        origin: &Origin,
+        sink: &mut impl EngineSink,
+    ) {
+        self.counters.events_dead_lettered[reason_index(err.reason)] += 1;
+        sink.dead_letter(DeadLetter {
+            reason: err.reason,
+            error: err.message,
+            payload: bytes,
+            origin,
+        });
     }
 
     /// Consumes one consent record. `value == None` is a Kafka tombstone
@@ -323,7 +372,9 @@ impl Engine {
                     a.buffer.clear();
                     entry.tidy();
                     sink.state_changed(visitor.as_str());
-                    if entry.consent.is_none() && !entry.has_state() && !entry.last_event_ms.is_some()
+                    if entry.consent.is_none()
+                        && !entry.has_state()
+                        && !entry.last_event_ms.is_some()
                     {
                         self.idle_recheck.push(visitor.clone());
                     }
@@ -371,7 +422,7 @@ impl Engine {
                     self.next_session_serial += 1;
                     sess
                 }),
-                buffer: s.buffer,
+                buffer: s.buffer.into(),
                 last_offer_ms: s.last_offer_ms.into(),
                 idle_queued: false,
             });
@@ -580,7 +631,12 @@ impl Engine {
     ) {
         // One hash lookup per event: the entry found here is the one the
         // event is applied to (inserted only for a visitor not yet held).
-        let entry = self.visitors.get_mut(event.visitor_id.as_bytes());
+        // Ids that fit inline are looked up as whole keys, which compare
+        // without a `memcmp` call.
+        let entry = match SmallStr::inline(&event.visitor_id) {
+            Some(key) => self.visitors.get_mut(&key),
+            None => self.visitors.get_mut(event.visitor_id.as_bytes()),
+        };
         let consent = entry.as_ref().and_then(|e| e.consent);
         let purposes = match consent {
             Some(c) if c.erased => return self.drop_event(DropReason::Erased),
@@ -856,11 +912,11 @@ impl EventCtx<'_> {
                 acc,
                 seen_events: InlineVec::new(),
                 achieved: 0,
-                last_probability: InlineVec::from_elem(f32::NAN, cfg.outcomes.len()),
+                last_probability: Slots::from_elem(f32::NAN, cfg.outcomes.len()),
                 current_path: SmallStr::EMPTY,
                 traffic_source: None,
                 offers_total: 0,
-                offers_per_map: InlineVec::from_elem(0, cfg.action_maps.len()),
+                offers_per_map: Slots::from_elem(0, cfg.action_maps.len()),
             });
             *self.next_session_serial += 1;
         }
@@ -891,8 +947,8 @@ impl EventCtx<'_> {
         // The URL path feeds features, the current page and outcome
         // patterns: extracted once.
         let path = event.page.as_ref().map(|p| url_path(&p.url));
-        cfg.features
-            .observe_with_path(&mut session.acc, event, path);
+        let info = path.map(|p| self.scratch.paths.info(&cfg.features, p));
+        cfg.features.observe_with_info(&mut session.acc, event, info);
         if let Some(path) = path {
             session.current_path.set(path);
         }
@@ -914,17 +970,16 @@ impl EventCtx<'_> {
         scratch.probabilities.clear();
         scratch.probabilities.resize(cfg.outcomes.len(), None);
         if !all_achieved {
-            cfg.features.compute_sparse(
+            cfg.features.compute_into(
                 &session.acc,
                 session.start_ms,
                 t,
                 event.time.local_ms(),
                 &mut scratch.features,
-                &mut scratch.nonzero,
             );
             self.models.probabilities_sparse(
-                &scratch.features,
-                &scratch.nonzero,
+                scratch.features.values(),
+                scratch.features.nonzero(),
                 |i| session.achieved & (1 << i) != 0,
                 &mut scratch.probabilities,
             );
@@ -936,12 +991,13 @@ impl EventCtx<'_> {
                     continue;
                 }
                 if wants_examples {
-                    sink.example(session.serial, i, &scratch.features);
+                    sink.example(session.serial, i, scratch.features.values());
                 }
                 let (Some(model), Some(p)) = (self.models.get(i), scratch.probabilities[i]) else {
                     continue;
                 };
                 self.counters.scores += 1;
+                sink.probability(i, p);
                 if wants_scores {
                     let time = event_time.get_or_insert_with(|| format_rfc3339_ms(t));
                     sink.score(&OutcomeScore {
@@ -995,11 +1051,7 @@ impl EventCtx<'_> {
                 map.name.as_bytes(),
                 event.event_id.as_bytes(),
             ];
-            let offer_id = format!(
-                "{:016x}{:016x}",
-                stable_hash_parts(1, &parts),
-                stable_hash_parts(2, &parts),
-            );
+            let offer_id = hex_id(stable_hash_parts(1, &parts), stable_hash_parts(2, &parts));
             sink.offer(Offer {
                 offer_id,
                 visitor_id: visitor.to_owned(),
@@ -1013,7 +1065,7 @@ impl EventCtx<'_> {
                 trigger_event_id: event.event_id.to_string(),
                 event_time: format_rfc3339_ms(t),
                 decided_at: format_rfc3339_ms(now_ms.unwrap_or(t)),
-                explanation: model.explain(&scratch.features, cfg.features.names(), 3),
+                explanation: model.explain(scratch.features.values(), cfg.features.names(), 3),
             });
             break;
         }
@@ -1051,6 +1103,18 @@ impl Ord for IdleItem {
     fn cmp(&self, other: &Self) -> Ordering {
         other.time.cmp(&self.time)
     }
+}
+
+/// `format!("{a:016x}{b:016x}")`, written directly.
+fn hex_id(a: u64, b: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for v in [a, b] {
+        for k in (0..16).rev() {
+            out.push(char::from(HEX[((v >> (4 * k)) & 0xf) as usize]));
+        }
+    }
+    out
 }
 
 /// The derived id of a session without an explicit `session_id`:
@@ -1248,6 +1312,23 @@ impl EngineSummary {
             offers: c.offers_by_map.iter().sum(),
             suppressed_by_cap: per_map(&c.suppressed_by_cap),
             suppressed_by_purpose: per_map(&c.suppressed_by_purpose),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_written_as_format_would() {
+        for (a, b) in [
+            (0, 0),
+            (1, u64::MAX),
+            (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+        ] {
+            assert_eq!(hex_id(a, b), format!("{a:016x}{b:016x}"));
+            assert_eq!(auto_session_id(a).as_str(), format!("auto-{a:016x}"));
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::compact::{InlineVec, MaybeMs};
+use crate::compact::{InlineVec, MaybeMs, Slots};
 use crate::error::EngineError;
 use crate::glob::url_path;
 use crate::stable_hash::{bucket_of, stable_hash};
@@ -170,34 +170,6 @@ impl Tables {
         }
     }
 
-    /// `out[j] = xs[j].ln_1p()` for a run of counters. Table lookups are
-    /// made branch-free for every entry first, and the few entries that are
-    /// not small whole numbers (dwell seconds) are then computed by the call:
-    /// which entries those are changes from event to event, and a branch
-    /// per entry would be mispredicted.
-    fn ln_1p_into(&self, xs: &[f32], out: &mut [f32]) {
-        const CHUNK: usize = 64;
-        for (xs, out) in xs.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let mut slow = [0u8; CHUNK];
-            let mut m = 0;
-            for (j, (x, o)) in xs.iter().zip(out.iter_mut()).enumerate() {
-                let n = *x as u32;
-                let hit = (n < LN_1P_TABLE as u32) & ((n as f32).to_bits() == x.to_bits());
-                *o = self.ln_1p[if hit { n as usize } else { 0 }];
-                if let Some(s) = slow.get_mut(m) {
-                    *s = j as u8;
-                }
-                m += usize::from(!hit);
-            }
-            for &j in &slow[..m.min(CHUNK)] {
-                let j = usize::from(j);
-                if let (Some(o), Some(x)) = (out.get_mut(j), xs.get(j)) {
-                    *o = x.ln_1p();
-                }
-            }
-        }
-    }
-
     /// `(sin, cos)` of the hour's angle on the 24-hour circle.
     fn hour_sin_cos(&self, hour: u32) -> (f32, f32) {
         match self.hour_sin_cos.get(hour as usize) {
@@ -207,6 +179,66 @@ impl Tables {
                 (angle.sin(), angle.cos())
             }
         }
+    }
+}
+
+/// Buffers reused across [`FeatureSpec::compute_into`] calls: the feature
+/// vector and the indices of its non-zero entries.
+#[derive(Debug, Clone, Default)]
+pub struct FeatureScratch {
+    values: Vec<f32>,
+    /// Kept at the vector's length; the first `nnz` entries are valid.
+    nonzero: Vec<u32>,
+    nnz: usize,
+}
+
+impl FeatureScratch {
+    /// Sets feature `k` (the vector is zero-filled first, so only values
+    /// that may be non-zero are set) and lists it when it is non-zero, in
+    /// the increasing order the callers keep.
+    #[inline]
+    fn set(&mut self, k: usize, v: f32) {
+        if let Some(o) = self.values.get_mut(k) {
+            *o = v;
+        }
+        if v != 0.0 {
+            if let Some(slot) = self.nonzero.get_mut(self.nnz) {
+                *slot = k as u32;
+                self.nnz += 1;
+            }
+        }
+    }
+
+    /// Sets features `base..base + xs.len()` to `ln_1p` of a run of
+    /// counters. Most counters are `+0.0`, whose feature is the `+0.0`
+    /// already there: a bit mask of the others is built without branches
+    /// and only those are computed (`-0.0` has other bits, so it is
+    /// computed, and keeps its sign as `ln_1p` does).
+    fn set_ln_1p_run(&mut self, tables: &Tables, base: usize, xs: &[f32]) {
+        for (chunk, xs) in xs.chunks(64).enumerate() {
+            let mut mask = 0u64;
+            for (j, x) in xs.iter().enumerate() {
+                mask |= u64::from(x.to_bits() != 0) << j;
+            }
+            while mask != 0 {
+                let j = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                if let Some(x) = xs.get(j) {
+                    self.set(base + chunk * 64 + j, tables.ln_1p(*x));
+                }
+            }
+        }
+    }
+
+    /// The feature vector of the last computation.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// The indices of its non-zero entries, increasing (see
+    /// [`crate::model::OutcomeModel::probability_sparse`]).
+    pub fn nonzero(&self) -> &[u32] {
+        self.nonzero.get(..self.nnz).unwrap_or_default()
     }
 }
 
@@ -220,13 +252,31 @@ impl std::fmt::Debug for Tables {
 /// the heap.
 pub const INLINE_PAGES: usize = 5;
 
+/// Counters kept inline in [`Accumulators`] (so in the visitor's one heap
+/// block: every event updates and reads them, and a separate block would
+/// be one more dependent cache miss per event). The shipped `[features]`
+/// need 47 (nine page categories); a larger spec keeps its counters on the
+/// heap, which is as correct and costs one more allocation per session.
+pub const INLINE_COUNTERS: usize = 48;
+
+/// What the features take from a URL path (see [`FeatureSpec::path_info`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathInfo {
+    /// Page category ("other" = the number of categories).
+    pub category: u16,
+    /// Hashed bucket of the first path segment (meaningful for "other").
+    pub other_bucket: u16,
+    /// Hash identifying the page among a session's distinct pages.
+    pub page_hash: u32,
+}
+
 /// Per-session raw state that features are computed from. Small and flat:
 /// one of these lives in every active session, so it is what bounds memory
 /// per visitor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accumulators {
     /// Counters laid out by the spec (see `FeatureSpec::acc_*`).
-    pub counters: Box<[f32]>,
+    pub counters: Slots<f32, INLINE_COUNTERS>,
     /// Time of the previous page view, for dwell.
     pub last_page_view_ms: MaybeMs,
     /// Category of the previous page view.
@@ -407,8 +457,20 @@ impl FeatureSpec {
 
     /// Category index of a URL path ("other" = `categories.len()`).
     pub fn category_of(&self, path: &str) -> u16 {
+        let b = path.as_bytes();
         for (p, idx, exact) in &self.matchers {
-            if (*exact && path == p) || (!*exact && path.starts_with(p.as_str())) {
+            let p = p.as_bytes();
+            // Cheap rejections before comparing: the length, then the
+            // byte after the leading `/`, where most matchers differ.
+            let fits = if *exact {
+                b.len() == p.len()
+            } else {
+                b.len() >= p.len()
+            };
+            if !fits || (p.len() > 1 && b.get(1) != p.get(1)) {
+                continue;
+            }
+            if b.get(..p.len()) == Some(p) {
                 return *idx;
             }
         }
@@ -422,19 +484,20 @@ impl FeatureSpec {
     /// Fresh accumulators for a new session.
     pub fn new_accumulators(&self) -> Accumulators {
         Accumulators {
-            counters: vec![0.0; self.acc_len].into_boxed_slice(),
+            counters: Slots::from_elem(0.0, self.acc_len),
             ..self.empty_accumulators()
         }
     }
 
     /// Resets accumulators to what [`FeatureSpec::new_accumulators`]
-    /// returns, reusing the counters' allocation (a returning visitor's new
+    /// returns, reusing the counters' space (a returning visitor's new
     /// session).
     pub fn reset_accumulators(&self, acc: &mut Accumulators) {
         if acc.counters.len() == self.acc_len {
             acc.counters.fill(0.0);
+            let counters = std::mem::replace(&mut acc.counters, Slots::from_elem(0.0, 0));
             *acc = Accumulators {
-                counters: std::mem::take(&mut acc.counters),
+                counters,
                 ..self.empty_accumulators()
             };
         } else {
@@ -444,7 +507,7 @@ impl FeatureSpec {
 
     fn empty_accumulators(&self) -> Accumulators {
         Accumulators {
-            counters: Box::default(),
+            counters: Slots::from_elem(0.0, 0),
             last_page_view_ms: MaybeMs::NONE,
             last_page_category: 0,
             current_category: None,
@@ -466,6 +529,31 @@ impl FeatureSpec {
     /// (`path` must be `url_path` of the event's page URL; the engine needs
     /// it too and extracts it once).
     pub fn observe_with_path(&self, acc: &mut Accumulators, event: &Event<'_>, path: Option<&str>) {
+        let info = path.map(|p| self.path_info(p));
+        self.observe_with_info(acc, event, info);
+    }
+
+    /// What the features need to know about a URL path. A pure function of
+    /// the path (under this spec), so callers may cache it: the engine does,
+    /// since most events are page views of a site's few hundred pages.
+    pub fn path_info(&self, path: &str) -> PathInfo {
+        let category = self.category_of(path);
+        let other_bucket = if category == self.other() {
+            let segment = path.trim_start_matches('/').split('/').next().unwrap_or("");
+            bucket_of(segment.as_bytes(), self.path_buckets) as u16
+        } else {
+            0
+        };
+        PathInfo {
+            category,
+            other_bucket,
+            page_hash: stable_hash(path.as_bytes()) as u32,
+        }
+    }
+
+    /// [`FeatureSpec::observe`] with [`FeatureSpec::path_info`] of the
+    /// event's URL path already known.
+    pub fn observe_with_info(&self, acc: &mut Accumulators, event: &Event<'_>, info: Option<PathInfo>) {
         if acc.counters.len() != self.acc_len {
             // State restored under another spec: start over rather than
             // misread counters (models check the fingerprint the same way).
@@ -473,8 +561,8 @@ impl FeatureSpec {
         }
         let c = &mut acc.counters;
         c[self.acc_kinds + event.kind.index()] += 1.0;
-        if let Some(path) = path {
-            let cat = self.category_of(path);
+        if let Some(info) = info {
+            let cat = info.category;
             acc.current_category = Some(cat);
             if event.kind == EventKind::PageView {
                 c[self.acc_views + cat as usize] += 1.0;
@@ -486,10 +574,9 @@ impl FeatureSpec {
                 acc.last_page_view_ms = MaybeMs::new(Some(event.time.epoch_ms));
                 acc.last_page_category = cat;
                 if cat == self.other() {
-                    let segment = path.trim_start_matches('/').split('/').next().unwrap_or("");
-                    c[self.acc_paths + bucket_of(segment.as_bytes(), self.path_buckets)] += 1.0;
+                    c[self.acc_paths + usize::from(info.other_bucket)] += 1.0;
                 }
-                let h = stable_hash(path.as_bytes()) as u32;
+                let h = info.page_hash;
                 if acc.distinct_pages.len() < MAX_DISTINCT_PAGES && !acc.distinct_pages.contains(&h)
                 {
                     acc.distinct_pages.push(h);
@@ -553,34 +640,35 @@ impl FeatureSpec {
         local_event_ms: i64,
         out: &mut Vec<f32>,
     ) {
-        let mut nonzero = Vec::new();
-        self.compute_sparse(
+        let mut scratch = FeatureScratch::default();
+        self.compute_into(
             acc,
             session_start_ms,
             event_ms,
             local_event_ms,
-            out,
-            &mut nonzero,
+            &mut scratch,
         );
+        out.clear();
+        out.extend_from_slice(scratch.values());
     }
 
-    /// [`FeatureSpec::compute`], also listing in `nonzero`, in increasing
-    /// order, the indices of the features that are not zero (for
-    /// [`crate::model::OutcomeModel::probability_sparse`]). Most features
-    /// are zero; the one-hot groups are listed by their single index rather
-    /// than by testing every slot.
-    pub fn compute_sparse(
+    /// [`FeatureSpec::compute`] into reusable buffers, also listing the
+    /// indices of the non-zero features ([`FeatureScratch::nonzero`]): most
+    /// features are zero, and scoring can skip them. The one-hot groups are
+    /// listed by their single index rather than by testing every slot.
+    pub fn compute_into(
         &self,
         acc: &Accumulators,
         session_start_ms: i64,
         event_ms: i64,
         local_event_ms: i64,
-        out: &mut Vec<f32>,
-        nonzero: &mut Vec<u32>,
+        scratch: &mut FeatureScratch,
     ) {
-        out.clear();
-        out.resize(self.dim(), 0.0);
-        nonzero.clear();
+        let dim = self.dim();
+        scratch.values.clear();
+        scratch.values.resize(dim, 0.0);
+        scratch.nonzero.resize(dim, 0);
+        scratch.nnz = 0;
         let c = &acc.counters;
         if c.len() != self.acc_len {
             return;
@@ -589,43 +677,31 @@ impl FeatureSpec {
         let t = &self.tables;
         let kinds = &c[self.acc_kinds..self.acc_kinds + EventKind::ALL.len()];
         let total = kinds.iter().fold(0.0, |sum, x| sum + x);
-        t.ln_1p_into(kinds, &mut out[..kinds.len()]);
+        scratch.set_ln_1p_run(t, 0, kinds);
         let mut i = kinds.len();
-        out[i] = t.ln_1p(total);
+        scratch.set(i, t.ln_1p(total));
         i += 1;
         // Views, dwell, path and custom buckets and the scalars follow each
         // other in the accumulators exactly as in the vector (see `compile`
         // and `build_names`): one pass over the run.
         let run = &c[self.acc_views..self.acc_scalars + SCALARS.len()];
-        t.ln_1p_into(run, &mut out[i..i + run.len()]);
+        scratch.set_ln_1p_run(t, i, run);
         i += run.len();
-        out[i] = t.ln_1p(((event_ms - session_start_ms).max(0)) as f32 / 1000.0);
-        out[i + 1] = t.ln_1p(acc.distinct_pages.len() as f32);
+        scratch.set(
+            i,
+            t.ln_1p(((event_ms - session_start_ms).max(0)) as f32 / 1000.0),
+        );
+        scratch.set(i + 1, t.ln_1p(acc.distinct_pages.len() as f32));
         i += 2;
-        // Non-zero indices of the values so far: every index is written,
-        // the count advances past non-zeros only (branch-free: which
-        // counters are zero varies from event to event).
-        nonzero.resize(self.dim(), 0);
-        let mut n = 0;
-        let mut mark = |k: usize, v: f32, nonzero: &mut Vec<u32>| {
-            if let Some(slot) = nonzero.get_mut(n) {
-                *slot = k as u32;
-            }
-            n += usize::from(v != 0.0);
-        };
-        for (k, v) in out[..i].iter().enumerate() {
-            mark(k, *v, nonzero);
-        }
-        let mut onehot = |idx: Option<u16>, n: usize, out: &mut Vec<f32>, i: &mut usize| {
+        let mut onehot = |idx: Option<u16>, n: usize, i: &mut usize| {
             if let Some(k) = idx {
                 if (k as usize) < n {
-                    out[*i + k as usize] = 1.0;
-                    mark(*i + k as usize, 1.0, nonzero);
+                    scratch.set(*i + k as usize, 1.0);
                 }
             }
             *i += n;
         };
-        onehot(acc.current_category, ncat, out, &mut i);
+        onehot(acc.current_category, ncat, &mut i);
         onehot(
             acc.device.map(|d| {
                 DeviceCategory::ALL
@@ -634,20 +710,17 @@ impl FeatureSpec {
                     .unwrap_or(0) as u16
             }),
             DeviceCategory::ALL.len(),
-            out,
             &mut i,
         );
-        onehot(acc.browser_bucket, self.browser_buckets, out, &mut i);
-        onehot(acc.os_bucket, self.os_buckets, out, &mut i);
-        onehot(acc.source_bucket, self.source_buckets, out, &mut i);
+        onehot(acc.browser_bucket, self.browser_buckets, &mut i);
+        onehot(acc.os_bucket, self.os_buckets, &mut i);
+        onehot(acc.source_bucket, self.source_buckets, &mut i);
         let (hour, weekday) = hour_and_weekday(local_event_ms);
-        (out[i], out[i + 1]) = self.tables.hour_sin_cos(hour);
-        out[i + 2] = if weekday >= 5 { 1.0 } else { 0.0 };
-        for k in i..i + 3 {
-            mark(k, out[k], nonzero);
-        }
-        debug_assert_eq!(i + 3, self.dim());
-        nonzero.truncate(n);
+        let (sin, cos) = t.hour_sin_cos(hour);
+        scratch.set(i, sin);
+        scratch.set(i + 1, cos);
+        scratch.set(i + 2, if weekday >= 5 { 1.0 } else { 0.0 });
+        debug_assert_eq!(i + 3, dim);
     }
 }
 

@@ -226,7 +226,10 @@ impl OutcomeModel {
             .map(|(((w, m), s), x)| w * (f64::from(*x) - m) / s)
             .enumerate();
         for part in parts {
-            let at = top.iter().position(|t| before(&part, t)).unwrap_or(top.len());
+            let at = top
+                .iter()
+                .position(|t| before(&part, t))
+                .unwrap_or(top.len());
             if at < n {
                 top.insert(at, part);
                 top.truncate(n);
@@ -450,7 +453,11 @@ mod tests {
                 .collect();
             all.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
             let want: Vec<String> = all.iter().take(n).map(|(i, _)| names[*i].clone()).collect();
-            let got: Vec<String> = model.explain(&x, &names, n).into_iter().map(|c| c.feature).collect();
+            let got: Vec<String> = model
+                .explain(&x, &names, n)
+                .into_iter()
+                .map(|c| c.feature)
+                .collect();
             assert_eq!(got, want, "n = {n}");
         }
     }

@@ -100,6 +100,27 @@ pub fn format_rfc3339_ms(epoch_ms: i64) -> String {
     let ms_of_day = epoch_ms.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);
     let secs = ms_of_day / 1000;
+    if (0..=9999).contains(&y) {
+        // Four-digit years (every time RFC 3339 can express) are written
+        // digit by digit, as `format!` below would write them; offers and
+        // scores format two of these each.
+        let mut out = String::with_capacity(24);
+        for (v, n, sep) in [
+            (y, 4, '-'),
+            (m, 2, '-'),
+            (d, 2, 'T'),
+            (secs / 3600, 2, ':'),
+            (secs / 60 % 60, 2, ':'),
+            (secs % 60, 2, '.'),
+            (ms_of_day % 1000, 3, 'Z'),
+        ] {
+            for k in (0..n).rev() {
+                out.push(char::from(b'0' + (v / 10i64.pow(k) % 10) as u8));
+            }
+            out.push(sep);
+        }
+        return out;
+    }
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         secs / 3600,
@@ -215,6 +236,33 @@ mod tests {
             assert_eq!(parse_rfc3339(&s).unwrap().epoch_ms, ms, "{s}");
         }
         assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        // The digit-by-digit path writes what `format!` writes.
+        let reference = |ms: i64| {
+            let days = ms.div_euclid(86_400_000);
+            let ms_of_day = ms.rem_euclid(86_400_000);
+            let (y, m, d) = civil_from_days(days);
+            let secs = ms_of_day / 1000;
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60,
+                ms_of_day % 1000
+            )
+        };
+        for ms in [
+            0,
+            -1,
+            1_795_946_400_123,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_000,
+            -62_167_219_200_001,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            assert_eq!(format_rfc3339_ms(ms), reference(ms), "{ms}");
+        }
     }
 
     #[test]

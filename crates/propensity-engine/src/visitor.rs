@@ -5,9 +5,11 @@
 //! with a partition (consent is not in it: it is rebuilt from the compacted
 //! consent topic, the source of truth).
 
+use std::ops::Deref;
+
 use serde::{Deserialize, Serialize};
 
-use crate::compact::{InlineVec, MaybeMs, SmallStr};
+use crate::compact::{InlineVec, MaybeMs, Slots, SmallStr};
 use crate::features::Accumulators;
 use crate::purpose::PurposeSet;
 
@@ -37,8 +39,10 @@ pub struct BufferedEvent {
 }
 
 /// Inline capacity of [`Session::seen_events`]: the ids of short sessions
-/// need no heap block; longer sessions move to a `Vec`.
-pub const INLINE_EVENT_IDS: usize = 4;
+/// need no heap block; longer sessions move to a `Vec`. Three keeps the
+/// list at 32 bytes (four would make it 40 and push [`Activity`] into the
+/// next malloc size class).
+pub const INLINE_EVENT_IDS: usize = 3;
 
 /// Inline capacity of the per-outcome and per-action-map slots; configs
 /// with more outcomes or maps keep them on the heap.
@@ -71,7 +75,7 @@ pub struct Session {
     /// "falls to" triggers. JSON has no NaN (serde_json writes `null`), so
     /// `null` reads back as NaN.
     #[serde(deserialize_with = "probabilities")]
-    pub last_probability: InlineVec<f32, INLINE_SLOTS>,
+    pub last_probability: Slots<f32, INLINE_SLOTS>,
     /// Current page path (for action-map URL conditions), bounded by the
     /// wire limit on URLs.
     pub current_path: SmallStr,
@@ -80,19 +84,70 @@ pub struct Session {
     /// Offers made in this session.
     pub offers_total: u32,
     /// Offers per action map (index into the sorted action maps).
-    pub offers_per_map: InlineVec<u32, INLINE_SLOTS>,
+    pub offers_per_map: Slots<u32, INLINE_SLOTS>,
 }
 
 /// Reads `last_probability`, mapping `null` (how a NaN was written) to NaN.
 fn probabilities<'de, D: serde::Deserializer<'de>>(
     d: D,
-) -> Result<InlineVec<f32, INLINE_SLOTS>, D::Error> {
+) -> Result<Slots<f32, INLINE_SLOTS>, D::Error> {
     let v = Vec::<Option<f32>>::deserialize(d)?;
-    let mut out = InlineVec::from_elem(f32::NAN, v.len());
+    let mut out = Slots::from_elem(f32::NAN, v.len());
     for (slot, p) in out.iter_mut().zip(v) {
         *slot = p.unwrap_or(f32::NAN);
     }
     Ok(out)
+}
+
+/// Events waiting for consent: one pointer, null while empty (as it is for
+/// every visitor with a consent record), instead of a 24-byte `Vec`.
+// The box is the point: an absent buffer costs 8 bytes, not a `Vec`'s 24,
+// and a second allocation only happens for the rare visitor who waits.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventBuffer(Option<Box<Vec<BufferedEvent>>>);
+
+impl EventBuffer {
+    /// Appends an event.
+    pub fn push(&mut self, event: BufferedEvent) {
+        self.0.get_or_insert_with(Box::default).push(event);
+    }
+
+    /// Keeps the events `keep` accepts (freeing the buffer if none is).
+    pub fn retain(&mut self, keep: impl FnMut(&BufferedEvent) -> bool) {
+        if let Some(v) = &mut self.0 {
+            v.retain(keep);
+            if v.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// Drops every event.
+    pub fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Deref for EventBuffer {
+    type Target = [BufferedEvent];
+    fn deref(&self) -> &[BufferedEvent] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl<'a> IntoIterator for &'a EventBuffer {
+    type Item = &'a BufferedEvent;
+    type IntoIter = std::slice::Iter<'a, BufferedEvent>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl From<Vec<BufferedEvent>> for EventBuffer {
+    fn from(v: Vec<BufferedEvent>) -> Self {
+        EventBuffer((!v.is_empty()).then(|| Box::new(v)))
+    }
 }
 
 /// Session, buffer and caps of a visitor: boxed in [`VisitorEntry`] so
@@ -103,7 +158,7 @@ pub struct Activity {
     /// Current session.
     pub session: Option<Session>,
     /// Events waiting for consent.
-    pub buffer: Vec<BufferedEvent>,
+    pub buffer: EventBuffer,
     /// Event time of the last offer (minimum-gap cap).
     pub last_offer_ms: MaybeMs,
     /// Whether the engine's idle queue holds an item for this visitor (the
@@ -162,7 +217,7 @@ impl VisitorEntry {
 
     /// Events waiting for consent.
     pub fn buffer(&self) -> &[BufferedEvent] {
-        self.activity.as_ref().map_or(&[], |a| &a.buffer)
+        self.activity.as_ref().map_or(&[], |a| &a.buffer[..])
     }
 
     /// Event time of the last offer.
@@ -194,7 +249,7 @@ impl VisitorEntry {
         self.has_state().then(|| VisitorSnapshot {
             v: 1,
             session: a.session.clone(),
-            buffer: a.buffer.clone(),
+            buffer: a.buffer.to_vec(),
             last_offer_ms: a.last_offer_ms.get(),
             last_event_ms: self.last_event_ms.get(),
         })
@@ -219,11 +274,15 @@ mod tests {
         // The hash table pays this twice per visitor (load factor), so a
         // regression here is a regression in memory per visitor.
         assert!(std::mem::size_of::<VisitorEntry>() <= 32);
+        // One heap block per active visitor: 488 bytes is glibc's 496-byte
+        // size class (with its 8-byte header); one byte more costs 16.
+        #[cfg(target_pointer_width = "64")]
+        assert!(std::mem::size_of::<Activity>() <= 488);
     }
 
     #[test]
     fn nan_probabilities_round_trip() {
-        let p: InlineVec<f32, INLINE_SLOTS> = InlineVec::from_slice(&[f32::NAN, 0.25]);
+        let p: Slots<f32, INLINE_SLOTS> = Slots::from_slice(&[f32::NAN, 0.25]);
         let json = serde_json::to_string(&*p).unwrap();
         assert_eq!(json, "[null,0.25]");
         let back = probabilities(&mut serde_json::Deserializer::from_str(&json)).unwrap();
