@@ -948,7 +948,8 @@ impl EventCtx<'_> {
         // patterns: extracted once.
         let path = event.page.as_ref().map(|p| url_path(&p.url));
         let info = path.map(|p| self.scratch.paths.info(&cfg.features, p));
-        cfg.features.observe_with_info(&mut session.acc, event, info);
+        cfg.features
+            .observe_with_info(&mut session.acc, event, info);
         if let Some(path) = path {
             session.current_path.set(path);
         }

@@ -553,7 +553,12 @@ impl FeatureSpec {
 
     /// [`FeatureSpec::observe`] with [`FeatureSpec::path_info`] of the
     /// event's URL path already known.
-    pub fn observe_with_info(&self, acc: &mut Accumulators, event: &Event<'_>, info: Option<PathInfo>) {
+    pub fn observe_with_info(
+        &self,
+        acc: &mut Accumulators,
+        event: &Event<'_>,
+        info: Option<PathInfo>,
+    ) {
         if acc.counters.len() != self.acc_len {
             // State restored under another spec: start over rather than
             // misread counters (models check the fingerprint the same way).

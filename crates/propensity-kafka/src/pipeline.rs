@@ -108,6 +108,15 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+/// A consent record read while the shards were borrowed, applied after.
+struct PendingConsent {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    time_ms: i64,
+}
+
 /// How a transactional failure must be handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Recovery {
@@ -529,7 +538,7 @@ impl Runtime {
         ends: &std::collections::HashMap<i32, i64>,
         restoring: bool,
     ) -> Result<(), KafkaError> {
-        let mut deliveries: Vec<(i32, i64, Option<Vec<u8>>, Option<Vec<u8>>, i64)> = Vec::new();
+        let mut deliveries: Vec<PendingConsent> = Vec::new();
         let status = self.opts.status.clone();
         {
             let shards = &mut self.shards;
@@ -546,13 +555,13 @@ impl Runtime {
                             .consent_records_loaded
                             .fetch_add(1, Ordering::Relaxed);
                     } else {
-                        deliveries.push((
-                            p,
-                            msg.offset(),
-                            msg.key().map(<[u8]>::to_vec),
-                            msg.payload().map(<[u8]>::to_vec),
-                            ts,
-                        ));
+                        deliveries.push(PendingConsent {
+                            partition: p,
+                            offset: msg.offset(),
+                            key: msg.key().map(<[u8]>::to_vec),
+                            value: msg.payload().map(<[u8]>::to_vec),
+                            time_ms: ts,
+                        });
                     }
                 })?;
         }
@@ -561,7 +570,14 @@ impl Runtime {
         }
         self.ensure_txn()?;
         let consent_topic = self.opts.settings.consent_topic.clone();
-        for (p, offset, key, value, ts) in deliveries {
+        for PendingConsent {
+            partition: p,
+            offset,
+            key,
+            value,
+            time_ms: ts,
+        } in deliveries
+        {
             let Some(shard) = self.shards.get_mut(&p) else {
                 continue;
             };
