@@ -359,6 +359,17 @@ impl Deployment {
     }
 }
 
+impl Drop for Deployment {
+    /// A failing test keeps its directory (instance logs, traffic, summaries)
+    /// and says where it is.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!("test files kept in {}", self.dir.path().display());
+        }
+    }
+}
+
 /// A running `propensity run`.
 pub struct Instance {
     child: Child,

@@ -6,8 +6,9 @@
 //! back to the heap only when it does not fit, which also saves an
 //! allocation (and a pointer chase) on the hot path.
 //!
-//! Both serialize exactly like the `String` / `Vec<T>` they replace, so the
-//! changelog format does not depend on the in-memory representation.
+//! [`SmallStr`], [`InlineVec`] and [`Slots`] serialize exactly like the
+//! `String` / `Vec<T>` they replace, and [`MaybeMs`] like `Option<i64>`, so
+//! the changelog format does not depend on the in-memory representation.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -25,7 +26,7 @@ const INLINE_STR: usize = 22;
 /// ones in a `Box<str>`. 24 bytes, like a `String`, but without a heap block
 /// for short content.
 ///
-/// Invariant: content of at most [`INLINE_STR`] bytes is always inline, so
+/// Invariant: content of at most 22 bytes (`INLINE_STR`) is always inline, so
 /// equal strings have equal representations; inline bytes are UTF-8 and
 /// the unused inline bytes are zero, so two inline strings are equal when
 /// their whole fixed-size arrays are (compared without a `memcmp` call).

@@ -202,11 +202,36 @@ pub fn run_pipeline(opts: PipelineOptions) -> Result<(), KafkaError> {
         offer_times: Vec::new(),
         last_consent_sync: Instant::now(),
     };
-    let result = rt.run(&consumer);
-    if result.is_ok() {
-        consumer.unsubscribe();
+    let mut consumer = consumer;
+    loop {
+        let result = rt.run(&consumer);
+        match result {
+            // A fatal consumer error (e.g. fenced static membership after
+            // the broker came back) leaves that client unusable: make a new
+            // one and rebuild state, instead of exiting or spinning.
+            Err(KafkaError::Fatal(why)) if !rt.opts.shutdown.load(Ordering::Relaxed) => {
+                tracing::warn!(error = %why, "recreating the group consumer after a fatal error");
+                rt.opts.status.error(why);
+                rt.abort_open();
+                rt.shards.clear();
+                drop(consumer);
+                std::thread::sleep(Duration::from_secs(1));
+                let context = GroupContext {
+                    rebalanced: AtomicBool::new(false),
+                    status: rt.opts.status.clone(),
+                };
+                consumer = client_config::events_consumer(&rt.opts.settings, &rt.opts.instance_id)
+                    .create_with_context(context)?;
+                consumer.subscribe(&[&rt.opts.settings.events_topic])?;
+            }
+            other => {
+                if other.is_ok() {
+                    consumer.unsubscribe();
+                }
+                return other;
+            }
+        }
     }
-    result
 }
 
 fn create_producer(
@@ -266,9 +291,18 @@ impl Runtime {
             while let Some(item) = next {
                 match item {
                     Ok(m) => batch.push(m),
+                    Err(RdKafkaError::MessageConsumptionFatal(code)) => {
+                        return Err(KafkaError::Fatal(format!("consumer: {code}")));
+                    }
                     Err(e) => {
+                        // Errors (broker down…) repeat on every poll: note
+                        // one, back off a little, and let librdkafka retry.
                         tracing::warn!(error = %e, "consumer error");
                         RuntimeStatus::set(&self.opts.status.broker_reachable, false);
+                        if batch.is_empty() {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        break;
                     }
                 }
                 if batch.len() >= MAX_BATCH {
