@@ -16,7 +16,6 @@ use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_engine::wire::decode_event;
 use propensity_engine::{DeadLetter, Engine, EngineSink, ModelSet, Offer, Origin};
 use propensity_simulator::{generate, SimulationParams};
-use propensity_training::{train_outcomes, ExampleCollector};
 use serde::Serialize;
 
 use crate::config_file::Config;
@@ -109,51 +108,7 @@ pub fn run_bench(
     log: &mut impl Write,
 ) -> Result<BenchResult> {
     writeln!(log, "training models on 3000 generated visitors…")?;
-    let train_traffic = generate(&SimulationParams {
-        visitors: 3000,
-        seed: 11,
-        ..SimulationParams::default()
-    })?;
-    let ev: Vec<&[u8]> = train_traffic
-        .events
-        .iter()
-        .map(|l| l.line.as_bytes())
-        .collect();
-    let co: Vec<&[u8]> = train_traffic
-        .consent
-        .iter()
-        .map(|l| l.line.as_bytes())
-        .collect();
-    let mut collector =
-        ExampleCollector::new(config.engine.outcomes.len(), config.engine.features.dim());
-    let mut engine = Engine::new(
-        config.engine.clone(),
-        ModelSet::empty(config.engine.outcomes.len()),
-    );
-    propensity_engine::replay::replay(
-        &mut engine,
-        &ev,
-        &co,
-        &propensity_engine::replay::ReplaySources {
-            events: "train",
-            consent: "train",
-        },
-        &mut collector,
-        |_| {},
-    );
-    let trained = train_outcomes(
-        &config.engine,
-        &collector,
-        &config.training_plan(),
-        |_, _, _| {},
-    )?;
-    let models = ModelSet::from_artifacts(
-        &config.engine,
-        trained
-            .into_iter()
-            .map(|t| ("<bench>".to_owned(), t.artifact))
-            .collect(),
-    )?;
+    let models = crate::offline::train_in_memory(config, 3000, 11)?;
 
     writeln!(log, "generating {} visitors of traffic…", opts.visitors)?;
     let traffic = generate(&SimulationParams {
