@@ -111,6 +111,17 @@ async fn handle(
             if !broker {
                 missing.push("the Kafka broker is not reachable");
             }
+            let stalled = s
+                .stalled_partitions
+                .lock()
+                .map(|v| v.clone())
+                .unwrap_or_default();
+            let stall_reason = (!stalled.is_empty()).then(|| {
+                format!("partitions {stalled:?} have lag and have committed nothing within kafka.stall_timeout_secs")
+            });
+            if let Some(reason) = &stall_reason {
+                missing.push(reason.as_str());
+            }
             let ready = missing.is_empty();
             let last_error = s.last_error.lock().ok().and_then(|e| e.clone());
             json_response(
@@ -126,6 +137,7 @@ async fn handle(
                     "assigned_partitions": assigned,
                     "restoring_partitions": restoring,
                     "broker_reachable": broker,
+                    "stalled_partitions": stalled,
                     "last_error": last_error,
                 }),
             )

@@ -37,17 +37,14 @@ pub fn events_consumer(settings: &KafkaSettings, instance_id: &str) -> ClientCon
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range")
+        // Incremental rebalancing: adding or removing an instance moves
+        // only the partitions that change owner; the others keep their
+        // state and keep processing.
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("queued.max.messages.kbytes", queued_kib.to_string())
         .set("enable.partition.eof", "false");
     set_default(&mut c, settings, "session.timeout.ms", "10000");
     set_default(&mut c, settings, "heartbeat.interval.ms", "1000");
-    if settings.statistics_interval_ms > 0 {
-        c.set(
-            "statistics.interval.ms",
-            settings.statistics_interval_ms.to_string(),
-        );
-    }
     c
 }
 

@@ -17,11 +17,13 @@ pub mod passthrough;
 pub mod pipeline;
 pub mod probe;
 pub mod produce;
+pub mod progress;
 pub mod reader;
 pub mod settings;
 pub mod shard;
 pub mod status;
 pub mod topics;
+pub mod transaction;
 
 pub use error::KafkaError;
 pub use metrics::PipelineMetrics;

@@ -37,6 +37,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_batch_processing_seconds",
     "propensity_event_to_offer_latency_seconds",
     "propensity_consumer_lag",
+    "propensity_stalled_partitions",
+    "propensity_producer_restarts_total",
     "propensity_rebalances_total",
     "propensity_transactions_total",
     "propensity_active_sessions",
@@ -69,6 +71,8 @@ pub struct PipelineMetrics {
     /// Event (Kafka timestamp) to offer committed.
     pub offer_latency: Histogram,
     lag: IntGaugeVec,
+    stalled: IntGauge,
+    producer_restarts: IntCounter,
     rebalances: IntCounter,
     transactions: IntCounterVec,
     active_sessions: IntGauge,
@@ -90,6 +94,7 @@ struct Published {
     rebalances: u64,
     commits: u64,
     aborts: u64,
+    producer_restarts: u64,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -254,8 +259,18 @@ impl PipelineMetrics {
             lag: gauge_vec(
                 &r,
                 "propensity_consumer_lag",
-                "Consumer lag in records, from librdkafka statistics.",
+                "Consumer lag in records: end offset minus the group's committed offset, per owned partition.",
                 &["topic", "partition"],
+            )?,
+            stalled: gauge(
+                &r,
+                "propensity_stalled_partitions",
+                "Owned partitions with lag that have committed nothing within kafka.stall_timeout_secs.",
+            )?,
+            producer_restarts: counter(
+                &r,
+                "propensity_producer_restarts_total",
+                "Transactional producers replaced (fatal error, fenced, or an abort that could not complete).",
             )?,
             rebalances: counter(
                 &r,
@@ -455,6 +470,13 @@ impl PipelineMetrics {
                 .with_label_values(&["aborted"])
                 .inc_by(delta(aborts, p.aborts));
             p.aborts = aborts;
+            let restarts = status.producer_restarts.load(Relaxed);
+            self.producer_restarts
+                .inc_by(delta(restarts, p.producer_restarts));
+            p.producer_restarts = restarts;
+        }
+        if let Ok(stalled) = status.stalled_partitions.lock() {
+            self.stalled.set(stalled.len() as i64);
         }
         if let Ok(lags) = status.consumer_lag.lock() {
             self.lag.reset();

@@ -1,14 +1,23 @@
 //! Reading partitions by assignment up to "the end as of now": the consent
 //! partitions (rebuild on assignment, then tailing before every event batch)
-//! and the changelog partitions (state restore).
+//! and the changelog partitions (state restore); plus the offset queries
+//! (end and start offsets) that the readers and the lag gauge rely on.
 //!
 //! "Caught up" for a partition means every record committed before the end
-//! offset was queried has been handed to the caller. The consumer's
-//! position reaches that end unless the partition ends in transaction
-//! control markers (transactional producers, such as our own changelog
-//! writer) or aborted records, which are never delivered. For those, the
-//! end-of-partition event stands in: once the fetcher has reported EOF and
-//! no record has arrived for a short grace period, the rest is markers.
+//! offset was queried has been handed to the caller. It is decided by
+//! offsets alone, never by waiting:
+//! - librdkafka's application position (`position()`) moves past every
+//!   record delivered *and* past transaction control markers, which are
+//!   never delivered: a partition whose position reaches the queried end is
+//!   caught up;
+//! - offsets that neither deliver a record nor move the position (empty
+//!   batches that compaction leaves behind, e.g. of deleted tombstones) are
+//!   settled by a probe: a fresh client assigned at the position reads
+//!   forward; if the first thing it finds is a record at or past the end, or
+//!   the end of the partition, nothing deliverable lies before the end. The
+//!   probe is only asked once the reader's own fetcher reported the end of
+//!   the partition while the position was still short of it; that report is
+//!   a hint to probe, never a verdict (it may predate the end query).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,17 +27,17 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::client_config;
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
 
-/// How long after an EOF without new records the remaining offsets are
-/// taken to be control markers.
-const MARKER_GRACE: Duration = Duration::from_millis(40);
-/// Timeout of one end-offset query.
+/// Timeout of one offset query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a tail probe may read before it gives up (an error, retried by
+/// the caller's loop; never taken as "caught up").
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Client context of readers: end-of-partition is expected here, not an
 /// error worth logging.
@@ -46,17 +55,75 @@ impl ClientContext for ReaderContext {
 
 impl ConsumerContext for ReaderContext {}
 
+/// End and start offsets of one topic's partitions, on a client of its own:
+/// on a reader's connection a query waits behind its long-polling fetch.
+pub struct OffsetQuery {
+    consumer: BaseConsumer<ReaderContext>,
+    topic: String,
+}
+
+impl OffsetQuery {
+    /// A query client for `topic` (`read_committed`, so "end" is the last
+    /// stable offset).
+    pub fn new(settings: &KafkaSettings, purpose: &str, topic: &str) -> Result<Self, KafkaError> {
+        Ok(Self {
+            consumer: client_config::reader(settings, purpose)
+                .create_with_context(ReaderContext)?,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Current end offsets of `partitions`, in one ListOffsets request
+    /// (timestamp -1: under `read_committed`, the last stable offset).
+    pub fn end_offsets(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>, KafkaError> {
+        self.list(partitions, Offset::End)
+    }
+
+    /// Current log-start offsets of `partitions` (timestamp -2).
+    pub fn start_offsets(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>, KafkaError> {
+        self.list(partitions, Offset::Beginning)
+    }
+
+    fn list(&self, partitions: &[i32], at: Offset) -> Result<HashMap<i32, i64>, KafkaError> {
+        let mut found = HashMap::new();
+        if partitions.is_empty() {
+            return Ok(found);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition_offset(&self.topic, *p, at)?;
+        }
+        let answer = self.consumer.offsets_for_times(tpl, QUERY_TIMEOUT)?;
+        for e in answer.elements() {
+            if let Err(err) = e.error() {
+                return Err(KafkaError::Client(err));
+            }
+            let offset = match e.offset() {
+                Offset::Offset(o) => o,
+                // No offset known (empty partition): nothing to wait for.
+                _ => 0,
+            };
+            found.insert(e.partition(), offset);
+        }
+        Ok(found)
+    }
+}
+
 /// An assign-only reader of one topic.
 pub struct PartitionReader {
     consumer: BaseConsumer<ReaderContext>,
-    /// A second client for end-offset queries: on the reader's own
-    /// connection a query waits behind its long-polling fetch.
-    query: BaseConsumer<ReaderContext>,
+    query: OffsetQuery,
+    settings: KafkaSettings,
+    purpose: String,
     topic: String,
-    /// Next offset per assigned partition (last delivered + 1).
+    /// Next offset per assigned partition: never below the log start, the
+    /// last delivered record + 1, or librdkafka's position (which also
+    /// counts control markers).
     position: HashMap<i32, i64>,
-    /// An EOF was reported after the last delivered record.
-    eof: HashMap<i32, bool>,
+    /// The fetcher reported the end of the partition since the last record.
+    eof_hint: HashMap<i32, bool>,
+    /// Tail probes run (for tests and logs).
+    probes: u64,
 }
 
 impl PartitionReader {
@@ -67,55 +134,52 @@ impl PartitionReader {
             .set("fetch.wait.max.ms", "10");
         Ok(Self {
             consumer: cfg.create_with_context(ReaderContext)?,
-            query: client_config::reader(settings, purpose).create_with_context(ReaderContext)?,
+            query: OffsetQuery::new(settings, purpose, topic)?,
+            settings: settings.clone(),
+            purpose: purpose.to_owned(),
             topic: topic.to_owned(),
             position: HashMap::new(),
-            eof: HashMap::new(),
+            eof_hint: HashMap::new(),
+            probes: 0,
         })
     }
 
-    /// Assigns `partitions`, each from the given offset (`None`: beginning).
+    /// Assigns exactly `partitions`, each from the given offset (`None`:
+    /// the beginning). Partitions already assigned and listed with their
+    /// current position keep reading where they are.
     pub fn assign(&mut self, partitions: &[(i32, Option<i64>)]) -> Result<(), KafkaError> {
+        let from_start: Vec<i32> = partitions
+            .iter()
+            .filter(|(_, from)| from.is_none())
+            .map(|(p, _)| *p)
+            .collect();
+        // A log whose start moved past 0 (retention) starts there, so
+        // "caught up" is reachable even when nothing is left to read.
+        let starts = self.query.start_offsets(&from_start)?;
         let mut tpl = TopicPartitionList::new();
-        self.position.clear();
-        self.eof.clear();
+        let mut position = HashMap::new();
         for (p, from) in partitions {
             let offset = from.map_or(Offset::Beginning, Offset::Offset);
             tpl.add_partition_offset(&self.topic, *p, offset)?;
-            self.position.insert(*p, from.unwrap_or(0));
-            self.eof.insert(*p, false);
+            let start = from.unwrap_or_else(|| starts.get(p).copied().unwrap_or(0));
+            position.insert(*p, start);
         }
         self.consumer.assign(&tpl)?;
+        self.position = position;
+        self.eof_hint = self.position.keys().map(|p| (*p, false)).collect();
         Ok(())
     }
 
-    /// Current end offsets of `partitions`, in one ListOffsets request on
-    /// a client of its own: timestamp -1 asks for the latest offset, which
-    /// under `read_committed` is the last stable offset. (A watermark query
-    /// per partition, on the reader's connection behind its long-polling
-    /// fetch, cost ~10 ms per partition on every batch.)
+    /// The partitions assigned, with their positions.
+    pub fn assigned(&self) -> Vec<(i32, i64)> {
+        let mut v: Vec<(i32, i64)> = self.position.iter().map(|(p, o)| (*p, *o)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Current end offsets of `partitions` (see [`OffsetQuery::end_offsets`]).
     pub fn end_offsets(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>, KafkaError> {
-        let mut ends = HashMap::new();
-        if partitions.is_empty() {
-            return Ok(ends);
-        }
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions {
-            tpl.add_partition_offset(&self.topic, *p, Offset::End)?;
-        }
-        let answer = self.query.offsets_for_times(tpl, QUERY_TIMEOUT)?;
-        for e in answer.elements() {
-            if let Err(err) = e.error() {
-                return Err(KafkaError::Client(err));
-            }
-            let end = match e.offset() {
-                Offset::Offset(o) => o,
-                // No offset known (empty partition): nothing to wait for.
-                _ => 0,
-            };
-            ends.insert(e.partition(), end);
-        }
-        Ok(ends)
+        self.query.end_offsets(partitions)
     }
 
     /// Delivers records until every partition in `ends` is caught up.
@@ -126,34 +190,44 @@ impl PartitionReader {
         shutdown: &AtomicBool,
         mut deliver: impl FnMut(i32, &BorrowedMessage<'_>),
     ) -> Result<(), KafkaError> {
-        let started = Instant::now();
-        let mut last_record = started;
         loop {
-            let pending = ends.iter().any(|(p, end)| {
-                let pos = self.position.get(p).copied().unwrap_or(0);
-                pos < *end
-                    && !(self.eof.get(p).copied().unwrap_or(false)
-                        && started.elapsed() >= MARKER_GRACE
-                        && last_record.elapsed() >= MARKER_GRACE)
-            });
-            if !pending {
+            let behind: Vec<(i32, i64)> = ends
+                .iter()
+                .filter(|(p, end)| self.position.get(p).is_some_and(|pos| pos < end))
+                .map(|(p, end)| (*p, *end))
+                .collect();
+            if behind.is_empty() {
                 return Ok(());
             }
             if shutdown.load(Ordering::Relaxed) {
                 return Err(KafkaError::Shutdown);
             }
             match self.consumer.poll(Duration::from_millis(10)) {
-                None => {}
                 Some(Ok(msg)) => {
-                    use rdkafka::Message;
                     let p = msg.partition();
-                    self.position.insert(p, msg.offset() + 1);
-                    self.eof.insert(p, false);
-                    last_record = Instant::now();
+                    if let Some(pos) = self.position.get_mut(&p) {
+                        *pos = (*pos).max(msg.offset() + 1);
+                    }
+                    self.eof_hint.insert(p, false);
                     deliver(p, &msg);
                 }
                 Some(Err(RdKafkaError::PartitionEOF(p))) => {
-                    self.eof.insert(p, true);
+                    self.eof_hint.insert(p, true);
+                    self.sync_positions()?;
+                }
+                None => {
+                    // Control markers move librdkafka's position without
+                    // delivering anything.
+                    self.sync_positions()?;
+                    for (p, end) in behind {
+                        let stuck = self.position.get(&p).is_some_and(|pos| *pos < end);
+                        if stuck && self.eof_hint.get(&p).copied().unwrap_or(false) {
+                            self.eof_hint.insert(p, false);
+                            if self.tail_is_empty(p, end)? {
+                                self.position.insert(p, end);
+                            }
+                        }
+                    }
                 }
                 Some(Err(e)) => {
                     // Transient broker trouble: librdkafka retries by
@@ -165,8 +239,50 @@ impl PartitionReader {
         }
     }
 
+    fn sync_positions(&mut self) -> Result<(), KafkaError> {
+        for e in self.consumer.position()?.elements() {
+            if let (Offset::Offset(o), Some(pos)) =
+                (e.offset(), self.position.get_mut(&e.partition()))
+            {
+                *pos = (*pos).max(o);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether partition `p` holds no deliverable record in
+    /// `[position, end)`: a fresh client (so no stale end-of-partition
+    /// report can reach it) reads from the position until a record or the
+    /// end of the partition.
+    fn tail_is_empty(&mut self, p: i32, end: i64) -> Result<bool, KafkaError> {
+        let from = self.position.get(&p).copied().unwrap_or(0);
+        self.probes += 1;
+        let mut cfg = client_config::reader(&self.settings, &format!("{}-probe", self.purpose));
+        cfg.set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "10");
+        let probe: BaseConsumer<ReaderContext> = cfg.create_with_context(ReaderContext)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, p, Offset::Offset(from))?;
+        probe.assign(&tpl)?;
+        let started = Instant::now();
+        while started.elapsed() < PROBE_TIMEOUT {
+            match probe.poll(Duration::from_millis(50)) {
+                Some(Ok(msg)) => return Ok(msg.offset() >= end),
+                Some(Err(RdKafkaError::PartitionEOF(_))) => return Ok(true),
+                Some(Err(e)) => tracing::warn!(topic = %self.topic, error = %e, "tail probe error"),
+                None => {}
+            }
+        }
+        Ok(false)
+    }
+
     /// Next offset of a partition.
     pub fn position(&self, partition: i32) -> i64 {
         self.position.get(&partition).copied().unwrap_or(0)
+    }
+
+    /// Tail probes run since this reader was made.
+    pub fn probes(&self) -> u64 {
+        self.probes
     }
 }

@@ -44,8 +44,13 @@ pub struct KafkaSettings {
     pub max_in_flight_bytes: usize,
     /// On SIGTERM/SIGINT, finish and commit within this time, then exit.
     pub drain_timeout_secs: f64,
-    /// `statistics.interval.ms` for lag metrics (0 disables).
+    /// How often the consumer lag (end offsets against the group's
+    /// committed offsets) and the stall check are refreshed.
     pub statistics_interval_ms: u64,
+    /// A partition with lag that has committed nothing for this long is
+    /// stalled: `/readyz` answers 503 and `propensity_stalled_partitions`
+    /// counts it.
+    pub stall_timeout_secs: f64,
     /// librdkafka properties passed to every client as-is (security,
     /// SASL, SSL, timeouts…).
     pub client: BTreeMap<String, String>,
@@ -69,6 +74,7 @@ impl Default for KafkaSettings {
             max_in_flight_bytes: 64 * 1024 * 1024,
             drain_timeout_secs: 10.0,
             statistics_interval_ms: 5000,
+            stall_timeout_secs: 60.0,
             client: BTreeMap::new(),
         }
     }
@@ -86,6 +92,7 @@ pub const ENFORCED_PROPERTIES: &[&str] = &[
     "transactional.id",
     "enable.idempotence",
     "partitioner",
+    "partition.assignment.strategy",
 ];
 
 /// Substrings of property names whose values are secrets (masked when the
@@ -130,6 +137,18 @@ impl KafkaSettings {
         }
         if self.max_in_flight_bytes < 1024 * 1024 {
             return Err(cfg("max_in_flight_bytes", "must be at least 1 MiB"));
+        }
+        if !(100..=3_600_000).contains(&self.statistics_interval_ms) {
+            return Err(cfg(
+                "statistics_interval_ms",
+                "must be within 100..=3600000",
+            ));
+        }
+        if !(self.stall_timeout_secs.is_finite() && self.stall_timeout_secs >= 1.0) {
+            return Err(cfg(
+                "stall_timeout_secs",
+                "must be a number of seconds, at least 1",
+            ));
         }
         if !(self.drain_timeout_secs.is_finite() && self.drain_timeout_secs > 0.0) {
             return Err(cfg("drain_timeout_secs", "must be a positive number"));

@@ -1,15 +1,19 @@
-//! One assigned partition: its engine (the visitors that hash to it), the
-//! visitors whose changelog record is due at the next commit, and how far
-//! the consent partition has been applied. Also the engine sink that turns
-//! engine outputs into records of the open transaction.
+//! One assigned partition and everything held for it: its engine (the
+//! visitors that hash to it), the visitors whose changelog record is due at
+//! the next commit, how far its consent partition has been applied, and
+//! its recent offers (for data-subject access). Also the engine sink that
+//! turns engine outputs into records of the open transaction, and the
+//! sizing of dead letters so that every one of them can be produced.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use ahash::AHashSet;
 use propensity_engine::{DeadLetter, Engine, EngineSink, Offer, Origin, OutcomeScore};
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::Message;
 
 use crate::metrics::PipelineMetrics;
 
@@ -18,6 +22,10 @@ pub const CONSENT_POSITION_HEADER: &str = "propensity.consent_position";
 /// Key of that record. It carries the header, so it can never be mistaken
 /// for a visitor snapshot even if a visitor had this id.
 pub const CONSENT_POSITION_KEY: &str = "__propensity.consent_position";
+/// Dead-letter header: the value was cut to fit the producer's limits.
+pub const TRUNCATED_HEADER: &str = "propensity.truncated";
+/// Dead-letter header: the original value's size in bytes (when cut).
+pub const ORIGINAL_SIZE_HEADER: &str = "propensity.original_size";
 
 /// The transactional producer type. A `BaseProducer` that the pipeline
 /// thread polls itself: with a background polling thread, librdkafka's
@@ -25,7 +33,7 @@ pub const CONSENT_POSITION_KEY: &str = "__propensity.consent_position";
 /// report in 100 ms steps, which added up to 100 ms to every commit.
 pub type TxProducer = BaseProducer;
 
-/// Output topics.
+/// Output topics and limits.
 #[derive(Debug, Clone)]
 pub struct OutputTopics {
     /// Offers.
@@ -36,6 +44,28 @@ pub struct OutputTopics {
     pub dead_letters: String,
     /// Changelog.
     pub changelog: String,
+    /// Largest record (key, value and headers) the producer may send; a
+    /// dead letter whose original value does not fit is cut to fit.
+    pub max_record_bytes: usize,
+}
+
+/// Offers kept per partition for access requests.
+pub const RECENT_OFFERS_PER_PARTITION: usize = 1000;
+
+/// What the open transaction's records go through: the producer, where
+/// they go, and what the sink must report back to the transaction.
+pub struct Outputs {
+    /// The transactional producer.
+    pub producer: TxProducer,
+    /// Where records go.
+    pub topics: OutputTopics,
+    /// Metrics (probability histogram).
+    pub metrics: std::sync::Arc<PipelineMetrics>,
+    /// First produce error of the open transaction (it is then aborted).
+    pub error: Option<RdKafkaError>,
+    /// Record timestamps of the offers in the open transaction (for the
+    /// event-to-offer latency observed at commit).
+    pub offer_times: Vec<i64>,
 }
 
 /// One partition's state.
@@ -45,18 +75,136 @@ pub struct Shard {
     /// The engine of the visitors of this partition.
     pub engine: Engine,
     /// Visitors whose changelog record must be written at the next commit.
-    pub dirty: AHashSet<Box<str>>,
+    dirty: AHashSet<Box<str>>,
     /// Next consent offset to apply.
     pub consent_next: i64,
     /// `consent_next` as of the last commit (changelog'd when it moves).
     pub consent_committed: i64,
     /// The latest offers of this partition, for data-subject access
     /// requests; bounded, and purged of a visitor on erasure.
-    pub recent_offers: std::collections::VecDeque<Offer>,
+    recent_offers: VecDeque<Offer>,
 }
 
-/// Offers kept per partition for access requests.
-pub const RECENT_OFFERS_PER_PARTITION: usize = 1000;
+impl Shard {
+    /// A partition with a fresh engine.
+    pub fn new(partition: i32, engine: Engine) -> Self {
+        Self {
+            partition,
+            engine,
+            dirty: AHashSet::new(),
+            consent_next: 0,
+            consent_committed: 0,
+            recent_offers: VecDeque::new(),
+        }
+    }
+
+    fn sink<'a>(
+        &'a mut self,
+        out: &'a mut Outputs,
+        key: Option<&'a [u8]>,
+        record_time_ms: Option<i64>,
+    ) -> (&'a mut Engine, KafkaSink<'a>) {
+        (
+            &mut self.engine,
+            KafkaSink {
+                out,
+                dirty: &mut self.dirty,
+                recent_offers: &mut self.recent_offers,
+                key,
+                record_time_ms,
+            },
+        )
+    }
+
+    /// Processes one event record into the open transaction.
+    pub fn process_event(
+        &mut self,
+        out: &mut Outputs,
+        msg: &BorrowedMessage<'_>,
+        origin: &Origin,
+        now_ms: i64,
+    ) {
+        let (engine, mut sink) = self.sink(out, msg.key(), msg.timestamp().to_millis());
+        engine.process_event(
+            msg.key(),
+            msg.payload().unwrap_or_default(),
+            origin,
+            Some(now_ms),
+            &mut sink,
+        );
+    }
+
+    /// Applies one consent record (with its effects) into the open
+    /// transaction. An erasure also forgets the visitor's recent offers.
+    pub fn process_consent(
+        &mut self,
+        out: &mut Outputs,
+        msg: &BorrowedMessage<'_>,
+        origin: &Origin,
+        record_time_ms: i64,
+        now_ms: i64,
+    ) {
+        let (engine, mut sink) = self.sink(out, msg.key(), None);
+        engine.process_consent(
+            msg.key(),
+            msg.payload(),
+            record_time_ms,
+            origin,
+            Some(now_ms),
+            &mut sink,
+        );
+        self.consent_next = msg.offset() + 1;
+        if let Some(visitor) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            let erased = self
+                .engine
+                .visitor_view(visitor)
+                .and_then(|(consent, _)| consent)
+                .is_some_and(|c| c.erased);
+            if erased {
+                self.recent_offers.retain(|o| o.visitor_id != visitor);
+            }
+        }
+    }
+
+    /// The recent offers of one visitor.
+    pub fn recent_offers_of<'a>(&'a self, visitor: &'a str) -> impl Iterator<Item = &'a Offer> {
+        self.recent_offers
+            .iter()
+            .filter(move |o| o.visitor_id == visitor)
+    }
+
+    /// Writes the changelog records of the dirty visitors (snapshot or
+    /// tombstone) and, when it moved, the consent position, into the open
+    /// transaction.
+    pub fn write_changelog(&mut self, out: &Outputs) -> Result<(), RdKafkaError> {
+        for visitor in self.dirty.drain() {
+            let snapshot = self.engine.snapshot(&visitor);
+            let mut record = BaseRecord::<[u8], [u8]>::to(&out.topics.changelog)
+                .partition(self.partition)
+                .key(visitor.as_bytes());
+            if let Some(bytes) = &snapshot {
+                record = record.payload(bytes.as_slice());
+            }
+            send_record(&out.producer, record)?;
+        }
+        if self.consent_next != self.consent_committed {
+            let value = self.consent_next.to_string();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: CONSENT_POSITION_HEADER,
+                value: Some("1"),
+            });
+            send_record(
+                &out.producer,
+                BaseRecord::<[u8], [u8]>::to(&out.topics.changelog)
+                    .partition(self.partition)
+                    .key(CONSENT_POSITION_KEY.as_bytes())
+                    .payload(value.as_bytes())
+                    .headers(headers),
+            )?;
+        }
+        Ok(())
+    }
+}
 
 /// Sends one record into the open transaction, waiting while the
 /// producer's queue is full: this is where a slow broker slows consumption
@@ -97,36 +245,45 @@ pub fn drain_deliveries(producer: &TxProducer, timeout: Duration) -> Result<(), 
     Ok(())
 }
 
+/// Room a record needs besides its key, value and headers (record and batch
+/// framing), with a margin.
+const RECORD_OVERHEAD: usize = 1024;
+
+/// How much of a dead letter's original value is sent: all of it if the
+/// record fits in `max_record_bytes`, else the longest prefix that fits.
+/// Returns the value to send and, when cut, the original size.
+pub fn fit_dead_letter_value(
+    value: &[u8],
+    key_len: usize,
+    headers_len: usize,
+    max_record_bytes: usize,
+) -> (&[u8], Option<usize>) {
+    let room = max_record_bytes.saturating_sub(key_len + headers_len + RECORD_OVERHEAD);
+    if value.len() <= room {
+        (value, None)
+    } else {
+        (&value[..room], Some(value.len()))
+    }
+}
+
 /// The engine sink of one shard while a transaction is open.
 pub struct KafkaSink<'a> {
-    /// Producer.
-    pub producer: &'a TxProducer,
-    /// Topics.
-    pub topics: &'a OutputTopics,
-    /// The shard's dirty set.
-    pub dirty: &'a mut AHashSet<Box<str>>,
+    out: &'a mut Outputs,
+    dirty: &'a mut AHashSet<Box<str>>,
+    recent_offers: &'a mut VecDeque<Offer>,
     /// Key of the record being processed (dead letters keep it).
-    pub key: Option<&'a [u8]>,
-    /// First produce error (the transaction is then aborted).
-    pub error: &'a mut Option<RdKafkaError>,
-    /// Metrics (probability histogram).
-    pub metrics: &'a PipelineMetrics,
+    key: Option<&'a [u8]>,
     /// Kafka timestamp of the record being processed.
-    pub record_time_ms: Option<i64>,
-    /// Record timestamps of the offers in the open transaction (for the
-    /// event-to-offer latency observed at commit).
-    pub offer_times: &'a mut Vec<i64>,
-    /// The shard's recent offers.
-    pub recent_offers: &'a mut std::collections::VecDeque<Offer>,
+    record_time_ms: Option<i64>,
 }
 
 impl KafkaSink<'_> {
     fn send(&mut self, record: BaseRecord<'_, [u8], [u8]>) {
-        if self.error.is_some() {
+        if self.out.error.is_some() {
             return;
         }
-        if let Err(e) = send_record(self.producer, record) {
-            *self.error = Some(e);
+        if let Err(e) = send_record(&self.out.producer, record) {
+            self.out.error = Some(e);
         }
     }
 }
@@ -135,11 +292,11 @@ impl EngineSink for KafkaSink<'_> {
     fn offer(&mut self, offer: Offer) {
         match serde_json::to_vec(&offer) {
             Ok(json) => {
-                let topic = self.topics.offers.clone();
                 let headers = OwnedHeaders::new().insert(Header {
                     key: "propensity.offer_id",
                     value: Some(offer.offer_id.as_bytes()),
                 });
+                let topic = self.out.topics.offers.clone();
                 self.send(
                     BaseRecord::to(&topic)
                         .key(offer.visitor_id.as_bytes())
@@ -147,7 +304,7 @@ impl EngineSink for KafkaSink<'_> {
                         .headers(headers),
                 );
                 if let Some(t) = self.record_time_ms {
-                    self.offer_times.push(t);
+                    self.out.offer_times.push(t);
                 }
                 if self.recent_offers.len() >= RECENT_OFFERS_PER_PARTITION {
                     self.recent_offers.pop_front();
@@ -171,54 +328,73 @@ impl EngineSink for KafkaSink<'_> {
         let offset_s = offset.to_string();
         // Kafka Connect's dead-letter header names, so existing tooling can
         // read and replay them; plus our stable reason code.
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "__connect.errors.topic",
-                value: Some(topic.as_bytes()),
-            })
-            .insert(Header {
-                key: "__connect.errors.partition",
-                value: Some(partition_s.as_bytes()),
-            })
-            .insert(Header {
-                key: "__connect.errors.offset",
-                value: Some(offset_s.as_bytes()),
-            })
-            .insert(Header {
-                key: "__connect.errors.exception.class.name",
-                value: Some(dl.reason.code().as_bytes()),
-            })
-            .insert(Header {
-                key: "__connect.errors.exception.message",
-                value: Some(dl.error.as_bytes()),
-            })
-            .insert(Header {
-                key: "propensity.reason",
-                value: Some(dl.reason.code().as_bytes()),
+        let fields: [(&str, &[u8]); 6] = [
+            ("__connect.errors.topic", topic.as_bytes()),
+            ("__connect.errors.partition", partition_s.as_bytes()),
+            ("__connect.errors.offset", offset_s.as_bytes()),
+            (
+                "__connect.errors.exception.class.name",
+                dl.reason.code().as_bytes(),
+            ),
+            ("__connect.errors.exception.message", dl.error.as_bytes()),
+            ("propensity.reason", dl.reason.code().as_bytes()),
+        ];
+        let headers_len: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + TRUNCATED_HEADER.len()
+            + ORIGINAL_SIZE_HEADER.len()
+            + 24;
+        let key_len = self.key.map_or(0, <[u8]>::len);
+        // A record the producer cannot send would abort the transaction and
+        // be read again forever, blocking every partition: the value is cut
+        // to fit, and the headers say so.
+        let (value, original) = fit_dead_letter_value(
+            dl.payload,
+            key_len,
+            headers_len,
+            self.out.topics.max_record_bytes,
+        );
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in fields {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
             });
-        let dlq = self.topics.dead_letters.clone();
+        }
+        let original_s = original.map(|n| n.to_string());
+        if let Some(size) = &original_s {
+            headers = headers
+                .insert(Header {
+                    key: TRUNCATED_HEADER,
+                    value: Some("true"),
+                })
+                .insert(Header {
+                    key: ORIGINAL_SIZE_HEADER,
+                    value: Some(size.as_bytes()),
+                });
+        }
+        let dlq = self.out.topics.dead_letters.clone();
         let mut record = BaseRecord::<[u8], [u8]>::to(&dlq).headers(headers);
         if let Some(k) = self.key {
             record = record.key(k);
         }
-        if !dl.payload.is_empty() {
-            record = record.payload(dl.payload);
+        if !value.is_empty() {
+            record = record.payload(value);
         }
         self.send(record);
     }
 
     fn wants_scores(&self) -> bool {
-        !self.topics.scores.is_empty()
+        !self.out.topics.scores.is_empty()
     }
 
     fn probability(&mut self, outcome: usize, probability: f64) {
         // Every score feeds the histogram, published or not.
-        self.metrics.observe_probability(outcome, probability);
+        self.out.metrics.observe_probability(outcome, probability);
     }
 
     fn score(&mut self, score: &OutcomeScore<'_>) {
         if let Ok(json) = serde_json::to_vec(score) {
-            let topic = self.topics.scores.clone();
+            let topic = self.out.topics.scores.clone();
             self.send(
                 BaseRecord::to(&topic)
                     .key(score.visitor_id.as_bytes())
@@ -234,38 +410,24 @@ impl EngineSink for KafkaSink<'_> {
     }
 }
 
-/// Writes the changelog records of a shard's dirty visitors (snapshot or
-/// tombstone) and, when it moved, the consent position, into the open
-/// transaction.
-pub fn write_changelog(
-    shard: &mut Shard,
-    producer: &TxProducer,
-    topics: &OutputTopics,
-) -> Result<(), RdKafkaError> {
-    for visitor in shard.dirty.drain() {
-        let snapshot = shard.engine.snapshot(&visitor);
-        let mut record = BaseRecord::<[u8], [u8]>::to(&topics.changelog)
-            .partition(shard.partition)
-            .key(visitor.as_bytes());
-        if let Some(bytes) = &snapshot {
-            record = record.payload(bytes.as_slice());
-        }
-        send_record(producer, record)?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_that_fits_is_sent_whole() {
+        let v = vec![b'x'; 1000];
+        let (sent, cut) = fit_dead_letter_value(&v, 10, 200, 1_000_000);
+        assert_eq!(sent.len(), 1000);
+        assert_eq!(cut, None);
     }
-    if shard.consent_next != shard.consent_committed {
-        let value = shard.consent_next.to_string();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: CONSENT_POSITION_HEADER,
-            value: Some("1"),
-        });
-        send_record(
-            producer,
-            BaseRecord::<[u8], [u8]>::to(&topics.changelog)
-                .partition(shard.partition)
-                .key(CONSENT_POSITION_KEY.as_bytes())
-                .payload(value.as_bytes())
-                .headers(headers),
-        )?;
+
+    #[test]
+    fn a_value_that_does_not_fit_is_cut_so_the_whole_record_fits() {
+        let v = vec![b'x'; 1_048_000];
+        let (sent, cut) = fit_dead_letter_value(&v, 10, 200, 1_000_000);
+        assert_eq!(cut, Some(1_048_000));
+        assert!(sent.len() + 10 + 200 + RECORD_OVERHEAD <= 1_000_000);
+        assert!(sent.len() > 990_000, "cut no more than needed");
     }
-    Ok(())
 }

@@ -35,8 +35,12 @@ pub struct RuntimeStatus {
     /// Sum of engine counters at the last commit, over all partitions this
     /// instance has owned (counts since start of the process).
     pub engine: Mutex<EngineCounters>,
-    /// Consumer lag per (topic, partition), from librdkafka statistics.
+    /// Consumer lag per (topic, partition): end offset minus the group's
+    /// committed offset, for the partitions this instance owns.
     pub consumer_lag: Mutex<Vec<(String, i32, i64)>>,
+    /// Partitions with lag that have committed nothing for longer than
+    /// `kafka.stall_timeout_secs`.
+    pub stalled_partitions: Mutex<Vec<i32>>,
     /// Last error, for readiness output.
     pub last_error: Mutex<Option<String>>,
 }
