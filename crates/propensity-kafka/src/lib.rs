@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod client_config;
+pub mod delivery;
 pub mod error;
 pub mod metrics;
 pub mod model_handle;

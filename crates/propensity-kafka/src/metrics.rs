@@ -95,6 +95,7 @@ struct Published {
     commits: u64,
     aborts: u64,
     producer_restarts: u64,
+    unproducible: u64,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -474,6 +475,19 @@ impl PipelineMetrics {
             self.producer_restarts
                 .inc_by(delta(restarts, p.producer_restarts));
             p.producer_restarts = restarts;
+            // Unproducible events never reach an engine: counted here as
+            // consumed (invalid) and dead-lettered, so the counts reconcile.
+            let unproducible = status.unproducible_events.load(Relaxed);
+            let d = delta(unproducible, p.unproducible);
+            if d > 0 {
+                self.events_consumed
+                    .with_label_values(&["invalid"])
+                    .inc_by(d);
+                self.dead_letters
+                    .with_label_values(&["unproducible", "events"])
+                    .inc_by(d);
+            }
+            p.unproducible = unproducible;
         }
         if let Ok(stalled) = status.stalled_partitions.lock() {
             self.stalled.set(stalled.len() as i64);

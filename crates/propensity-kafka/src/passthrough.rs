@@ -27,8 +27,8 @@ pub fn run_passthrough(
 ) -> Result<Duration, KafkaError> {
     let consumer: BaseConsumer =
         client_config::events_consumer(settings, "passthrough").create()?;
-    let producer: TxProducer =
-        client_config::transactional_producer(settings, "passthrough").create()?;
+    let producer: TxProducer = client_config::transactional_producer(settings, "passthrough")
+        .create_with_context(crate::delivery::DeliveryWatch::default())?;
     producer.init_transactions(Duration::from_secs(30))?;
     consumer.subscribe(&[&settings.events_topic])?;
     let interval = Duration::from_millis(settings.commit_interval_ms);

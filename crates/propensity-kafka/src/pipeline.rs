@@ -41,13 +41,16 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::access::{partition_of, AccessAnswer, AccessRequest};
 use crate::client_config;
+use crate::delivery::DeliveryWatch;
 use crate::error::KafkaError;
 use crate::metrics::PipelineMetrics;
 use crate::model_handle::ModelHandle;
 use crate::progress::Progress;
 use crate::reader::{OffsetQuery, PartitionReader};
 use crate::settings::KafkaSettings;
-use crate::shard::{OutputTopics, Outputs, Shard, TxProducer, CONSENT_POSITION_HEADER};
+use crate::shard::{
+    send_unproducible, OutputTopics, Outputs, Shard, TxProducer, CONSENT_POSITION_HEADER,
+};
 use crate::status::{add_counters, RuntimeStatus};
 use crate::transaction::{self, AbortOutcome, CommitOutcome, Failure, PolledProducer, RetryPolicy};
 
@@ -166,16 +169,18 @@ pub fn run_pipeline(opts: PipelineOptions) -> Result<(), KafkaError> {
 /// The loop over one group consumer.
 fn run_with(consumer: &BaseConsumer<GroupContext>, core: &Mutex<Core>) -> Result<(), KafkaError> {
     loop {
-        let wait = {
+        let (wait, max_batch) = {
             let mut c = lock(core);
             if c.stopping() {
                 return c.drain(consumer);
             }
             c.housekeeping(consumer)?;
-            c.poll_wait()
+            // While isolating a refused record, one event per transaction.
+            let max_batch = if c.isolation.is_some() { 1 } else { MAX_BATCH };
+            (c.poll_wait(), max_batch)
         };
         // No lock while polling: rebalance callbacks run in here.
-        let batch = poll_batch(consumer, wait, core)?;
+        let batch = poll_batch(consumer, wait, max_batch, core)?;
         let mut c = lock(core);
         if c.rewind {
             // The batch was fetched before the rewind's seek: it is read
@@ -190,12 +195,18 @@ fn run_with(consumer: &BaseConsumer<GroupContext>, core: &Mutex<Core>) -> Result
             c.restore_failed(e);
             continue;
         }
-        if let Err(e) = c.process_batch(consumer, &batch) {
-            if !matches!(e, KafkaError::Shutdown) {
-                tracing::warn!(error = %e, "batch failed; aborting and rewinding");
-                c.opts.status.error(e.to_string());
+        match c.process_batch(consumer, &batch) {
+            Ok(()) if c.isolation.is_some() && !c.rewind => {
+                c.commit(consumer);
             }
-            c.abort_and_rewind();
+            Ok(()) => {}
+            Err(e) => {
+                if !matches!(e, KafkaError::Shutdown) {
+                    tracing::warn!(error = %e, "batch failed; aborting and rewinding");
+                    c.opts.status.error(e.to_string());
+                }
+                c.abort_and_rewind();
+            }
         }
     }
 }
@@ -203,6 +214,7 @@ fn run_with(consumer: &BaseConsumer<GroupContext>, core: &Mutex<Core>) -> Result
 fn poll_batch<'c>(
     consumer: &'c BaseConsumer<GroupContext>,
     wait: Duration,
+    max_batch: usize,
     core: &Mutex<Core>,
 ) -> Result<Vec<BorrowedMessage<'c>>, KafkaError> {
     let mut batch = Vec::new();
@@ -224,7 +236,7 @@ fn poll_batch<'c>(
                 break;
             }
         }
-        if batch.len() >= MAX_BATCH {
+        if batch.len() >= max_batch {
             break;
         }
         next = consumer.poll(Duration::ZERO);
@@ -258,6 +270,19 @@ struct Core {
     last_consent_sync: Instant,
     progress: Progress,
     last_lag_refresh: Instant,
+    /// Set after a transaction failed because the broker refused one of
+    /// its records: events are then processed one per transaction until
+    /// these offsets (the failed transaction's) are committed, so that the
+    /// input record behind the refusal is found.
+    isolation: Option<BTreeMap<i32, i64>>,
+    /// The event of the open single-event transaction while isolating.
+    isolated_event: Option<(i32, i64)>,
+    /// Input events whose outputs the broker refused: dead-lettered without
+    /// their value instead of being processed again.
+    unproducible: BTreeSet<(i32, i64)>,
+    /// Unproducible dead letters in the open transaction (counted once
+    /// committed).
+    unproducible_in_txn: u64,
 }
 
 impl Core {
@@ -303,6 +328,10 @@ impl Core {
             last_consent_sync: Instant::now(),
             progress: Progress::default(),
             last_lag_refresh: Instant::now(),
+            isolation: None,
+            isolated_event: None,
+            unproducible: BTreeSet::new(),
+            unproducible_in_txn: 0,
         })
     }
 
@@ -345,7 +374,7 @@ impl Core {
     fn housekeeping(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), KafkaError> {
         if self.rewind {
             match self.rewind_to_committed(consumer) {
-                Ok(()) => self.rewind = false,
+                Ok(()) => {}
                 Err(e) => {
                     self.restore_failed(e);
                     return Ok(());
@@ -485,9 +514,36 @@ impl Core {
     /// Aborts the open transaction (driven to completion, or the producer
     /// is replaced) and schedules the rewind of every shard.
     fn abort_and_rewind(&mut self) {
+        let refused = self.out.producer.context().take_refused();
+        let attempted = self.offsets.clone();
         self.abort_open();
+        self.after_refusals(refused, attempted);
         self.rewind = true;
         RuntimeStatus::set(&self.opts.status.ready, false);
+    }
+
+    /// After a failed transaction: if the broker refused records, find the
+    /// input event behind them (see [`Core::isolation`]). Failures of the
+    /// moment (no refusal) never get here, so an outage never dead-letters
+    /// healthy input.
+    fn after_refusals(&mut self, refused: u64, attempted: BTreeMap<i32, i64>) {
+        if refused == 0 {
+            return;
+        }
+        if let Some((p, offset)) = self.isolated_event.take() {
+            tracing::warn!(
+                partition = p,
+                offset,
+                "the broker refuses the outputs of this event; it is dead-lettered as `unproducible`"
+            );
+            self.unproducible.insert((p, offset));
+        } else if self.isolation.is_none() && !attempted.is_empty() {
+            tracing::warn!(
+                refused,
+                "the broker refused records; processing one event per transaction to find the input behind them"
+            );
+            self.isolation = Some(attempted);
+        }
     }
 
     /// Ends the open transaction without committing it. The shards then
@@ -505,6 +561,7 @@ impl Core {
             self.opts.status.aborts.fetch_add(1, Ordering::Relaxed);
         }
         self.txn_open = false;
+        self.unproducible_in_txn = 0;
         self.offsets.clear();
         self.out.offer_times.clear();
         self.out.error = None;
@@ -611,6 +668,8 @@ impl Core {
             tracing::warn!(error = %e, "consent reader unassign failed");
         }
         self.pending = partitions.iter().copied().collect();
+        // Done once the shards are restored (a failure schedules it again).
+        self.rewind = false;
         self.restore_pending(consumer)?;
         let committed = consumer.committed(Duration::from_secs(30))?;
         let events_topic = self.opts.settings.events_topic.clone();
@@ -833,6 +892,13 @@ impl Core {
         if parts.len() == self.shards.len() {
             self.last_consent_sync = Instant::now();
         }
+        if self.isolation.is_some() && self.txn_open {
+            // Consent effects commit on their own, so that a refusal in the
+            // event's transaction can only come from the event.
+            if !self.commit(_consumer) {
+                return Ok(());
+            }
+        }
         self.ensure_txn()?;
         let timer = self.opts.metrics.batch_seconds.start_timer();
         let now = now_ms();
@@ -844,12 +910,23 @@ impl Core {
             let Some(shard) = self.shards.get_mut(&p) else {
                 continue;
             };
+            // Kept until committed: a failed transaction reads it again.
+            if self.unproducible.contains(&(p, msg.offset())) {
+                send_unproducible(&mut self.out, msg)?;
+                self.unproducible_in_txn += 1;
+                self.offsets.insert(p, msg.offset() + 1);
+                consumed += 1;
+                continue;
+            }
             let origin = Origin::Kafka {
                 topic: events_topic.clone(),
                 partition: p,
                 offset: msg.offset(),
             };
             shard.process_event(&mut self.out, msg, &origin, now);
+            if self.isolation.is_some() {
+                self.isolated_event = Some((p, msg.offset()));
+            }
             self.offsets.insert(p, msg.offset() + 1);
             consumed += 1;
         }
@@ -899,6 +976,8 @@ impl Core {
             ok = matches!(outcome, CommitOutcome::Committed),
             "commit"
         );
+        let refused = self.out.producer.context().take_refused();
+        let attempted = self.offsets.clone();
         match outcome {
             CommitOutcome::Committed => {
                 self.txn_open = false;
@@ -919,6 +998,24 @@ impl Core {
                         .offer_latency
                         .observe((now - t).max(0) as f64 / 1000.0);
                 }
+                self.isolated_event = None;
+                self.opts.status.unproducible_events.fetch_add(
+                    std::mem::take(&mut self.unproducible_in_txn),
+                    Ordering::Relaxed,
+                );
+                let progress = &self.progress;
+                self.unproducible
+                    .retain(|(p, o)| progress.committed_offset(*p).is_some_and(|c| *o >= c));
+                if let Some(until) = &self.isolation {
+                    let done = until.iter().all(|(p, o)| {
+                        !self.shards.contains_key(p)
+                            || self.progress.committed_offset(*p) >= Some(*o)
+                    });
+                    if done {
+                        tracing::info!("isolation finished: processing batches again");
+                        self.isolation = None;
+                    }
+                }
                 self.publish_counters();
                 self.publish_progress();
                 true
@@ -930,6 +1027,7 @@ impl Core {
                     .error(format!("commit failed: {}", f.message));
                 self.opts.status.aborts.fetch_add(1, Ordering::Relaxed);
                 self.after_failed_commit();
+                self.after_refusals(refused, attempted);
                 false
             }
             CommitOutcome::ProducerLost(f) => {
@@ -940,12 +1038,14 @@ impl Core {
                 self.opts.status.aborts.fetch_add(1, Ordering::Relaxed);
                 self.replace_producer(&f);
                 self.after_failed_commit();
+                self.after_refusals(refused, attempted);
                 false
             }
         }
     }
 
     fn after_failed_commit(&mut self) {
+        self.unproducible_in_txn = 0;
         self.txn_open = false;
         self.offsets.clear();
         self.out.offer_times.clear();
@@ -1025,8 +1125,8 @@ fn create_producer(
     shutdown: &AtomicBool,
 ) -> Result<TxProducer, KafkaError> {
     loop {
-        let producer: TxProducer =
-            client_config::transactional_producer(s, instance_id).create()?;
+        let producer: TxProducer = client_config::transactional_producer(s, instance_id)
+            .create_with_context(DeliveryWatch::default())?;
         // init_transactions fences any previous producer with this
         // transactional id and aborts its open transaction, so a restarted
         // instance never waits for its predecessor's timeout.

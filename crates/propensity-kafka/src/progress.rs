@@ -98,6 +98,11 @@ impl Progress {
             .collect()
     }
 
+    /// The committed offset of a tracked partition.
+    pub fn committed_offset(&self, partition: i32) -> Option<i64> {
+        self.partitions.get(&partition).map(|p| p.committed)
+    }
+
     /// The partitions tracked.
     pub fn partitions(&self) -> Vec<i32> {
         self.partitions.keys().copied().collect()

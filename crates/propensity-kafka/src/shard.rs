@@ -15,6 +15,7 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
 
+use crate::delivery::{is_refusal, DeliveryWatch};
 use crate::metrics::PipelineMetrics;
 
 /// Header marking the changelog record that stores the consent position.
@@ -31,7 +32,7 @@ pub const ORIGINAL_SIZE_HEADER: &str = "propensity.original_size";
 /// thread polls itself: with a background polling thread, librdkafka's
 /// flush inside `commit_transaction` can only notice the last delivery
 /// report in 100 ms steps, which added up to 100 ms to every commit.
-pub type TxProducer = BaseProducer;
+pub type TxProducer = BaseProducer<DeliveryWatch>;
 
 /// Output topics and limits.
 #[derive(Debug, Clone)]
@@ -266,6 +267,103 @@ pub fn fit_dead_letter_value(
     }
 }
 
+/// Dead-letter reason of an input record whose outputs the broker refuses
+/// (see `crate::delivery`): it is dead-lettered without its value.
+pub const UNPRODUCIBLE_REASON: &str = "unproducible";
+
+/// Where a dead letter comes from and why: its headers.
+pub struct DeadLetterSource<'a> {
+    /// Input topic.
+    pub topic: &'a str,
+    /// Input partition.
+    pub partition: i32,
+    /// Input offset.
+    pub offset: i64,
+    /// Input key (kept as the dead letter's key).
+    pub key: Option<&'a [u8]>,
+    /// Stable reason code.
+    pub reason: &'a str,
+    /// Error text (names fields, never quotes values).
+    pub message: &'a str,
+}
+
+impl DeadLetterSource<'_> {
+    /// The headers of the dead letter and the part of `value` it carries:
+    /// Kafka Connect's dead-letter header names (so existing tooling can
+    /// read and replay them), our reason code, and, when the value had to
+    /// be cut to fit `max_record_bytes`, `propensity.truncated` and
+    /// `propensity.original_size`. A record the producer cannot send would
+    /// abort the transaction and be read again forever, blocking every
+    /// partition: so the value is cut instead.
+    pub fn record<'v>(&self, value: &'v [u8], max_record_bytes: usize) -> (OwnedHeaders, &'v [u8]) {
+        let partition = self.partition.to_string();
+        let offset = self.offset.to_string();
+        let fields: [(&str, &[u8]); 6] = [
+            ("__connect.errors.topic", self.topic.as_bytes()),
+            ("__connect.errors.partition", partition.as_bytes()),
+            ("__connect.errors.offset", offset.as_bytes()),
+            (
+                "__connect.errors.exception.class.name",
+                self.reason.as_bytes(),
+            ),
+            (
+                "__connect.errors.exception.message",
+                self.message.as_bytes(),
+            ),
+            ("propensity.reason", self.reason.as_bytes()),
+        ];
+        let headers_len: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + TRUNCATED_HEADER.len()
+            + ORIGINAL_SIZE_HEADER.len()
+            + 24;
+        let key_len = self.key.map_or(0, <[u8]>::len);
+        let (value, original) =
+            fit_dead_letter_value(value, key_len, headers_len, max_record_bytes);
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in fields {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        if let Some(size) = original {
+            let size = size.to_string();
+            headers = headers
+                .insert(Header {
+                    key: TRUNCATED_HEADER,
+                    value: Some("true"),
+                })
+                .insert(Header {
+                    key: ORIGINAL_SIZE_HEADER,
+                    value: Some(size.as_bytes()),
+                });
+        }
+        (headers, value)
+    }
+}
+
+/// Dead-letters an input event whose outputs the broker refuses: no value
+/// (so it cannot be refused again for its size), the usual headers, and the
+/// original size. The record never reaches the engine.
+pub fn send_unproducible(out: &mut Outputs, msg: &BorrowedMessage<'_>) -> Result<(), RdKafkaError> {
+    let source = DeadLetterSource {
+        topic: msg.topic(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key(),
+        reason: UNPRODUCIBLE_REASON,
+        message: "the broker refused the outputs of this record; its value is not repeated here",
+    };
+    let original = msg.payload().unwrap_or_default();
+    // Limit 0: nothing of the value fits, so the size headers are always set.
+    let (headers, _) = source.record(original, 0);
+    let mut record = BaseRecord::<[u8], [u8]>::to(&out.topics.dead_letters).headers(headers);
+    if let Some(k) = msg.key() {
+        record = record.key(k);
+    }
+    send_record(&out.producer, record)
+}
+
 /// The engine sink of one shard while a transaction is open.
 pub struct KafkaSink<'a> {
     out: &'a mut Outputs,
@@ -283,6 +381,9 @@ impl KafkaSink<'_> {
             return;
         }
         if let Err(e) = send_record(&self.out.producer, record) {
+            if is_refusal(&e) {
+                self.out.producer.context().note_refused();
+            }
             self.out.error = Some(e);
         }
     }
@@ -324,54 +425,16 @@ impl EngineSink for KafkaSink<'_> {
             } => (topic.as_str(), *partition, *offset),
             _ => ("", -1, -1),
         };
-        let partition_s = partition.to_string();
-        let offset_s = offset.to_string();
-        // Kafka Connect's dead-letter header names, so existing tooling can
-        // read and replay them; plus our stable reason code.
-        let fields: [(&str, &[u8]); 6] = [
-            ("__connect.errors.topic", topic.as_bytes()),
-            ("__connect.errors.partition", partition_s.as_bytes()),
-            ("__connect.errors.offset", offset_s.as_bytes()),
-            (
-                "__connect.errors.exception.class.name",
-                dl.reason.code().as_bytes(),
-            ),
-            ("__connect.errors.exception.message", dl.error.as_bytes()),
-            ("propensity.reason", dl.reason.code().as_bytes()),
-        ];
-        let headers_len: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-            + TRUNCATED_HEADER.len()
-            + ORIGINAL_SIZE_HEADER.len()
-            + 24;
-        let key_len = self.key.map_or(0, <[u8]>::len);
-        // A record the producer cannot send would abort the transaction and
-        // be read again forever, blocking every partition: the value is cut
-        // to fit, and the headers say so.
-        let (value, original) = fit_dead_letter_value(
-            dl.payload,
-            key_len,
-            headers_len,
-            self.out.topics.max_record_bytes,
-        );
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in fields {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        let original_s = original.map(|n| n.to_string());
-        if let Some(size) = &original_s {
-            headers = headers
-                .insert(Header {
-                    key: TRUNCATED_HEADER,
-                    value: Some("true"),
-                })
-                .insert(Header {
-                    key: ORIGINAL_SIZE_HEADER,
-                    value: Some(size.as_bytes()),
-                });
-        }
+        let source = DeadLetterSource {
+            topic,
+            partition,
+            offset,
+            key: self.key,
+            reason: dl.reason.code(),
+            message: &dl.error,
+        };
+        let limit = self.out.topics.max_record_bytes;
+        let (headers, value) = source.record(dl.payload, limit);
         let dlq = self.out.topics.dead_letters.clone();
         let mut record = BaseRecord::<[u8], [u8]>::to(&dlq).headers(headers);
         if let Some(k) = self.key {

@@ -32,6 +32,9 @@ pub struct RuntimeStatus {
     pub producer_restarts: AtomicU64,
     /// Events consumed (including re-consumed after an abort).
     pub events_consumed: AtomicU64,
+    /// Events dead-lettered as `unproducible` (the broker refused their
+    /// outputs); they never reach an engine, so they are counted here.
+    pub unproducible_events: AtomicU64,
     /// Sum of engine counters at the last commit, over all partitions this
     /// instance has owned (counts since start of the process).
     pub engine: Mutex<EngineCounters>,
