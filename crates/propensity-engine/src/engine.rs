@@ -9,10 +9,23 @@
 //!    consent state known *now* grants `tracking` (or, in opt-out mode, when
 //!    there is no record). Without any record in opt-in mode it waits in a
 //!    bounded buffer; nothing else about a non-consenting visitor is kept.
-//! 2. Every consumed event ends in exactly one bucket: processed, dropped
+//! 2. No consent is retroactive: the event's own time must also fall in the
+//!    visitor's *current* uninterrupted granted interval, which starts at
+//!    the grant that followed the latest denial, revocation or erasure
+//!    ([`ConsentState::tracking_since_ms`]). So a lagging pipeline that
+//!    reads a re-grant before the events sent while not granting drops them
+//!    (as `erased`, `revoked` or `no_consent`: the state before the grant).
+//!    Conservatively, this also drops events from a granted period before a
+//!    revocation that arrive after the re-grant: the revocation wiped that
+//!    period. A visitor whose first record grants (or who had opt-out
+//!    defaults granting tracking) has no lower bound, so events from before
+//!    the first record keep the pre-consent rules of 1. The bound survives
+//!    restarts in the visitor's changelog snapshot, because compaction of
+//!    the consent topic keeps only the latest record (the grant).
+//! 3. Every consumed event ends in exactly one bucket: processed, dropped
 //!    (by reason), dead-lettered, or still buffered — so the counters always
 //!    reconcile.
-//! 3. At most one offer per event; caps are checked before an offer exists.
+//! 4. At most one offer per event; caps are checked before an offer exists.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -31,7 +44,7 @@ use crate::purpose::{Purpose, PurposeSet};
 use crate::stable_hash::{stable_hash, stable_hash_parts};
 use crate::timestamp::format_rfc3339_ms;
 use crate::visitor::{
-    Activity, BufferedEvent, ConsentState, Session, VisitorEntry, VisitorSnapshot,
+    Activity, BufferedEvent, ConsentState, PriorDenial, Session, VisitorEntry, VisitorSnapshot,
 };
 use crate::wire::{
     check_key, decode_consent, decode_event, ConsentChange, ConsentUpdate, DeadLetter,
@@ -41,11 +54,14 @@ use crate::wire::{
 /// Why a valid event was not processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
-    /// The visitor's latest consent denies tracking and never granted it.
+    /// The visitor's latest consent denies tracking and never granted it;
+    /// or the event predates the current grant, which followed such a state.
     NoConsent,
-    /// The visitor granted tracking earlier and has revoked it.
+    /// The visitor granted tracking earlier and has revoked it; or the event
+    /// predates the current grant, which followed a revocation.
     Revoked,
-    /// The visitor asked for erasure and has not granted tracking since.
+    /// The visitor asked for erasure and has not granted tracking since; or
+    /// the event predates the current grant, which followed an erasure.
     Erased,
     /// The event waited for a first consent record longer than the TTL.
     PreConsentTtl,
@@ -55,6 +71,16 @@ pub enum DropReason {
     Duplicate,
     /// Older than the visitor's newest event by more than the lateness bound.
     Late,
+}
+
+impl From<PriorDenial> for DropReason {
+    fn from(d: PriorDenial) -> Self {
+        match d {
+            PriorDenial::NoConsent => DropReason::NoConsent,
+            PriorDenial::Revoked => DropReason::Revoked,
+            PriorDenial::Erased => DropReason::Erased,
+        }
+    }
 }
 
 impl DropReason {
@@ -237,6 +263,11 @@ pub struct Engine {
     next_idle_sweep_ms: i64,
     next_session_serial: u64,
     scratch: Scratch,
+    /// Granted-interval starts restored from changelog snapshots of
+    /// visitors whose consent is not loaded yet (restore runs before the
+    /// consent topic is read): merged into the visitor's state by its first
+    /// consent record, then removed. Empty outside a restore.
+    restored_since: AHashMap<SmallStr, (i64, PriorDenial)>,
 }
 
 impl Engine {
@@ -262,6 +293,7 @@ impl Engine {
             next_idle_sweep_ms: i64::MIN,
             next_session_serial: 0,
             scratch: Scratch::default(),
+            restored_since: AHashMap::new(),
         }
     }
 
@@ -388,12 +420,39 @@ impl Engine {
 
     /// The changelog value of a visitor: `None` means tombstone.
     pub fn snapshot(&self, visitor_id: &str) -> Option<Vec<u8>> {
-        let snap = self.visitors.get(visitor_id.as_bytes())?.snapshot()?;
+        let snap = self.visitor_snapshot(visitor_id)?;
         serde_json::to_vec(&snap).ok()
     }
 
+    /// The changelog form of a visitor, including a granted-interval start
+    /// restored but not yet merged into consent (so writing the visitor
+    /// before its consent is loaded does not lose it).
+    fn visitor_snapshot(&self, visitor_id: &str) -> Option<VisitorSnapshot> {
+        let entry = self.visitors.get(visitor_id.as_bytes());
+        let mut snap = entry.and_then(VisitorEntry::snapshot);
+        if entry.is_none_or(|e| e.consent.is_none()) {
+            if let Some(&(since, prior)) = self.restored_since.get(visitor_id.as_bytes()) {
+                let s = snap.get_or_insert_with(|| VisitorSnapshot {
+                    v: 1,
+                    session: None,
+                    buffer: Vec::new(),
+                    last_offer_ms: None,
+                    last_event_ms: entry.and_then(|e| e.last_event_ms.get()),
+                    tracking_since_ms: None,
+                    prior_denial: PriorDenial::NoConsent,
+                });
+                s.tracking_since_ms = Some(since);
+                s.prior_denial = prior;
+            }
+        }
+        snap
+    }
+
     /// Restores a visitor's changelog state (`None`: tombstone). Consent is
-    /// not part of it and is left as it is.
+    /// not part of it and is left as it is, except the granted-interval
+    /// start the snapshot carries: merged into consent (the later start
+    /// wins), or kept until the visitor's first consent record is loaded or
+    /// applied and merged then.
     pub fn restore(&mut self, visitor_id: &str, value: Option<&[u8]>) -> Result<(), EngineError> {
         let snapshot: Option<VisitorSnapshot> = match value {
             Some(v) => {
@@ -402,6 +461,20 @@ impl Engine {
             None => None,
         };
         let entry = self.visitors.entry(visitor_id.into()).or_default();
+        let since = snapshot
+            .as_ref()
+            .and_then(|s| s.tracking_since_ms.map(|t| (t, s.prior_denial)));
+        match (&mut entry.consent, since) {
+            (Some(c), Some((t, prior))) => c.merge_restored_since(t, prior),
+            (Some(_), None) => {}
+            // The changelog is last-write-wins: a later snapshot replaces.
+            (None, Some(since)) => {
+                self.restored_since.insert(visitor_id.into(), since);
+            }
+            (None, None) => {
+                self.restored_since.remove(visitor_id.as_bytes());
+            }
+        }
         self.counters.buffered_events -= entry.buffer().len() as u64;
         self.counters.active_sessions -= u64::from(entry.session().is_some());
         entry.activity = None;
@@ -449,8 +522,11 @@ impl Engine {
     /// Loads a consent record into state *without* side effects (no session
     /// clearing, no buffer release, no dead letters): used when rebuilding
     /// consent from the compacted topic for records whose effects are
-    /// already reflected in restored changelog state. Returns whether the
-    /// record was readable.
+    /// already reflected in restored changelog state. The consent state it
+    /// leaves is the one applying the same records would leave (one
+    /// transition, [`ConsentState::after`]), merged with a granted-interval
+    /// start restored from the changelog. Returns whether the record was
+    /// readable.
     pub fn load_consent(
         &mut self,
         key: Option<&[u8]>,
@@ -466,25 +542,17 @@ impl Engine {
             Some(e) => e,
             None => self.visitors.entry(visitor.into()).or_default(),
         };
+        let no_record_tracks = self.config.consent_mode == ConsentMode::OptOut
+            && self.config.opt_out_purposes.grants(Purpose::Tracking);
         let current = entry.consent;
-        entry.consent = Some(match update.change {
-            ConsentChange::Erase => ConsentState {
-                time_ms: current.map_or(update.time_ms, |c| c.time_ms.max(update.time_ms)),
-                purposes: PurposeSet::NONE,
-                erased: true,
-                ever_granted: false,
-            },
-            ConsentChange::State(_) if current.is_some_and(|c| update.time_ms < c.time_ms) => {
-                return true;
+        if let Some(mut next) =
+            ConsentState::after(current, &update.change, update.time_ms, no_record_tracks)
+        {
+            if current.is_none() {
+                take_restored_since(&mut self.restored_since, visitor, &mut next);
             }
-            ConsentChange::State(purposes) => ConsentState {
-                time_ms: update.time_ms,
-                purposes,
-                erased: false,
-                ever_granted: purposes.grants(Purpose::Tracking)
-                    || current.is_some_and(|c| c.ever_granted && !c.erased),
-            },
-        });
+            entry.consent = Some(next);
+        }
         self.counters.visitors = self.visitors.len() as u64;
         true
     }
@@ -497,7 +565,7 @@ impl Engine {
     ) -> Option<(Option<ConsentState>, Option<VisitorSnapshot>)> {
         self.visitors
             .get(visitor_id.as_bytes())
-            .map(|e| (e.consent, e.snapshot()))
+            .map(|e| (e.consent, self.visitor_snapshot(visitor_id)))
     }
 
     /// Visitor ids currently held (for tests and access requests).
@@ -640,7 +708,14 @@ impl Engine {
         let consent = entry.as_ref().and_then(|e| e.consent);
         let purposes = match consent {
             Some(c) if c.erased => return self.drop_event(DropReason::Erased),
-            Some(c) if c.purposes.grants(Purpose::Tracking) => c.purposes,
+            // No consent is retroactive: an event sent before the current
+            // granted interval began is dropped for the state before it.
+            Some(c) if c.purposes.grants(Purpose::Tracking) => {
+                if event.time.epoch_ms < c.tracking_since_ms {
+                    return self.drop_event(c.prior_denial.into());
+                }
+                c.purposes
+            }
             Some(c) if c.ever_granted => return self.drop_event(DropReason::Revoked),
             Some(_) => return self.drop_event(DropReason::NoConsent),
             None => match self.config.consent_mode {
@@ -718,24 +793,27 @@ impl Engine {
             Some(e) => e,
             None => self.visitors.entry(visitor.into()).or_default(),
         };
+        // No record yet: in opt-out mode the defaults applied.
+        let no_record_tracks = self.config.consent_mode == ConsentMode::OptOut
+            && self.config.opt_out_purposes.grants(Purpose::Tracking);
+        let current = entry.consent;
+        let Some(mut next) =
+            ConsentState::after(current, &update.change, update.time_ms, no_record_tracks)
+        else {
+            self.counters.consent_stale += 1;
+            return;
+        };
+        if current.is_none() {
+            take_restored_since(&mut self.restored_since, visitor, &mut next);
+        }
         match update.change {
             ConsentChange::Erase => {
-                // Erasure is a right, not a state: it applies whatever its
-                // timestamp, and only a newer grant lifts it.
                 let buffered = entry.buffer().len() as u64;
                 self.counters.events_dropped[DropReason::Erased as usize] += buffered;
                 self.counters.buffered_events -= buffered;
                 self.counters.active_sessions -= u64::from(entry.session().is_some());
-                let since = entry
-                    .consent
-                    .map_or(update.time_ms, |c| c.time_ms.max(update.time_ms));
                 *entry = VisitorEntry {
-                    consent: Some(ConsentState {
-                        time_ms: since,
-                        purposes: PurposeSet::NONE,
-                        erased: true,
-                        ever_granted: false,
-                    }),
+                    consent: Some(next),
                     ..VisitorEntry::default()
                 };
                 self.counters.erasures += 1;
@@ -743,31 +821,13 @@ impl Engine {
                 sink.state_changed(visitor);
             }
             ConsentChange::State(purposes) => {
-                // Ties go to the later read, except against an erasure:
-                // only a strictly newer record lifts it.
-                if entry.consent.is_some_and(|c| {
-                    update.time_ms < c.time_ms || (c.erased && update.time_ms == c.time_ms)
-                }) {
-                    self.counters.consent_stale += 1;
-                    return;
-                }
-                let was_tracking = match entry.consent {
-                    Some(c) => !c.erased && c.purposes.grants(Purpose::Tracking),
-                    // No record yet: in opt-out mode the defaults applied.
-                    None => {
-                        self.config.consent_mode == ConsentMode::OptOut
-                            && self.config.opt_out_purposes.grants(Purpose::Tracking)
-                    }
-                };
-                let tracking = purposes.grants(Purpose::Tracking);
-                entry.consent = Some(ConsentState {
-                    time_ms: update.time_ms,
-                    purposes,
-                    erased: false,
-                    ever_granted: tracking
-                        || was_tracking
-                        || entry.consent.is_some_and(|c| c.ever_granted),
-                });
+                let was_tracking = current.map_or(no_record_tracks, |c| c.tracking());
+                let tracking = next.tracking();
+                // A new granted interval (after a denial, revocation or
+                // erasure) must reach the changelog: compaction may remove
+                // the record that denied before it.
+                let since_changed = entry.tracking_since() != next.bound();
+                entry.consent = Some(next);
                 self.counters.consent_applied += 1;
                 let buffered = entry
                     .activity
@@ -777,10 +837,16 @@ impl Engine {
                 entry.tidy();
                 self.counters.buffered_events -= buffered.len() as u64;
                 if tracking {
-                    let changed = !buffered.is_empty();
+                    let changed = !buffered.is_empty() || since_changed;
                     for b in &buffered {
                         if b.time_ms + self.config.buffer_ttl_ms < update.time_ms {
                             self.drop_event(DropReason::PreConsentTtl);
+                            continue;
+                        }
+                        // Buffered events precede the first record, so this
+                        // bound is `i64::MIN` unless one was restored.
+                        if b.time_ms < next.tracking_since_ms {
+                            self.drop_event(next.prior_denial.into());
                             continue;
                         }
                         // Buffered bytes were validated when they arrived.
@@ -804,7 +870,7 @@ impl Engine {
                         }
                         entry.tidy();
                     }
-                    if was_tracking || !buffered.is_empty() {
+                    if was_tracking || !buffered.is_empty() || since_changed {
                         sink.state_changed(visitor);
                     }
                 }
@@ -1103,6 +1169,25 @@ impl PartialOrd for IdleItem {
 impl Ord for IdleItem {
     fn cmp(&self, other: &Self) -> Ordering {
         other.time.cmp(&self.time)
+    }
+}
+
+/// Merges (and forgets) the granted-interval start restored for a visitor
+/// into the state its first consent record produced.
+fn take_restored_since(
+    restored: &mut AHashMap<SmallStr, (i64, PriorDenial)>,
+    visitor: &str,
+    next: &mut ConsentState,
+) {
+    if restored.is_empty() {
+        return;
+    }
+    if let Some((since, prior)) = restored.remove(visitor.as_bytes()) {
+        next.merge_restored_since(since, prior);
+        if restored.is_empty() {
+            // Restores are rare: give the table's memory back.
+            restored.shrink_to_fit();
+        }
     }
 }
 

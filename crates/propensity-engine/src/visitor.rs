@@ -3,7 +3,9 @@
 //! events waiting for a first consent record. This is the unit of the
 //! state changelog: [`VisitorSnapshot`] is what survives a crash or moves
 //! with a partition (consent is not in it: it is rebuilt from the compacted
-//! consent topic, the source of truth).
+//! consent topic, the source of truth — except the start of the current
+//! granted interval, which compaction can erase from that topic and which
+//! the snapshot therefore carries).
 
 use std::ops::Deref;
 
@@ -11,9 +13,52 @@ use serde::{Deserialize, Serialize};
 
 use crate::compact::{InlineVec, MaybeMs, Slots, SmallStr};
 use crate::features::Accumulators;
-use crate::purpose::PurposeSet;
+use crate::purpose::{Purpose, PurposeSet};
+use crate::wire::ConsentChange;
 
-/// The latest consent state known for a visitor.
+/// Why tracking was not granted just before a visitor's current granted
+/// interval began: the reason an event dated before that interval is
+/// dropped under (see [`ConsentState::tracking_since_ms`]). One byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum PriorDenial {
+    /// A state that denied tracking, with no grant of it before (also the
+    /// value while there is no such interval: it is then never read).
+    #[default]
+    NoConsent,
+    /// A state that withdrew tracking after it had been granted.
+    Revoked,
+    /// An erasure.
+    Erased,
+}
+
+impl PriorDenial {
+    /// Whether this is the default (not written to JSON).
+    pub fn is_no_consent(&self) -> bool {
+        *self == PriorDenial::NoConsent
+    }
+}
+
+/// `i64::MIN`: no lower bound on event time.
+fn unbounded() -> i64 {
+    i64::MIN
+}
+
+fn is_unbounded(t: &i64) -> bool {
+    *t == i64::MIN
+}
+
+/// The latest consent state known for a visitor, plus the start of its
+/// current granted interval.
+///
+/// The gate processes an event only when (1) this state grants `tracking`
+/// (not erased) and (2) the event's own time is at or after
+/// `tracking_since_ms`: no consent is retroactive, so events a visitor sent
+/// while denying, revoked or erased stay dropped even when they arrive
+/// (pipeline lag) after a later grant. Built only by
+/// [`ConsentState::after`], so that applying a record and loading it from
+/// the compacted topic give the same state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentState {
     /// Time of the record that set it.
@@ -25,6 +70,114 @@ pub struct ConsentState {
     pub erased: bool,
     /// Tracking was granted at some point (so a denial is a revocation).
     pub ever_granted: bool,
+    /// While tracking is granted: the time of the record that started the
+    /// current uninterrupted period of grants (a grant that followed a
+    /// denial, revocation or erasure); events dated before it are dropped
+    /// for `prior_denial`. `i64::MIN` when no record before that period
+    /// denied tracking (the first record granted it, or opt-out defaults
+    /// that grant it applied before), so events from before a visitor's
+    /// first record keep the pre-consent rules. Always `i64::MIN` while
+    /// tracking is not granted (the gate drops everything then; the next
+    /// grant sets it afresh).
+    #[serde(default = "unbounded", skip_serializing_if = "is_unbounded")]
+    pub tracking_since_ms: i64,
+    /// What the state was just before `tracking_since_ms` (the drop reason
+    /// of an event dated before it).
+    #[serde(default, skip_serializing_if = "PriorDenial::is_no_consent")]
+    pub prior_denial: PriorDenial,
+}
+
+impl ConsentState {
+    /// Whether this state grants `tracking` (an erasure grants nothing).
+    pub fn tracking(&self) -> bool {
+        !self.erased && self.purposes.grants(Purpose::Tracking)
+    }
+
+    /// Why this state denies tracking, or `None` when it grants it.
+    pub fn denial(&self) -> Option<PriorDenial> {
+        if self.erased {
+            Some(PriorDenial::Erased)
+        } else if self.purposes.grants(Purpose::Tracking) {
+            None
+        } else if self.ever_granted {
+            Some(PriorDenial::Revoked)
+        } else {
+            Some(PriorDenial::NoConsent)
+        }
+    }
+
+    /// The state after a valid record dated `time_ms`, or `None` when the
+    /// record is stale (older than `current`, or not strictly newer than an
+    /// erasure) and changes nothing. `no_record_tracks`: whether a visitor
+    /// without any record is tracked (opt-out defaults that grant
+    /// `tracking`), which makes a first denial a revocation. The one place
+    /// the transition is written: applying a record and loading it from the
+    /// compacted topic both use it.
+    pub fn after(
+        current: Option<ConsentState>,
+        change: &ConsentChange,
+        time_ms: i64,
+        no_record_tracks: bool,
+    ) -> Option<ConsentState> {
+        let purposes = match change {
+            // Erasure is a right, not a state: it applies whatever its
+            // timestamp, and only a strictly newer grant lifts it.
+            ConsentChange::Erase => {
+                return Some(ConsentState {
+                    time_ms: current.map_or(time_ms, |c| c.time_ms.max(time_ms)),
+                    purposes: PurposeSet::NONE,
+                    erased: true,
+                    ever_granted: false,
+                    tracking_since_ms: i64::MIN,
+                    prior_denial: PriorDenial::NoConsent,
+                });
+            }
+            ConsentChange::State(p) => *p,
+        };
+        // Ties go to the later read, except against an erasure.
+        if current.is_some_and(|c| time_ms < c.time_ms || (c.erased && time_ms == c.time_ms)) {
+            return None;
+        }
+        let tracking = purposes.grants(Purpose::Tracking);
+        let was_tracking = current.map_or(no_record_tracks, |c| c.tracking());
+        let (tracking_since_ms, prior_denial) = match current.map(|c| (c, c.denial())) {
+            // Not granting: nothing passes the gate, so no bound is kept.
+            _ if !tracking => (i64::MIN, PriorDenial::NoConsent),
+            // A first record that grants: earlier events are pre-consent.
+            None => (i64::MIN, PriorDenial::NoConsent),
+            // A grant after a grant (e.g. other purposes): same period.
+            Some((c, None)) => (c.tracking_since_ms, c.prior_denial),
+            // A grant after a denial, revocation or erasure: a new period.
+            Some((_, Some(denial))) => (time_ms, denial),
+        };
+        Some(ConsentState {
+            time_ms,
+            purposes,
+            erased: false,
+            ever_granted: tracking || was_tracking || current.is_some_and(|c| c.ever_granted),
+            tracking_since_ms,
+            prior_denial,
+        })
+    }
+
+    /// The lower bound this state puts on event time and the drop reason
+    /// below it; `None` when there is none (unbounded, or tracking is not
+    /// granted and the gate drops everything anyway).
+    pub fn bound(&self) -> Option<(i64, PriorDenial)> {
+        (self.tracking() && self.tracking_since_ms != i64::MIN)
+            .then_some((self.tracking_since_ms, self.prior_denial))
+    }
+
+    /// Merges a granted interval's start restored from the changelog (the
+    /// compacted consent topic may no longer hold the denial that started
+    /// it): the later start wins. Ignored unless this state grants
+    /// tracking (a denial or erasure since then ended that interval).
+    pub fn merge_restored_since(&mut self, since_ms: i64, prior: PriorDenial) {
+        if self.tracking() && since_ms > self.tracking_since_ms {
+            self.tracking_since_ms = since_ms;
+            self.prior_denial = prior;
+        }
+    }
 }
 
 /// An event waiting for the visitor's first consent record. The bytes are
@@ -207,6 +360,17 @@ pub struct VisitorSnapshot {
     pub last_offer_ms: Option<i64>,
     /// Last event time.
     pub last_event_ms: Option<i64>,
+    /// [`ConsentState::tracking_since_ms`] when it is not `i64::MIN`
+    /// (absent in snapshots of older versions and of visitors without a
+    /// bound): compaction keeps only a visitor's latest consent record, so
+    /// the denial or erasure before a grant may be gone from the topic
+    /// after a restart; this keeps the bound, and so the gate's decisions,
+    /// independent of restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_since_ms: Option<i64>,
+    /// [`ConsentState::prior_denial`], with `tracking_since_ms`.
+    #[serde(default, skip_serializing_if = "PriorDenial::is_no_consent")]
+    pub prior_denial: PriorDenial,
 }
 
 impl VisitorEntry {
@@ -243,15 +407,29 @@ impl VisitorEntry {
         self.activity.as_ref().is_some_and(|a| !a.is_empty())
     }
 
-    /// The changelog form, or `None` when only a tombstone is due.
+    /// The start of the current granted interval, when it bounds event
+    /// time (see [`ConsentState::tracking_since_ms`]).
+    pub fn tracking_since(&self) -> Option<(i64, PriorDenial)> {
+        self.consent.and_then(|c| c.bound())
+    }
+
+    /// The changelog form, or `None` when only a tombstone is due: nothing
+    /// but consent is held and the granted interval is unbounded (an erased
+    /// or denying visitor always gets a tombstone).
     pub fn snapshot(&self) -> Option<VisitorSnapshot> {
-        let a = self.activity.as_deref()?;
-        self.has_state().then(|| VisitorSnapshot {
+        let since = self.tracking_since();
+        if !self.has_state() && since.is_none() {
+            return None;
+        }
+        let a = self.activity.as_deref();
+        Some(VisitorSnapshot {
             v: 1,
-            session: a.session.clone(),
-            buffer: a.buffer.to_vec(),
-            last_offer_ms: a.last_offer_ms.get(),
+            session: a.and_then(|a| a.session.clone()),
+            buffer: a.map_or_else(Vec::new, |a| a.buffer.to_vec()),
+            last_offer_ms: a.and_then(|a| a.last_offer_ms.get()),
             last_event_ms: self.last_event_ms.get(),
+            tracking_since_ms: since.map(|(t, _)| t),
+            prior_denial: since.map_or(PriorDenial::NoConsent, |(_, r)| r),
         })
     }
 
@@ -272,12 +450,31 @@ mod tests {
     #[test]
     fn entries_stay_small() {
         // The hash table pays this twice per visitor (load factor), so a
-        // regression here is a regression in memory per visitor.
-        assert!(std::mem::size_of::<VisitorEntry>() <= 32);
+        // regression here is a regression in memory per visitor. 40 = the
+        // 24-byte consent state (time, granted-interval start, purposes and
+        // flags: the start is what makes no consent retroactive) + the
+        // latest event time + the activity pointer.
+        assert!(std::mem::size_of::<Option<ConsentState>>() <= 24);
+        assert!(std::mem::size_of::<VisitorEntry>() <= 40);
         // One heap block per active visitor: 488 bytes is glibc's 496-byte
         // size class (with its 8-byte header); one byte more costs 16.
         #[cfg(target_pointer_width = "64")]
         assert!(std::mem::size_of::<Activity>() <= 488);
+    }
+
+    #[test]
+    fn consent_json_shows_the_interval_start_only_when_bounded() {
+        let grant = ConsentChange::State(PurposeSet::from_purposes(&[Purpose::Tracking]));
+        let deny = ConsentChange::State(PurposeSet::NONE);
+        let first = ConsentState::after(None, &grant, 10, false).unwrap();
+        let json = serde_json::to_value(first).unwrap();
+        assert!(json.get("tracking_since_ms").is_none() && json.get("prior_denial").is_none());
+        let denied = ConsentState::after(Some(first), &deny, 20, false).unwrap();
+        let again = ConsentState::after(Some(denied), &grant, 30, false).unwrap();
+        assert_eq!(again.bound(), Some((30, PriorDenial::Revoked)));
+        let json = serde_json::to_string(&again).unwrap();
+        assert!(json.contains(r#""tracking_since_ms":30,"prior_denial":"revoked""#));
+        assert_eq!(serde_json::from_str::<ConsentState>(&json).unwrap(), again);
     }
 
     #[test]

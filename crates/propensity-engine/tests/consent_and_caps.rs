@@ -4,9 +4,15 @@
 //! a small window, explicit or derived sessions, duplicate ids, malformed
 //! records) for a handful of visitors:
 //!
-//! - the consent gate, checked against an independent model of consent
-//!   semantics (latest timestamp wins, ties go to the later read; erasure
-//!   applies whatever its time and only a strictly newer record lifts it);
+//! - the consent gate, checked event by event against an independent model
+//!   of consent semantics (latest timestamp wins, ties go to the later read;
+//!   erasure applies whatever its time and only a strictly newer record
+//!   lifts it; no consent is retroactive: an event dated before the grant
+//!   that ended the visitor's latest denial, revocation or erasure is
+//!   dropped for that state), including the drop reason of every event;
+//! - `load_consent` leaves the same consent state as applying the records,
+//!   and a snapshot + restore + the latest record alone (what compaction
+//!   leaves) gives the same gate;
 //! - frequency caps (per map and per session, minimum gap per visitor);
 //! - determinism (two fresh runs give byte-identical outputs);
 //! - counter reconciliation after `finish`.
@@ -27,7 +33,9 @@ use common::{
 use propensity_engine::config::ConsentMode;
 use propensity_engine::purpose::Purpose;
 use propensity_engine::timestamp::parse_rfc3339;
-use propensity_engine::{DropReason, Engine, EngineConfig, ModelSet, Offer, Origin};
+use propensity_engine::{
+    DropReason, Engine, EngineConfig, EngineCounters, ModelSet, Offer, Origin,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
@@ -228,6 +236,8 @@ enum Record {
         key: Option<Vec<u8>>,
         bytes: Vec<u8>,
         valid: bool,
+        /// Event time (of a valid event).
+        time_ms: i64,
     },
     Consent {
         visitor: usize,
@@ -326,6 +336,7 @@ fn render(styles: &[u8; 4], ops: &[Op]) -> Vec<Record> {
                     key: keyed.then(|| v.as_bytes().to_vec()),
                     bytes: bytes(&value),
                     valid: true,
+                    time_ms: t,
                 });
             }
             Op::Consent {
@@ -413,6 +424,7 @@ fn render(styles: &[u8; 4], ops: &[Op]) -> Vec<Record> {
                     key,
                     bytes,
                     valid: false,
+                    time_ms: clock,
                 });
             }
             Op::BadConsent { visitor, variant } => {
@@ -457,22 +469,57 @@ fn render(styles: &[u8; 4], ops: &[Op]) -> Vec<Record> {
 /// The latest consent state of one visitor in the test's own model.
 #[derive(Debug, Clone, Copy)]
 struct ModelState {
+    /// Record time (for an erasure: the latest time seen up to it).
     time_ms: i64,
     /// tracking, support, sales, marketing.
     purposes: [bool; 4],
     erased: bool,
-    /// Tracking was granted by a record since the last erasure.
+    /// Tracking was granted (by a record, or by opt-out defaults before the
+    /// first record) since the last erasure.
     ever_tracked: bool,
+}
+
+impl ModelState {
+    /// Why an event is dropped under this state (`None`: it grants tracking).
+    fn denial(&self) -> Option<DropReason> {
+        if self.erased {
+            Some(DropReason::Erased)
+        } else if self.purposes[0] {
+            None
+        } else if self.ever_tracked {
+            Some(DropReason::Revoked)
+        } else {
+            Some(DropReason::NoConsent)
+        }
+    }
+}
+
+/// What the gate must do with a valid event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Past the gate: processed, or dropped as duplicate or late.
+    Pass,
+    /// Waits for a first record (or overflows the buffer).
+    Buffer,
+    /// Dropped by the gate, for this reason.
+    Drop(DropReason),
 }
 
 /// Consent semantics written from the contract, independently of the
 /// engine: the record with the greatest timestamp wins, ties go to the
 /// record read later; an erasure applies whatever its timestamp and blocks
 /// everything until a record strictly newer than everything seen before it.
+/// No consent is retroactive: the model keeps every state a visitor went
+/// through and, for an event, looks back from the latest one over the
+/// trailing run of states granting tracking; if a state denying it comes
+/// before that run, an event dated before the run's first record is
+/// dropped for that state.
 struct ConsentModel {
     opt_in: bool,
     defaults: [bool; 4],
     states: Vec<Option<ModelState>>,
+    /// Every state each visitor went through (applied records), in order.
+    history: Vec<Vec<ModelState>>,
 }
 
 impl ConsentModel {
@@ -487,6 +534,7 @@ impl ConsentModel {
             ]
             .map(|p| config.opt_out_purposes.grants(p)),
             states: vec![None; VISITORS.len()],
+            history: vec![Vec::new(); VISITORS.len()],
         }
     }
 
@@ -512,19 +560,46 @@ impl ConsentModel {
         self.purposes(v)[i]
     }
 
+    /// The start of the current granted interval and the reason for events
+    /// before it, when tracking is granted and a denial precedes the run of
+    /// grants; `None` otherwise.
+    fn bound(&self, v: usize) -> Option<(i64, DropReason)> {
+        let h = &self.history[v];
+        let first_grant = h.iter().rposition(|s| s.denial().is_some())? + 1;
+        let grant = h.get(first_grant)?;
+        Some((grant.time_ms, h[first_grant - 1].denial()?))
+    }
+
+    /// What the gate must do with a valid event of `v` dated `t`.
+    fn fate(&self, v: usize, t: i64) -> Fate {
+        let Some(state) = self.states[v] else {
+            return match (self.opt_in, self.defaults[0]) {
+                (true, _) => Fate::Buffer,
+                (false, true) => Fate::Pass,
+                (false, false) => Fate::Drop(DropReason::NoConsent),
+            };
+        };
+        if let Some(reason) = state.denial() {
+            return Fate::Drop(reason);
+        }
+        match self.bound(v) {
+            Some((since, reason)) if t < since => Fate::Drop(reason),
+            _ => Fate::Pass,
+        }
+    }
+
     /// Applies a record; false when it is stale (ignored).
     fn apply(&mut self, v: usize, time_ms: i64, change: Change) -> bool {
         let current = self.states[v];
-        match change {
+        let next = match change {
             Change::Erase => {
                 let since = current.map_or(time_ms, |c| c.time_ms.max(time_ms));
-                self.states[v] = Some(ModelState {
+                ModelState {
                     time_ms: since,
                     purposes: [false; 4],
                     erased: true,
                     ever_tracked: false,
-                });
-                true
+                }
             }
             Change::State(purposes) => {
                 if let Some(c) = current {
@@ -532,15 +607,22 @@ impl ConsentModel {
                         return false;
                     }
                 }
-                self.states[v] = Some(ModelState {
+                let tracked_before = match current {
+                    Some(c) => c.ever_tracked,
+                    // Opt-out defaults that grant tracking count as a grant.
+                    None => !self.opt_in && self.defaults[0],
+                };
+                ModelState {
                     time_ms,
                     purposes,
                     erased: false,
-                    ever_tracked: purposes[0] || current.is_some_and(|c| c.ever_tracked),
-                });
-                true
+                    ever_tracked: purposes[0] || tracked_before,
+                }
             }
-        }
+        };
+        self.states[v] = Some(next);
+        self.history[v].push(next);
+        true
     }
 }
 
@@ -678,6 +760,9 @@ struct RunResult {
     sessions_at_cap: usize,
     /// (session, map) pairs that reached a per-map cap above 1.
     maps_at_cap: usize,
+    /// Events dropped, by reason, although the latest state grants tracking
+    /// (dated before the current granted interval).
+    dropped_before_grant: [u64; 3],
 }
 
 fn feed(engine: &mut Engine, record: &Record, sink: &mut RecordingSink) {
@@ -716,32 +801,79 @@ fn run_checked(v: &Variant, records: &[Record]) -> Result<RunResult, TestCaseErr
     let mut predicted_erased = 0u64;
     let mut predicted_no_consent = 0u64;
     let mut stale_consent = 0u64;
+    // Fed every consent record through `load_consent` only (a restore).
+    let mut loaded = Engine::new(v.config.clone(), v.models.clone());
+    // Per visitor: the latest consent record applied (not stale).
+    let mut latest_applied: Vec<Option<&Record>> = vec![None; VISITORS.len()];
+    let mut dropped_before_grant = [0u64; 3];
 
     for (i, record) in records.iter().enumerate() {
         let before = sink.outputs.len();
+        let counters_before = engine.counters().clone();
+        let snapshots_before: Vec<Option<Vec<u8>>> =
+            VISITORS.iter().map(|n| engine.snapshot(n)).collect();
+        let changes_before = sink.state_changes.len();
         feed(&mut engine, record, &mut sink);
+        // The changelog sees every change of a visitor's snapshot (the
+        // granted interval's start included).
+        for (n, old) in VISITORS.iter().zip(&snapshots_before) {
+            if engine.snapshot(n) != *old {
+                prop_assert!(
+                    sink.state_changes[changes_before..].iter().any(|c| c == n),
+                    "record {} ({}): snapshot of {} changed, no state_changed",
+                    i,
+                    v.name,
+                    n
+                );
+            }
+        }
         let (visitor, malformed, prior_state) = match record {
-            Record::Event { visitor, valid, .. } => {
+            Record::Event {
+                visitor,
+                valid,
+                time_ms,
+                ..
+            } => {
                 if *valid {
-                    match gate.states[*visitor] {
-                        Some(s) if s.erased => predicted_erased += 1,
-                        Some(s) if !s.purposes[0] && s.ever_tracked => predicted_revoked += 1,
-                        Some(s) if !s.purposes[0] => predicted_no_consent += 1,
+                    let fate = gate.fate(*visitor, *time_ms);
+                    if let (Fate::Drop(r), true) = (fate, gate.tracking(*visitor)) {
+                        dropped_before_grant[r as usize] += 1;
+                    }
+                    match fate {
+                        Fate::Drop(DropReason::Erased) => predicted_erased += 1,
+                        Fate::Drop(DropReason::Revoked) => predicted_revoked += 1,
+                        Fate::Drop(DropReason::NoConsent) => predicted_no_consent += 1,
                         _ => {}
+                    }
+                    check_fate(i, fate, &counters_before, engine.counters()).map_err(|e| {
+                        TestCaseError::fail(format!(
+                            "{e} ({}, {} at {}, consent history {:?})",
+                            v.name, VISITORS[*visitor], time_ms, gate.history[*visitor]
+                        ))
+                    })?;
+                    if fate != Fate::Pass {
+                        prop_assert_eq!(
+                            sink.outputs.len(),
+                            before,
+                            "record {}: outputs for an event the gate stops",
+                            i
+                        );
                     }
                 }
                 (*visitor, !*valid, gate.states[*visitor])
             }
             Record::Consent {
                 visitor,
+                key,
+                value,
                 time_ms,
                 change,
-                ..
             } => {
                 let prior = gate.states[*visitor];
                 if let Some(change) = change {
                     let was_tracking = gate.tracking(*visitor);
                     if gate.apply(*visitor, *time_ms, *change) {
+                        latest_applied[*visitor] = Some(record);
                         if matches!(change, Change::Erase) {
                             caps.erase(*visitor);
                         } else if was_tracking && !gate.tracking(*visitor) {
@@ -751,10 +883,43 @@ fn run_checked(v: &Variant, records: &[Record]) -> Result<RunResult, TestCaseErr
                         stale_consent += 1;
                     }
                 }
+                // Loading the same records leaves the same consent state.
+                loaded.load_consent(key.as_deref(), value.as_deref(), *time_ms);
+                let name = VISITORS[*visitor];
+                prop_assert_eq!(
+                    engine.visitor_view(name).and_then(|(c, _)| c),
+                    loaded.visitor_view(name).and_then(|(c, _)| c),
+                    "record {} ({}): load_consent and apply disagree on {}",
+                    i,
+                    v.name,
+                    name
+                );
                 (*visitor, change.is_none(), prior)
             }
         };
         let name = VISITORS[visitor];
+        // The granted interval's start: in the consent state, and in the
+        // changelog snapshot (so that it survives compaction and restarts).
+        let expected_bound = gate.bound(visitor);
+        let (consent_now, snapshot_now) = engine.visitor_view(name).unwrap_or_default();
+        prop_assert_eq!(
+            consent_now
+                .and_then(|c| c.bound())
+                .map(|(t, r)| (t, DropReason::from(r))),
+            expected_bound,
+            "record {} ({}): granted interval of {} (history {:?})",
+            i,
+            v.name,
+            name,
+            gate.history[visitor]
+        );
+        prop_assert_eq!(
+            snapshot_now.and_then(|s| s.tracking_since_ms),
+            expected_bound.map(|(t, _)| t),
+            "record {}: snapshot of {} does not carry the granted interval",
+            i,
+            name
+        );
         let new = &sink.outputs[before..];
         let mut offers = 0;
         let mut dead_letters = 0;
@@ -863,6 +1028,39 @@ fn run_checked(v: &Variant, records: &[Record]) -> Result<RunResult, TestCaseErr
         );
     }
 
+    // A restart: each visitor's snapshot restored into a fresh engine, then
+    // only the visitor's latest applied consent record loaded (what
+    // compaction leaves of the consent topic). The gate must be the same.
+    for (visitor, name) in VISITORS.iter().enumerate() {
+        let Some(Record::Consent {
+            key,
+            value,
+            time_ms,
+            ..
+        }) = latest_applied[visitor]
+        else {
+            continue;
+        };
+        let mut restarted = Engine::new(v.config.clone(), v.models.clone());
+        restarted
+            .restore(name, engine.snapshot(name).as_deref())
+            .map_err(|e| TestCaseError::fail(format!("restore: {e}")))?;
+        restarted.load_consent(key.as_deref(), value.as_deref(), *time_ms);
+        let gate_of = |e: &Engine| {
+            e.visitor_view(name)
+                .and_then(|(c, _)| c)
+                .map(|c| (c.tracking(), c.bound()))
+        };
+        prop_assert_eq!(
+            gate_of(&restarted),
+            gate_of(&engine),
+            "{} ({}): the gate differs after a restart (history {:?})",
+            name,
+            v.name,
+            gate.history[visitor]
+        );
+    }
+
     engine.finish(&mut sink);
     let c = engine.counters().clone();
     let event_records = records
@@ -901,7 +1099,9 @@ fn run_checked(v: &Variant, records: &[Record]) -> Result<RunResult, TestCaseErr
         c.offers_by_map.iter().sum::<u64>()
     );
     prop_assert_eq!(sink.scores().len() as u64, c.scores);
-    if gate.opt_in {
+    {
+        // Exact for revocations (only the gate drops as revoked); buffered
+        // events dropped by an erasure or a first denial add to the others.
         let dropped = |r: DropReason| c.events_dropped[r as usize];
         prop_assert_eq!(
             dropped(DropReason::Revoked),
@@ -938,7 +1138,103 @@ fn run_checked(v: &Variant, records: &[Record]) -> Result<RunResult, TestCaseErr
         stale_consent,
         sessions_at_cap,
         maps_at_cap,
+        dropped_before_grant,
     })
+}
+
+/// Checks, from the counters before and after one valid event, that the
+/// event met the fate the model predicts (and nothing else happened to it).
+fn check_fate(
+    i: usize,
+    fate: Fate,
+    before: &EngineCounters,
+    after: &EngineCounters,
+) -> Result<(), TestCaseError> {
+    let d = |r: DropReason| after.events_dropped[r as usize] - before.events_dropped[r as usize];
+    let processed = after.events_processed - before.events_processed;
+    let gate_drops = [
+        DropReason::NoConsent,
+        DropReason::Revoked,
+        DropReason::Erased,
+    ];
+    // Other visitors' buffered events may expire as the watermark moves.
+    let buffered_gain = (after.buffered_events + d(DropReason::PreConsentTtl)) as i64
+        - before.buffered_events as i64;
+    match fate {
+        Fate::Drop(reason) => {
+            for r in gate_drops {
+                prop_assert_eq!(
+                    d(r),
+                    u64::from(r == reason),
+                    "record {}: expected a drop as {}, got {:?} → {:?}",
+                    i,
+                    reason.code(),
+                    before.events_dropped,
+                    after.events_dropped
+                );
+            }
+            prop_assert_eq!(
+                processed + d(DropReason::Duplicate) + d(DropReason::Late),
+                0,
+                "record {}: dropped as {} by the model, passed the gate",
+                i,
+                reason.code()
+            );
+            prop_assert_eq!(
+                buffered_gain,
+                0,
+                "record {}: a dropped event was buffered",
+                i
+            );
+        }
+        Fate::Pass => {
+            for r in gate_drops {
+                prop_assert_eq!(
+                    d(r),
+                    0,
+                    "record {}: expected to pass the gate, dropped as {}",
+                    i,
+                    r.code()
+                );
+            }
+            prop_assert_eq!(
+                processed + d(DropReason::Duplicate) + d(DropReason::Late),
+                1,
+                "record {}: expected processed, duplicate or late",
+                i
+            );
+            prop_assert_eq!(
+                buffered_gain,
+                0,
+                "record {}: a passing event was buffered",
+                i
+            );
+        }
+        Fate::Buffer => {
+            for r in gate_drops {
+                prop_assert_eq!(
+                    d(r),
+                    0,
+                    "record {}: expected buffered, dropped as {}",
+                    i,
+                    r.code()
+                );
+            }
+            prop_assert_eq!(
+                processed + d(DropReason::Duplicate) + d(DropReason::Late),
+                0,
+                "record {}: expected buffered, passed the gate",
+                i
+            );
+            prop_assert_eq!(
+                buffered_gain + d(DropReason::PreConsentOverflow) as i64,
+                1,
+                "record {}: expected buffered (or overflowed)",
+                i
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Every output serialized, in order.
@@ -993,6 +1289,7 @@ fn generated_scenarios_cover_the_interesting_paths() {
     let mut sessions_at_cap = 0;
     let mut maps_at_cap = 0;
     let mut dropped = [0u64; 7];
+    let mut before_grant = [0u64; 3];
     let mut maps = std::collections::BTreeSet::new();
     for _ in 0..96 {
         let (variant_idx, styles, ops) = strategy
@@ -1012,6 +1309,9 @@ fn generated_scenarios_cover_the_interesting_paths() {
         sessions_at_cap += run.sessions_at_cap;
         maps_at_cap += run.maps_at_cap;
         for (d, n) in dropped.iter_mut().zip(c.events_dropped) {
+            *d += n;
+        }
+        for (d, n) in before_grant.iter_mut().zip(run.dropped_before_grant) {
             *d += n;
         }
         for o in run.sink.offers() {
@@ -1045,7 +1345,13 @@ fn generated_scenarios_cover_the_interesting_paths() {
             r.code()
         );
     }
-    eprintln!("coverage: at cap {sessions_at_cap} {maps_at_cap} offers {offers} {offers_per_variant:?} cap {by_cap} purpose {by_purpose} rev {revocations} er {erasures} stale {stale} dropped {dropped:?} maps {maps:?}");
+    // No consent is retroactive: events dated before a re-grant reach the
+    // gate after it, for each kind of state the grant ended.
+    assert!(
+        before_grant.iter().all(|n| *n > 0),
+        "events before a re-grant (no consent, revoked, erased): {before_grant:?}"
+    );
+    eprintln!("coverage: before grant {before_grant:?} at cap {sessions_at_cap} {maps_at_cap} offers {offers} {offers_per_variant:?} cap {by_cap} purpose {by_purpose} rev {revocations} er {erasures} stale {stale} dropped {dropped:?} maps {maps:?}");
     assert_eq!(
         maps.len(),
         VARIANTS[0].config.action_maps.len(),
@@ -1243,4 +1549,264 @@ fn shipped_settings_load_and_match_the_file() {
     );
     assert_eq!(c.max_offers_per_session, 3);
     assert_eq!(c.min_offer_gap_ms, 10_000);
+}
+
+// ------------------------------------------------- no consent is retroactive
+
+/// A page view record for `run_plain`.
+fn view(id: &str, visitor: &str, t: i64) -> (bool, Vec<u8>, i64) {
+    (
+        false,
+        bytes(&page_view(id, visitor, t, "https://s/cart")),
+        t,
+    )
+}
+
+/// A consent record for `run_plain`.
+fn state(visitor: &str, t: i64, purposes: &[&str]) -> (bool, Vec<u8>, i64) {
+    (true, bytes(&consent(visitor, t, purposes)), t)
+}
+
+/// An erasure record for `run_plain`.
+fn erasure(visitor: &str, t: i64) -> (bool, Vec<u8>, i64) {
+    (
+        true,
+        bytes(&json!({"visitor_id": visitor, "timestamp": rfc3339(t), "erase": true})),
+        t,
+    )
+}
+
+/// The ids of the events scored, each once, in order.
+fn scored_ids(sink: &RecordingSink) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for s in sink.scores() {
+        if ids.last() != Some(&s.event_id) {
+            ids.push(s.event_id.clone());
+        }
+    }
+    ids
+}
+
+fn dropped(engine: &Engine, r: DropReason) -> u64 {
+    engine.counters().events_dropped[r as usize]
+}
+
+#[test]
+fn events_sent_while_erased_stay_dropped_after_a_re_grant() {
+    let config = config_from(&low_threshold_settings());
+    let t0 = BASE_MS;
+    let records = vec![
+        state("v", t0, &["tracking"]),
+        view("e1", "v", t0 + 1_000),
+        erasure("v", t0 + 10_000),
+        state("v", t0 + 30_000, &["tracking", "sales"]),
+        // The pipeline lags: events sent while erased arrive after the
+        // re-grant. None of them may be processed.
+        view("e2", "v", t0 + 15_000),
+        view("e3", "v", t0 + 20_000),
+        view("e4", "v", t0 + 29_999),
+        // From the grant's own millisecond on, events are processed.
+        view("e5", "v", t0 + 30_000),
+        view("e6", "v", t0 + 40_000),
+    ];
+    let (engine, sink) = run_plain(&config, &records);
+    assert_eq!(scored_ids(&sink), ["e1", "e5", "e6"]);
+    let c = engine.counters();
+    assert_eq!(c.events_processed, 3);
+    assert_eq!(dropped(&engine, DropReason::Erased), 3);
+    assert_eq!(c.dropped_total(), 3);
+    assert!(c.reconciles(), "{c:?}");
+    assert_eq!(c.consent_applied, 3);
+}
+
+#[test]
+fn events_sent_while_revoked_stay_dropped_after_a_re_grant() {
+    let config = config_from(&low_threshold_settings());
+    let t0 = BASE_MS;
+    let records = vec![
+        state("v", t0, &["tracking"]),
+        view("e1", "v", t0 + 1_000),
+        state("v", t0 + 10_000, &[]),
+        state("v", t0 + 30_000, &["tracking"]),
+        view("e2", "v", t0 + 15_000),
+        view("e3", "v", t0 + 29_000),
+        // Sent in the earlier granted period, arriving after revocation and
+        // re-grant: dropped too (the revocation wiped that period).
+        view("e0", "v", t0 + 5_000),
+        view("e4", "v", t0 + 31_000),
+    ];
+    let (engine, sink) = run_plain(&config, &records);
+    assert_eq!(scored_ids(&sink), ["e1", "e4"]);
+    let c = engine.counters();
+    assert_eq!(c.revocations, 1);
+    assert_eq!(dropped(&engine, DropReason::Revoked), 3);
+    assert_eq!(c.dropped_total(), 3);
+    assert!(c.reconciles(), "{c:?}");
+}
+
+#[test]
+fn events_sent_while_denied_stay_dropped_after_a_grant_and_purpose_changes() {
+    let config = config_from(&low_threshold_settings());
+    let t0 = BASE_MS;
+    let records = vec![
+        // The first record denies: the later grant bounds event time.
+        state("v", t0, &["support"]),
+        state("v", t0 + 30_000, &["tracking"]),
+        // A grant after a grant (purposes change) keeps the same period.
+        state("v", t0 + 40_000, &["tracking", "sales", "marketing"]),
+        view("e1", "v", t0 + 10_000),
+        view("e2", "v", t0 + 35_000),
+        // Before the first record, but the first record denied: dropped.
+        view("e0", "v", t0 - 5_000),
+        view("e3", "v", t0 + 45_000),
+    ];
+    let (engine, sink) = run_plain(&config, &records);
+    assert_eq!(scored_ids(&sink), ["e2", "e3"]);
+    let c = engine.counters();
+    assert_eq!(c.revocations, 0);
+    assert_eq!(dropped(&engine, DropReason::NoConsent), 2);
+    assert_eq!(c.dropped_total(), 2);
+    assert!(c.reconciles(), "{c:?}");
+    let (consent, _) = engine.visitor_view("v").expect("held");
+    let consent = consent.expect("consent");
+    assert_eq!(consent.tracking_since_ms, t0 + 30_000);
+}
+
+#[test]
+fn a_first_grant_leaves_earlier_events_to_the_pre_consent_rules() {
+    // Opt-in: events before the first record wait and are released by it.
+    let config = config_from(&low_threshold_settings());
+    let t0 = BASE_MS;
+    let (engine, sink) = run_plain(
+        &config,
+        &[
+            view("e1", "v", t0),
+            view("e2", "v", t0 + 2_000),
+            state("v", t0 + 5_000, &["tracking"]),
+            // Late but within the bounds: no lower bound after a first grant.
+            view("e3", "v", t0 + 1_000),
+        ],
+    );
+    assert_eq!(scored_ids(&sink), ["e1", "e2", "e3"]);
+    assert!(engine.counters().reconciles());
+    let (consent, snapshot) = engine.visitor_view("v").expect("held");
+    assert_eq!(consent.expect("consent").tracking_since_ms, i64::MIN);
+    assert_eq!(snapshot.expect("a session").tracking_since_ms, None);
+    // Opt-out with defaults granting tracking: a first grant is not a new
+    // period either.
+    let mut s = low_threshold_settings();
+    s.consent.mode = ConsentMode::OptOut;
+    let (engine, sink) = run_plain(
+        &config_from(&s),
+        &[
+            view("e1", "v", t0),
+            state("v", t0 + 5_000, &["tracking"]),
+            view("e2", "v", t0 + 1_000),
+        ],
+    );
+    assert_eq!(scored_ids(&sink), ["e1", "e2"]);
+    assert_eq!(engine.counters().dropped_total(), 0);
+}
+
+#[test]
+fn the_granted_interval_survives_a_restart_after_compaction() {
+    let config = config_from(&low_threshold_settings());
+    let t0 = BASE_MS;
+    let grant = consent("v", t0 + 30_000, &["tracking"]);
+    // Engine A sees the erasure and the grant.
+    let (mut a, mut sink) = run_plain(
+        &config,
+        &[state("v", t0, &["tracking"]), erasure("v", t0 + 10_000)],
+    );
+    assert_eq!(a.snapshot("v"), None, "erased: a tombstone");
+    sink.state_changes.clear();
+    a.process_consent(
+        None,
+        Some(&bytes(&grant)),
+        t0 + 30_000,
+        &Origin::Unknown,
+        None,
+        &mut sink,
+    );
+    assert_eq!(
+        sink.state_changes,
+        ["v"],
+        "a new granted interval must reach the changelog"
+    );
+    let snapshot = a.snapshot("v").expect("the interval start is snapshotted");
+    let json: Value = serde_json::from_slice(&snapshot).expect("JSON");
+    assert_eq!(json["tracking_since_ms"], json!(t0 + 30_000));
+    assert_eq!(json["prior_denial"], json!("erased"));
+
+    // Engine B restarts from the changelog and the compacted consent topic,
+    // which holds only the grant.
+    let while_erased = bytes(&page_view("e1", "v", t0 + 20_000, "https://s/cart"));
+    let after_grant = bytes(&page_view("e2", "v", t0 + 31_000, "https://s/cart"));
+    let restart = |restore_first: bool| {
+        let mut b = Engine::new(config.clone(), test_models(&config));
+        if restore_first {
+            b.restore("v", Some(&snapshot)).expect("restores");
+        }
+        assert!(b.load_consent(None, Some(&bytes(&grant)), t0 + 30_000));
+        if !restore_first {
+            b.restore("v", Some(&snapshot)).expect("restores");
+        }
+        let mut sink = RecordingSink::default();
+        for e in [&while_erased, &after_grant] {
+            b.process_event(None, e, &Origin::Unknown, None, &mut sink);
+        }
+        (b, sink)
+    };
+    for restore_first in [true, false] {
+        let (b, sink) = restart(restore_first);
+        assert_eq!(scored_ids(&sink), ["e2"], "restore first: {restore_first}");
+        assert_eq!(dropped(&b, DropReason::Erased), 1);
+        assert!(b.counters().reconciles());
+        // And B writes the bound again with the visitor's next snapshot.
+        let json: Value =
+            serde_json::from_slice(&b.snapshot("v").expect("a session")).expect("JSON");
+        assert_eq!(json["tracking_since_ms"], json!(t0 + 30_000));
+        assert_eq!(json["prior_denial"], json!("erased"));
+    }
+
+    // Without the snapshot, the compacted topic alone would let it through:
+    // the snapshot is what keeps the result independent of the restart.
+    let mut c = Engine::new(config.clone(), test_models(&config));
+    assert!(c.load_consent(None, Some(&bytes(&grant)), t0 + 30_000));
+    let mut sink = RecordingSink::default();
+    c.process_event(None, &while_erased, &Origin::Unknown, None, &mut sink);
+    assert_eq!(c.counters().events_processed, 1);
+
+    // A snapshot written before this field existed still restores, and a
+    // visitor without a bound writes nothing new.
+    let old = br#"{"v":1,"session":null,"buffer":[],"last_offer_ms":null,"last_event_ms":null}"#;
+    let mut d = Engine::new(config.clone(), test_models(&config));
+    d.restore("w", Some(old)).expect("old snapshots restore");
+    let (e, _) = run_plain(
+        &config,
+        &[state("w", t0, &["tracking"]), view("e1", "w", t0 + 1_000)],
+    );
+    let json: Value = serde_json::from_slice(&e.snapshot("w").expect("a session")).expect("JSON");
+    assert!(json.get("tracking_since_ms").is_none() && json.get("prior_denial").is_none());
+}
+
+#[test]
+fn an_erasure_after_a_re_grant_still_leaves_only_a_tombstone() {
+    let config = config_from(&low_threshold_settings());
+    let t0 = BASE_MS;
+    let (engine, _) = run_plain(
+        &config,
+        &[
+            state("v", t0, &[]),
+            state("v", t0 + 10_000, &["tracking"]),
+            view("e1", "v", t0 + 11_000),
+            erasure("v", t0 + 20_000),
+        ],
+    );
+    assert_eq!(engine.counters().events_processed, 1);
+    // Nothing but the in-memory erasure is held: the changelog gets a
+    // tombstone.
+    assert_eq!(engine.snapshot("v"), None);
+    let (consent, snapshot) = engine.visitor_view("v").expect("the erasure is kept");
+    assert!(consent.expect("consent").erased && snapshot.is_none());
 }

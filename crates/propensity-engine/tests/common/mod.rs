@@ -207,6 +207,8 @@ pub enum Output {
 pub struct RecordingSink {
     /// Everything emitted, in order.
     pub outputs: Vec<Output>,
+    /// Visitors reported by `state_changed`, in order.
+    pub state_changes: Vec<String>,
 }
 
 impl RecordingSink {
@@ -259,6 +261,10 @@ impl EngineSink for RecordingSink {
 
     fn wants_scores(&self) -> bool {
         true
+    }
+
+    fn state_changed(&mut self, visitor_id: &str) {
+        self.state_changes.push(visitor_id.to_owned());
     }
 
     fn score(&mut self, score: &OutcomeScore<'_>) {
