@@ -31,28 +31,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use propensity_engine::{Engine, EngineConfig, EngineCounters, Origin};
+use propensity_engine::{EngineConfig, EngineCounters, Origin};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::producer::Producer;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, TopicPartitionList};
 
 use crate::access::{partition_of, AccessAnswer, AccessRequest};
 use crate::client_config;
-use crate::delivery::DeliveryWatch;
 use crate::error::KafkaError;
 use crate::metrics::PipelineMetrics;
 use crate::model_handle::ModelHandle;
 use crate::progress::Progress;
 use crate::reader::{OffsetQuery, PartitionReader};
 use crate::settings::KafkaSettings;
-use crate::shard::{
-    send_unproducible, OutputTopics, Outputs, Shard, TxProducer, CONSENT_POSITION_HEADER,
-};
+use crate::shard::{send_unproducible, OutputTopics, Outputs, Shard};
 use crate::status::{add_counters, RuntimeStatus};
-use crate::transaction::{self, AbortOutcome, CommitOutcome, Failure, PolledProducer, RetryPolicy};
+
+mod assignment;
+mod transaction_control;
+
+use transaction_control::create_producer;
 
 /// At most this many events per batch (one consent catch-up per batch).
 const MAX_BATCH: usize = 5000;
@@ -347,21 +347,6 @@ impl Core {
             .collect()
     }
 
-    fn note_assignment(&self, consumer: &BaseConsumer<GroupContext>) {
-        let status = &self.opts.status;
-        let assigned = consumer
-            .assignment()
-            .map(|a| self.events_partitions(&a).len())
-            .unwrap_or(self.shards.len() + self.pending.len());
-        status
-            .assigned_partitions
-            .store(assigned as i64, Ordering::Relaxed);
-        status
-            .restoring_partitions
-            .store(self.pending.len() as i64, Ordering::Relaxed);
-        RuntimeStatus::set(&status.ready, self.pending.is_empty() && !self.rewind);
-    }
-
     fn poll_wait(&self) -> Duration {
         let interval = Duration::from_millis(self.opts.settings.commit_interval_ms);
         interval
@@ -409,16 +394,6 @@ impl Core {
             self.commit(consumer);
         }
         Ok(())
-    }
-
-    fn restore_failed(&mut self, e: KafkaError) {
-        if matches!(e, KafkaError::Shutdown) {
-            return;
-        }
-        tracing::warn!(error = %e, "restore failed, retrying");
-        self.opts.status.error(e.to_string());
-        self.abort_and_rewind();
-        std::thread::sleep(Duration::from_millis(500));
     }
 
     fn refresh_models(&mut self) {
@@ -501,336 +476,6 @@ impl Core {
         if let Ok(mut s) = self.opts.status.stalled_partitions.lock() {
             *s = stalled;
         }
-    }
-
-    fn ensure_txn(&mut self) -> Result<(), KafkaError> {
-        if !self.txn_open {
-            self.out.producer.begin_transaction()?;
-            self.txn_open = true;
-        }
-        Ok(())
-    }
-
-    /// Aborts the open transaction (driven to completion, or the producer
-    /// is replaced) and schedules the rewind of every shard.
-    fn abort_and_rewind(&mut self) {
-        let refused = self.out.producer.context().take_refused();
-        let attempted = self.offsets.clone();
-        self.abort_open();
-        self.after_refusals(refused, attempted);
-        self.rewind = true;
-        RuntimeStatus::set(&self.opts.status.ready, false);
-    }
-
-    /// After a failed transaction: if the broker refused records, find the
-    /// input event behind them (see [`Core::isolation`]). Failures of the
-    /// moment (no refusal) never get here, so an outage never dead-letters
-    /// healthy input.
-    fn after_refusals(&mut self, refused: u64, attempted: BTreeMap<i32, i64>) {
-        if refused == 0 {
-            return;
-        }
-        if let Some((p, offset)) = self.isolated_event.take() {
-            tracing::warn!(
-                partition = p,
-                offset,
-                "the broker refuses the outputs of this event; it is dead-lettered as `unproducible`"
-            );
-            self.unproducible.insert((p, offset));
-        } else if self.isolation.is_none() && !attempted.is_empty() {
-            tracing::warn!(
-                refused,
-                "the broker refused records; processing one event per transaction to find the input behind them"
-            );
-            self.isolation = Some(attempted);
-        }
-    }
-
-    /// Ends the open transaction without committing it. The shards then
-    /// hold uncommitted changes: callers rewind or drop them.
-    fn abort_open(&mut self) {
-        if self.txn_open {
-            let ends = PolledProducer {
-                producer: &self.out.producer,
-                timeout: Duration::from_secs(10),
-            };
-            match transaction::abort(&ends, RetryPolicy::default(), std::thread::sleep) {
-                AbortOutcome::Aborted => {}
-                AbortOutcome::ProducerLost(f) => self.replace_producer(&f),
-            }
-            self.opts.status.aborts.fetch_add(1, Ordering::Relaxed);
-        }
-        self.txn_open = false;
-        self.unproducible_in_txn = 0;
-        self.offsets.clear();
-        self.out.offer_times.clear();
-        self.out.error = None;
-        self.last_commit = Instant::now();
-    }
-
-    /// Replaces the producer; a new one with the same transactional id
-    /// fences the old one and aborts whatever it left open. Retried until
-    /// it works or the instance stops.
-    fn replace_producer(&mut self, why: &Failure) {
-        tracing::warn!(error = %why.message, "recreating the transactional producer");
-        self.opts
-            .status
-            .error(format!("producer replaced: {}", why.message));
-        loop {
-            self.opts
-                .status
-                .producer_restarts
-                .fetch_add(1, Ordering::Relaxed);
-            match create_producer(
-                &self.opts.settings,
-                &self.opts.instance_id,
-                &self.opts.shutdown,
-            ) {
-                Ok(p) => {
-                    self.out.producer = p;
-                    break;
-                }
-                Err(e) if !self.stopping() => {
-                    tracing::warn!(error = %e, "cannot create the producer yet, retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot create the producer while stopping");
-                    break;
-                }
-            }
-        }
-        self.txn_open = false;
-    }
-
-    fn retire(&mut self, shard: Shard) {
-        let mut c = shard.engine.counters().clone();
-        c.buffered_events = 0;
-        c.active_sessions = 0;
-        c.visitors = 0;
-        add_counters(&mut self.retired, &c);
-    }
-
-    fn forget_all_shards(&mut self) {
-        for shard in std::mem::take(&mut self.shards).into_values() {
-            self.retire(shard);
-        }
-        self.progress.clear();
-    }
-
-    /// Partitions are being taken away (cooperative rebalance: only these).
-    /// The open transaction is committed first, while this instance still
-    /// owns them, so their next owner starts exactly where this one ended.
-    fn revoke(&mut self, consumer: &BaseConsumer<GroupContext>, partitions: &[i32], lost: bool) {
-        tracing::info!(partitions = ?partitions, lost, "partitions revoked");
-        if self.txn_open {
-            if lost {
-                // Not a member any more: the commit would be refused.
-                self.abort_and_rewind();
-            } else {
-                self.commit(consumer);
-            }
-        }
-        for p in partitions {
-            self.pending.remove(p);
-            self.progress.revoked(*p);
-            if let Some(shard) = self.shards.remove(p) {
-                self.retire(shard);
-            }
-        }
-        let keep: Vec<(i32, Option<i64>)> = self
-            .consent
-            .assigned()
-            .into_iter()
-            .filter(|(p, _)| !partitions.contains(p))
-            .map(|(p, pos)| (p, Some(pos)))
-            .collect();
-        if let Err(e) = self.consent.assign(&keep) {
-            tracing::warn!(error = %e, "consent reader reassignment failed; rewinding");
-            self.abort_and_rewind();
-        }
-        self.note_assignment(consumer);
-        self.publish_progress();
-    }
-
-    /// After an abort: every shard is rebuilt from the changelog and the
-    /// consent topic, and the consumer is sought back to the committed
-    /// offsets.
-    fn rewind_to_committed(
-        &mut self,
-        consumer: &BaseConsumer<GroupContext>,
-    ) -> Result<(), KafkaError> {
-        self.abort_open();
-        let assignment = consumer.assignment()?;
-        let partitions = self.events_partitions(&assignment);
-        self.forget_all_shards();
-        if let Err(e) = self.consent.assign(&[]) {
-            tracing::warn!(error = %e, "consent reader unassign failed");
-        }
-        self.pending = partitions.iter().copied().collect();
-        // Done once the shards are restored (a failure schedules it again).
-        self.rewind = false;
-        self.restore_pending(consumer)?;
-        let committed = consumer.committed(Duration::from_secs(30))?;
-        let events_topic = self.opts.settings.events_topic.clone();
-        for e in committed.elements() {
-            if e.topic() != events_topic || !partitions.contains(&e.partition()) {
-                continue;
-            }
-            let offset = match e.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::Beginning,
-            };
-            consumer.seek(
-                &events_topic,
-                e.partition(),
-                offset,
-                Duration::from_secs(10),
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Restores the shards of newly assigned partitions: changelog
-    /// snapshots, then consent (records already reflected in the snapshots
-    /// are loaded without effects, newer ones applied normally). The other
-    /// shards are untouched.
-    fn restore_pending(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), KafkaError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let partitions: Vec<i32> = self.pending.iter().copied().collect();
-        let status = self.opts.status.clone();
-        RuntimeStatus::set(&status.ready, false);
-        tracing::info!(partitions = ?partitions, "restoring partition state");
-        let models = self.opts.models.current();
-        self.models_version = self.opts.models.version();
-        self.opts.metrics.set_models(&models);
-        let mut fresh: BTreeMap<i32, Shard> = partitions
-            .iter()
-            .map(|&p| {
-                let engine = Engine::new(self.opts.engine_config.clone(), models.clone());
-                (p, Shard::new(p, engine))
-            })
-            .collect();
-
-        // 1. Changelog: the state as of the last commit.
-        let from_start: Vec<(i32, Option<i64>)> = partitions.iter().map(|p| (*p, None)).collect();
-        self.changelog.assign(&from_start)?;
-        let ends = self.changelog.end_offsets(&partitions)?;
-        let mut restore_error = None;
-        self.changelog
-            .read_until(&ends, &self.opts.shutdown, |p, msg| {
-                let Some(shard) = fresh.get_mut(&p) else {
-                    return;
-                };
-                status.restored_records.fetch_add(1, Ordering::Relaxed);
-                let is_position = msg
-                    .headers()
-                    .is_some_and(|h| h.iter().any(|x| x.key == CONSENT_POSITION_HEADER));
-                if is_position {
-                    if let Some(v) = msg
-                        .payload()
-                        .and_then(|b| std::str::from_utf8(b).ok())
-                        .and_then(|s| s.parse().ok())
-                    {
-                        shard.consent_committed = v;
-                    }
-                    return;
-                }
-                let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                    return;
-                };
-                if let Err(e) = shard.engine.restore(key, msg.payload()) {
-                    restore_error.get_or_insert(e);
-                }
-            })?;
-        self.changelog.assign(&[])?;
-        if let Some(e) = restore_error {
-            // A snapshot we cannot read means state we cannot trust: refuse
-            // to process rather than guess.
-            return Err(e.into());
-        }
-
-        // 2. Consent: rebuilt from the compacted topic itself. Records
-        // below the committed consent position are loaded without effects.
-        let mut consent_assignment: Vec<(i32, Option<i64>)> = self
-            .consent
-            .assigned()
-            .into_iter()
-            .filter(|(p, _)| !fresh.contains_key(p))
-            .map(|(p, pos)| (p, Some(pos)))
-            .collect();
-        consent_assignment.extend(from_start.iter().copied());
-        self.consent.assign(&consent_assignment)?;
-        let ends = self.consent.end_offsets(&partitions)?;
-        let has_effects = fresh.values().any(|s| {
-            ends.get(&s.partition)
-                .is_some_and(|e| *e > s.consent_committed)
-        });
-        if has_effects {
-            self.ensure_txn()?;
-        }
-        let loaded = &status.consent_records_loaded;
-        let consent_topic = self.opts.settings.consent_topic.clone();
-        let out = &mut self.out;
-        let now = now_ms();
-        self.consent
-            .read_until(&ends, &self.opts.shutdown, |p, msg| {
-                let Some(shard) = fresh.get_mut(&p) else {
-                    return;
-                };
-                let ts = msg.timestamp().to_millis().unwrap_or(now);
-                if msg.offset() < shard.consent_committed {
-                    shard.engine.load_consent(msg.key(), msg.payload(), ts);
-                    shard.consent_next = msg.offset() + 1;
-                    loaded.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    // Newer than the snapshots: applied with its effects
-                    // (outputs, changelog) inside the open transaction.
-                    let origin = Origin::Kafka {
-                        topic: consent_topic.clone(),
-                        partition: p,
-                        offset: msg.offset(),
-                    };
-                    shard.process_consent(out, msg, &origin, ts, now);
-                }
-            })?;
-        if let Some(e) = self.out.error.take() {
-            return Err(e.into());
-        }
-        for shard in fresh.values_mut() {
-            shard.consent_next = shard
-                .consent_next
-                .max(self.consent.position(shard.partition));
-        }
-
-        // 3. Lag bookkeeping from the group's committed offsets.
-        let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            tpl.add_partition(&self.opts.settings.events_topic, *p);
-        }
-        let committed = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
-        let starts = self.events.start_offsets(&partitions)?;
-        let ends = self.events.end_offsets(&partitions)?;
-        let now = Instant::now();
-        for e in committed.elements() {
-            let p = e.partition();
-            let from = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => starts.get(&p).copied().unwrap_or(0),
-            };
-            self.progress
-                .assigned(p, from, ends.get(&p).copied().unwrap_or(from), now);
-        }
-
-        self.shards.append(&mut fresh);
-        self.pending.clear();
-        self.note_assignment(consumer);
-        self.publish_progress();
-        RuntimeStatus::set(&status.broker_reachable, true);
-        tracing::info!(partitions = partitions.len(), "partition state restored");
-        Ok(())
     }
 
     /// Applies consent records up to `ends`, with their effects, inside the
@@ -941,157 +586,6 @@ impl Core {
         Ok(())
     }
 
-    /// Commits the open transaction. On failure it has been aborted (or
-    /// the producer replaced) and a rewind is scheduled.
-    fn commit(&mut self, consumer: &BaseConsumer<GroupContext>) -> bool {
-        let _span = tracing::info_span!("transaction", partitions = self.offsets.len()).entered();
-        let started = Instant::now();
-        let outcome = match self.stage_commit(consumer) {
-            Ok(()) => {
-                let ends = PolledProducer {
-                    producer: &self.out.producer,
-                    timeout: TXN_TIMEOUT,
-                };
-                transaction::commit_or_abort(&ends, RetryPolicy::default(), std::thread::sleep)
-            }
-            Err(failure) => {
-                let ends = PolledProducer {
-                    producer: &self.out.producer,
-                    timeout: Duration::from_secs(10),
-                };
-                match failure.kind {
-                    transaction::FailureKind::Fatal => CommitOutcome::ProducerLost(failure),
-                    _ => {
-                        match transaction::abort(&ends, RetryPolicy::default(), std::thread::sleep)
-                        {
-                            AbortOutcome::Aborted => CommitOutcome::Aborted(failure),
-                            AbortOutcome::ProducerLost(f) => CommitOutcome::ProducerLost(f),
-                        }
-                    }
-                }
-            }
-        };
-        tracing::debug!(
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-            ok = matches!(outcome, CommitOutcome::Committed),
-            "commit"
-        );
-        let refused = self.out.producer.context().take_refused();
-        let attempted = self.offsets.clone();
-        match outcome {
-            CommitOutcome::Committed => {
-                self.txn_open = false;
-                let now = Instant::now();
-                for (p, o) in std::mem::take(&mut self.offsets) {
-                    self.progress.committed(p, o, now);
-                }
-                self.last_commit = now;
-                for shard in self.shards.values_mut() {
-                    shard.consent_committed = shard.consent_next;
-                }
-                self.opts.status.commits.fetch_add(1, Ordering::Relaxed);
-                RuntimeStatus::set(&self.opts.status.broker_reachable, true);
-                let now = now_ms();
-                for t in self.out.offer_times.drain(..) {
-                    self.opts
-                        .metrics
-                        .offer_latency
-                        .observe((now - t).max(0) as f64 / 1000.0);
-                }
-                self.isolated_event = None;
-                self.opts.status.unproducible_events.fetch_add(
-                    std::mem::take(&mut self.unproducible_in_txn),
-                    Ordering::Relaxed,
-                );
-                let progress = &self.progress;
-                self.unproducible
-                    .retain(|(p, o)| progress.committed_offset(*p).is_some_and(|c| *o >= c));
-                if let Some(until) = &self.isolation {
-                    let done = until.iter().all(|(p, o)| {
-                        !self.shards.contains_key(p)
-                            || self.progress.committed_offset(*p) >= Some(*o)
-                    });
-                    if done {
-                        tracing::info!("isolation finished: processing batches again");
-                        self.isolation = None;
-                    }
-                }
-                self.publish_counters();
-                self.publish_progress();
-                true
-            }
-            CommitOutcome::Aborted(f) => {
-                tracing::warn!(error = %f.message, "transaction commit failed; aborted, rewinding");
-                self.opts
-                    .status
-                    .error(format!("commit failed: {}", f.message));
-                self.opts.status.aborts.fetch_add(1, Ordering::Relaxed);
-                self.after_failed_commit();
-                self.after_refusals(refused, attempted);
-                false
-            }
-            CommitOutcome::ProducerLost(f) => {
-                tracing::warn!(error = %f.message, "transaction commit failed; replacing the producer, rewinding");
-                self.opts
-                    .status
-                    .error(format!("commit failed: {}", f.message));
-                self.opts.status.aborts.fetch_add(1, Ordering::Relaxed);
-                self.replace_producer(&f);
-                self.after_failed_commit();
-                self.after_refusals(refused, attempted);
-                false
-            }
-        }
-    }
-
-    fn after_failed_commit(&mut self) {
-        self.unproducible_in_txn = 0;
-        self.txn_open = false;
-        self.offsets.clear();
-        self.out.offer_times.clear();
-        self.out.error = None;
-        self.last_commit = Instant::now();
-        self.rewind = true;
-        RuntimeStatus::set(&self.opts.status.ready, false);
-    }
-
-    /// Queues the changelog and the consumed offsets into the transaction.
-    fn stage_commit(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), Failure> {
-        let classify = |e: RdKafkaError| Failure::classify(&e);
-        for shard in self.shards.values_mut() {
-            shard.write_changelog(&self.out).map_err(classify)?;
-        }
-        if let Some(e) = self.out.error.take() {
-            return Err(Failure::classify(&e));
-        }
-        if self.offsets.is_empty() {
-            return Ok(());
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in &self.offsets {
-            tpl.add_partition_offset(&self.opts.settings.events_topic, *p, Offset::Offset(*o))
-                .map_err(classify)?;
-        }
-        // Without group metadata (not a group member right now) the offsets
-        // cannot be committed: abort and rewind.
-        let metadata = consumer.group_metadata().ok_or_else(|| Failure {
-            kind: transaction::FailureKind::Abortable,
-            message: "no consumer group metadata (not a group member)".into(),
-        })?;
-        let producer = &self.out.producer;
-        transaction::settle(
-            || {
-                transaction::while_polling(producer, || {
-                    producer.send_offsets_to_transaction(&tpl, &metadata, TXN_TIMEOUT)
-                })
-                .map_err(|e| Failure::classify(&e))
-            },
-            RetryPolicy::default(),
-            false,
-            std::thread::sleep,
-        )
-    }
-
     fn publish_counters(&self) {
         let mut total = self.retired.clone();
         for shard in self.shards.values() {
@@ -1116,32 +610,5 @@ impl Core {
         self.publish_counters();
         RuntimeStatus::set(&self.opts.status.ready, false);
         Ok(())
-    }
-}
-
-fn create_producer(
-    s: &KafkaSettings,
-    instance_id: &str,
-    shutdown: &AtomicBool,
-) -> Result<TxProducer, KafkaError> {
-    loop {
-        let producer: TxProducer = client_config::transactional_producer(s, instance_id)
-            .create_with_context(DeliveryWatch::default())?;
-        // init_transactions fences any previous producer with this
-        // transactional id and aborts its open transaction, so a restarted
-        // instance never waits for its predecessor's timeout.
-        let init =
-            transaction::while_polling(&producer, || producer.init_transactions(TXN_TIMEOUT));
-        match init {
-            Ok(()) => return Ok(producer),
-            Err(e)
-                if !shutdown.load(Ordering::Relaxed)
-                    && Failure::classify(&e).kind != transaction::FailureKind::Fatal =>
-            {
-                tracing::warn!(error = %e, "init_transactions failed, retrying");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            Err(e) => return Err(e.into()),
-        }
     }
 }

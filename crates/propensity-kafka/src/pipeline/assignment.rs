@@ -1,0 +1,285 @@
+//! Partition ownership of the loop: what happens when partitions are
+//! assigned (their shards are restored from the changelog, then consent),
+//! revoked (the open transaction is committed first, inside the revocation
+//! callback, so the next owner starts exactly where this one ended) or
+//! must be rebuilt after an abort (every shard restored, the consumer
+//! sought back to the committed offsets).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use propensity_engine::{Engine, Origin};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::{now_ms, Core, GroupContext};
+use crate::error::KafkaError;
+use crate::shard::{Shard, CONSENT_POSITION_HEADER};
+use crate::status::{add_counters, RuntimeStatus};
+
+impl Core {
+    pub(super) fn note_assignment(&self, consumer: &BaseConsumer<GroupContext>) {
+        let status = &self.opts.status;
+        let assigned = consumer
+            .assignment()
+            .map(|a| self.events_partitions(&a).len())
+            .unwrap_or(self.shards.len() + self.pending.len());
+        status
+            .assigned_partitions
+            .store(assigned as i64, Ordering::Relaxed);
+        status
+            .restoring_partitions
+            .store(self.pending.len() as i64, Ordering::Relaxed);
+        RuntimeStatus::set(&status.ready, self.pending.is_empty() && !self.rewind);
+    }
+
+    pub(super) fn restore_failed(&mut self, e: KafkaError) {
+        if matches!(e, KafkaError::Shutdown) {
+            return;
+        }
+        tracing::warn!(error = %e, "restore failed, retrying");
+        self.opts.status.error(e.to_string());
+        self.abort_and_rewind();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    pub(super) fn retire(&mut self, shard: Shard) {
+        let mut c = shard.engine.counters().clone();
+        c.buffered_events = 0;
+        c.active_sessions = 0;
+        c.visitors = 0;
+        add_counters(&mut self.retired, &c);
+    }
+
+    pub(super) fn forget_all_shards(&mut self) {
+        for shard in std::mem::take(&mut self.shards).into_values() {
+            self.retire(shard);
+        }
+        self.progress.clear();
+    }
+
+    /// Partitions are being taken away (cooperative rebalance: only these).
+    /// The open transaction is committed first, while this instance still
+    /// owns them, so their next owner starts exactly where this one ended.
+    pub(super) fn revoke(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        partitions: &[i32],
+        lost: bool,
+    ) {
+        tracing::info!(partitions = ?partitions, lost, "partitions revoked");
+        if self.txn_open {
+            if lost {
+                // Not a member any more: the commit would be refused.
+                self.abort_and_rewind();
+            } else {
+                self.commit(consumer);
+            }
+        }
+        for p in partitions {
+            self.pending.remove(p);
+            self.progress.revoked(*p);
+            if let Some(shard) = self.shards.remove(p) {
+                self.retire(shard);
+            }
+        }
+        let keep: Vec<(i32, Option<i64>)> = self
+            .consent
+            .assigned()
+            .into_iter()
+            .filter(|(p, _)| !partitions.contains(p))
+            .map(|(p, pos)| (p, Some(pos)))
+            .collect();
+        if let Err(e) = self.consent.assign(&keep) {
+            tracing::warn!(error = %e, "consent reader reassignment failed; rewinding");
+            self.abort_and_rewind();
+        }
+        self.note_assignment(consumer);
+        self.publish_progress();
+    }
+
+    /// After an abort: every shard is rebuilt from the changelog and the
+    /// consent topic, and the consumer is sought back to the committed
+    /// offsets.
+    pub(super) fn rewind_to_committed(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+    ) -> Result<(), KafkaError> {
+        self.abort_open();
+        let assignment = consumer.assignment()?;
+        let partitions = self.events_partitions(&assignment);
+        self.forget_all_shards();
+        if let Err(e) = self.consent.assign(&[]) {
+            tracing::warn!(error = %e, "consent reader unassign failed");
+        }
+        self.pending = partitions.iter().copied().collect();
+        // Done once the shards are restored (a failure schedules it again).
+        self.rewind = false;
+        self.restore_pending(consumer)?;
+        let committed = consumer.committed(Duration::from_secs(30))?;
+        let events_topic = self.opts.settings.events_topic.clone();
+        for e in committed.elements() {
+            if e.topic() != events_topic || !partitions.contains(&e.partition()) {
+                continue;
+            }
+            let offset = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            consumer.seek(
+                &events_topic,
+                e.partition(),
+                offset,
+                Duration::from_secs(10),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Restores the shards of newly assigned partitions: changelog
+    /// snapshots, then consent (records already reflected in the snapshots
+    /// are loaded without effects, newer ones applied normally). The other
+    /// shards are untouched.
+    pub(super) fn restore_pending(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+    ) -> Result<(), KafkaError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let partitions: Vec<i32> = self.pending.iter().copied().collect();
+        let status = self.opts.status.clone();
+        RuntimeStatus::set(&status.ready, false);
+        tracing::info!(partitions = ?partitions, "restoring partition state");
+        let models = self.opts.models.current();
+        self.models_version = self.opts.models.version();
+        self.opts.metrics.set_models(&models);
+        let mut fresh: BTreeMap<i32, Shard> = partitions
+            .iter()
+            .map(|&p| {
+                let engine = Engine::new(self.opts.engine_config.clone(), models.clone());
+                (p, Shard::new(p, engine))
+            })
+            .collect();
+
+        // 1. Changelog: the state as of the last commit.
+        let from_start: Vec<(i32, Option<i64>)> = partitions.iter().map(|p| (*p, None)).collect();
+        self.changelog.assign(&from_start)?;
+        let ends = self.changelog.end_offsets(&partitions)?;
+        let mut restore_error = None;
+        self.changelog
+            .read_until(&ends, &self.opts.shutdown, |p, msg| {
+                let Some(shard) = fresh.get_mut(&p) else {
+                    return;
+                };
+                status.restored_records.fetch_add(1, Ordering::Relaxed);
+                let is_position = msg
+                    .headers()
+                    .is_some_and(|h| h.iter().any(|x| x.key == CONSENT_POSITION_HEADER));
+                if is_position {
+                    if let Some(v) = msg
+                        .payload()
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .and_then(|s| s.parse().ok())
+                    {
+                        shard.consent_committed = v;
+                    }
+                    return;
+                }
+                let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                    return;
+                };
+                if let Err(e) = shard.engine.restore(key, msg.payload()) {
+                    restore_error.get_or_insert(e);
+                }
+            })?;
+        self.changelog.assign(&[])?;
+        if let Some(e) = restore_error {
+            // A snapshot we cannot read means state we cannot trust: refuse
+            // to process rather than guess.
+            return Err(e.into());
+        }
+
+        // 2. Consent: rebuilt from the compacted topic itself. Records
+        // below the committed consent position are loaded without effects.
+        let mut consent_assignment: Vec<(i32, Option<i64>)> = self
+            .consent
+            .assigned()
+            .into_iter()
+            .filter(|(p, _)| !fresh.contains_key(p))
+            .map(|(p, pos)| (p, Some(pos)))
+            .collect();
+        consent_assignment.extend(from_start.iter().copied());
+        self.consent.assign(&consent_assignment)?;
+        let ends = self.consent.end_offsets(&partitions)?;
+        let has_effects = fresh.values().any(|s| {
+            ends.get(&s.partition)
+                .is_some_and(|e| *e > s.consent_committed)
+        });
+        if has_effects {
+            self.ensure_txn()?;
+        }
+        let loaded = &status.consent_records_loaded;
+        let consent_topic = self.opts.settings.consent_topic.clone();
+        let out = &mut self.out;
+        let now = now_ms();
+        self.consent
+            .read_until(&ends, &self.opts.shutdown, |p, msg| {
+                let Some(shard) = fresh.get_mut(&p) else {
+                    return;
+                };
+                let ts = msg.timestamp().to_millis().unwrap_or(now);
+                if msg.offset() < shard.consent_committed {
+                    shard.engine.load_consent(msg.key(), msg.payload(), ts);
+                    shard.consent_next = msg.offset() + 1;
+                    loaded.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // Newer than the snapshots: applied with its effects
+                    // (outputs, changelog) inside the open transaction.
+                    let origin = Origin::Kafka {
+                        topic: consent_topic.clone(),
+                        partition: p,
+                        offset: msg.offset(),
+                    };
+                    shard.process_consent(out, msg, &origin, ts, now);
+                }
+            })?;
+        if let Some(e) = self.out.error.take() {
+            return Err(e.into());
+        }
+        for shard in fresh.values_mut() {
+            shard.consent_next = shard
+                .consent_next
+                .max(self.consent.position(shard.partition));
+        }
+
+        // 3. Lag bookkeeping from the group's committed offsets.
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition(&self.opts.settings.events_topic, *p);
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+        let starts = self.events.start_offsets(&partitions)?;
+        let ends = self.events.end_offsets(&partitions)?;
+        let now = Instant::now();
+        for e in committed.elements() {
+            let p = e.partition();
+            let from = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => starts.get(&p).copied().unwrap_or(0),
+            };
+            self.progress
+                .assigned(p, from, ends.get(&p).copied().unwrap_or(from), now);
+        }
+
+        self.shards.append(&mut fresh);
+        self.pending.clear();
+        self.note_assignment(consumer);
+        self.publish_progress();
+        RuntimeStatus::set(&status.broker_reachable, true);
+        tracing::info!(partitions = partitions.len(), "partition state restored");
+        Ok(())
+    }
+}
