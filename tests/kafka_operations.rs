@@ -2,15 +2,22 @@
 //! `promtool check metrics` and its counters move exactly as the traffic
 //! says; `/healthz` and `/readyz`; the admin access endpoint; erasure that
 //! reaches the state changelog (a restore brings nothing of the visitor
-//! back); and model hot reload that refuses a bad artifact and swaps in a
-//! good one without stopping.
+//! back); model hot reload that refuses a bad artifact and swaps in new
+//! ones without stopping, through the directory watcher and through SIGHUP,
+//! with the scores and offers made after each reload carrying the new
+//! model versions; and the metric names `/metrics` exports are exactly the
+//! ones docs/operations.md documents.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_kafka::produce::{OutgoingRecord, TrafficProducer};
-use propensity_system_tests::{models_dir, Deployment, Instance};
+use propensity_system_tests::Traffic as Files;
+use propensity_system_tests::{models_dir, read_lines, workspace_root, Deployment, Instance};
 use serde_json::{json, Value};
 
 fn promtool_check(metrics: &str) {
@@ -110,6 +117,7 @@ fn held(instance: &Instance, visitor: &str) -> Value {
 #[test]
 fn metrics_health_access_and_erasure() {
     let d = Deployment::new("ops", 1, false);
+    d.wait_topics_visible(Duration::from_secs(30));
     let instance = d.start("a");
     let t = Traffic {
         producer: TrafficProducer::new(&d.settings).expect("producer"),
@@ -276,31 +284,169 @@ fn metrics_health_access_and_erasure() {
     assert!(again.terminate(Duration::from_secs(30)).success());
 }
 
+/// Model version per outcome.
+type Versions = BTreeMap<String, String>;
+
+/// The model versions served per outcome, from `propensity_model_info`.
+fn served_versions(metrics: &str) -> BTreeMap<String, String> {
+    let label = |l: &str, name: &str| -> Option<String> {
+        let start = l.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = l[start..].find('"')?;
+        Some(l[start..start + len].to_owned())
+    };
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("propensity_model_info{") && l.ends_with(" 1"))
+        .filter_map(|l| Some((label(l, "outcome")?, label(l, "version")?)))
+        .collect()
+}
+
+/// Installs the trained models into `dir`, each with `suffix` appended to
+/// its `model_version` (temp file + rename, as documented); returns the
+/// versions per outcome.
+fn install_models(dir: &Path, suffix: &str) -> BTreeMap<String, String> {
+    let mut versions = BTreeMap::new();
+    for entry in std::fs::read_dir(models_dir()).expect("models") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let outcome = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("name")
+            .to_owned();
+        let mut v: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("model")).expect("json");
+        let version = format!("{}{suffix}", v["model_version"].as_str().expect("version"));
+        v["model_version"] = json!(version);
+        let tmp = dir.join(format!(".{outcome}.tmp"));
+        std::fs::write(&tmp, serde_json::to_string_pretty(&v).expect("json")).expect("write");
+        std::fs::rename(&tmp, dir.join(format!("{outcome}.json"))).expect("rename");
+        versions.insert(outcome, version);
+    }
+    assert!(!versions.is_empty(), "no model artifacts");
+    versions
+}
+
+/// Splits traffic into `parts` consecutive slices of its time order (as
+/// files).
+fn split_in_time(d: &Deployment, traffic: &Files, parts: usize) -> Vec<Files> {
+    let events = read_lines(&traffic.events);
+    let consent = read_lines(&traffic.consent);
+    let ev: Vec<&[u8]> = events.iter().map(|l| l.as_bytes()).collect();
+    let co: Vec<&[u8]> = consent.iter().map(|l| l.as_bytes()).collect();
+    let order = merge_order(&ev, &co);
+    let per = order.len().div_ceil(parts);
+    order
+        .chunks(per)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let (mut e, mut c) = (String::new(), String::new());
+            for r in chunk {
+                match r.kind {
+                    RecordKind::Event => e.push_str(&format!("{}\n", events[r.index])),
+                    RecordKind::Consent => c.push_str(&format!("{}\n", consent[r.index])),
+                }
+            }
+            let files = Files {
+                events: d.dir.path().join(format!("part-{k}-events.jsonl")),
+                consent: d.dir.path().join(format!("part-{k}-consent.jsonl")),
+            };
+            std::fs::write(&files.events, e).expect("write");
+            std::fs::write(&files.consent, c).expect("write");
+            files
+        })
+        .collect()
+}
+
+/// Parsed records of a topic.
+fn topic_json(d: &Deployment, topic: &str) -> Vec<Value> {
+    d.read_topic(topic)
+        .iter()
+        .map(|r| serde_json::from_slice(r.value.as_deref().unwrap_or_default()).expect("json"))
+        .collect()
+}
+
+/// (scores, offers) committed so far, once nothing more arrives for a
+/// second (consent applied after the last event commit is included).
+fn settled_counts(d: &Deployment) -> (usize, usize) {
+    let count = || {
+        (
+            d.read_topic(&d.settings.scores_topic).len(),
+            d.read_topic(&d.settings.offers_topic).len(),
+        )
+    };
+    let mut last = count();
+    loop {
+        std::thread::sleep(Duration::from_millis(1200));
+        let now = count();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+fn wait_served(instance: &Instance, versions: &BTreeMap<String, String>, what: &str) {
+    let mut served = BTreeMap::new();
+    let started = Instant::now();
+    while served != *versions {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: still serving {served:?}, expected {versions:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        served = served_versions(&instance.http_get("/metrics", None).1);
+    }
+}
+
 #[test]
 fn models_hot_reload_refuses_bad_artifacts() {
-    let mut d = Deployment::new("reload", 1, false);
+    let mut d = Deployment::new("reload", 1, true);
+    d.wait_topics_visible(Duration::from_secs(30));
     let dir = d.dir.path().join("models");
     std::fs::create_dir_all(&dir).expect("dir");
-    for entry in std::fs::read_dir(models_dir()).expect("models") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
-    }
-    d.env.retain(|(k, _)| k != "PROPENSITY__MODELS__DIR");
+    let trained = install_models(&dir, "");
+    d.env.retain(|(k, _)| {
+        k != "PROPENSITY__MODELS__DIR" && k != "PROPENSITY__MODELS__WATCH_INTERVAL_SECS"
+    });
     d.env.push((
         "PROPENSITY__MODELS__DIR".into(),
         format!("\"{}\"", dir.display()),
     ));
-    d.env.push((
-        "PROPENSITY__MODELS__WATCH_INTERVAL_SECS".into(),
-        "0.5".into(),
-    ));
+    let watch = |d: &mut Deployment, secs: &str| {
+        d.env
+            .retain(|(k, _)| k != "PROPENSITY__MODELS__WATCH_INTERVAL_SECS");
+        d.env.push((
+            "PROPENSITY__MODELS__WATCH_INTERVAL_SECS".into(),
+            secs.to_owned(),
+        ));
+    };
+    watch(&mut d, "0.5");
+    let traffic = d.generate(200, 27, 0.0);
+    let parts = split_in_time(&d, &traffic, 5);
+    // Per phase: what it shows, the versions its scores and offers must
+    // carry, and the (scores, offers) committed before it began.
+    let mut phases: Vec<(&str, Versions, (usize, usize))> = Vec::new();
+    let mut run_phase =
+        |d: &Deployment, what: &'static str, versions: &BTreeMap<String, String>| {
+            let start = settled_counts(d);
+            d.produce_paced(&parts[phases.len()], |_, _| {});
+            d.wait_processed(Duration::from_secs(120));
+            phases.push((what, versions.clone(), start));
+        };
+
     let instance = d.start("a");
     wait_for("readiness", Duration::from_secs(60), || {
         instance.http_get("/readyz", None).0 == 200
     });
+    wait_served(&instance, &trained, "start");
+    run_phase(&d, "trained models", &trained);
+
+    // A bad artifact is refused as a whole; the old models keep serving.
     let purchase = dir.join("purchase.json");
     let good = std::fs::read_to_string(&purchase).expect("model");
-
     std::fs::write(&purchase, good.replace("\"weights\"", "\"wrong\"")).expect("write");
     wait_for(
         "the bad model to be refused",
@@ -312,30 +458,150 @@ fn models_hot_reload_refuses_bad_artifacts() {
             ) >= 1.0
         },
     );
-    let metrics = instance.http_get("/metrics", None).1;
-    assert!(!metrics.contains("version=\"purchase-v2\""));
     assert_eq!(
         instance.http_get("/readyz", None).0,
         200,
         "still serving with the old model"
     );
-
-    let mut v: Value = serde_json::from_str(&good).expect("json");
-    v["model_version"] = json!("purchase-v2");
-    std::fs::write(&purchase, serde_json::to_string_pretty(&v).expect("json")).expect("write");
-    wait_for(
-        "the new model to be swapped in",
-        Duration::from_secs(20),
-        || {
-            instance
-                .http_get("/metrics", None)
-                .1
-                .contains(r#"propensity_model_info{outcome="purchase",version="purchase-v2"} 1"#)
-        },
+    assert_eq!(
+        served_versions(&instance.http_get("/metrics", None).1),
+        trained
     );
     assert!(
         instance.log_text().contains("model reload refused"),
         "the refusal is logged"
     );
+    run_phase(&d, "after a refused reload", &trained);
+
+    // New artifacts: the directory watcher swaps them in.
+    let watched = install_models(&dir, "-watch");
+    wait_served(&instance, &watched, "after the watcher's reload");
+    run_phase(&d, "after the watcher's reload", &watched);
     assert!(instance.terminate(Duration::from_secs(30)).success());
+
+    // Without the watch, new files change nothing until SIGHUP.
+    watch(&mut d, "0.0");
+    let instance = d.start("a");
+    wait_for("readiness", Duration::from_secs(60), || {
+        instance.http_get("/readyz", None).0 == 200
+    });
+    wait_served(&instance, &watched, "restart");
+    let signalled = install_models(&dir, "-hup");
+    std::thread::sleep(Duration::from_secs(2));
+    let metrics = instance.http_get("/metrics", None).1;
+    assert_eq!(
+        served_versions(&metrics),
+        watched,
+        "reloaded without SIGHUP"
+    );
+    run_phase(&d, "new files, no SIGHUP yet", &watched);
+    instance.signal("HUP");
+    wait_served(&instance, &signalled, "after SIGHUP");
+    assert_eq!(
+        value(
+            &instance.http_get("/metrics", None).1,
+            r#"propensity_model_reloads_total{result="success"}"#
+        ),
+        1.0
+    );
+    run_phase(&d, "after SIGHUP", &signalled);
+    assert!(instance.terminate(Duration::from_secs(30)).success());
+
+    // Every score and offer of each phase carries that phase's versions.
+    let scores = topic_json(&d, &d.settings.scores_topic);
+    let offers = topic_json(&d, &d.settings.offers_topic);
+    let ends: Vec<(usize, usize)> = phases
+        .iter()
+        .skip(1)
+        .map(|p| p.2)
+        .chain([(scores.len(), offers.len())])
+        .collect();
+    for ((what, versions, (s0, o0)), (s1, o1)) in phases.iter().zip(ends) {
+        let (s, o) = (&scores[*s0..s1], &offers[*o0..o1]);
+        eprintln!("{what}: {} scores, {} offers", s.len(), o.len());
+        assert!(
+            !s.is_empty() && !o.is_empty(),
+            "{what}: {} scores and {} offers: the phase proves nothing",
+            s.len(),
+            o.len()
+        );
+        for r in s.iter().chain(o) {
+            let outcome = r["outcome"].as_str().expect("outcome");
+            assert_eq!(
+                r["model_version"].as_str(),
+                versions.get(outcome).map(String::as_str),
+                "{what}: wrong model version on {r}"
+            );
+        }
+    }
+}
+
+/// The metric names the Metrics section of docs/operations.md documents
+/// (first column of its table).
+fn documented_metrics() -> BTreeSet<String> {
+    let path = workspace_root().join("docs/operations.md");
+    let text = std::fs::read_to_string(&path).expect("docs/operations.md");
+    let section = text
+        .split("\n## ")
+        .find(|s| s.starts_with("Metrics\n"))
+        .expect("a `## Metrics` section");
+    section
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .filter(|name| name.starts_with("propensity_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The metric families `/metrics` exports (`# TYPE` lines).
+fn exported_metrics(metrics: &str) -> BTreeSet<String> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with("propensity_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn metrics_match_the_documentation() {
+    let documented = documented_metrics();
+    assert!(
+        documented.len() >= 10,
+        "parsed only {documented:?} from docs/operations.md"
+    );
+    let mut d = Deployment::new("metrics-doc", 2, false);
+    d.wait_topics_visible(Duration::from_secs(30));
+    d.env.push((
+        "PROPENSITY__KAFKA__STATISTICS_INTERVAL_MS".into(),
+        "200".into(),
+    ));
+    // Traffic that makes every labelled family appear: dead letters,
+    // suppressed offers, drops, revocations and erasures.
+    let traffic = d.generate(150, 31, 0.02);
+    let instance = d.start("a");
+    d.produce_paced(&traffic, |_, _| {});
+    d.wait_processed(Duration::from_secs(120));
+    let mut exported = BTreeSet::new();
+    let started = Instant::now();
+    while !documented.is_subset(&exported) && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(250));
+        exported = exported_metrics(&instance.http_get("/metrics", None).1);
+    }
+    assert!(instance.terminate(Duration::from_secs(30)).success());
+    let undocumented: Vec<&String> = exported.difference(&documented).collect();
+    let missing: Vec<&String> = documented.difference(&exported).collect();
+    eprintln!(
+        "{} documented, {} exported",
+        documented.len(),
+        exported.len()
+    );
+    assert!(
+        undocumented.is_empty() && missing.is_empty(),
+        "exported but not documented in docs/operations.md: {undocumented:?}; \
+         documented but not exported: {missing:?}"
+    );
 }

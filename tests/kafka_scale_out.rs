@@ -1,25 +1,94 @@
 //! Scale-out mid-stream: one instance, then three in the same group; the
-//! partitions and their state move, and the offers still equal the
-//! replay's, none twice.
+//! partitions and their state move: each instance's `/metrics` shows it
+//! owned partitions and consumed and processed events, and the offers
+//! still equal the replay's, none twice.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use propensity_system_tests::{assert_same_offers, offers_in, Deployment};
+use propensity_system_tests::{assert_same_offers, offers_in, Deployment, Instance};
+
+/// The sum of every sample of metric `name` (all label sets).
+fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// What one instance's `/metrics` showed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    max_assigned: f64,
+    consumed: f64,
+    processed: f64,
+}
+
+fn observe(seen: &mut BTreeMap<String, Seen>, name: &str, inst: &Instance) {
+    let (status, m) = inst.http_get("/metrics", None);
+    if status != 200 {
+        return;
+    }
+    let s = seen.entry(name.to_owned()).or_default();
+    s.max_assigned = s
+        .max_assigned
+        .max(metric_sum(&m, "propensity_assigned_partitions"));
+    s.consumed = s
+        .consumed
+        .max(metric_sum(&m, "propensity_events_consumed_total"));
+    s.processed = s
+        .processed
+        .max(metric_sum(&m, "propensity_events_processed_total"));
+}
 
 #[test]
 fn one_to_three_instances_mid_stream() {
     let d = Deployment::new("scale", 6, false);
+    d.wait_topics_visible(Duration::from_secs(30));
     let traffic = d.generate(250, 23, 0.0);
     let first = d.start("a");
-    let mut others = Vec::new();
+    let mut others: Vec<(&str, Instance)> = Vec::new();
+    let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+    let mut last_scrape = Instant::now();
     d.produce_paced(&traffic, |i, total| {
         if i == total / 2 {
-            others.push(d.start("b"));
-            others.push(d.start("c"));
+            others.push(("b", d.start("b")));
+            others.push(("c", d.start("c")));
+        }
+        if last_scrape.elapsed() > Duration::from_millis(250) {
+            observe(&mut seen, "a", &first);
+            for (name, inst) in &others {
+                observe(&mut seen, name, inst);
+            }
+            last_scrape = Instant::now();
         }
     });
     d.wait_processed(Duration::from_secs(180));
-    for inst in others {
+    // Counters are published at each commit: everything is committed now.
+    observe(&mut seen, "a", &first);
+    for (name, inst) in &others {
+        observe(&mut seen, name, inst);
+    }
+    eprintln!("per instance: {seen:?}");
+    for name in ["a", "b", "c"] {
+        let s = seen.get(name).copied().unwrap_or_default();
+        assert!(
+            s.max_assigned > 0.0,
+            "instance {name} never owned a partition: {seen:?}"
+        );
+        assert!(
+            s.consumed > 0.0 && s.processed > 0.0,
+            "instance {name} consumed {} and processed {} events: {seen:?}",
+            s.consumed,
+            s.processed
+        );
+    }
+    for (_, inst) in others {
         assert!(inst.terminate(Duration::from_secs(30)).success());
     }
     assert!(first.terminate(Duration::from_secs(30)).success());
