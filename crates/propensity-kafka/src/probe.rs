@@ -66,8 +66,16 @@ impl CommitProbe {
     /// Waits until everything written to the events topic so far is
     /// committed by the group.
     pub fn wait_until_committed(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let ends = self.end_offsets()?;
         let started = Instant::now();
+        // The end offsets too are retried: right after a broker restart the
+        // first answers can be `NotLeaderForPartition`.
+        let ends = loop {
+            match self.end_offsets() {
+                Ok(ends) => break ends,
+                Err(e) if started.elapsed() > timeout => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
         loop {
             // Broker trouble while waiting is retried until the timeout.
             if self.committed_reaches(&ends).unwrap_or(false) {

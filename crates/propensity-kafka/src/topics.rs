@@ -99,7 +99,23 @@ pub async fn create_topics(settings: &KafkaSettings) -> Result<Vec<(String, bool
             }
         }
     }
-    Ok(out)
+    // The controller answers before every broker serves the new topics: a
+    // `run` started right after would find them missing. Wait until the
+    // metadata shows them all.
+    let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+    let started = std::time::Instant::now();
+    loop {
+        let counts = partition_counts(settings, &names)?;
+        if counts.iter().all(Option::is_some) {
+            return Ok(out);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(KafkaError::Topics(
+                "topics were created but the broker did not serve them within 30 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Partition count of every topic that exists (`None`: missing).
