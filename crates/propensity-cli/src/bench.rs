@@ -41,6 +41,10 @@ pub struct BenchResult {
     pub ratio: f64,
     /// Event lines per round.
     pub events: usize,
+    /// Partitions the engine places visitors among (`kafka.partitions`;
+    /// clocks and bounds are per partition, so each event's visitor id is
+    /// hashed when there are several).
+    pub partitions: u32,
     /// Consent records per round (processed by the engine too).
     pub consent_records: usize,
     /// Rounds.
@@ -178,6 +182,7 @@ pub fn run_bench(
         parse_only_events_per_sec: parse_rate.round(),
         ratio: (engine_rate / parse_rate * 1000.0).round() / 1000.0,
         events: events.len(),
+        partitions: config.engine.partitions,
         consent_records: consent.len(),
         rounds: engine_rates.len(),
         offers_per_round,

@@ -158,7 +158,12 @@ pub struct Config {
     pub origin: String,
     /// The file as deserialized (after overrides).
     pub file: ConfigFile,
-    /// The validated engine configuration.
+    /// The validated engine configuration. Its partition count is
+    /// `kafka.partitions`, so that replay, training, the demo and the
+    /// bench keep the per-partition clocks and bounds `run` keeps (one
+    /// engine per partition there); `run` uses
+    /// [`Config::engine_with_partitions`] with the count the topics really
+    /// have.
     pub engine: Arc<EngineConfig>,
 }
 
@@ -198,10 +203,11 @@ impl Config {
             offers: file.offers.clone(),
             action_maps: file.action_maps.clone(),
         };
-        let engine = EngineConfig::from_settings(&engine_settings)
-            .with_context(|| format!("invalid configuration in {origin}"))?;
         file.kafka
             .validate()
+            .with_context(|| format!("invalid configuration in {origin}"))?;
+        let engine = EngineConfig::from_settings(&engine_settings)
+            .and_then(|e| e.with_partitions(file.kafka.partitions))
             .with_context(|| format!("invalid configuration in {origin}"))?;
         if !matches!(file.logging.format.as_str(), "text" | "json") {
             bail!("invalid configuration in {origin}: config key `logging.format`: must be `text` or `json`");
@@ -214,6 +220,22 @@ impl Config {
             file,
             engine: Arc::new(engine),
         })
+    }
+
+    /// The engine configuration for topics of `partitions` partitions (what
+    /// `run` finds the topics have, which may differ from
+    /// `kafka.partitions`): visitors are placed among that many partitions.
+    pub fn engine_with_partitions(&self, partitions: i32) -> Result<Arc<EngineConfig>> {
+        if u32::try_from(partitions).ok() == Some(self.engine.partitions) {
+            return Ok(self.engine.clone());
+        }
+        Ok(Arc::new(
+            self.engine
+                .as_ref()
+                .clone()
+                .with_partitions(partitions)
+                .context("the topics' partition count")?,
+        ))
     }
 
     /// The training plan from `[training]`.
@@ -309,6 +331,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.file.kafka.partitions, 12);
+        assert_eq!(c.engine.partitions, 12, "the engine places visitors by it");
+        assert_eq!(c.engine_with_partitions(3).unwrap().partitions, 3);
         assert_eq!(c.file.kafka.brokers, "kafka-1:9092,kafka-2:9092");
         assert_eq!(
             c.engine.consent_mode,

@@ -132,7 +132,7 @@ fn start_pipeline(
     let opts = PipelineOptions {
         settings: settings.clone(),
         instance_id: "bench".into(),
-        engine_config: config.engine.clone(),
+        engine_config: config.engine_with_partitions(settings.partitions)?,
         models: models.clone(),
         status: status.clone(),
         shutdown: shutdown.clone(),

@@ -136,7 +136,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
     let pipeline_opts = PipelineOptions {
         settings,
         instance_id: opts.instance_id.clone(),
-        engine_config: config.engine.clone(),
+        engine_config: config.engine_with_partitions(partitions)?,
         models: handle.clone(),
         status: status.clone(),
         shutdown: shutdown.clone(),

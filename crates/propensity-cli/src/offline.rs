@@ -51,7 +51,10 @@ fn progress_printer(label: &'static str, quiet: bool) -> impl FnMut(usize) {
 }
 
 /// Runs the engine without models over both files and collects training
-/// examples (consented events only, production features).
+/// examples (consented events only, production features). One engine holds
+/// every partition; `config.engine` places visitors among
+/// `kafka.partitions`, with clocks and bounds per partition, so the
+/// examples are the ones `run`'s per-partition engines would see.
 pub fn collect_examples(
     config: &Config,
     events: &Path,
@@ -271,6 +274,10 @@ pub fn replay_files(
     let ev = InputFile::read(args.events)?;
     let co = InputFile::read(args.consent)?;
     let mut sink = FileSink::create(args.offers_out, args.scores_out, args.dead_letters_out)?;
+    // One engine for every partition, with a watermark, TTL and idle sweep,
+    // buffer cap and session serials per partition (`kafka.partitions`):
+    // the same outputs as `run`'s engine per partition for the same
+    // per-partition order.
     let mut engine = Engine::new(config.engine.clone(), models);
     replay(
         &mut engine,

@@ -38,7 +38,10 @@ pub struct ConsentSettings {
     pub buffer_ttl_secs: f64,
     /// At most this many events wait per visitor; more are dropped.
     pub buffer_max_per_visitor: usize,
-    /// At most this many events wait in total; more are dropped.
+    /// At most this many events wait per Kafka partition (of the visitors'
+    /// ids, see [`crate::partitioning`]); more are dropped. Per partition,
+    /// not per process, so the cap bites the same whether one engine holds
+    /// every partition (`replay`) or one each (`run`).
     pub buffer_max_total: usize,
 }
 
@@ -326,8 +329,16 @@ pub struct EngineConfig {
     pub buffer_ttl_ms: i64,
     /// Pre-consent buffer cap per visitor.
     pub buffer_max_per_visitor: usize,
-    /// Pre-consent buffer cap in total.
+    /// Pre-consent buffer cap per partition (all visitors of a partition).
     pub buffer_max_total: usize,
+    /// The partition count visitors are placed by (murmur2 of the visitor
+    /// id, as Kafka's producers place them): the events topic's partition
+    /// count. Every engine-level clock and bound is kept per partition
+    /// ([`crate::Engine`]), so this must be the count the input was (or
+    /// would be) partitioned with for `replay` to equal `run`. Not part of
+    /// [`EngineSettings`]: callers set it with
+    /// [`EngineConfig::with_partitions`] (default 1).
+    pub partitions: u32,
     /// Session inactivity timeout.
     pub session_timeout_ms: i64,
     /// Visitor state idle expiry.
@@ -469,7 +480,26 @@ impl EngineConfig {
             max_offers_per_session: s.offers.max_per_session,
             min_offer_gap_ms: secs_to_ms("offers.min_gap_secs", s.offers.min_gap_secs, true)?,
             action_maps,
+            partitions: 1,
         })
+    }
+
+    /// The same configuration placing visitors among `partitions` Kafka
+    /// partitions (the events topic's count; `kafka.partitions`, or the
+    /// count the topics really have). Refused outside
+    /// 1..=[`MAX_PARTITIONS`](crate::partitioning::MAX_PARTITIONS).
+    pub fn with_partitions(mut self, partitions: i32) -> Result<Self, EngineError> {
+        let max = crate::partitioning::MAX_PARTITIONS;
+        match u32::try_from(partitions) {
+            Ok(n) if (1..=max).contains(&n) => {
+                self.partitions = n;
+                Ok(self)
+            }
+            _ => Err(EngineError::config(
+                "kafka.partitions",
+                format!("must be within 1..={max}, got {partitions}"),
+            )),
+        }
     }
 
     /// Index of the outcome called `name`.

@@ -26,6 +26,20 @@
 //!    (by reason), dead-lettered, or still buffered — so the counters always
 //!    reconcile.
 //! 4. At most one offer per event; caps are checked before an offer exists.
+//! 5. Sharing an engine changes nothing: Kafka partitions are the unit of
+//!    ordering and ownership (`run` holds one engine per partition,
+//!    `replay` and training one engine for all), so every engine-level
+//!    clock and bound is kept per partition of the visitor id
+//!    ([`crate::partitioning`], murmur2 among [`EngineConfig::partitions`],
+//!    computed once per record and only when there are several): the
+//!    watermark (greatest event time seen in the partition), the
+//!    pre-consent TTL sweep, the idle sweep and its schedule, the buffered
+//!    total checked against `buffer_max_total`, and session serials
+//!    (partition in the top bits). Everything else is per visitor. So the
+//!    same per-partition input order gives the same outputs (offers,
+//!    scores, dead letters, changelog notices, training examples) and
+//!    summed counters whatever partitions share an engine; the
+//!    `partition_sharding` property test checks it.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -40,6 +54,7 @@ use crate::error::EngineError;
 use crate::features::{FeatureScratch, FeatureSpec, PathInfo};
 use crate::glob::url_path;
 use crate::model::ModelSet;
+use crate::partitioning::partition_of_u32;
 use crate::purpose::{Purpose, PurposeSet};
 use crate::stable_hash::{stable_hash, stable_hash_parts};
 use crate::timestamp::format_rfc3339_ms;
@@ -242,8 +257,13 @@ impl PathCache {
     }
 }
 
-/// The engine state for one shard of visitors (all visitors in replay; one
-/// partition in the Kafka runtime).
+/// The engine state for one shard of visitors: any set of Kafka
+/// partitions (all of them in replay and training; one in the Kafka
+/// runtime). Visitors are placed by [`partition_of_u32`] of their id among
+/// [`EngineConfig::partitions`], and every clock and bound is kept per
+/// partition ([`PartitionState`]), so what happens to a visitor depends
+/// only on its partition's records, never on which other partitions share
+/// the engine.
 pub struct Engine {
     config: Arc<EngineConfig>,
     models: Arc<ModelSet>,
@@ -251,17 +271,14 @@ pub struct Engine {
     /// so a lookup builds no key.
     visitors: AHashMap<SmallStr, VisitorEntry>,
     counters: EngineCounters,
-    /// Greatest event time seen: drives TTL and idle expiry.
-    watermark_ms: i64,
-    /// `(deadline, visitor)` in insertion order, for pre-consent TTL sweeps.
-    ttl_queue: VecDeque<(i64, SmallStr)>,
-    /// Visitors that may go idle, earliest first (see [`Engine::sweep_idle`]).
-    idle_queue: BinaryHeap<IdleItem>,
-    /// Visitors left holding nothing by [`Engine::finish`]: removed at the
-    /// next idle sweep, as a full scan of the map would.
-    idle_recheck: Vec<SmallStr>,
-    next_idle_sweep_ms: i64,
-    next_session_serial: u64,
+    /// The state of each partition seen, in first-seen order: the Kafka
+    /// runtime's engine holds one, found on the fast path of
+    /// [`Engine::slot`].
+    parts: Vec<PartitionState>,
+    /// Partition → index in `parts` (`u32::MAX`: not seen), allocated when
+    /// a second partition appears (replay), so an engine of one partition
+    /// pays nothing for it.
+    slot_of: Vec<u32>,
     scratch: Scratch,
     /// Granted-interval starts restored from changelog snapshots of
     /// visitors whose consent is not loaded yet (restore runs before the
@@ -286,12 +303,8 @@ impl Engine {
             config,
             models,
             visitors: AHashMap::new(),
-            watermark_ms: i64::MIN,
-            ttl_queue: VecDeque::new(),
-            idle_queue: BinaryHeap::new(),
-            idle_recheck: Vec::new(),
-            next_idle_sweep_ms: i64::MIN,
-            next_session_serial: 0,
+            parts: Vec::new(),
+            slot_of: Vec::new(),
             scratch: Scratch::default(),
             restored_since: AHashMap::new(),
         }
@@ -347,8 +360,11 @@ impl Engine {
             }
         };
         self.counters.events_by_type[event.kind.index()] += 1;
-        self.advance_watermark(event.time.epoch_ms, sink);
-        self.gate_event(event, bytes, now_ms, sink);
+        // The visitor's partition, once per event (no hashing with one).
+        let part = self.visitor_slot(&event.visitor_id);
+        self.advance_watermark(part, event.time.epoch_ms, sink);
+        self.gate_event(part, event, bytes, now_ms, sink);
+        self.counters.visitors = self.visitors.len() as u64;
     }
 
     fn dead_letter_event(
@@ -380,7 +396,10 @@ impl Engine {
     ) {
         self.counters.consent_consumed += 1;
         match decode_consent(key, value, record_time_ms, self.config.max_record_bytes) {
-            Ok(update) => self.apply_consent(update, now_ms, sink),
+            Ok(update) => {
+                self.apply_consent(update, now_ms, sink);
+                self.counters.visitors = self.visitors.len() as u64;
+            }
             Err(err) => {
                 self.counters.consent_dead_lettered[reason_index(err.reason)] += 1;
                 sink.dead_letter(DeadLetter {
@@ -396,26 +415,39 @@ impl Engine {
     /// End of input (replay, training): events still waiting for consent
     /// can no longer get it and are dropped as expired.
     pub fn finish(&mut self, sink: &mut impl EngineSink) {
-        let mut expired = 0u64;
+        let partitions = self.config.partitions;
+        // (partition, events expired, visitor left holding nothing)
+        let mut expired: Vec<(u32, u64, Option<SmallStr>)> = Vec::new();
         for (visitor, entry) in self.visitors.iter_mut() {
             if let Some(a) = entry.activity.as_deref_mut() {
                 if !a.buffer.is_empty() {
-                    expired += a.buffer.len() as u64;
+                    let n = a.buffer.len() as u64;
                     a.buffer.clear();
                     entry.tidy();
                     sink.state_changed(visitor.as_str());
-                    if entry.consent.is_none()
+                    let empty = entry.consent.is_none()
                         && !entry.has_state()
-                        && !entry.last_event_ms.is_some()
-                    {
-                        self.idle_recheck.push(visitor.clone());
-                    }
+                        && !entry.last_event_ms.is_some();
+                    expired.push((
+                        partition_of_u32(visitor.as_bytes(), partitions),
+                        n,
+                        empty.then(|| visitor.clone()),
+                    ));
                 }
             }
         }
-        self.counters.events_dropped[DropReason::PreConsentTtl as usize] += expired;
-        self.counters.buffered_events -= expired;
-        self.ttl_queue.clear();
+        for (partition, n, empty) in expired {
+            let slot = self.slot(partition);
+            let ps = &mut self.parts[slot];
+            ps.buffered -= n;
+            ps.idle_recheck.extend(empty);
+            self.counters.events_dropped[DropReason::PreConsentTtl as usize] += n;
+            self.counters.buffered_events -= n;
+        }
+        for ps in &mut self.parts {
+            ps.ttl_queue.clear();
+        }
+        self.counters.visitors = self.visitors.len() as u64;
     }
 
     /// The changelog value of a visitor: `None` means tombstone.
@@ -460,6 +492,8 @@ impl Engine {
             }
             None => None,
         };
+        let slot = self.visitor_slot(visitor_id);
+        let ps = &mut self.parts[slot];
         let entry = self.visitors.entry(visitor_id.into()).or_default();
         let since = snapshot
             .as_ref()
@@ -475,24 +509,26 @@ impl Engine {
                 self.restored_since.remove(visitor_id.as_bytes());
             }
         }
+        ps.buffered -= entry.buffer().len() as u64;
         self.counters.buffered_events -= entry.buffer().len() as u64;
         self.counters.active_sessions -= u64::from(entry.session().is_some());
         entry.activity = None;
         entry.last_event_ms = MaybeMs::NONE;
         if let Some(s) = snapshot {
             for b in &s.buffer {
-                self.ttl_queue
+                ps.ttl_queue
                     .push_back((b.time_ms + self.config.buffer_ttl_ms, visitor_id.into()));
             }
+            ps.buffered += s.buffer.len() as u64;
             self.counters.buffered_events += s.buffer.len() as u64;
             self.counters.active_sessions += u64::from(s.session.is_some());
             if let Some(last) = s.last_event_ms {
-                self.watermark_ms = self.watermark_ms.max(last);
+                ps.watermark_ms = ps.watermark_ms.max(last);
             }
             let mut activity = Box::new(Activity {
                 session: s.session.map(|mut sess| {
-                    sess.serial = self.next_session_serial;
-                    self.next_session_serial += 1;
+                    sess.serial = ps.next_session_serial;
+                    ps.next_session_serial += 1;
                     sess
                 }),
                 buffer: s.buffer.into(),
@@ -502,7 +538,7 @@ impl Engine {
             if let Some(last) = s.last_event_ms {
                 if activity.may_go_idle() {
                     activity.idle_queued = true;
-                    self.idle_queue.push(IdleItem {
+                    ps.idle_queue.push(IdleItem {
                         time: last,
                         visitor: visitor_id.into(),
                     });
@@ -579,17 +615,61 @@ impl Engine {
         self.counters.events_dropped[reason as usize] += 1;
     }
 
-    fn advance_watermark(&mut self, t: i64, sink: &mut impl EngineSink) {
-        if t <= self.watermark_ms {
+    /// The partition of a visitor among [`EngineConfig::partitions`]:
+    /// murmur2 of the id, as Kafka's producers place it; no hashing with
+    /// one partition.
+    #[inline]
+    fn visitor_slot(&mut self, visitor: &str) -> usize {
+        let partition = partition_of_u32(visitor.as_bytes(), self.config.partitions);
+        self.slot(partition)
+    }
+
+    /// The index in `parts` of a partition's state, created on first use.
+    #[inline]
+    fn slot(&mut self, partition: u32) -> usize {
+        match self.parts.first() {
+            Some(first) if first.partition == partition => 0,
+            _ => self.slot_slow(partition),
+        }
+    }
+
+    /// The lookup behind [`Engine::slot`]: every event of all but the first
+    /// partition in a replay comes here (an index, no hashing).
+    fn slot_slow(&mut self, partition: u32) -> usize {
+        let at = partition as usize;
+        if self.slot_of.len() <= at {
+            let len = (self.config.partitions as usize).max(at + 1);
+            self.slot_of.resize(len, u32::MAX);
+            for (i, ps) in self.parts.iter().enumerate() {
+                self.slot_of[ps.partition as usize] = i as u32;
+            }
+        }
+        match self.slot_of[at] {
+            u32::MAX => {
+                self.slot_of[at] = self.parts.len() as u32;
+                self.parts.push(PartitionState::new(partition));
+                self.parts.len() - 1
+            }
+            i => i as usize,
+        }
+    }
+
+    /// Moves partition `part`'s watermark to `t` if later, then expires
+    /// that partition's waiting events past their TTL and, every quarter
+    /// of the idle expiry, sweeps its idle visitors. Only this partition's
+    /// visitors are touched, by this partition's clock.
+    fn advance_watermark(&mut self, part: usize, t: i64, sink: &mut impl EngineSink) {
+        let ps = &mut self.parts[part];
+        if t <= ps.watermark_ms {
             return;
         }
-        self.watermark_ms = t;
+        ps.watermark_ms = t;
         let ttl = self.config.buffer_ttl_ms;
-        while let Some((deadline, _)) = self.ttl_queue.front() {
+        while let Some((deadline, _)) = ps.ttl_queue.front() {
             if *deadline >= t {
                 break;
             }
-            let Some((_, visitor)) = self.ttl_queue.pop_front() else {
+            let Some((_, visitor)) = ps.ttl_queue.pop_front() else {
                 break;
             };
             if let Some(entry) = self.visitors.get_mut(visitor.as_bytes()) {
@@ -604,6 +684,7 @@ impl Engine {
                 if expired > 0 {
                     self.counters.events_dropped[DropReason::PreConsentTtl as usize] += expired;
                     self.counters.buffered_events -= expired;
+                    ps.buffered -= expired;
                     entry.tidy();
                     sink.state_changed(visitor.as_str());
                     if entry.consent.is_none() && !entry.has_state() {
@@ -612,13 +693,13 @@ impl Engine {
                 }
             }
         }
-        if t >= self.next_idle_sweep_ms {
-            if self.next_idle_sweep_ms != i64::MIN {
-                self.sweep_idle(t, sink);
+        if t >= ps.next_idle_sweep_ms {
+            let first = ps.next_idle_sweep_ms == i64::MIN;
+            ps.next_idle_sweep_ms = t + (self.config.visitor_idle_ms / 4).max(1000);
+            if !first {
+                self.sweep_idle(part, t, sink);
             }
-            self.next_idle_sweep_ms = t + (self.config.visitor_idle_ms / 4).max(1000);
         }
-        self.counters.visitors = self.visitors.len() as u64;
     }
 
     /// Forgets activity of visitors idle longer than the expiry, keeping
@@ -640,11 +721,12 @@ impl Engine {
     /// is queued again by its next session. Items may outlive their visitor
     /// or be duplicated (an activity freed and created again): such items
     /// are skipped or re-checked, which is harmless.
-    fn sweep_idle(&mut self, now: i64, sink: &mut impl EngineSink) {
+    fn sweep_idle(&mut self, part: usize, now: i64, sink: &mut impl EngineSink) {
         let limit = now - self.config.visitor_idle_ms;
+        let ps = &mut self.parts[part];
         let mut again = Vec::new();
-        while self.idle_queue.peek().is_some_and(|i| i.time < limit) {
-            let Some(item) = self.idle_queue.pop() else {
+        while ps.idle_queue.peek().is_some_and(|i| i.time < limit) {
+            let Some(item) = ps.idle_queue.pop() else {
                 break;
             };
             let Some(entry) = self.visitors.get_mut(item.visitor.as_bytes()) else {
@@ -680,8 +762,8 @@ impl Engine {
                 _ => a.idle_queued = false,
             }
         }
-        self.idle_queue.extend(again);
-        for visitor in std::mem::take(&mut self.idle_recheck) {
+        ps.idle_queue.extend(again);
+        for visitor in std::mem::take(&mut ps.idle_recheck) {
             if self.visitors.get(visitor.as_bytes()).is_some_and(|e| {
                 e.consent.is_none() && !e.has_state() && !e.last_event_ms.is_some()
             }) {
@@ -692,6 +774,7 @@ impl Engine {
 
     fn gate_event(
         &mut self,
+        part: usize,
         event: &Event<'_>,
         bytes: &[u8],
         now_ms: Option<i64>,
@@ -724,7 +807,7 @@ impl Engine {
                 }
                 // Defaults without `tracking` track no one without a record.
                 ConsentMode::OptOut => return self.drop_event(DropReason::NoConsent),
-                ConsentMode::OptIn => return self.buffer_event(event, bytes, sink),
+                ConsentMode::OptIn => return self.buffer_event(part, event, bytes, sink),
             },
         };
         let entry = match entry {
@@ -739,14 +822,20 @@ impl Engine {
             models: &self.models,
             counters: &mut self.counters,
             scratch: &mut self.scratch,
-            next_session_serial: &mut self.next_session_serial,
-            idle_queue: &mut self.idle_queue,
+            part: &mut self.parts[part],
         }
         .apply(entry, event, purposes, now_ms, sink);
     }
 
-    fn buffer_event(&mut self, event: &Event<'_>, bytes: &[u8], sink: &mut impl EngineSink) {
+    fn buffer_event(
+        &mut self,
+        part: usize,
+        event: &Event<'_>,
+        bytes: &[u8],
+        sink: &mut impl EngineSink,
+    ) {
         let cfg = &self.config;
+        let ps = &mut self.parts[part];
         let t = event.time.epoch_ms;
         let entry = match self.visitors.get_mut(event.visitor_id.as_bytes()) {
             Some(e) => e,
@@ -762,8 +851,11 @@ impl Engine {
         let expired = (before - act.buffer.len()) as u64;
         self.counters.events_dropped[DropReason::PreConsentTtl as usize] += expired;
         self.counters.buffered_events -= expired;
+        ps.buffered -= expired;
+        // The total cap is per partition: the same whether this engine
+        // holds one partition or all of them.
         if act.buffer.len() >= cfg.buffer_max_per_visitor
-            || self.counters.buffered_events >= cfg.buffer_max_total as u64
+            || ps.buffered >= cfg.buffer_max_total as u64
         {
             self.counters.events_dropped[DropReason::PreConsentOverflow as usize] += 1;
             entry.tidy();
@@ -777,7 +869,8 @@ impl Engine {
             bytes: bytes.to_vec(),
         });
         self.counters.buffered_events += 1;
-        self.ttl_queue
+        ps.buffered += 1;
+        ps.ttl_queue
             .push_back((t + cfg.buffer_ttl_ms, event.visitor_id.as_ref().into()));
         sink.state_changed(&event.visitor_id);
     }
@@ -789,6 +882,7 @@ impl Engine {
         sink: &mut impl EngineSink,
     ) {
         let visitor = update.visitor_id.as_ref();
+        let part = self.visitor_slot(visitor);
         let entry = match self.visitors.get_mut(visitor.as_bytes()) {
             Some(e) => e,
             None => self.visitors.entry(visitor.into()).or_default(),
@@ -811,6 +905,7 @@ impl Engine {
                 let buffered = entry.buffer().len() as u64;
                 self.counters.events_dropped[DropReason::Erased as usize] += buffered;
                 self.counters.buffered_events -= buffered;
+                self.parts[part].buffered -= buffered;
                 self.counters.active_sessions -= u64::from(entry.session().is_some());
                 *entry = VisitorEntry {
                     consent: Some(next),
@@ -836,6 +931,7 @@ impl Engine {
                     .unwrap_or_default();
                 entry.tidy();
                 self.counters.buffered_events -= buffered.len() as u64;
+                self.parts[part].buffered -= buffered.len() as u64;
                 if tracking {
                     let changed = !buffered.is_empty() || since_changed;
                     for b in &buffered {
@@ -851,7 +947,7 @@ impl Engine {
                         }
                         // Buffered bytes were validated when they arrived.
                         if let Ok(event) = decode_event(&b.bytes, usize::MAX) {
-                            self.apply_event(&event, purposes, now_ms, sink);
+                            self.apply_event(part, &event, purposes, now_ms, sink);
                         }
                     }
                     if changed {
@@ -882,6 +978,7 @@ impl Engine {
     /// Processes an event of a consenting visitor (looked up, or inserted).
     fn apply_event(
         &mut self,
+        part: usize,
         event: &Event<'_>,
         purposes: PurposeSet,
         now_ms: Option<i64>,
@@ -899,8 +996,7 @@ impl Engine {
             models: &self.models,
             counters: &mut self.counters,
             scratch: &mut self.scratch,
-            next_session_serial: &mut self.next_session_serial,
-            idle_queue: &mut self.idle_queue,
+            part: &mut self.parts[part],
         }
         .apply(entry, event, purposes, now_ms, sink);
     }
@@ -914,8 +1010,8 @@ struct EventCtx<'a> {
     models: &'a ModelSet,
     counters: &'a mut EngineCounters,
     scratch: &'a mut Scratch,
-    next_session_serial: &'a mut u64,
-    idle_queue: &'a mut BinaryHeap<IdleItem>,
+    /// The visitor's partition: session serials and the idle queue.
+    part: &'a mut PartitionState,
 }
 
 impl EventCtx<'_> {
@@ -971,7 +1067,7 @@ impl EventCtx<'_> {
             act.session = Some(Session {
                 id,
                 explicit: event.session_id.is_some(),
-                serial: *self.next_session_serial,
+                serial: self.part.next_session_serial,
                 start_ms: t,
                 last_ms: t,
                 events: 0,
@@ -984,7 +1080,7 @@ impl EventCtx<'_> {
                 offers_total: 0,
                 offers_per_map: Slots::from_elem(0, cfg.action_maps.len()),
             });
-            *self.next_session_serial += 1;
+            self.part.next_session_serial += 1;
         }
         let Some(session) = act.session.as_mut() else {
             return;
@@ -1003,7 +1099,7 @@ impl EventCtx<'_> {
         entry.last_event_ms = MaybeMs::new(Some(last));
         if !act.idle_queued {
             act.idle_queued = true;
-            self.idle_queue.push(IdleItem {
+            self.part.idle_queue.push(IdleItem {
                 time: last,
                 visitor: SmallStr::new(visitor),
             });
@@ -1142,6 +1238,51 @@ impl EventCtx<'_> {
             }
         }
         sink.state_changed(visitor);
+    }
+}
+
+/// The clocks and bounds of one Kafka partition within an engine. They
+/// were engine-wide once, which made a visitor's fate depend on the other
+/// visitors sharing its engine (one engine per partition in `run`, one for
+/// all in `replay`); per partition, both deployments agree for the same
+/// per-partition input order.
+struct PartitionState {
+    /// Which partition.
+    partition: u32,
+    /// Greatest event time seen in the partition: drives its TTL and idle
+    /// expiry.
+    watermark_ms: i64,
+    /// `(deadline, visitor)` in insertion order, for pre-consent TTL sweeps.
+    ttl_queue: VecDeque<(i64, SmallStr)>,
+    /// Visitors that may go idle, earliest first (see [`Engine::sweep_idle`]).
+    idle_queue: BinaryHeap<IdleItem>,
+    /// Visitors left holding nothing by [`Engine::finish`]: removed at the
+    /// partition's next idle sweep, as a full scan of the map would.
+    idle_recheck: Vec<SmallStr>,
+    next_idle_sweep_ms: i64,
+    /// Events of the partition waiting for consent, checked against
+    /// [`EngineConfig::buffer_max_total`].
+    buffered: u64,
+    /// The next session's serial: the partition in the top bits (below
+    /// [`crate::partitioning::MAX_PARTITIONS`] = 2^20), then a count of the
+    /// partition's sessions, so serials are unique across the engines of
+    /// one run and do not depend on how partitions are grouped. With one
+    /// partition they are 0, 1, 2, …
+    next_session_serial: u64,
+}
+
+impl PartitionState {
+    fn new(partition: u32) -> Self {
+        Self {
+            partition,
+            watermark_ms: i64::MIN,
+            ttl_queue: VecDeque::new(),
+            idle_queue: BinaryHeap::new(),
+            idle_recheck: Vec::new(),
+            next_idle_sweep_ms: i64::MIN,
+            buffered: 0,
+            next_session_serial: u64::from(partition) << 44,
+        }
     }
 }
 

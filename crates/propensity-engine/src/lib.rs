@@ -19,6 +19,7 @@ pub mod error;
 pub mod features;
 pub mod glob;
 pub mod model;
+pub mod partitioning;
 pub mod purpose;
 pub mod replay;
 pub mod stable_hash;
