@@ -38,6 +38,13 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a tail probe may read before it gives up (an error, retried by
 /// the caller's loop; never taken as "caught up").
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A partition short of its end that delivered nothing for this long is
+/// probed even without an end-of-partition report (which librdkafka sends
+/// once per arrival at the end, and not again while its fetcher idles
+/// there); and if the probe finds records the reader does not deliver (its
+/// fetcher wedged, e.g. after a broker restart), the reader is assigned
+/// again at its positions. Only the time to look again, never a verdict.
+const STUCK_AFTER: Duration = Duration::from_secs(2);
 
 /// Client context of readers: end-of-partition is expected here, not an
 /// error worth logging.
@@ -190,6 +197,7 @@ impl PartitionReader {
         shutdown: &AtomicBool,
         mut deliver: impl FnMut(i32, &BorrowedMessage<'_>),
     ) -> Result<(), KafkaError> {
+        let mut last_progress = Instant::now();
         loop {
             let behind: Vec<(i32, i64)> = ends
                 .iter()
@@ -209,6 +217,7 @@ impl PartitionReader {
                         *pos = (*pos).max(msg.offset() + 1);
                     }
                     self.eof_hint.insert(p, false);
+                    last_progress = Instant::now();
                     deliver(p, &msg);
                 }
                 Some(Err(RdKafkaError::PartitionEOF(p))) => {
@@ -219,14 +228,31 @@ impl PartitionReader {
                     // Control markers move librdkafka's position without
                     // delivering anything.
                     self.sync_positions()?;
+                    let quiet = last_progress.elapsed() >= STUCK_AFTER;
+                    let mut wedged = false;
                     for (p, end) in behind {
-                        let stuck = self.position.get(&p).is_some_and(|pos| *pos < end);
-                        if stuck && self.eof_hint.get(&p).copied().unwrap_or(false) {
+                        let short = self.position.get(&p).is_some_and(|pos| *pos < end);
+                        let hinted = self.eof_hint.get(&p).copied().unwrap_or(false);
+                        if short && (hinted || quiet) {
                             self.eof_hint.insert(p, false);
                             if self.tail_is_empty(p, end)? {
                                 self.position.insert(p, end);
+                            } else if quiet {
+                                wedged = true;
                             }
                         }
+                    }
+                    if quiet {
+                        if wedged {
+                            tracing::warn!(topic = %self.topic, "reader delivers nothing although records wait: assigning it again at its positions");
+                            let again: Vec<(i32, Option<i64>)> = self
+                                .assigned()
+                                .into_iter()
+                                .map(|(p, pos)| (p, Some(pos)))
+                                .collect();
+                            self.assign(&again)?;
+                        }
+                        last_progress = Instant::now();
                     }
                 }
                 Some(Err(e)) => {
