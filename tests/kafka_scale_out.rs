@@ -88,6 +88,30 @@ fn one_to_three_instances_mid_stream() {
             s.processed
         );
     }
+    // Incremental rebalancing: the first instance restored its state once
+    // (at start) and gave partitions away without restoring the ones it
+    // kept; each revocation named only some partitions.
+    let log = strip_ansi(&first.log_text());
+    let restores = log
+        .lines()
+        .filter(|l| l.contains("restoring partition state"))
+        .count();
+    assert_eq!(
+        restores, 1,
+        "instance a restored state {restores} times; joining instances must not make it re-read the partitions it keeps"
+    );
+    let revoked: Vec<usize> = log
+        .lines()
+        .filter(|l| l.contains("partitions revoked") && l.contains("lost=false"))
+        .filter_map(|l| {
+            let list = l.split('[').nth(1)?.split(']').next()?;
+            Some(list.split(',').filter(|p| !p.trim().is_empty()).count())
+        })
+        .collect();
+    assert!(
+        revoked.iter().any(|n| (1..6).contains(n)),
+        "instance a handed over some, not all, of its partitions: revocations {revoked:?}"
+    );
     for (_, inst) in others {
         assert!(inst.terminate(Duration::from_secs(30)).success());
     }
@@ -95,4 +119,22 @@ fn one_to_three_instances_mid_stream() {
     let kafka = offers_in(&d.read_topic(&d.settings.offers_topic));
     let replay = d.replay_offers(&traffic);
     assert_same_offers(&kafka, &replay);
+}
+
+/// The log without terminal colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
