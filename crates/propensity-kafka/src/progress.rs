@@ -35,6 +35,14 @@ impl Progress {
     /// Starts tracking `partition` (newly assigned) at its committed offset
     /// (or log start) and current end.
     pub fn assigned(&mut self, partition: i32, committed: i64, end: i64, now: Instant) {
+        if let Some(p) = self.partitions.get_mut(&partition) {
+            if p.committed == committed {
+                // Restored again without progress (a rebuild after a
+                // failure): the wait goes on, it does not start over.
+                p.end = end.max(committed);
+                return;
+            }
+        }
         self.partitions.insert(
             partition,
             Partition {
@@ -48,6 +56,11 @@ impl Progress {
     /// Stops tracking a revoked partition.
     pub fn revoked(&mut self, partition: i32) {
         self.partitions.remove(&partition);
+    }
+
+    /// Keeps only `owned` partitions.
+    pub fn retain(&mut self, owned: &[i32]) {
+        self.partitions.retain(|p, _| owned.contains(p));
     }
 
     /// Forgets every partition.
@@ -141,6 +154,24 @@ mod tests {
         // Committing moves it out of the stalled set.
         p.committed(0, 1, later);
         assert!(p.stalled(TIMEOUT, later).is_empty());
+    }
+
+    #[test]
+    fn restoring_again_without_progress_does_not_restart_the_stall_clock() {
+        let t0 = Instant::now();
+        let mut p = Progress::default();
+        p.assigned(0, 10, 50, t0);
+        let later = t0 + TIMEOUT + Duration::from_secs(1);
+        p.assigned(0, 10, 60, later);
+        assert_eq!(
+            p.stalled(TIMEOUT, later),
+            [0],
+            "a failing rebuild is a stall"
+        );
+        p.assigned(0, 20, 60, later);
+        assert!(p.stalled(TIMEOUT, later).is_empty(), "progress restarts it");
+        p.retain(&[1]);
+        assert!(p.lags().is_empty());
     }
 
     #[test]

@@ -57,7 +57,6 @@ impl Core {
         for shard in std::mem::take(&mut self.shards).into_values() {
             self.retire(shard);
         }
-        self.progress.clear();
     }
 
     /// Partitions are being taken away (cooperative rebalance: only these).
@@ -111,6 +110,10 @@ impl Core {
         let assignment = consumer.assignment()?;
         let partitions = self.events_partitions(&assignment);
         self.forget_all_shards();
+        // Lag and stall bookkeeping outlives the rebuild (a rebuild that
+        // keeps failing is exactly what must show as stalled), for the
+        // partitions still owned.
+        self.progress.retain(&partitions);
         if let Err(e) = self.consent.assign(&[]) {
             tracing::warn!(error = %e, "consent reader unassign failed");
         }

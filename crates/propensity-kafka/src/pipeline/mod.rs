@@ -150,6 +150,7 @@ pub fn run_pipeline(opts: PipelineOptions) -> Result<(), KafkaError> {
                 c.opts.status.error(why);
                 c.abort_open();
                 c.forget_all_shards();
+                c.progress.clear();
                 c.pending.clear();
                 c.rewind = false;
                 drop(c);
@@ -357,6 +358,9 @@ impl Core {
     /// Everything between batches: rewind or restore, models, access
     /// requests, consent of idle partitions, lag, and the commit when due.
     fn housekeeping(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), KafkaError> {
+        // First, so that a rebuild that keeps failing still shows as lag
+        // and, after the stall timeout, as stalled.
+        self.refresh_lag();
         if self.rewind {
             match self.rewind_to_committed(consumer) {
                 Ok(()) => {}
@@ -372,7 +376,6 @@ impl Core {
         }
         self.refresh_models();
         self.answer_access_requests();
-        self.refresh_lag();
         if self.last_consent_sync.elapsed() >= Duration::from_secs(1) {
             let all: Vec<i32> = self.shards.keys().copied().collect();
             let synced = self
