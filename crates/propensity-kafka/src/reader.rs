@@ -290,16 +290,28 @@ impl PartitionReader {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, p, Offset::Offset(from))?;
         probe.assign(&tpl)?;
+        tracing::debug!(topic = %self.topic, partition = p, from, end, "probing the tail");
         let started = Instant::now();
+        let mut empty = false;
         while started.elapsed() < PROBE_TIMEOUT {
             match probe.poll(Duration::from_millis(50)) {
-                Some(Ok(msg)) => return Ok(msg.offset() >= end),
-                Some(Err(RdKafkaError::PartitionEOF(_))) => return Ok(true),
+                Some(Ok(msg)) => {
+                    empty = msg.offset() >= end;
+                    break;
+                }
+                Some(Err(RdKafkaError::PartitionEOF(_))) => {
+                    empty = true;
+                    break;
+                }
                 Some(Err(e)) => tracing::warn!(topic = %self.topic, error = %e, "tail probe error"),
                 None => {}
             }
         }
-        Ok(false)
+        // Closing a consumer can wait on its group coordinator (after a
+        // broker restart, for long): never on this thread, which holds the
+        // pipeline.
+        std::thread::spawn(move || drop(probe));
+        Ok(empty)
     }
 
     /// Next offset of a partition.

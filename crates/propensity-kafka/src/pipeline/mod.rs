@@ -145,7 +145,7 @@ pub fn run_pipeline(opts: PipelineOptions) -> Result<(), KafkaError> {
             // the broker came back) leaves that client unusable: make a new
             // one and rebuild state, instead of exiting or spinning.
             Err(KafkaError::Fatal(why)) if !lock(&core).stopping() => {
-                tracing::warn!(error = %why, "recreating the group consumer after a fatal error");
+                tracing::warn!(error = %why, "recreating the Kafka clients after a fatal consumer error");
                 let mut c = lock(&core);
                 c.opts.status.error(why);
                 c.abort_open();
@@ -154,8 +154,17 @@ pub fn run_pipeline(opts: PipelineOptions) -> Result<(), KafkaError> {
                 c.pending.clear();
                 c.rewind = false;
                 drop(c);
-                drop(consumer);
+                // Closing a fenced consumer can wait on its coordinator:
+                // never on this thread.
+                std::thread::spawn(move || drop(consumer));
                 std::thread::sleep(Duration::from_secs(1));
+                // The same start as a new process: fresh readers, offset
+                // queries and producer too (clients that lived through a
+                // broker restart were seen stuck on stale metadata).
+                if let Err(e) = lock(&core).renew_clients() {
+                    tracing::warn!(error = %e, "cannot recreate the Kafka clients yet");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
             }
             other => {
                 if other.is_ok() {
@@ -334,6 +343,26 @@ impl Core {
             unproducible: BTreeSet::new(),
             unproducible_in_txn: 0,
         })
+    }
+
+    /// Replaces every Kafka client but the group consumer (which the
+    /// caller makes): readers, offset queries and the producer. The old
+    /// clients are closed on threads of their own.
+    fn renew_clients(&mut self) -> Result<(), KafkaError> {
+        let s = &self.opts.settings;
+        let consent = PartitionReader::new(s, "consent", &s.consent_topic)?;
+        let changelog = PartitionReader::new(s, "changelog", &s.changelog_topic)?;
+        let events = OffsetQuery::new(s, "events-lag", &s.events_topic)?;
+        let producer = create_producer(s, &self.opts.instance_id, &self.opts.shutdown)?;
+        let old = (
+            std::mem::replace(&mut self.consent, consent),
+            std::mem::replace(&mut self.changelog, changelog),
+            std::mem::replace(&mut self.events, events),
+            std::mem::replace(&mut self.out.producer, producer),
+        );
+        std::thread::spawn(move || drop(old));
+        self.txn_open = false;
+        Ok(())
     }
 
     fn stopping(&self) -> bool {
