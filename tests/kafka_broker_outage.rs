@@ -59,11 +59,20 @@ impl Drop for Outage {
 /// riding out broker errors (the broker may be away or just back).
 fn wait_committed(probe: &CommitProbe, timeout: Duration) {
     let started = Instant::now();
+    let mut fresh: Option<CommitProbe> = None;
     loop {
-        let done = probe
+        // A client that lived through the broker restart can keep failing
+        // on stale metadata (FencedLeaderEpoch) long after the broker is
+        // back, while the pipeline has long committed: after an error the
+        // question is asked again by a new client.
+        let asking = fresh.as_ref().unwrap_or(probe);
+        let answer = asking
             .end_offsets()
-            .and_then(|ends| probe.committed_reaches(&ends))
-            .unwrap_or(false);
+            .and_then(|ends| asking.committed_reaches(&ends));
+        if answer.is_err() {
+            fresh = CommitProbe::new(probe.settings()).ok();
+        }
+        let done = answer.unwrap_or(false);
         if done {
             return;
         }

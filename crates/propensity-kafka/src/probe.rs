@@ -17,6 +17,7 @@ pub struct CommitProbe {
     consumer: BaseConsumer,
     topic: String,
     partitions: i32,
+    settings: KafkaSettings,
 }
 
 impl CommitProbe {
@@ -30,7 +31,15 @@ impl CommitProbe {
                 .create()?,
             topic: settings.events_topic.clone(),
             partitions: settings.partitions,
+            settings: settings.clone(),
         })
+    }
+
+    /// The settings this probe was made with (to make a fresh one: a client
+    /// that lived through a broker restart can keep failing on stale
+    /// metadata).
+    pub fn settings(&self) -> &KafkaSettings {
+        &self.settings
     }
 
     /// Current end offsets of the events topic.
@@ -67,19 +76,24 @@ impl CommitProbe {
     /// committed by the group.
     pub fn wait_until_committed(&self, timeout: Duration) -> Result<(), KafkaError> {
         let started = Instant::now();
-        // The end offsets too are retried: right after a broker restart the
-        // first answers can be `NotLeaderForPartition`.
-        let ends = loop {
-            match self.end_offsets() {
-                Ok(ends) => break ends,
-                Err(e) if started.elapsed() > timeout => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        };
+        // Broker trouble is retried until the timeout; after an error the
+        // question goes to a new client, since one that lived through a
+        // broker restart can keep failing on stale metadata.
+        let mut fresh: Option<CommitProbe> = None;
+        let mut ends = None;
         loop {
-            // Broker trouble while waiting is retried until the timeout.
-            if self.committed_reaches(&ends).unwrap_or(false) {
-                return Ok(());
+            let asking = fresh.as_ref().unwrap_or(self);
+            let answer = match &ends {
+                None => asking.end_offsets().map(|e| {
+                    ends = Some(e);
+                    false
+                }),
+                Some(e) => asking.committed_reaches(e),
+            };
+            match answer {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(_) => fresh = CommitProbe::new(&self.settings).ok(),
             }
             if started.elapsed() > timeout {
                 return Err(KafkaError::Topics(format!(
