@@ -13,8 +13,9 @@
 //! - offsets that neither deliver a record nor move the position (empty
 //!   batches that compaction leaves behind, e.g. of deleted tombstones) are
 //!   settled by a probe: a fresh client assigned at the position reads
-//!   forward; if the first thing it finds is a record at or past the end, or
-//!   the end of the partition, nothing deliverable lies before the end. The
+//!   forward; if the first record it finds is at or past the end, nothing
+//!   deliverable lies before the end (its end-of-partition report is not
+//!   trusted: one was seen before a large record below the end). The
 //!   probe is only asked once the reader's own fetcher reported the end of
 //!   the partition while the position was still short of it; that report is
 //!   a hint to probe, never a verdict (it may predate the end query).
@@ -299,10 +300,13 @@ impl PartitionReader {
                     empty = msg.offset() >= end;
                     break;
                 }
-                Some(Err(RdKafkaError::PartitionEOF(_))) => {
-                    empty = true;
-                    break;
-                }
+                // An end-of-partition report proves nothing here: a fresh
+                // client was seen to report it before delivering a large
+                // record below the end. Only a record at or past the end
+                // settles the question; otherwise the caller keeps reading
+                // (and reassigns a reader that delivers nothing), so a
+                // record is never skipped.
+                Some(Err(RdKafkaError::PartitionEOF(_))) => break,
                 Some(Err(e)) => tracing::warn!(topic = %self.topic, error = %e, "tail probe error"),
                 None => {}
             }
