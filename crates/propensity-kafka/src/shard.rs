@@ -118,18 +118,13 @@ impl Shard {
     }
 
     /// Processes one event record into the open transaction.
-    pub fn process_event(
-        &mut self,
-        out: &mut Outputs,
-        msg: &BorrowedMessage<'_>,
-        origin: &Origin,
-        now_ms: i64,
-    ) {
+    pub fn process_event(&mut self, out: &mut Outputs, msg: &BorrowedMessage<'_>, now_ms: i64) {
+        let origin = origin_of(msg);
         let (engine, mut sink) = self.sink(out, msg.key(), msg.timestamp().to_millis());
         engine.process_event(
             msg.key(),
             msg.payload().unwrap_or_default(),
-            origin,
+            &origin,
             Some(now_ms),
             &mut sink,
         );
@@ -137,20 +132,16 @@ impl Shard {
 
     /// Applies one consent record (with its effects) into the open
     /// transaction. An erasure also forgets the visitor's recent offers.
-    pub fn process_consent(
-        &mut self,
-        out: &mut Outputs,
-        msg: &BorrowedMessage<'_>,
-        origin: &Origin,
-        record_time_ms: i64,
-        now_ms: i64,
-    ) {
+    pub fn process_consent(&mut self, out: &mut Outputs, msg: &BorrowedMessage<'_>, now_ms: i64) {
+        // A tombstone is dated by its Kafka timestamp.
+        let record_time_ms = msg.timestamp().to_millis().unwrap_or(now_ms);
+        let origin = origin_of(msg);
         let (engine, mut sink) = self.sink(out, msg.key(), None);
         engine.process_consent(
             msg.key(),
             msg.payload(),
             record_time_ms,
-            origin,
+            &origin,
             Some(now_ms),
             &mut sink,
         );
@@ -204,6 +195,15 @@ impl Shard {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Where an input record came from (dead letters name it).
+fn origin_of(msg: &BorrowedMessage<'_>) -> Origin {
+    Origin::Kafka {
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+        offset: msg.offset(),
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use propensity_engine::{Engine, Origin};
+use propensity_engine::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -225,7 +225,6 @@ impl Core {
             self.ensure_txn()?;
         }
         let loaded = &status.consent_records_loaded;
-        let consent_topic = self.opts.settings.consent_topic.clone();
         let out = &mut self.out;
         let now = now_ms();
         self.consent
@@ -241,12 +240,7 @@ impl Core {
                 } else {
                     // Newer than the snapshots: applied with its effects
                     // (outputs, changelog) inside the open transaction.
-                    let origin = Origin::Kafka {
-                        topic: consent_topic.clone(),
-                        partition: p,
-                        offset: msg.offset(),
-                    };
-                    shard.process_consent(out, msg, &origin, ts, now);
+                    shard.process_consent(out, msg, now);
                 }
             })?;
         if let Some(e) = self.out.error.take() {

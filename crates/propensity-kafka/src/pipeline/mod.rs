@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use propensity_engine::{EngineConfig, EngineCounters, Origin};
+use propensity_engine::{EngineConfig, EngineCounters};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError as RdKafkaError;
@@ -520,7 +520,6 @@ impl Core {
             return Ok(());
         }
         self.ensure_txn()?;
-        let consent_topic = self.opts.settings.consent_topic.clone();
         let (shards, out) = (&mut self.shards, &mut self.out);
         let now = now_ms();
         self.consent
@@ -528,13 +527,7 @@ impl Core {
                 let Some(shard) = shards.get_mut(&p) else {
                     return;
                 };
-                let ts = msg.timestamp().to_millis().unwrap_or(now);
-                let origin = Origin::Kafka {
-                    topic: consent_topic.clone(),
-                    partition: p,
-                    offset: msg.offset(),
-                };
-                shard.process_consent(out, msg, &origin, ts, now);
+                shard.process_consent(out, msg, now);
             })?;
         if let Some(e) = self.out.error.take() {
             return Err(e.into());
@@ -579,7 +572,6 @@ impl Core {
         self.ensure_txn()?;
         let timer = self.opts.metrics.batch_seconds.start_timer();
         let now = now_ms();
-        let events_topic = self.opts.settings.events_topic.clone();
         let mut consumed = 0u64;
         for msg in batch {
             let p = msg.partition();
@@ -595,12 +587,7 @@ impl Core {
                 consumed += 1;
                 continue;
             }
-            let origin = Origin::Kafka {
-                topic: events_topic.clone(),
-                partition: p,
-                offset: msg.offset(),
-            };
-            shard.process_event(&mut self.out, msg, &origin, now);
+            shard.process_event(&mut self.out, msg, now);
             if self.isolation.is_some() {
                 self.isolated_event = Some((p, msg.offset()));
             }
