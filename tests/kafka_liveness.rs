@@ -20,7 +20,6 @@ use propensity_system_tests::{
 };
 
 #[test]
-#[ignore = "flaky when run beside other tests: the harness read 0 of 1 large dead letters although all partitions committed (passes alone); possibly the reader skipping a large record, see the session note"]
 fn an_oversized_record_becomes_one_truncated_dead_letter_and_blocks_nothing() {
     const VISITORS: usize = 120;
     const EVENTS_EACH: usize = 4;
@@ -385,13 +384,32 @@ fn scaling_one_to_three_while_events_flow_loses_and_stalls_nothing() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    println!("per instance: {seen:?}");
+    // An instance publishes its counters right after its commit returns,
+    // so the group's offsets can show the end a moment before the counts
+    // do. The counts are of committed work only (a batch redone after an
+    // abort counts once): over all instances they equal the events sent.
+    let produced = ordered_events.len() as u64;
+    let t = Instant::now();
     let mut total = Reconciliation::default();
-    for (name, inst) in &instances {
-        let r = inst.metrics().reconciliation();
+    let mut books = Vec::new();
+    while t.elapsed() < Duration::from_secs(30) {
+        scrape(&instances, &mut seen);
+        total = Reconciliation::default();
+        books.clear();
+        for (name, inst) in &instances {
+            let r = inst.metrics().reconciliation();
+            total.add(&r);
+            books.push((*name, r));
+        }
+        if total.consumed >= produced {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("per instance: {seen:?}");
+    for (name, r) in &books {
         println!("instance {name}: {r}");
         assert!(r.balanced(), "instance {name}: {r}");
-        total.add(&r);
     }
     for (name, s) in &seen {
         assert!(
@@ -403,11 +421,9 @@ fn scaling_one_to_three_while_events_flow_loses_and_stalls_nothing() {
             "instance {name} processed no events: {s:?}"
         );
     }
-    assert!(
-        total.consumed >= ordered_events.len() as u64,
-        "consumed over all instances {} < produced {}",
-        total.consumed,
-        ordered_events.len()
+    assert_eq!(
+        total.consumed, produced,
+        "events consumed over all instances vs produced"
     );
     for (name, inst) in instances {
         let status = inst.terminate(Duration::from_secs(30));

@@ -56,7 +56,7 @@ fn an_event_whose_dead_letter_the_broker_refuses_is_dead_lettered_once_without_i
         );
         send(&d.settings.consent_topic, v, consent.as_bytes());
     }
-    let mut good = 0;
+    let mut good: u32 = 0;
     let event = |v: &str, n: u32| {
         format!(
             r#"{{"event_id":"{v}-e{n}","visitor_id":"{v}","type":"page_view","timestamp":"2026-11-29T10:00:{n:02}Z","page":{{"url":"https://shop.example.com/pricing"}}}}"#
@@ -95,6 +95,15 @@ fn an_event_whose_dead_letter_the_broker_refuses_is_dead_lettered_once_without_i
     );
     let books = m.reconciliation();
     assert!(books.balanced(), "counts do not reconcile: {books:?}");
+    // The refusal aborted a transaction full of events; they were redone
+    // (one per transaction) and count once: committed work only.
+    let redone = m.sum("propensity_events_rewound_total");
+    assert!(redone > 0.0, "the aborted batch shows as redone");
+    assert_eq!(
+        (books.consumed, books.processed),
+        (u64::from(good) + 2, u64::from(good)),
+        "every record counted once: {books:?}"
+    );
     assert_eq!(
         m.sum_where(
             "propensity_dead_letters_total",
@@ -136,6 +145,6 @@ fn an_event_whose_dead_letter_the_broker_refuses_is_dead_lettered_once_without_i
     let log = instance.log_text();
     assert!(log.contains("refused"), "the log names the refusal");
     println!(
-        "refused records: 1 isolated and dead-lettered as unproducible; {good} good events processed; books {books:?}"
+        "refused records: 1 isolated and dead-lettered as unproducible; {good} good events processed; {redone} redone after the abort; books {books:?}"
     );
 }

@@ -29,7 +29,6 @@ fn event(visitor: &str, n: u32) -> String {
 }
 
 #[test]
-#[ignore = "passed locally (and went red with the fix undone), but in a fresh-clone CI run the stall was not reported when the consent topic vanished during an idle catch-up; to be fixed next (see the session note)"]
 fn a_partition_that_cannot_commit_shows_as_stalled_and_recovers() {
     let mut d = Deployment::new("stall", 3, false);
     d.wait_topics_visible(Duration::from_secs(30));

@@ -551,7 +551,11 @@ pub fn read_topic(settings: &KafkaSettings, topic: &str) -> Vec<Record> {
     let parts: Vec<i32> = (0..settings.partitions).collect();
     let from: Vec<(i32, Option<i64>)> = parts.iter().map(|p| (*p, None)).collect();
     reader.assign(&from).expect("assign");
-    let ends = reader.end_offsets(&parts).expect("ends");
+    // A commit's markers reach the partitions after the commit returns:
+    // read everything the group's offsets already account for.
+    let ends = reader
+        .settled_end_offsets(&parts, Duration::from_secs(60), &AtomicBool::new(false))
+        .expect("settled end offsets");
     let mut out = Vec::new();
     reader
         .read_until(&ends, &AtomicBool::new(false), |p, m| {

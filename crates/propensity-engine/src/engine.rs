@@ -207,6 +207,59 @@ impl EngineCounters {
         self.events_dead_lettered.iter().sum()
     }
 
+    /// Adds `other` into these counters: totals and gauges alike (the sum
+    /// of several engines' current state), lists element-wise (a longer
+    /// list extends this one).
+    pub fn merge(&mut self, other: &EngineCounters) {
+        fn add(into: &mut [u64], from: &[u64]) {
+            for (x, y) in into.iter_mut().zip(from) {
+                *x += y;
+            }
+        }
+        fn add_list(into: &mut Vec<u64>, from: &[u64]) {
+            if into.len() < from.len() {
+                into.resize(from.len(), 0);
+            }
+            add(into, from);
+        }
+        self.events_consumed += other.events_consumed;
+        add(&mut self.events_by_type, &other.events_by_type);
+        self.events_processed += other.events_processed;
+        add(&mut self.events_dropped, &other.events_dropped);
+        add(&mut self.events_dead_lettered, &other.events_dead_lettered);
+        self.consent_consumed += other.consent_consumed;
+        self.consent_applied += other.consent_applied;
+        self.consent_stale += other.consent_stale;
+        add(
+            &mut self.consent_dead_lettered,
+            &other.consent_dead_lettered,
+        );
+        self.erasures += other.erasures;
+        self.revocations += other.revocations;
+        self.scores += other.scores;
+        add_list(&mut self.outcomes_achieved, &other.outcomes_achieved);
+        add_list(&mut self.offers_by_map, &other.offers_by_map);
+        add_list(&mut self.suppressed_by_cap, &other.suppressed_by_cap);
+        add_list(
+            &mut self.suppressed_by_purpose,
+            &other.suppressed_by_purpose,
+        );
+        self.buffered_events += other.buffered_events;
+        self.active_sessions += other.active_sessions;
+        self.visitors += other.visitors;
+    }
+
+    /// These counters with the gauges (state held right now) set to zero:
+    /// what stays of an engine's work once its state is gone.
+    pub fn totals_only(&self) -> EngineCounters {
+        EngineCounters {
+            buffered_events: 0,
+            active_sessions: 0,
+            visitors: 0,
+            ..self.clone()
+        }
+    }
+
     /// consumed = processed + dropped + dead-lettered + still buffered.
     pub fn reconciles(&self) -> bool {
         self.events_consumed

@@ -404,33 +404,6 @@ struct Run {
     counters: EngineCounters,
 }
 
-fn add_counters(sum: &mut EngineCounters, c: &EngineCounters) {
-    fn add(a: &mut [u64], b: &[u64]) {
-        for (x, y) in a.iter_mut().zip(b) {
-            *x += y;
-        }
-    }
-    sum.events_consumed += c.events_consumed;
-    add(&mut sum.events_by_type, &c.events_by_type);
-    sum.events_processed += c.events_processed;
-    add(&mut sum.events_dropped, &c.events_dropped);
-    add(&mut sum.events_dead_lettered, &c.events_dead_lettered);
-    sum.consent_consumed += c.consent_consumed;
-    sum.consent_applied += c.consent_applied;
-    sum.consent_stale += c.consent_stale;
-    add(&mut sum.consent_dead_lettered, &c.consent_dead_lettered);
-    sum.erasures += c.erasures;
-    sum.revocations += c.revocations;
-    sum.scores += c.scores;
-    add(&mut sum.outcomes_achieved, &c.outcomes_achieved);
-    add(&mut sum.offers_by_map, &c.offers_by_map);
-    add(&mut sum.suppressed_by_cap, &c.suppressed_by_cap);
-    add(&mut sum.suppressed_by_purpose, &c.suppressed_by_purpose);
-    sum.buffered_events += c.buffered_events;
-    sum.active_sessions += c.active_sessions;
-    sum.visitors += c.visitors;
-}
-
 /// Runs `records` through `engines` engines, the record of a visitor in
 /// partition p going to engine `group_of[p]`, in stream order.
 fn run(config: &Arc<EngineConfig>, records: &[Record], group_of: &[usize], engines: usize) -> Run {
@@ -496,7 +469,7 @@ fn run(config: &Arc<EngineConfig>, records: &[Record], group_of: &[usize], engin
             engine.visitor_ids().count() as u64,
             "visitors gauge"
         );
-        add_counters(&mut counters, c);
+        counters.merge(c);
     }
     Run {
         stream,

@@ -26,6 +26,17 @@ pub enum KafkaError {
     /// The producer was fenced or hit a fatal error.
     #[error("fatal producer error: {0}")]
     Fatal(String),
+    /// A reader made no progress for too long although records wait (the
+    /// caller aborts and rebuilds, and the partition shows as stalled).
+    #[error("reading `{topic}` made no progress for {secs} s: {why}")]
+    NoProgress {
+        /// Topic read.
+        topic: String,
+        /// Seconds without progress.
+        secs: u64,
+        /// What was last seen.
+        why: String,
+    },
     /// Shut down while waiting.
     #[error("shutting down")]
     Shutdown,

@@ -39,6 +39,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_consumer_lag",
     "propensity_stalled_partitions",
     "propensity_producer_restarts_total",
+    "propensity_events_rewound_total",
     "propensity_rebalances_total",
     "propensity_transactions_total",
     "propensity_active_sessions",
@@ -73,6 +74,8 @@ pub struct PipelineMetrics {
     lag: IntGaugeVec,
     stalled: IntGauge,
     producer_restarts: IntCounter,
+    /// Event records whose results an aborted transaction discarded.
+    pub events_rewound: IntCounter,
     rebalances: IntCounter,
     transactions: IntCounterVec,
     active_sessions: IntGauge,
@@ -205,7 +208,7 @@ impl PipelineMetrics {
             events_consumed: counter_vec(
                 &r,
                 "propensity_events_consumed_total",
-                "Visitor events consumed, by type (invalid: dead-lettered records).",
+                "Visitor events consumed in committed transactions, by type (invalid: dead-lettered records).",
                 &["type"],
             )?,
             processed: counter(
@@ -272,6 +275,11 @@ impl PipelineMetrics {
                 &r,
                 "propensity_producer_restarts_total",
                 "Transactional producers replaced (fatal error, fenced, or an abort that could not complete).",
+            )?,
+            events_rewound: counter(
+                &r,
+                "propensity_events_rewound_total",
+                "Event records consumed again because the transaction holding their results was aborted or their partition lost; the other event counters count committed work only.",
             )?,
             rebalances: counter(
                 &r,

@@ -22,11 +22,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -46,6 +47,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// fetcher wedged, e.g. after a broker restart), the reader is assigned
 /// again at its positions. Only the time to look again, never a verdict.
 const STUCK_AFTER: Duration = Duration::from_secs(2);
+/// A read that delivered nothing and moved no position for this long,
+/// although records wait, fails: the caller aborts and rebuilds (and the
+/// partition's stall clock keeps running) instead of waiting here for
+/// good, out of sight of the lag and stall gauges.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
 /// Client context of readers: end-of-partition is expected here, not an
 /// error worth logging.
@@ -67,6 +73,11 @@ impl ConsumerContext for ReaderContext {}
 /// on a reader's connection a query waits behind its long-polling fetch.
 pub struct OffsetQuery {
     consumer: BaseConsumer<ReaderContext>,
+    /// A `read_uncommitted` twin for high watermarks, made on first use
+    /// (only readers that wait for settled ends need one).
+    uncommitted: OnceLock<BaseConsumer<ReaderContext>>,
+    settings: KafkaSettings,
+    purpose: String,
     topic: String,
 }
 
@@ -77,8 +88,72 @@ impl OffsetQuery {
         Ok(Self {
             consumer: client_config::reader(settings, purpose)
                 .create_with_context(ReaderContext)?,
+            uncommitted: OnceLock::new(),
+            settings: settings.clone(),
+            purpose: purpose.to_owned(),
             topic: topic.to_owned(),
         })
+    }
+
+    /// End offsets of `partitions` once no transaction is pending on them
+    /// (last stable offset = high watermark), waiting up to `max_wait`.
+    ///
+    /// A transaction's commit returns to its producer once the coordinator
+    /// has logged the decision; the markers that make its records readable
+    /// are written to each partition afterwards, one by one. So the group's
+    /// committed offsets (one marker) can show a batch as done while an
+    /// output partition's stable offset (another marker) still stops short
+    /// of that batch's records. A reader that must see everything the
+    /// committed offsets account for (a changelog restore) waits here for
+    /// the pending transaction to end: committed, or aborted by its
+    /// coordinator within the transaction timeout.
+    pub fn settled_end_offsets(
+        &self,
+        partitions: &[i32],
+        max_wait: Duration,
+        shutdown: &AtomicBool,
+    ) -> Result<HashMap<i32, i64>, KafkaError> {
+        let started = Instant::now();
+        loop {
+            let stable = self.end_offsets(partitions)?;
+            let high = self.high_watermarks(partitions)?;
+            let pending: Vec<(i32, i64, i64)> = partitions
+                .iter()
+                .filter_map(|p| {
+                    let (lso, hw) = (stable.get(p).copied()?, high.get(p).copied()?);
+                    (lso < hw).then_some((*p, lso, hw))
+                })
+                .collect();
+            if pending.is_empty() {
+                return Ok(stable);
+            }
+            if shutdown.load(Ordering::Relaxed) {
+                return Err(KafkaError::Shutdown);
+            }
+            if started.elapsed() >= max_wait {
+                return Err(KafkaError::NoProgress {
+                    topic: self.topic.clone(),
+                    secs: max_wait.as_secs(),
+                    why: format!("transactions still pending (partition, stable offset, high watermark): {pending:?}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// High watermarks (end offsets including records of open
+    /// transactions) of `partitions`.
+    fn high_watermarks(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>, KafkaError> {
+        let consumer = match self.uncommitted.get() {
+            Some(c) => c,
+            None => {
+                let mut cfg = client_config::reader(&self.settings, &self.purpose);
+                cfg.set("isolation.level", "read_uncommitted");
+                let made = cfg.create_with_context(ReaderContext)?;
+                self.uncommitted.get_or_init(|| made)
+            }
+        };
+        list_offsets(consumer, &self.topic, partitions, Offset::End)
     }
 
     /// Current end offsets of `partitions`, in one ListOffsets request
@@ -93,28 +168,53 @@ impl OffsetQuery {
     }
 
     fn list(&self, partitions: &[i32], at: Offset) -> Result<HashMap<i32, i64>, KafkaError> {
-        let mut found = HashMap::new();
-        if partitions.is_empty() {
-            return Ok(found);
-        }
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions {
-            tpl.add_partition_offset(&self.topic, *p, at)?;
-        }
-        let answer = self.consumer.offsets_for_times(tpl, QUERY_TIMEOUT)?;
-        for e in answer.elements() {
-            if let Err(err) = e.error() {
-                return Err(KafkaError::Client(err));
-            }
-            let offset = match e.offset() {
-                Offset::Offset(o) => o,
-                // No offset known (empty partition): nothing to wait for.
-                _ => 0,
-            };
-            found.insert(e.partition(), offset);
-        }
-        Ok(found)
+        list_offsets(&self.consumer, &self.topic, partitions, at)
     }
+}
+
+/// One ListOffsets request for `partitions` of `topic` at `at` (`End`:
+/// the client's isolation level decides between last stable offset and
+/// high watermark).
+fn list_offsets(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    partitions: &[i32],
+    at: Offset,
+) -> Result<HashMap<i32, i64>, KafkaError> {
+    let mut found = HashMap::new();
+    if partitions.is_empty() {
+        return Ok(found);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, at)?;
+    }
+    let answer = consumer.offsets_for_times(tpl, QUERY_TIMEOUT)?;
+    for e in answer.elements() {
+        if let Err(err) = e.error() {
+            return Err(KafkaError::Client(err));
+        }
+        let offset = match e.offset() {
+            Offset::Offset(o) => o,
+            // No offset known (empty partition): nothing to wait for.
+            _ => 0,
+        };
+        found.insert(e.partition(), offset);
+    }
+    Ok(found)
+}
+
+/// Whether a reader error means the partition no longer exists (its topic
+/// was deleted): reading on cannot succeed.
+fn is_gone(e: &RdKafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
+        )
+    )
 }
 
 /// An assign-only reader of one topic.
@@ -185,6 +285,18 @@ impl PartitionReader {
         v
     }
 
+    /// Settled end offsets of `partitions` (see
+    /// [`OffsetQuery::settled_end_offsets`]).
+    pub fn settled_end_offsets(
+        &self,
+        partitions: &[i32],
+        max_wait: Duration,
+        shutdown: &AtomicBool,
+    ) -> Result<HashMap<i32, i64>, KafkaError> {
+        self.query
+            .settled_end_offsets(partitions, max_wait, shutdown)
+    }
+
     /// Current end offsets of `partitions` (see [`OffsetQuery::end_offsets`]).
     pub fn end_offsets(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>, KafkaError> {
         self.query.end_offsets(partitions)
@@ -199,6 +311,7 @@ impl PartitionReader {
         mut deliver: impl FnMut(i32, &BorrowedMessage<'_>),
     ) -> Result<(), KafkaError> {
         let mut last_progress = Instant::now();
+        let mut last_moved = (Instant::now(), self.assigned());
         loop {
             let behind: Vec<(i32, i64)> = ends
                 .iter()
@@ -244,6 +357,20 @@ impl PartitionReader {
                         }
                     }
                     if quiet {
+                        let now = self.assigned();
+                        if now != last_moved.1 {
+                            last_moved = (Instant::now(), now);
+                        } else if last_moved.0.elapsed() >= GIVE_UP_AFTER {
+                            return Err(KafkaError::NoProgress {
+                                topic: self.topic.clone(),
+                                secs: GIVE_UP_AFTER.as_secs(),
+                                why: format!("positions {:?}, ends {ends:?}", self.assigned()),
+                            });
+                        }
+                        // The topic may be gone (deleted, recreated): the
+                        // end query then fails, and so does this read.
+                        let parts: Vec<i32> = ends.keys().copied().collect();
+                        self.query.end_offsets(&parts)?;
                         if wedged {
                             tracing::warn!(topic = %self.topic, "reader delivers nothing although records wait: assigning it again at its positions");
                             let again: Vec<(i32, Option<i64>)> = self
@@ -256,6 +383,7 @@ impl PartitionReader {
                         last_progress = Instant::now();
                     }
                 }
+                Some(Err(e)) if is_gone(&e) => return Err(e.into()),
                 Some(Err(e)) => {
                     // Transient broker trouble: librdkafka retries by
                     // itself; we keep polling (and stay stoppable).

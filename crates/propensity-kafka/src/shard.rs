@@ -9,7 +9,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use ahash::AHashSet;
-use propensity_engine::{DeadLetter, Engine, EngineSink, Offer, Origin, OutcomeScore};
+use propensity_engine::{
+    DeadLetter, Engine, EngineCounters, EngineSink, Offer, Origin, OutcomeScore,
+};
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -84,6 +86,9 @@ pub struct Shard {
     /// The latest offers of this partition, for data-subject access
     /// requests; bounded, and purged of a visitor on erasure.
     recent_offers: VecDeque<Offer>,
+    /// The engine's counters as of the last commit. Work after it may
+    /// still be aborted and done again, so only this much is reported.
+    committed_counters: EngineCounters,
 }
 
 impl Shard {
@@ -96,7 +101,36 @@ impl Shard {
             consent_next: 0,
             consent_committed: 0,
             recent_offers: VecDeque::new(),
+            committed_counters: EngineCounters::default(),
         }
+    }
+
+    /// The transaction holding this shard's work committed: its counts are
+    /// final.
+    pub fn mark_committed(&mut self) {
+        self.committed_counters = self.engine.counters().clone();
+    }
+
+    /// What this shard reports: totals of committed work (an abort can
+    /// discard the rest, which is then consumed and counted again), gauges
+    /// of the state held now.
+    pub fn reported_counters(&self) -> EngineCounters {
+        let now = self.engine.counters();
+        EngineCounters {
+            buffered_events: now.buffered_events,
+            active_sessions: now.active_sessions,
+            visitors: now.visitors,
+            ..self.committed_counters.clone()
+        }
+    }
+
+    /// Event records consumed since the last commit: discarded if this
+    /// shard is dropped without committing (they will be consumed again).
+    pub fn uncommitted_events(&self) -> u64 {
+        self.engine
+            .counters()
+            .events_consumed
+            .saturating_sub(self.committed_counters.events_consumed)
     }
 
     fn sink<'a>(

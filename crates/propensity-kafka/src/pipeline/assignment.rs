@@ -17,7 +17,13 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::{now_ms, Core, GroupContext};
 use crate::error::KafkaError;
 use crate::shard::{Shard, CONSENT_POSITION_HEADER};
-use crate::status::{add_counters, RuntimeStatus};
+use crate::status::RuntimeStatus;
+
+/// Longest wait for a pending transaction on a changelog partition to end
+/// before a restore: a dead owner's transaction is aborted by the
+/// coordinator after `transaction.timeout.ms` (10 s by default), found by a
+/// sweep that runs every 10 s.
+const CHANGELOG_SETTLE_MAX: Duration = Duration::from_secs(60);
 
 impl Core {
     pub(super) fn note_assignment(&self, consumer: &BaseConsumer<GroupContext>) {
@@ -45,12 +51,16 @@ impl Core {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    /// Drops a shard's state. Its committed work stays counted; work since
+    /// its last commit is discarded with the aborted transaction (its
+    /// records are consumed again, here or by the next owner) and shows
+    /// only as rewound.
     pub(super) fn retire(&mut self, shard: Shard) {
-        let mut c = shard.engine.counters().clone();
-        c.buffered_events = 0;
-        c.active_sessions = 0;
-        c.visitors = 0;
-        add_counters(&mut self.retired, &c);
+        self.retired.merge(&shard.reported_counters().totals_only());
+        self.opts
+            .metrics
+            .events_rewound
+            .inc_by(shard.uncommitted_events());
     }
 
     pub(super) fn forget_all_shards(&mut self) {
@@ -170,7 +180,16 @@ impl Core {
         // 1. Changelog: the state as of the last commit.
         let from_start: Vec<(i32, Option<i64>)> = partitions.iter().map(|p| (*p, None)).collect();
         self.changelog.assign(&from_start)?;
-        let ends = self.changelog.end_offsets(&partitions)?;
+        // The previous owner's last transaction may be committed (the group
+        // offsets say so) while its changelog marker is still on its way:
+        // restore only once nothing is pending, or this state would lack
+        // that transaction's updates while the events it covered are
+        // never read again.
+        let ends = self.changelog.settled_end_offsets(
+            &partitions,
+            CHANGELOG_SETTLE_MAX,
+            &self.opts.shutdown,
+        )?;
         let mut restore_error = None;
         self.changelog
             .read_until(&ends, &self.opts.shutdown, |p, msg| {

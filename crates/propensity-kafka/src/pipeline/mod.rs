@@ -47,7 +47,7 @@ use crate::progress::Progress;
 use crate::reader::{OffsetQuery, PartitionReader};
 use crate::settings::KafkaSettings;
 use crate::shard::{send_unproducible, OutputTopics, Outputs, Shard};
-use crate::status::{add_counters, RuntimeStatus};
+use crate::status::RuntimeStatus;
 
 mod assignment;
 mod transaction_control;
@@ -280,6 +280,9 @@ struct Core {
     last_consent_sync: Instant,
     progress: Progress,
     last_lag_refresh: Instant,
+    /// The last end-offset query for the lag failed (said once, at warn,
+    /// until one succeeds again).
+    lag_query_failing: bool,
     /// Set after a transaction failed because the broker refused one of
     /// its records: events are then processed one per transaction until
     /// these offsets (the failed transaction's) are committed, so that the
@@ -338,6 +341,7 @@ impl Core {
             last_consent_sync: Instant::now(),
             progress: Progress::default(),
             last_lag_refresh: Instant::now(),
+            lag_query_failing: false,
             isolation: None,
             isolated_event: None,
             unproducible: BTreeSet::new(),
@@ -483,8 +487,16 @@ impl Core {
                 for (p, end) in ends {
                     self.progress.end(p, end, now);
                 }
+                if std::mem::take(&mut self.lag_query_failing) {
+                    tracing::info!("end offsets of the events topic readable again");
+                }
             }
-            Err(e) => tracing::debug!(error = %e, "end offsets for lag not available"),
+            Err(e) => {
+                // The lag and stall gauges keep their last known ends.
+                if !std::mem::replace(&mut self.lag_query_failing, true) {
+                    tracing::warn!(error = %e, "cannot read the events topic's end offsets: consumer lag and stall detection use the last known ones");
+                }
+            }
         }
         self.publish_progress();
     }
@@ -502,10 +514,15 @@ impl Core {
         }
         let timeout = Duration::from_secs_f64(self.opts.settings.stall_timeout_secs);
         let stalled = self.progress.stalled(timeout, Instant::now());
-        if !stalled.is_empty() {
-            tracing::warn!(partitions = ?stalled, timeout_secs = timeout.as_secs_f64(), "partitions with lag have committed nothing within the stall timeout");
-        }
         if let Ok(mut s) = self.opts.status.stalled_partitions.lock() {
+            // Said when the set changes, not at every refresh.
+            if *s != stalled {
+                if stalled.is_empty() {
+                    tracing::info!("no partition is stalled any more");
+                } else {
+                    tracing::warn!(partitions = ?stalled, timeout_secs = timeout.as_secs_f64(), "partitions with lag have committed nothing within the stall timeout");
+                }
+            }
             *s = stalled;
         }
     }
@@ -608,7 +625,7 @@ impl Core {
     fn publish_counters(&self) {
         let mut total = self.retired.clone();
         for shard in self.shards.values() {
-            add_counters(&mut total, shard.engine.counters());
+            total.merge(&shard.reported_counters());
         }
         self.opts.metrics.publish_engine(&total);
         if let Ok(mut c) = self.opts.status.engine.lock() {

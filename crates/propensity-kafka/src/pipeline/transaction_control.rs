@@ -169,6 +169,7 @@ impl Core {
                 self.last_commit = now;
                 for shard in self.shards.values_mut() {
                     shard.consent_committed = shard.consent_next;
+                    shard.mark_committed();
                 }
                 self.opts.status.commits.fetch_add(1, Ordering::Relaxed);
                 RuntimeStatus::set(&self.opts.status.broker_reachable, true);
