@@ -49,32 +49,25 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<B
     respond(status, "application/json", body.to_string())
 }
 
-/// Constant-time comparison, so the token cannot be guessed by timing.
+/// Whether the given bearer token is the configured one. Both are hashed
+/// first and the digests compared in constant time, so neither the
+/// token's bytes nor its length can be learned from response times.
 fn token_matches(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(given)
+        .ct_eq(&Sha256::digest(expected))
+        .into()
 }
 
-/// Percent-decodes a path segment (visitor ids may contain anything).
+/// Percent-decodes a path segment (visitor ids may contain anything);
+/// `None` when the result is not UTF-8. A `%` not followed by two hex
+/// digits stays as it is.
 fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 async fn handle(
@@ -247,6 +240,7 @@ mod tests {
         assert!(!token_matches(b"abd", b"abc"));
         assert!(!token_matches(b"ab", b"abc"));
         assert_eq!(percent_decode("v%2F1").as_deref(), Some("v/1"));
-        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%zz").as_deref(), Some("%zz"));
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
     }
 }
