@@ -1,0 +1,216 @@
+//! Decisions: what a processed event's session leads to. Every outcome the
+//! session has not achieved is scored (where a model exists), then the
+//! action maps are tried in priority order — trigger, conditions, purpose
+//! consent, frequency caps — and the first that passes them all makes the
+//! offer.
+//!
+//! Invariants kept here:
+//! - At most one offer per event, and caps are checked before an offer
+//!   exists: a map stopped by its purpose or a cap counts as suppressed and
+//!   changes no cap state.
+//! - An achieved outcome is neither scored nor offered on for the rest of
+//!   the session (its probability stays `None`).
+//! - Offer ids are a stable hash of visitor, session, map and event, so a
+//!   replay of the same input gives the same ids; nothing here reads a
+//!   clock (`now_ms` is passed in).
+//! - `last_probability` is updated only after every map has looked at the
+//!   previous value, so a falling trigger compares with the previous event.
+
+use crate::compact::MaybeMs;
+use crate::config::{ActionMap, Trigger};
+use crate::purpose::PurposeSet;
+use crate::stable_hash::stable_hash_parts;
+use crate::timestamp::format_rfc3339_ms;
+use crate::visitor::Session;
+use crate::wire::{Event, Offer, OutcomeScore};
+
+use super::session::EventCtx;
+use super::EngineSink;
+
+impl EventCtx<'_> {
+    /// Scores the outcomes `session` has not achieved into the scratch
+    /// probabilities (`None`: achieved, or no model), reporting examples,
+    /// probabilities and scores to `sink`.
+    pub(super) fn score(
+        &mut self,
+        session: &Session,
+        event: &Event<'_>,
+        sink: &mut impl EngineSink,
+    ) {
+        let cfg = self.config;
+        let t = event.time.epoch_ms;
+        let visitor = event.visitor_id.as_ref();
+        let all_achieved = (0..cfg.outcomes.len()).all(|i| session.achieved & (1 << i) != 0);
+        let scratch = &mut *self.scratch;
+        scratch.probabilities.clear();
+        scratch.probabilities.resize(cfg.outcomes.len(), None);
+        if !all_achieved {
+            cfg.features.compute_into(
+                &session.acc,
+                session.start_ms,
+                t,
+                event.time.local_ms(),
+                &mut scratch.features,
+            );
+            self.models.probabilities_sparse(
+                scratch.features.values(),
+                scratch.features.nonzero(),
+                |i| session.achieved & (1 << i) != 0,
+                &mut scratch.probabilities,
+            );
+            let wants_examples = sink.wants_examples();
+            let wants_scores = sink.wants_scores();
+            let mut event_time = None;
+            for (i, outcome) in cfg.outcomes.iter().enumerate() {
+                if session.achieved & (1 << i) != 0 {
+                    continue;
+                }
+                if wants_examples {
+                    sink.example(session.serial, i, scratch.features.values());
+                }
+                let (Some(model), Some(p)) = (self.models.get(i), scratch.probabilities[i]) else {
+                    continue;
+                };
+                self.counters.scores += 1;
+                sink.probability(i, p);
+                if wants_scores {
+                    let time = event_time.get_or_insert_with(|| format_rfc3339_ms(t));
+                    sink.score(&OutcomeScore {
+                        event_id: &event.event_id,
+                        visitor_id: visitor,
+                        session_id: session.id.as_str(),
+                        outcome: &outcome.name,
+                        probability: p,
+                        model_version: &model.version,
+                        event_time: time,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Tries the action maps on the probabilities [`EventCtx::score`] left
+    /// in the scratch, makes at most one offer, then remembers the
+    /// probabilities for the next event's triggers.
+    pub(super) fn decide(
+        &mut self,
+        session: &mut Session,
+        last_offer_ms: &mut MaybeMs,
+        event: &Event<'_>,
+        purposes: PurposeSet,
+        now_ms: Option<i64>,
+        sink: &mut impl EngineSink,
+    ) {
+        let cfg = self.config;
+        let t = event.time.epoch_ms;
+        let visitor = event.visitor_id.as_ref();
+        let scratch = &*self.scratch;
+        // Action maps, highest priority first: the first that fires and
+        // passes consent and caps makes the only offer for this event.
+        for (mi, map) in cfg.action_maps.iter().enumerate() {
+            let Some(p) = scratch.probabilities[map.outcome] else {
+                continue;
+            };
+            let prev = session.last_probability[map.outcome];
+            if !fires(map, p, prev) || !conditions_hold(map, session) {
+                continue;
+            }
+            if !purposes.grants(map.purpose) {
+                self.counters.suppressed_by_purpose[mi] += 1;
+                continue;
+            }
+            let capped = session.offers_per_map[mi] >= map.max_per_session
+                || session.offers_total >= cfg.max_offers_per_session
+                || last_offer_ms
+                    .get()
+                    .is_some_and(|last| t - last < cfg.min_offer_gap_ms);
+            if capped {
+                self.counters.suppressed_by_cap[mi] += 1;
+                continue;
+            }
+            session.offers_per_map[mi] += 1;
+            session.offers_total += 1;
+            *last_offer_ms = MaybeMs::new(Some(t));
+            self.counters.offers_by_map[mi] += 1;
+            let Some(model) = self.models.get(map.outcome) else {
+                continue;
+            };
+            let session_id = session.id.as_str();
+            let parts: [&[u8]; 4] = [
+                visitor.as_bytes(),
+                session_id.as_bytes(),
+                map.name.as_bytes(),
+                event.event_id.as_bytes(),
+            ];
+            let offer_id = hex_id(stable_hash_parts(1, &parts), stable_hash_parts(2, &parts));
+            sink.offer(Offer {
+                offer_id,
+                visitor_id: visitor.to_owned(),
+                session_id: session_id.to_owned(),
+                action_map: map.name.clone(),
+                action: map.action.clone(),
+                purpose: map.purpose,
+                outcome: cfg.outcomes[map.outcome].name.clone(),
+                probability: p,
+                model_version: model.version.clone(),
+                trigger_event_id: event.event_id.to_string(),
+                event_time: format_rfc3339_ms(t),
+                decided_at: format_rfc3339_ms(now_ms.unwrap_or(t)),
+                explanation: model.explain(scratch.features.values(), cfg.features.names(), 3),
+            });
+            break;
+        }
+        for (i, p) in scratch.probabilities.iter().enumerate() {
+            if let Some(p) = p {
+                session.last_probability[i] = *p as f32;
+            }
+        }
+    }
+}
+
+/// `format!("{a:016x}{b:016x}")`, written directly.
+pub(super) fn hex_id(a: u64, b: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for v in [a, b] {
+        for k in (0..16).rev() {
+            out.push(char::from(HEX[((v >> (4 * k)) & 0xf) as usize]));
+        }
+    }
+    out
+}
+
+fn fires(map: &ActionMap, p: f64, prev: f32) -> bool {
+    match map.trigger {
+        Trigger::AtOrAbove { threshold } => p >= threshold,
+        Trigger::FallsTo { threshold } => {
+            !prev.is_nan() && f64::from(prev) > threshold && p <= threshold
+        }
+    }
+}
+
+fn conditions_hold(map: &ActionMap, session: &Session) -> bool {
+    if session.events < map.min_events {
+        return false;
+    }
+    if let Some(p) = &map.url_pattern {
+        if !p.matches(session.current_path.as_str()) {
+            return false;
+        }
+    }
+    if let Some(devices) = &map.device_categories {
+        if !session.acc.device.is_some_and(|d| devices.contains(&d)) {
+            return false;
+        }
+    }
+    if let Some(sources) = &map.traffic_sources {
+        if !session
+            .traffic_source
+            .as_ref()
+            .is_some_and(|s| sources.iter().any(|x| s == x.as_str()))
+        {
+            return false;
+        }
+    }
+    true
+}
