@@ -14,6 +14,11 @@ use crate::glob::UrlPattern;
 use crate::purpose::{Purpose, PurposeSet};
 use crate::wire::{DeviceCategory, EventKind, FormAction};
 
+// The action type is part of the offer record, so the wire contract owns
+// it; re-exported here because action maps are configured with it (and
+// `config::ActionSpec` stays a valid path).
+pub use crate::wire::ActionSpec;
+
 /// Whether a visitor without any consent record may be tracked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -180,44 +185,6 @@ pub struct ConditionSettings {
     pub device_categories: Option<Vec<DeviceCategory>>,
     /// Allowed traffic sources (compared case-insensitively).
     pub traffic_sources: Option<Vec<String>>,
-}
-
-/// The action an offer asks the engagement service to take.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
-pub enum ActionSpec {
-    /// Proactive chat, routed to a queue.
-    Chat {
-        /// Routing queue.
-        queue: String,
-    },
-    /// Callback request, routed to a queue.
-    Callback {
-        /// Routing queue.
-        queue: String,
-    },
-    /// A content offer (e.g. a guide or a discount).
-    ContentOffer {
-        /// Content identifier.
-        content_id: String,
-    },
-    /// A webhook call by the engagement service.
-    Webhook {
-        /// Target URL.
-        url: String,
-    },
-}
-
-impl ActionSpec {
-    /// The wire name of the action type.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ActionSpec::Chat { .. } => "chat",
-            ActionSpec::Callback { .. } => "callback",
-            ActionSpec::ContentOffer { .. } => "content_offer",
-            ActionSpec::Webhook { .. } => "webhook",
-        }
-    }
 }
 
 /// `[[action_maps]]`: when to make which offer.

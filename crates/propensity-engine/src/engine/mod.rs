@@ -119,7 +119,7 @@ pub trait EngineSink {
 /// runtime). Visitors are placed by
 /// [`partition_of_u32`](crate::partitioning::partition_of_u32) of their
 /// id among [`EngineConfig::partitions`], and every clock and bound is kept
-/// per partition ([`PartitionState`]), so what happens to a visitor
+/// per partition (`PartitionState`), so what happens to a visitor
 /// depends only on its partition's records, never on which other
 /// partitions share the engine.
 pub struct Engine {
