@@ -2,7 +2,7 @@
 //! for every processed event, the feature vector of each outcome not yet
 //! achieved in the session, and which sessions achieved which outcome.
 //! Because the examples come out of the same `Engine` (consent gate,
-//! sessions, `FeatureSpec::compute`) that scores in production, training
+//! sessions, `FeatureSpec::compute_into`) that scores in production, training
 //! only ever sees consented events and exactly the production features.
 //!
 //! Labels: an example is positive when its session later achieves the

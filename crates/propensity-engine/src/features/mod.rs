@@ -1,0 +1,44 @@
+//! Feature definitions: the spec compiled from `[features]`, the per-session
+//! accumulators events update, and the one function that turns accumulators
+//! into a feature vector. Training and scoring both go through the engine,
+//! which folds every processed event into its session's accumulators with
+//! [`FeatureSpec::observe_with_info`] and builds the vector with
+//! [`FeatureSpec::compute_into`] (training records the engine's vectors as
+//! its examples), so the features a model was trained on and the features it
+//! is scored on cannot drift apart; the spec's fingerprint is stored in every
+//! model artifact and checked at load. `FeatureSpec::compute` and
+//! `FeatureSpec::observe`, the same two steps without reusable buffers or a
+//! precomputed path, exist only for this module's unit tests.
+//!
+//! Counts and durations enter as `ln(1 + x)` (heavy-tailed behaviour data
+//! otherwise lets one long session dominate a linear model); categorical
+//! values enter one-hot, unbounded ones (browser, OS, traffic source, path
+//! segments, custom event names) through a fixed number of hashed buckets so
+//! that the vector length never depends on the data.
+//!
+//! This file is the façade: the module's public paths are re-exported here.
+//! Each job lives in its own child module, the spec's methods as further
+//! `impl FeatureSpec` blocks:
+//! - `settings`: [`FeatureSettings`], the `[features]` table and its
+//!   defaults;
+//! - `spec`: [`FeatureSpec::compile`] — validation, the accumulator layout,
+//!   the feature names and the fingerprint;
+//! - `paths`: what a URL path means to the features ([`PathInfo`]);
+//! - `accumulate`: the per-session [`Accumulators`] and folding events into
+//!   them;
+//! - `vector`: turning accumulators into the feature vector
+//!   ([`FeatureScratch`]);
+//! - `tables`: precomputed values of the vector's hot arithmetic.
+
+mod accumulate;
+mod paths;
+mod settings;
+mod spec;
+mod tables;
+mod vector;
+
+pub use accumulate::{Accumulators, INLINE_COUNTERS, INLINE_PAGES};
+pub use paths::PathInfo;
+pub use settings::{FeatureSettings, PageCategorySettings};
+pub use spec::FeatureSpec;
+pub use vector::FeatureScratch;
