@@ -51,16 +51,21 @@ fn offers_survive_repeated_kill_9_with_uncommitted_input() {
     let d = Deployment::new("crash", 3, false);
     d.wait_topics_visible(Duration::from_secs(30));
     let probe = CommitProbe::new(&d.settings).expect("probe");
-    let traffic = d.generate(250, 22, 0.0);
+    // Enough traffic for a dozen kill points: a kill can land just after
+    // the commit it was aimed before, so the test keeps killing until five
+    // have been confirmed to hit uncommitted input.
+    let traffic = d.generate(400, 22, 0.0);
     let mut instance = Some(d.start("a"));
     let (mut kills, mut uncommitted_kills, mut checks) = (0usize, 0usize, 0usize);
     let mut recoveries: Vec<f64> = Vec::new();
     let mut last_kill = Instant::now();
     d.produce_paced(&traffic, |i, total| {
-        // Kill points: at least 1.5 s apart (each run gets to commit), and
+        // Kill points: at least 1.2 s apart (each run gets to commit), and
         // only at a moment when some produced input is not committed yet.
-        let due =
-            kills < 8 && i > total / 20 && last_kill.elapsed() > Duration::from_millis(1500);
+        let due = uncommitted_kills < 6
+            && kills < 14
+            && i > total / 20
+            && last_kill.elapsed() > Duration::from_millis(1200);
         if !due {
             return;
         }
