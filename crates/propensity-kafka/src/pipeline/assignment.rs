@@ -19,12 +19,6 @@ use crate::error::KafkaError;
 use crate::shard::{Shard, CONSENT_POSITION_HEADER};
 use crate::status::RuntimeStatus;
 
-/// Longest wait for a pending transaction on a changelog partition to end
-/// before a restore: a dead owner's transaction is aborted by the
-/// coordinator after `transaction.timeout.ms` (10 s by default), found by a
-/// sweep that runs every 10 s.
-const CHANGELOG_SETTLE_MAX: Duration = Duration::from_secs(60);
-
 impl Core {
     pub(super) fn note_assignment(&self, consumer: &BaseConsumer<GroupContext>) {
         let status = &self.opts.status;
@@ -180,16 +174,10 @@ impl Core {
         // 1. Changelog: the state as of the last commit.
         let from_start: Vec<(i32, Option<i64>)> = partitions.iter().map(|p| (*p, None)).collect();
         self.changelog.assign(&from_start)?;
-        // The previous owner's last transaction may be committed (the group
-        // offsets say so) while its changelog marker is still on its way:
-        // restore only once nothing is pending, or this state would lack
-        // that transaction's updates while the events it covered are
-        // never read again.
-        let ends = self.changelog.settled_end_offsets(
-            &partitions,
-            CHANGELOG_SETTLE_MAX,
-            &self.opts.shutdown,
-        )?;
+        // Not `settled_end_offsets`: after a broker outage this instance's
+        // own aborted transaction was seen pending on the changelog for
+        // minutes, and a restore waiting for it never ran (a stall).
+        let ends = self.changelog.end_offsets(&partitions)?;
         let mut restore_error = None;
         self.changelog
             .read_until(&ends, &self.opts.shutdown, |p, msg| {
