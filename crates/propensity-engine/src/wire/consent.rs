@@ -15,10 +15,11 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::decode::{check_id, check_key, check_size_and_utf8, cow, object, Obj, Text};
+use super::decode::{
+    check_id, check_key, check_size_and_utf8, cow, object, required_time, Obj, Text,
+};
 use super::errors::{classify_serde_error, DeadLetterReason, DecodeError, Shape};
 use crate::purpose::{Purpose, PurposeSet};
-use crate::timestamp::parse_rfc3339;
 
 #[derive(Deserialize)]
 struct RawConsent<'a> {
@@ -108,13 +109,7 @@ pub fn decode_consent<'a>(
         .map_err(|e| classify_serde_error(bytes, &e, CONSENT_SHAPES))?;
     let visitor_id = check_id("visitor_id", cow(raw.visitor_id))?;
     check_key(key, &visitor_id)?;
-    let ts = cow(raw.timestamp).ok_or_else(|| DecodeError::missing("timestamp"))?;
-    let time = parse_rfc3339(&ts).ok_or_else(|| {
-        DecodeError::new(
-            DeadLetterReason::InvalidTimestamp,
-            "field `timestamp` must be RFC 3339, e.g. 2026-11-29T10:00:00.123Z",
-        )
-    })?;
+    let time = required_time(raw.timestamp)?;
     let change = if raw.erase == Some(true) {
         ConsentChange::Erase
     } else {

@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::errors::{DeadLetterReason, DecodeError};
+use crate::timestamp::{parse_rfc3339, EventTime};
 
 /// Maximum length of `event_id`, `visitor_id` and `session_id`.
 pub const MAX_ID_LEN: usize = 128;
@@ -144,4 +145,16 @@ pub(super) fn check_len<'a>(
         )),
         other => Ok(other),
     }
+}
+
+/// The required `timestamp` field of events and consent records, parsed:
+/// one rule and one message for both decoders.
+pub(super) fn required_time(t: Option<Text<'_>>) -> Result<EventTime, DecodeError> {
+    let ts = cow(t).ok_or_else(|| DecodeError::missing("timestamp"))?;
+    parse_rfc3339(&ts).ok_or_else(|| {
+        DecodeError::new(
+            DeadLetterReason::InvalidTimestamp,
+            "field `timestamp` must be RFC 3339, e.g. 2026-11-29T10:00:00.123Z",
+        )
+    })
 }

@@ -17,13 +17,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::decode::{check_id, check_len, check_size_and_utf8, cow, object, Obj, Text};
+use super::decode::{
+    check_id, check_len, check_size_and_utf8, cow, object, required_time, Obj, Text,
+};
 use super::errors::{classify_serde_error, DeadLetterReason, DecodeError, Shape};
 use super::vocab::{
     parse_chat_action, parse_device, parse_form_action, ChatAction, DeviceCategory, EventKind,
     FormAction,
 };
-use crate::timestamp::{parse_rfc3339, EventTime};
+use crate::timestamp::EventTime;
 
 /// Maximum length of `page.url`.
 pub const MAX_URL_LEN: usize = 2048;
@@ -281,13 +283,7 @@ fn validate_event(raw: RawEvent<'_>) -> Result<Event<'_>, DecodeError> {
             "field `type` must be one of page_view, search, form_fill, chat, custom",
         )
     })?;
-    let ts = cow(raw.timestamp).ok_or_else(|| DecodeError::missing("timestamp"))?;
-    let time = parse_rfc3339(&ts).ok_or_else(|| {
-        DecodeError::new(
-            DeadLetterReason::InvalidTimestamp,
-            "field `timestamp` must be RFC 3339, e.g. 2026-11-29T10:00:00.123Z",
-        )
-    })?;
+    let time = required_time(raw.timestamp)?;
 
     let page = match raw.page {
         Some(p) => {
