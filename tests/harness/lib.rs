@@ -45,7 +45,7 @@ use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_kafka::probe::CommitProbe;
 use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
 use propensity_kafka::reader::PartitionReader;
-use propensity_kafka::KafkaSettings;
+use propensity_kafka::{CancellationToken, KafkaSettings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -554,11 +554,11 @@ pub fn read_topic(settings: &KafkaSettings, topic: &str) -> Vec<Record> {
     // A commit's markers reach the partitions after the commit returns:
     // read everything the group's offsets already account for.
     let ends = reader
-        .settled_end_offsets(&parts, Duration::from_secs(60), &AtomicBool::new(false))
+        .settled_end_offsets(&parts, Duration::from_secs(60), &CancellationToken::new())
         .expect("settled end offsets");
     let mut out = Vec::new();
     reader
-        .read_until(&ends, &AtomicBool::new(false), |p, m| {
+        .read_until(&ends, &CancellationToken::new(), |p, m| {
             let headers = m
                 .headers()
                 .map(|h| {

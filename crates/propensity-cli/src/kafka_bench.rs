@@ -17,7 +17,9 @@ use propensity_kafka::passthrough::run_passthrough;
 use propensity_kafka::probe::{CommitProbe, TopicTail};
 use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
 use propensity_kafka::topics::create_topics;
-use propensity_kafka::{run_pipeline, KafkaSettings, ModelHandle, PipelineOptions, RuntimeStatus};
+use propensity_kafka::{
+    run_pipeline, CancellationToken, KafkaSettings, ModelHandle, PipelineOptions, RuntimeStatus,
+};
 use propensity_simulator::{generate, SimulationParams};
 use serde::Serialize;
 
@@ -117,7 +119,7 @@ fn wait_committed(settings: &KafkaSettings, timeout: Duration) -> Result<()> {
 }
 
 struct RunningPipeline {
-    shutdown: Arc<AtomicBool>,
+    shutdown: CancellationToken,
     status: Arc<RuntimeStatus>,
     thread: std::thread::JoinHandle<Result<(), propensity_kafka::KafkaError>>,
 }
@@ -127,7 +129,7 @@ fn start_pipeline(
     settings: &KafkaSettings,
     models: &Arc<ModelHandle>,
 ) -> Result<RunningPipeline> {
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
     let status = Arc::new(RuntimeStatus::default());
     let opts = PipelineOptions {
         settings: settings.clone(),
@@ -152,7 +154,7 @@ fn start_pipeline(
 
 impl RunningPipeline {
     fn stop(self) -> Result<()> {
-        self.shutdown.store(true, Ordering::SeqCst);
+        self.shutdown.cancel();
         self.thread
             .join()
             .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;

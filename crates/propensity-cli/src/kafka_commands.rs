@@ -4,7 +4,6 @@
 //! the drain timeout, the model-directory watcher and the final summary.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,7 +14,7 @@ use propensity_kafka::access::access_channel;
 use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
 use propensity_kafka::topics::{check_topics, create_topics};
 use propensity_kafka::{
-    run_pipeline, ModelHandle, PipelineMetrics, PipelineOptions, RuntimeStatus,
+    run_pipeline, CancellationToken, ModelHandle, PipelineMetrics, PipelineOptions, RuntimeStatus,
 };
 
 use crate::http_server::{serve, HttpState};
@@ -105,7 +104,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
         .context("cannot start: topics are not ready")?;
     tracing::info!(partitions, instance = %opts.instance_id, "topics checked");
 
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
     let status = Arc::new(RuntimeStatus::default());
     let metrics = Arc::new(
         PipelineMetrics::new(&config.engine)
@@ -146,19 +145,27 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("cannot listen on http.listen {listen}"))?;
-    rt.spawn(async move {
-        if let Err(e) = serve(listener, http_state).await {
-            tracing::error!(error = %e, "http endpoints stopped");
-        }
-    });
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let finished = Arc::new(AtomicBool::new(false));
-    let finished_flag = finished.clone();
+    // The HTTP endpoints are how the platform sees this instance: if they
+    // stop, the pipeline drains and the process exits with an error
+    // instead of running on unobserved.
+    let http_failed = CancellationToken::new();
+    {
+        let (shutdown, http_failed) = (shutdown.clone(), http_failed.clone());
+        rt.spawn(async move {
+            if let Err(e) = serve(listener, http_state).await {
+                tracing::error!(error = %e, "http endpoints stopped; stopping the pipeline");
+                http_failed.cancel();
+                shutdown.cancel();
+            }
+        });
+    }
+    // The pipeline thread says when it ends (for whatever reason) through a
+    // oneshot, so the signal loop wakes on it instead of polling.
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || {
             let r = run_pipeline(pipeline_opts);
-            finished_flag.store(true, Ordering::SeqCst);
             let _ = done_tx.send(());
             r
         })?;
@@ -166,7 +173,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
     let drain = Duration::from_secs_f64(k.drain_timeout_secs);
     let watch = config.file.models.watch_interval_secs;
     let reload_config = config.clone();
-    rt.block_on(async move {
+    let stop = shutdown.clone();
+    let drained = rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -184,10 +192,12 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
                 tracing::error!(reason = why, error = %format!("{e:#}"), "model reload refused; the previous models keep serving");
             }
         };
-        loop {
+        let finished = loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = term.recv() => break false,
+                _ = int.recv() => break false,
+                _ = stop.cancelled() => break false,
+                _ = &mut done_rx => break true,
                 _ = hup.recv() => { reload("SIGHUP"); stamp = models_stamp(&models_dir, &reload_config); }
                 _ = tick.tick(), if watch > 0.0 => {
                     let now = models_stamp(&models_dir, &reload_config);
@@ -196,29 +206,26 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
                         reload("model files changed");
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                    if finished.load(Ordering::SeqCst) { break; }
-                }
             }
+        };
+        if finished {
+            return anyhow::Ok(true);
         }
         tracing::info!(timeout_secs = drain.as_secs_f64(), "stopping: draining the open transaction");
-        shutdown.store(true, Ordering::SeqCst);
+        stop.cancel();
         // A second signal means "now".
         tokio::spawn(async move {
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             tracing::warn!("second signal: exiting without draining");
             std::process::exit(130);
         });
-        anyhow::Ok(())
+        anyhow::Ok(tokio::time::timeout(drain, done_rx).await.is_ok())
     })?;
-    match done_rx.recv_timeout(drain) {
-        Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            anyhow::bail!(
-                "drain timeout of {:.1} s exceeded; exiting without a clean commit",
-                drain.as_secs_f64()
-            );
-        }
+    if !drained {
+        anyhow::bail!(
+            "drain timeout of {:.1} s exceeded; exiting without a clean commit",
+            drain.as_secs_f64()
+        );
     }
     let result = worker
         .join()
@@ -230,5 +237,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     result.context("pipeline failed")?;
+    if http_failed.is_cancelled() {
+        anyhow::bail!("the http endpoints stopped (see the error above), so the pipeline was drained and stopped");
+    }
     Ok(())
 }

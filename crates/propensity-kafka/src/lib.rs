@@ -32,3 +32,7 @@ pub use model_handle::ModelHandle;
 pub use pipeline::{run_pipeline, PipelineOptions};
 pub use settings::KafkaSettings;
 pub use status::RuntimeStatus;
+/// The one stop signal of a running pipeline: cancelled by the binary on
+/// SIGTERM/SIGINT (or when another task of the process fails) and checked by
+/// every loop of the pipeline thread, retries included.
+pub use tokio_util::sync::CancellationToken;

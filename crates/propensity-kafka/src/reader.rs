@@ -21,9 +21,9 @@
 //!   a hint to probe, never a verdict (it may predate the end query).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -113,7 +113,7 @@ impl OffsetQuery {
         &self,
         partitions: &[i32],
         max_wait: Duration,
-        shutdown: &AtomicBool,
+        shutdown: &CancellationToken,
     ) -> Result<HashMap<i32, i64>, KafkaError> {
         let started = Instant::now();
         loop {
@@ -129,7 +129,7 @@ impl OffsetQuery {
             if pending.is_empty() {
                 return Ok(stable);
             }
-            if shutdown.load(Ordering::Relaxed) {
+            if shutdown.is_cancelled() {
                 return Err(KafkaError::Shutdown);
             }
             if started.elapsed() >= max_wait {
@@ -293,7 +293,7 @@ impl PartitionReader {
         &self,
         partitions: &[i32],
         max_wait: Duration,
-        shutdown: &AtomicBool,
+        shutdown: &CancellationToken,
     ) -> Result<HashMap<i32, i64>, KafkaError> {
         self.query
             .settled_end_offsets(partitions, max_wait, shutdown)
@@ -309,7 +309,7 @@ impl PartitionReader {
     pub fn read_until(
         &mut self,
         ends: &HashMap<i32, i64>,
-        shutdown: &AtomicBool,
+        shutdown: &CancellationToken,
         mut deliver: impl FnMut(i32, &BorrowedMessage<'_>),
     ) -> Result<(), KafkaError> {
         let mut last_progress = Instant::now();
@@ -323,7 +323,7 @@ impl PartitionReader {
             if behind.is_empty() {
                 return Ok(());
             }
-            if shutdown.load(Ordering::Relaxed) {
+            if shutdown.is_cancelled() {
                 return Err(KafkaError::Shutdown);
             }
             match self.consumer.poll(Duration::from_millis(10)) {

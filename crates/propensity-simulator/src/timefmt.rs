@@ -1,6 +1,7 @@
-//! RFC 3339 timestamp formatting from epoch milliseconds (UTC, millisecond
-//! precision), written by hand on top of the civil-from-days algorithm so the
-//! simulator needs no date-time dependency.
+//! Timestamps as the simulator writes them: the engine's own RFC 3339
+//! formatter (UTC, millisecond precision, the shape the wire contract
+//! requires), so generated traffic and the engine agree on one calendar
+//! algorithm, plus the range the simulator keeps its clock within.
 
 /// Milliseconds in one UTC day (no leap seconds: epoch time ignores them).
 pub const MS_PER_DAY: i64 = 86_400_000;
@@ -9,45 +10,14 @@ pub const MS_PER_DAY: i64 = 86_400_000;
 /// timestamps are only RFC 3339 (four-digit year) for `0..MAX_EPOCH_MS`.
 pub const MAX_EPOCH_MS: i64 = 253_402_300_800_000;
 
-/// Formats epoch milliseconds as e.g. `2026-11-29T10:00:00.123Z`.
-///
-/// Always emits exactly three fractional digits and the `Z` suffix, which is the
-/// shape the wire contract requires. Pre-1970 instants are handled correctly
-/// (floor division), but the output is only valid RFC 3339 for years
+/// Formats epoch milliseconds as e.g. `2026-11-29T10:00:00.123Z`: exactly
+/// three fractional digits and the `Z` suffix. Only valid RFC 3339 for years
 /// 0000–9999, i.e. `epoch_ms` in `-62_167_219_200_000..MAX_EPOCH_MS`.
-pub fn format_timestamp(epoch_ms: i64) -> String {
-    let days = epoch_ms.div_euclid(MS_PER_DAY);
-    let ms_of_day = epoch_ms.rem_euclid(MS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    let hour = ms_of_day / 3_600_000;
-    let minute = ms_of_day / 60_000 % 60;
-    let second = ms_of_day / 1000 % 60;
-    let milli = ms_of_day % 1000;
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
-}
+pub use propensity_engine::timestamp::format_rfc3339_ms as format_timestamp;
 
 /// UTC hour of day (0–23) of an epoch-millisecond instant.
 pub fn hour_of_day(epoch_ms: i64) -> u32 {
-    // rem_euclid keeps this in range for negative instants too.
-    (epoch_ms.rem_euclid(MS_PER_DAY) / 3_600_000) as u32
-}
-
-/// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-///
-/// Howard Hinnant's `civil_from_days`: shift the epoch to 0000-03-01 so that the
-/// leap day is the last day of the (March-based) year, then split into
-/// 400-year eras (146 097 days each), whose internal structure is fixed.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468; // days from 0000-03-01
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097; // day of era, [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of March-based year, [0, 365]
-    let mp = (5 * doy + 2) / 153; // March-based month, [0, 11]
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    propensity_engine::timestamp::hour_and_weekday(epoch_ms).0
 }
 
 #[cfg(test)]
@@ -56,7 +26,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// Independent inverse (days-from-civil by counting), used to check the
-    /// formatter without trusting its own algorithm.
+    /// formatter the simulator relies on without trusting its algorithm.
     fn parse(ts: &str) -> i64 {
         let b = ts.as_bytes();
         assert_eq!(ts.len(), 24, "{ts}");

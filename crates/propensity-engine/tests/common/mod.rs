@@ -279,28 +279,11 @@ impl EngineSink for RecordingSink {
     }
 }
 
-/// RFC 3339 (UTC, milliseconds) of epoch ms, written independently of the
-/// engine's formatter.
+/// RFC 3339 (UTC, milliseconds) of epoch ms: the engine's own formatter,
+/// which `timestamp.rs` pins to known instants and the simulator's
+/// `timefmt` tests check against an independent day-counting inverse.
 pub fn rfc3339(epoch_ms: i64) -> String {
-    let days = epoch_ms.div_euclid(86_400_000);
-    let ms = epoch_ms.rem_euclid(86_400_000);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
-    )
+    propensity_engine::timestamp::format_rfc3339_ms(epoch_ms)
 }
 
 /// A page view.

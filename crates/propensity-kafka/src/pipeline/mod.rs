@@ -27,9 +27,10 @@
 //! rdkafka calls here block, so this runs on its own OS thread.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
 
 use propensity_engine::{EngineConfig, EngineCounters};
 use rdkafka::client::ClientContext;
@@ -75,7 +76,7 @@ pub struct PipelineOptions {
     /// Status for health and metrics.
     pub status: Arc<RuntimeStatus>,
     /// Set to stop: the open transaction is committed, then the loop ends.
-    pub shutdown: Arc<AtomicBool>,
+    pub shutdown: CancellationToken,
     /// Prometheus metrics.
     pub metrics: Arc<PipelineMetrics>,
     /// Data-subject access requests (answered between batches).
@@ -370,7 +371,7 @@ impl Core {
     }
 
     fn stopping(&self) -> bool {
-        self.opts.shutdown.load(Ordering::Relaxed)
+        self.opts.shutdown.is_cancelled()
     }
 
     fn events_partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {

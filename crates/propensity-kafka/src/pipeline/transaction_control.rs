@@ -4,8 +4,9 @@
 //! decisions on retry, abort and replacement are in [`crate::transaction`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdKafkaError;
@@ -281,7 +282,7 @@ impl Core {
 pub(super) fn create_producer(
     s: &KafkaSettings,
     instance_id: &str,
-    shutdown: &AtomicBool,
+    shutdown: &CancellationToken,
 ) -> Result<TxProducer, KafkaError> {
     loop {
         let producer: TxProducer = client_config::transactional_producer(s, instance_id)
@@ -294,7 +295,7 @@ pub(super) fn create_producer(
         match init {
             Ok(()) => return Ok(producer),
             Err(e)
-                if !shutdown.load(Ordering::Relaxed)
+                if !shutdown.is_cancelled()
                     && Failure::classify(&e).kind != transaction::FailureKind::Fatal =>
             {
                 tracing::warn!(error = %e, "init_transactions failed, retrying");
