@@ -9,9 +9,11 @@
 
 use std::ops::Deref;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
-use crate::compact::{InlineVec, MaybeMs, Slots, SmallStr};
+use crate::compact::MaybeMs;
 use crate::features::Accumulators;
 use crate::purpose::{Purpose, PurposeSet};
 use crate::wire::ConsentChange;
@@ -192,7 +194,7 @@ pub struct BufferedEvent {
 }
 
 /// Inline capacity of [`Session::seen_events`]: the ids of short sessions
-/// need no heap block; longer sessions move to a `Vec`. Three keeps the
+/// need no heap block; longer sessions move to the heap. Three keeps the
 /// list at 32 bytes (four would make it 40 and push [`Activity`] into the
 /// next malloc size class).
 pub const INLINE_EVENT_IDS: usize = 3;
@@ -207,7 +209,7 @@ pub const INLINE_SLOTS: usize = 4;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Explicit `session_id`, or a derived `auto-…` id.
-    pub id: SmallStr,
+    pub id: CompactString,
     /// Whether `id` came from the events.
     pub explicit: bool,
     /// Process-local serial, used to label training examples.
@@ -221,31 +223,31 @@ pub struct Session {
     /// Feature accumulators.
     pub acc: Accumulators,
     /// Stable hashes of processed event ids (duplicate detection), bounded.
-    pub seen_events: InlineVec<u64, INLINE_EVENT_IDS>,
+    pub seen_events: SmallVec<[u64; INLINE_EVENT_IDS]>,
     /// Bit i: outcome i achieved in this session.
     pub achieved: u64,
     /// Latest probability per outcome (NaN before the first score), for
     /// "falls to" triggers. JSON has no NaN (serde_json writes `null`), so
     /// `null` reads back as NaN.
     #[serde(deserialize_with = "probabilities")]
-    pub last_probability: Slots<f32, INLINE_SLOTS>,
+    pub last_probability: SmallVec<[f32; INLINE_SLOTS]>,
     /// Current page path (for action-map URL conditions), bounded by the
     /// wire limit on URLs.
-    pub current_path: SmallStr,
+    pub current_path: CompactString,
     /// Lower-cased traffic source (for action-map conditions).
-    pub traffic_source: Option<SmallStr>,
+    pub traffic_source: Option<CompactString>,
     /// Offers made in this session.
     pub offers_total: u32,
     /// Offers per action map (index into the sorted action maps).
-    pub offers_per_map: Slots<u32, INLINE_SLOTS>,
+    pub offers_per_map: SmallVec<[u32; INLINE_SLOTS]>,
 }
 
 /// Reads `last_probability`, mapping `null` (how a NaN was written) to NaN.
 fn probabilities<'de, D: serde::Deserializer<'de>>(
     d: D,
-) -> Result<Slots<f32, INLINE_SLOTS>, D::Error> {
+) -> Result<SmallVec<[f32; INLINE_SLOTS]>, D::Error> {
     let v = Vec::<Option<f32>>::deserialize(d)?;
-    let mut out = Slots::from_elem(f32::NAN, v.len());
+    let mut out = SmallVec::from_elem(f32::NAN, v.len());
     for (slot, p) in out.iter_mut().zip(v) {
         *slot = p.unwrap_or(f32::NAN);
     }
@@ -479,7 +481,7 @@ mod tests {
 
     #[test]
     fn nan_probabilities_round_trip() {
-        let p: Slots<f32, INLINE_SLOTS> = Slots::from_slice(&[f32::NAN, 0.25]);
+        let p: SmallVec<[f32; INLINE_SLOTS]> = SmallVec::from_slice(&[f32::NAN, 0.25]);
         let json = serde_json::to_string(&*p).unwrap();
         assert_eq!(json, "[null,0.25]");
         let back = probabilities(&mut serde_json::Deserializer::from_str(&json)).unwrap();

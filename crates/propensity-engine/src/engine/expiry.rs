@@ -18,7 +18,9 @@
 
 use std::cmp::Ordering;
 
-use crate::compact::{MaybeMs, SmallStr};
+use compact_str::CompactString;
+
+use crate::compact::MaybeMs;
 use crate::partitioning::partition_of_u32;
 
 use super::{holds_nothing, DropReason, Engine, EngineSink};
@@ -27,7 +29,7 @@ use super::{holds_nothing, DropReason, Engine, EngineSink};
 /// Ordered by time, reversed, so that `BinaryHeap` pops the earliest.
 pub(super) struct IdleItem {
     pub(super) time: i64,
-    pub(super) visitor: SmallStr,
+    pub(super) visitor: CompactString,
 }
 
 impl PartialEq for IdleItem {
@@ -69,7 +71,7 @@ impl Engine {
             let Some((_, visitor)) = ps.ttl_queue.pop_front() else {
                 break;
             };
-            if let Some(entry) = self.visitors.get_mut(visitor.as_bytes()) {
+            if let Some(entry) = self.visitors.get_mut(visitor.as_str()) {
                 let expired = match entry.activity.as_deref_mut() {
                     Some(a) => {
                         let before = a.buffer.len();
@@ -85,7 +87,7 @@ impl Engine {
                     entry.tidy();
                     sink.state_changed(visitor.as_str());
                     if holds_nothing(entry) {
-                        self.visitors.remove(visitor.as_bytes());
+                        self.visitors.remove(visitor.as_str());
                     }
                 }
             }
@@ -126,7 +128,7 @@ impl Engine {
             let Some(item) = ps.idle_queue.pop() else {
                 break;
             };
-            let Some(entry) = self.visitors.get_mut(item.visitor.as_bytes()) else {
+            let Some(entry) = self.visitors.get_mut(item.visitor.as_str()) else {
                 continue;
             };
             let last = entry.last_event_ms.get();
@@ -147,7 +149,7 @@ impl Engine {
                     entry.tidy();
                     sink.state_changed(item.visitor.as_str());
                     if holds_nothing(entry) {
-                        self.visitors.remove(item.visitor.as_bytes());
+                        self.visitors.remove(item.visitor.as_str());
                     }
                 }
                 // Active since it was queued: queued again at its latest
@@ -163,10 +165,10 @@ impl Engine {
         for visitor in std::mem::take(&mut ps.idle_recheck) {
             if self
                 .visitors
-                .get(visitor.as_bytes())
+                .get(visitor.as_str())
                 .is_some_and(|e| holds_nothing(e) && !e.last_event_ms.is_some())
             {
-                self.visitors.remove(visitor.as_bytes());
+                self.visitors.remove(visitor.as_str());
             }
         }
     }
@@ -176,7 +178,7 @@ impl Engine {
     pub fn finish(&mut self, sink: &mut impl EngineSink) {
         let partitions = self.config.partitions;
         // (partition, events expired, visitor left holding nothing)
-        let mut expired: Vec<(u32, u64, Option<SmallStr>)> = Vec::new();
+        let mut expired: Vec<(u32, u64, Option<CompactString>)> = Vec::new();
         for (visitor, entry) in self.visitors.iter_mut() {
             if let Some(a) = entry.activity.as_deref_mut() {
                 if !a.buffer.is_empty() {

@@ -27,7 +27,6 @@
 //!   granted-interval start changes, since compaction may remove the
 //!   record that denied before a grant.
 
-use crate::compact::SmallStr;
 use crate::config::{ConsentMode, EngineConfig};
 use crate::purpose::{Purpose, PurposeSet};
 use crate::visitor::{BufferedEvent, ConsentState, VisitorEntry};
@@ -52,12 +51,7 @@ impl Engine {
     ) {
         // One hash lookup per event: the entry found here is the one the
         // event is applied to (inserted only for a visitor not yet held).
-        // Ids that fit inline are looked up as whole keys, which compare
-        // without a `memcmp` call.
-        let entry = match SmallStr::inline(&event.visitor_id) {
-            Some(key) => self.visitors.get_mut(&key),
-            None => self.visitors.get_mut(event.visitor_id.as_bytes()),
-        };
+        let entry = self.visitors.get_mut(&*event.visitor_id);
         let consent = entry.as_ref().and_then(|e| e.consent);
         let purposes = match consent {
             Some(c) if c.erased => return self.drop_event(DropReason::Erased),
@@ -107,7 +101,7 @@ impl Engine {
         let cfg = &self.config;
         let ps = &mut self.parts[part];
         let t = event.time.epoch_ms;
-        let entry = match self.visitors.get_mut(event.visitor_id.as_bytes()) {
+        let entry = match self.visitors.get_mut(&*event.visitor_id) {
             Some(e) => e,
             None => self
                 .visitors
@@ -130,7 +124,7 @@ impl Engine {
             self.counters.events_dropped[DropReason::PreConsentOverflow as usize] += 1;
             entry.tidy();
             if holds_nothing(entry) && !entry.last_event_ms.is_some() {
-                self.visitors.remove(event.visitor_id.as_bytes());
+                self.visitors.remove(&*event.visitor_id);
             }
             return;
         }
@@ -153,7 +147,7 @@ impl Engine {
     ) {
         let visitor = update.visitor_id.as_ref();
         let part = self.visitor_slot(visitor);
-        let entry = match self.visitors.get_mut(visitor.as_bytes()) {
+        let entry = match self.visitors.get_mut(visitor) {
             Some(e) => e,
             None => self.visitors.entry(visitor.into()).or_default(),
         };
@@ -253,7 +247,7 @@ impl Engine {
         now_ms: Option<i64>,
         sink: &mut impl EngineSink,
     ) {
-        let entry = match self.visitors.get_mut(event.visitor_id.as_bytes()) {
+        let entry = match self.visitors.get_mut(&*event.visitor_id) {
             Some(e) => e,
             None => self
                 .visitors

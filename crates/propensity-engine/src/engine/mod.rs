@@ -72,8 +72,8 @@ pub use session::achieves;
 use std::sync::Arc;
 
 use ahash::AHashMap;
+use compact_str::CompactString;
 
-use crate::compact::SmallStr;
 use crate::config::EngineConfig;
 use crate::model::ModelSet;
 use crate::visitor::{PriorDenial, VisitorEntry};
@@ -125,9 +125,9 @@ pub trait EngineSink {
 pub struct Engine {
     config: Arc<EngineConfig>,
     models: Arc<ModelSet>,
-    /// Keyed by visitor id; queried with the id's bytes (see [`SmallStr`]),
-    /// so a lookup builds no key.
-    visitors: AHashMap<SmallStr, VisitorEntry>,
+    /// Keyed by visitor id (inline up to 24 bytes, so most ids cost no heap
+    /// block); queried with a `&str`, so a lookup builds no key.
+    visitors: AHashMap<CompactString, VisitorEntry>,
     counters: EngineCounters,
     /// The state of each partition seen, in first-seen order: the Kafka
     /// runtime's engine holds one, found on the fast path of
@@ -142,7 +142,7 @@ pub struct Engine {
     /// visitors whose consent is not loaded yet (restore runs before the
     /// consent topic is read): merged into the visitor's state by its first
     /// consent record, then removed. Empty outside a restore.
-    restored_since: AHashMap<SmallStr, (i64, PriorDenial)>,
+    restored_since: AHashMap<CompactString, (i64, PriorDenial)>,
 }
 
 impl Engine {

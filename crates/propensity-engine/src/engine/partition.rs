@@ -18,7 +18,8 @@
 
 use std::collections::{BinaryHeap, VecDeque};
 
-use crate::compact::SmallStr;
+use compact_str::CompactString;
+
 use crate::partitioning::partition_of_u32;
 
 use super::expiry::IdleItem;
@@ -36,12 +37,12 @@ pub(super) struct PartitionState {
     /// expiry.
     pub(super) watermark_ms: i64,
     /// `(deadline, visitor)` in insertion order, for pre-consent TTL sweeps.
-    pub(super) ttl_queue: VecDeque<(i64, SmallStr)>,
+    pub(super) ttl_queue: VecDeque<(i64, CompactString)>,
     /// Visitors that may go idle, earliest first (see [`Engine::sweep_idle`]).
     pub(super) idle_queue: BinaryHeap<IdleItem>,
     /// Visitors left holding nothing by [`Engine::finish`]: removed at the
     /// partition's next idle sweep, as a full scan of the map would.
-    pub(super) idle_recheck: Vec<SmallStr>,
+    pub(super) idle_recheck: Vec<CompactString>,
     pub(super) next_idle_sweep_ms: i64,
     /// Events of the partition waiting for consent, checked against
     /// [`EngineConfig::buffer_max_total`](crate::config::EngineConfig::buffer_max_total).

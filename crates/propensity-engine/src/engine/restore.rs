@@ -23,8 +23,9 @@
 //!   counters but the visitors gauge, no sink calls.
 
 use ahash::AHashMap;
+use compact_str::CompactString;
 
-use crate::compact::{MaybeMs, SmallStr};
+use crate::compact::MaybeMs;
 use crate::error::EngineError;
 use crate::visitor::{Activity, ConsentState, PriorDenial, VisitorEntry, VisitorSnapshot};
 use crate::wire::decode_consent;
@@ -44,10 +45,10 @@ impl Engine {
     /// restored but not yet merged into consent (so writing the visitor
     /// before its consent is loaded does not lose it).
     fn visitor_snapshot(&self, visitor_id: &str) -> Option<VisitorSnapshot> {
-        let entry = self.visitors.get(visitor_id.as_bytes());
+        let entry = self.visitors.get(visitor_id);
         let mut snap = entry.and_then(VisitorEntry::snapshot);
         if entry.is_none_or(|e| e.consent.is_none()) {
-            if let Some(&(since, prior)) = self.restored_since.get(visitor_id.as_bytes()) {
+            if let Some(&(since, prior)) = self.restored_since.get(visitor_id) {
                 let s = snap.get_or_insert_with(|| VisitorSnapshot {
                     v: 1,
                     session: None,
@@ -90,7 +91,7 @@ impl Engine {
                 self.restored_since.insert(visitor_id.into(), since);
             }
             (None, None) => {
-                self.restored_since.remove(visitor_id.as_bytes());
+                self.restored_since.remove(visitor_id);
             }
         }
         ps.buffered -= entry.buffer().len() as u64;
@@ -133,7 +134,7 @@ impl Engine {
             entry.tidy();
         }
         if holds_nothing(entry) {
-            self.visitors.remove(visitor_id.as_bytes());
+            self.visitors.remove(visitor_id);
         }
         self.counters.visitors = self.visitors.len() as u64;
         Ok(())
@@ -158,7 +159,7 @@ impl Engine {
             return false;
         };
         let visitor = update.visitor_id.as_ref();
-        let entry = match self.visitors.get_mut(visitor.as_bytes()) {
+        let entry = match self.visitors.get_mut(visitor) {
             Some(e) => e,
             None => self.visitors.entry(visitor.into()).or_default(),
         };
@@ -183,27 +184,27 @@ impl Engine {
         visitor_id: &str,
     ) -> Option<(Option<ConsentState>, Option<VisitorSnapshot>)> {
         self.visitors
-            .get(visitor_id.as_bytes())
+            .get(visitor_id)
             .map(|e| (e.consent, self.visitor_snapshot(visitor_id)))
     }
 
     /// Visitor ids currently held (for tests and access requests).
     pub fn visitor_ids(&self) -> impl Iterator<Item = &str> {
-        self.visitors.keys().map(SmallStr::as_str)
+        self.visitors.keys().map(CompactString::as_str)
     }
 }
 
 /// Merges (and forgets) the granted-interval start restored for a visitor
 /// into the state its first consent record produced.
 pub(super) fn take_restored_since(
-    restored: &mut AHashMap<SmallStr, (i64, PriorDenial)>,
+    restored: &mut AHashMap<CompactString, (i64, PriorDenial)>,
     visitor: &str,
     next: &mut ConsentState,
 ) {
     if restored.is_empty() {
         return;
     }
-    if let Some((since, prior)) = restored.remove(visitor.as_bytes()) {
+    if let Some((since, prior)) = restored.remove(visitor) {
         next.merge_restored_since(since, prior);
         if restored.is_empty() {
             // Restores are rare: give the table's memory back.

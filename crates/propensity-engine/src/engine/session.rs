@@ -24,7 +24,10 @@
 //! - The scratch (including the path cache) only saves allocation and
 //!   work: it changes no result.
 
-use crate::compact::{InlineVec, MaybeMs, Slots, SmallStr};
+use compact_str::CompactString;
+use smallvec::SmallVec;
+
+use crate::compact::MaybeMs;
 use crate::config::{EngineConfig, Outcome};
 use crate::features::{FeatureScratch, FeatureSpec, PathInfo};
 use crate::glob::url_path;
@@ -54,7 +57,7 @@ pub(super) struct Scratch {
 /// entries).
 #[derive(Default)]
 struct PathCache {
-    slots: Vec<Option<(SmallStr, PathInfo)>>,
+    slots: Vec<Option<(CompactString, PathInfo)>>,
     hasher: ahash::RandomState,
 }
 
@@ -70,7 +73,7 @@ impl PathCache {
             Some(Some((key, info))) if key.as_bytes() == path.as_bytes() => *info,
             Some(slot) => {
                 let info = spec.path_info(path);
-                *slot = Some((SmallStr::new(path), info));
+                *slot = Some((CompactString::new(path), info));
                 info
             }
             None => spec.path_info(path),
@@ -125,7 +128,7 @@ impl EventCtx<'_> {
                 self.counters.active_sessions += 1;
             }
             let id = match &event.session_id {
-                Some(id) => SmallStr::new(id),
+                Some(id) => CompactString::new(id),
                 None => auto_session_id(stable_hash_parts(
                     3,
                     &[visitor.as_bytes(), &t.to_le_bytes()],
@@ -149,13 +152,13 @@ impl EventCtx<'_> {
                 last_ms: t,
                 events: 0,
                 acc,
-                seen_events: InlineVec::new(),
+                seen_events: SmallVec::new(),
                 achieved: 0,
-                last_probability: Slots::from_elem(f32::NAN, cfg.outcomes.len()),
-                current_path: SmallStr::EMPTY,
+                last_probability: SmallVec::from_elem(f32::NAN, cfg.outcomes.len()),
+                current_path: CompactString::const_new(""),
                 traffic_source: None,
                 offers_total: 0,
-                offers_per_map: Slots::from_elem(0, cfg.action_maps.len()),
+                offers_per_map: SmallVec::from_elem(0, cfg.action_maps.len()),
             });
             self.part.next_session_serial += 1;
         }
@@ -167,8 +170,13 @@ impl EventCtx<'_> {
             self.counters.events_dropped[DropReason::Duplicate as usize] += 1;
             return;
         }
-        if session.seen_events.len() >= cfg.max_event_ids_per_session {
-            session.seen_events.remove_first();
+        // The list is bounded: the oldest id makes room (the bound is at
+        // least 1, so the list is not empty here; checked anyway, since
+        // `remove` panics on an empty list).
+        if session.seen_events.len() >= cfg.max_event_ids_per_session
+            && !session.seen_events.is_empty()
+        {
+            session.seen_events.remove(0);
         }
         session.seen_events.push(id_hash);
         self.counters.events_processed += 1;
@@ -178,7 +186,7 @@ impl EventCtx<'_> {
             act.idle_queued = true;
             self.part.idle_queue.push(IdleItem {
                 time: last,
-                visitor: SmallStr::new(visitor),
+                visitor: CompactString::new(visitor),
             });
         }
         session.last_ms = session.last_ms.max(t);
@@ -189,12 +197,16 @@ impl EventCtx<'_> {
         let info = path.map(|p| self.scratch.paths.info(&cfg.features, p));
         cfg.features
             .observe_with_info(&mut session.acc, event, info);
-        if let Some(path) = path {
-            session.current_path.set(path);
+        // Replaced only when it changed: a long path's heap block is kept
+        // while the visitor stays on the page.
+        if let Some(path) = path.filter(|p| session.current_path != *p) {
+            session.current_path = CompactString::new(path);
         }
         if session.traffic_source.is_none() {
             if let Some(src) = event.traffic.as_ref().and_then(|t| t.source.as_ref()) {
-                session.traffic_source = Some(SmallStr::ascii_lowercase(src));
+                let mut source = CompactString::new(src);
+                source.make_ascii_lowercase();
+                session.traffic_source = Some(source);
             }
         }
         for (i, outcome) in cfg.outcomes.iter().enumerate() {
@@ -221,13 +233,13 @@ impl EventCtx<'_> {
 /// The derived id of a session without an explicit `session_id`:
 /// `auto-` and 16 lower-case hex digits (`format!("auto-{hash:016x}")`,
 /// built in place: 21 bytes, so it is stored inline).
-pub(super) fn auto_session_id(hash: u64) -> SmallStr {
+pub(super) fn auto_session_id(hash: u64) -> CompactString {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = *b"auto-0000000000000000";
     for (i, d) in buf[5..].iter_mut().enumerate() {
         *d = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
     }
-    SmallStr::new(std::str::from_utf8(&buf).unwrap_or_default())
+    CompactString::new(std::str::from_utf8(&buf).unwrap_or_default())
 }
 
 /// Whether `event` achieves `outcome` (every given predicate field matches).

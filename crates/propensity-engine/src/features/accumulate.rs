@@ -16,8 +16,9 @@
 //!   saturates there, so memory per session stays bounded.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
-use crate::compact::{InlineVec, MaybeMs, Slots};
+use crate::compact::MaybeMs;
 #[cfg(test)]
 use crate::glob::url_path;
 use crate::stable_hash::bucket_of;
@@ -43,7 +44,7 @@ pub const INLINE_COUNTERS: usize = 48;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accumulators {
     /// Counters laid out by the spec (see `FeatureSpec::acc_*`).
-    pub counters: Slots<f32, INLINE_COUNTERS>,
+    pub counters: SmallVec<[f32; INLINE_COUNTERS]>,
     /// Time of the previous page view, for dwell.
     pub last_page_view_ms: MaybeMs,
     /// Category of the previous page view.
@@ -59,7 +60,7 @@ pub struct Accumulators {
     /// Traffic source bucket.
     pub source_bucket: Option<u16>,
     /// Hashes of distinct page paths, capped (the feature saturates there).
-    pub distinct_pages: InlineVec<u32, INLINE_PAGES>,
+    pub distinct_pages: SmallVec<[u32; INLINE_PAGES]>,
 }
 
 /// Distinct pages are counted up to this many; beyond it the count saturates
@@ -70,7 +71,7 @@ impl FeatureSpec {
     /// Fresh accumulators for a new session.
     pub fn new_accumulators(&self) -> Accumulators {
         Accumulators {
-            counters: Slots::from_elem(0.0, self.acc_len),
+            counters: SmallVec::from_elem(0.0, self.acc_len),
             ..self.empty_accumulators()
         }
     }
@@ -81,7 +82,7 @@ impl FeatureSpec {
     pub fn reset_accumulators(&self, acc: &mut Accumulators) {
         if acc.counters.len() == self.acc_len {
             acc.counters.fill(0.0);
-            let counters = std::mem::replace(&mut acc.counters, Slots::from_elem(0.0, 0));
+            let counters = std::mem::take(&mut acc.counters);
             *acc = Accumulators {
                 counters,
                 ..self.empty_accumulators()
@@ -93,7 +94,7 @@ impl FeatureSpec {
 
     fn empty_accumulators(&self) -> Accumulators {
         Accumulators {
-            counters: Slots::from_elem(0.0, 0),
+            counters: SmallVec::new(),
             last_page_view_ms: MaybeMs::NONE,
             last_page_category: 0,
             current_category: None,
@@ -101,7 +102,7 @@ impl FeatureSpec {
             browser_bucket: None,
             os_bucket: None,
             source_bucket: None,
-            distinct_pages: InlineVec::new(),
+            distinct_pages: SmallVec::new(),
         }
     }
 

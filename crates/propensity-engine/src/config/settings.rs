@@ -1,0 +1,233 @@
+//! The configuration as the user wrote it: the `[consent]`, `[sessions]`,
+//! `[input]`, `[features]`, `[[outcomes]]`, `[offers]` and `[[action_maps]]`
+//! tables deserialized with unknown keys rejected, before any validation.
+//! [`super::EngineConfig::from_settings`] turns them into the form the
+//! engine runs on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::FeatureSettings;
+use crate::purpose::Purpose;
+use crate::wire::{ActionSpec, DeviceCategory, EventKind, FormAction};
+
+/// Whether a visitor without any consent record may be tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMode {
+    /// No record means no tracking (GDPR default).
+    #[default]
+    OptIn,
+    /// No record means tracking is allowed until a record says otherwise.
+    OptOut,
+}
+
+/// `[consent]`: the consent gate and the pre-consent buffer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentSettings {
+    /// `opt_in` or `opt_out`.
+    pub mode: ConsentMode,
+    /// Purposes granted to a visitor without a record in `opt_out` mode.
+    pub opt_out_default_purposes: Vec<Purpose>,
+    /// How long (event time) an event may wait for its visitor's first
+    /// consent record in `opt_in` mode.
+    pub buffer_ttl_secs: f64,
+    /// At most this many events wait per visitor; more are dropped.
+    pub buffer_max_per_visitor: usize,
+    /// At most this many events wait per Kafka partition (of the visitors'
+    /// ids, see [`crate::partitioning`]); more are dropped. Per partition,
+    /// not per process, so the cap bites the same whether one engine holds
+    /// every partition (`replay`) or one each (`run`).
+    pub buffer_max_total: usize,
+}
+
+impl Default for ConsentSettings {
+    fn default() -> Self {
+        Self {
+            mode: ConsentMode::OptIn,
+            opt_out_default_purposes: vec![
+                Purpose::Tracking,
+                Purpose::Support,
+                Purpose::Sales,
+                Purpose::Marketing,
+            ],
+            buffer_ttl_secs: 10.0,
+            buffer_max_per_visitor: 64,
+            buffer_max_total: 100_000,
+        }
+    }
+}
+
+/// `[sessions]`: session boundaries and the life of visitor state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// A gap longer than this (event time) starts a new session when events
+    /// carry no `session_id`.
+    pub inactivity_timeout_secs: f64,
+    /// Visitor session state is dropped after this much event-time
+    /// inactivity, which bounds memory by the number of active visitors.
+    pub visitor_idle_expiry_secs: f64,
+    /// Events older than the visitor's newest event by more than this are
+    /// dropped as `late` (they would corrupt dwell times and sessions).
+    pub allowed_lateness_secs: f64,
+    /// Event ids remembered per session for duplicate detection.
+    pub max_event_ids_per_session: usize,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            inactivity_timeout_secs: 1200.0,
+            visitor_idle_expiry_secs: 3600.0,
+            allowed_lateness_secs: 300.0,
+            max_event_ids_per_session: 256,
+        }
+    }
+}
+
+/// `[input]`: limits on records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputSettings {
+    /// Records larger than this are dead-lettered as `too_large`.
+    pub max_record_bytes: usize,
+}
+
+impl Default for InputSettings {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `[[outcomes]]`: a business outcome and when a session achieves it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeSettings {
+    /// Outcome name; also the model file name (`<name>.json`).
+    pub name: String,
+    /// The predicate that marks the outcome achieved.
+    pub achieved_when: AchievedWhen,
+}
+
+/// An outcome predicate. Every given field must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AchievedWhen {
+    /// Event type.
+    pub event_type: Option<EventKind>,
+    /// Glob (`*` = any run of characters) matched against the URL path.
+    pub url_path: Option<String>,
+    /// Form id (implies `form_fill`).
+    pub form_id: Option<String>,
+    /// Form action (implies `form_fill`).
+    pub form_action: Option<FormAction>,
+    /// Custom event name (implies `custom`).
+    pub custom_name: Option<String>,
+}
+
+/// `[offers]`: frequency caps across action maps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfferSettings {
+    /// At most this many offers per session, across all action maps.
+    pub max_per_session: u32,
+    /// Minimum event-time gap between two offers to the same visitor.
+    pub min_gap_secs: f64,
+}
+
+impl Default for OfferSettings {
+    fn default() -> Self {
+        Self {
+            max_per_session: 3,
+            min_gap_secs: 10.0,
+        }
+    }
+}
+
+/// When an action map fires.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// The probability is at or above `threshold`.
+    AtOrAbove {
+        /// Threshold in [0, 1].
+        threshold: f64,
+    },
+    /// The probability falls from above `threshold` to at or below it
+    /// ("the visitor is slipping away").
+    FallsTo {
+        /// Threshold in [0, 1].
+        threshold: f64,
+    },
+}
+
+/// Optional conditions of an action map; all given ones must hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConditionSettings {
+    /// Minimum number of processed events in the session.
+    pub min_events: Option<u32>,
+    /// Glob matched against the URL path of the visitor's current page.
+    pub url_pattern: Option<String>,
+    /// Allowed device categories.
+    pub device_categories: Option<Vec<DeviceCategory>>,
+    /// Allowed traffic sources (compared case-insensitively).
+    pub traffic_sources: Option<Vec<String>>,
+}
+
+/// `[[action_maps]]`: when to make which offer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionMapSettings {
+    /// Unique name; appears in offers and metrics.
+    pub name: String,
+    /// The outcome whose probability drives the trigger.
+    pub outcome: String,
+    /// When it fires.
+    pub trigger: Trigger,
+    /// The consent purpose the offer needs.
+    pub purpose: Purpose,
+    /// Higher wins when several maps fire on one event.
+    #[serde(default)]
+    pub priority: i32,
+    /// At most this many offers of this map per session.
+    #[serde(default = "one")]
+    pub max_per_session: u32,
+    /// Optional conditions.
+    #[serde(default)]
+    pub conditions: ConditionSettings,
+    /// What to offer.
+    pub action: ActionSpec,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Everything the engine reads from the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// `[consent]`
+    #[serde(default)]
+    pub consent: ConsentSettings,
+    /// `[sessions]`
+    #[serde(default)]
+    pub sessions: SessionSettings,
+    /// `[input]`
+    #[serde(default)]
+    pub input: InputSettings,
+    /// `[features]`
+    pub features: FeatureSettings,
+    /// `[[outcomes]]`
+    pub outcomes: Vec<OutcomeSettings>,
+    /// `[offers]`
+    #[serde(default)]
+    pub offers: OfferSettings,
+    /// `[[action_maps]]`
+    #[serde(default)]
+    pub action_maps: Vec<ActionMapSettings>,
+}
