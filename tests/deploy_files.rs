@@ -14,14 +14,21 @@
 //!   Kubernetes and Compose grace periods exceed `kafka.drain_timeout_secs`;
 //! - the Kubernetes ConfigMap holds a valid configuration whose engine
 //!   sections match `config/propensity.toml`.
+//!
+//! The YAML files are read with `serde_yaml_ng` (every document of a
+//! `---` stream, merge keys `<<` applied), into the typed structs below
+//! where the checks look at particular fields; a file that does not parse
+//! fails the test with its path.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use propensity_kafka::metrics::METRIC_NAMES;
 use propensity_kafka::KafkaSettings;
 use propensity_system_tests::{binary, workspace_root};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 const HISTOGRAMS: &[&str] = &[
@@ -171,34 +178,188 @@ fn markdown_anchors(text: &str) -> BTreeSet<String> {
     anchors
 }
 
-fn indent(line: &str) -> usize {
-    line.len() - line.trim_start().len()
+/// The documents of the YAML file `rel` (a `---`-separated stream; empty
+/// documents skipped), with merge keys (`<<: *anchor`) applied as
+/// Kubernetes, Compose and Prometheus apply them.
+fn yaml_documents(rel: &str) -> Vec<serde_yaml_ng::Value> {
+    let text = read(rel);
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let mut value = serde_yaml_ng::Value::deserialize(doc)
+            .unwrap_or_else(|e| panic!("{rel} is not valid YAML: {e}"));
+        value
+            .apply_merge()
+            .unwrap_or_else(|e| panic!("{rel}: bad merge key: {e}"));
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    docs
 }
 
-/// The lines nested under the first line of `text` whose trimmed form is
-/// `header` (a YAML key or list item), by indentation.
-fn yaml_block<'a>(text: &'a str, header: &str) -> Vec<&'a str> {
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines
-        .iter()
-        .position(|l| l.trim() == header)
-        .unwrap_or_else(|| panic!("no `{header}` line"));
-    let base = indent(lines[start]);
-    lines[start + 1..]
-        .iter()
-        .copied()
-        .take_while(|l| l.trim().is_empty() || indent(l) > base)
-        .collect()
+/// `value`, a document of `rel`, as a `T`.
+fn from_yaml<T: DeserializeOwned>(rel: &str, value: serde_yaml_ng::Value) -> T {
+    serde_yaml_ng::from_value(value).unwrap_or_else(|e| panic!("{rel}: unexpected structure: {e}"))
 }
 
-/// The value of the first `key: value` line in `lines`.
-fn yaml_value<'a>(lines: &[&'a str], key: &str) -> Option<&'a str> {
-    let prefix = format!("{key}:");
-    lines.iter().find_map(|l| {
-        l.trim()
-            .strip_prefix(&prefix)
-            .map(|v| v.trim().trim_matches('"'))
-    })
+/// The YAML file `rel`, which must hold exactly one document, as a `T`.
+fn yaml<T: DeserializeOwned>(rel: &str) -> T {
+    let mut docs = yaml_documents(rel);
+    assert_eq!(
+        docs.len(),
+        1,
+        "{rel}: expected one YAML document, found {}",
+        docs.len()
+    );
+    from_yaml(rel, docs.remove(0))
+}
+
+/// The Kubernetes object of kind `kind` in the manifest `rel`, which must
+/// hold exactly one of that kind (among any number of `---` documents).
+fn kubernetes_object<T: DeserializeOwned>(rel: &str, kind: &str) -> T {
+    let mut found: Vec<_> = yaml_documents(rel)
+        .into_iter()
+        .filter(|doc| doc.get("kind").and_then(serde_yaml_ng::Value::as_str) == Some(kind))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{rel}: expected one {kind}, found {}",
+        found.len()
+    );
+    from_yaml(rel, found.remove(0))
+}
+
+/// A Prometheus rule file: only what the checks read.
+#[derive(Deserialize)]
+struct RuleFile {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleGroup {
+    rules: Vec<Rule>,
+}
+
+/// An alerting rule (`alert`) or a recording rule (`record`, no `alert`).
+#[derive(Deserialize)]
+struct Rule {
+    alert: Option<String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// A StatefulSet or Deployment: only what the checks read.
+#[derive(Deserialize)]
+struct Workload {
+    spec: WorkloadSpec,
+}
+
+#[derive(Deserialize)]
+struct WorkloadSpec {
+    replicas: Option<i64>,
+    template: PodTemplate,
+}
+
+#[derive(Deserialize)]
+struct PodTemplate {
+    spec: PodSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpec {
+    termination_grace_period_seconds: Option<i64>,
+    containers: Vec<Container>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Container {
+    name: String,
+    #[serde(default)]
+    env: Vec<EnvVar>,
+    #[serde(default)]
+    ports: Vec<ContainerPort>,
+    readiness_probe: Option<Probe>,
+    liveness_probe: Option<Probe>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvVar {
+    name: String,
+    value_from: Option<EnvVarSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvVarSource {
+    field_ref: Option<FieldRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FieldRef {
+    field_path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerPort {
+    container_port: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Probe {
+    http_get: Option<HttpGet>,
+}
+
+#[derive(Deserialize)]
+struct HttpGet {
+    path: String,
+    port: IntOrString,
+}
+
+/// Kubernetes' IntOrString: a port number or a port name.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IntOrString {
+    Int(i64),
+    String(String),
+}
+
+#[derive(Deserialize)]
+struct ConfigMap {
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+}
+
+/// A Compose file: only what the checks read.
+#[derive(Deserialize)]
+struct Compose {
+    services: BTreeMap<String, ComposeService>,
+}
+
+#[derive(Deserialize)]
+struct ComposeService {
+    image: Option<String>,
+    /// The map form of `environment` (values may be numbers or booleans).
+    #[serde(default)]
+    environment: BTreeMap<String, serde_yaml_ng::Value>,
+    stop_grace_period: Option<String>,
+}
+
+/// Grafana's datasource provisioning file.
+#[derive(Deserialize)]
+struct DatasourceProvisioning {
+    datasources: Vec<Datasource>,
+}
+
+#[derive(Deserialize)]
+struct Datasource {
+    uid: Option<String>,
 }
 
 /// `kafka.drain_timeout_secs` of a configuration (the default when absent).
@@ -218,22 +379,19 @@ fn shipped_config() -> toml::Table {
     toml::from_str(&read("config/propensity.toml")).expect("config/propensity.toml is not TOML")
 }
 
-/// The `propensity.toml` block scalar of the Kubernetes ConfigMap.
+/// The `propensity.toml` entry of the Kubernetes ConfigMap.
 fn configmap_toml() -> String {
-    let text = read("deploy/kubernetes/configmap.yaml");
-    let block = yaml_block(&text, "propensity.toml: |");
-    let strip = block
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| indent(l))
-        .min()
-        .expect("the ConfigMap's propensity.toml is empty");
-    let mut out = String::new();
-    for line in block {
-        out.push_str(line.get(strip..).unwrap_or(""));
-        out.push('\n');
-    }
-    out
+    let file = "deploy/kubernetes/configmap.yaml";
+    let mut configmap: ConfigMap = kubernetes_object(file, "ConfigMap");
+    let text = configmap
+        .data
+        .remove("propensity.toml")
+        .unwrap_or_else(|| panic!("{file}: no data entry propensity.toml"));
+    assert!(
+        !text.trim().is_empty(),
+        "the ConfigMap's propensity.toml is empty"
+    );
+    text
 }
 
 #[test]
@@ -259,7 +417,7 @@ fn dashboard_queries_are_valid_promql() {
     );
     // Grafana's variables replaced by what they expand to, each query a
     // recording rule: `promtool check rules` parses them all.
-    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut rules = Vec::new();
     for (i, e) in exprs.iter().enumerate() {
         let e = e
             .replace("$__rate_interval", "5m")
@@ -269,11 +427,12 @@ fn dashboard_queries_are_valid_promql() {
             !e.contains('$'),
             "unexpanded variable in dashboard query {e}"
         );
-        rules.push_str(&format!(
-            "      - record: dashboard:query_{i}\n        expr: {}\n",
-            serde_json::to_string(&e).expect("a string")
-        ));
+        rules.push(serde_json::json!({ "record": format!("dashboard:query_{i}"), "expr": e }));
     }
+    let rules = serde_yaml_ng::to_string(&serde_json::json!({
+        "groups": [{ "name": "dashboard", "rules": rules }]
+    }))
+    .expect("the dashboard queries as a rule file");
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("dashboard-queries.yml");
     std::fs::write(&file, rules).expect("write temp rules");
@@ -315,8 +474,15 @@ fn dashboard_is_a_complete_grafana_dashboard() {
         .and_then(|l| l.iter().find(|v| v["name"] == "datasource"))
         .expect("a `datasource` variable");
     assert_eq!(ds_var["current"]["value"], "prometheus");
-    let provisioning = read("deploy/grafana/provisioning/datasources/prometheus.yml");
-    assert!(provisioning.contains("uid: prometheus"), "{provisioning}");
+    let file = "deploy/grafana/provisioning/datasources/prometheus.yml";
+    let provisioning: DatasourceProvisioning = yaml(file);
+    assert!(
+        provisioning
+            .datasources
+            .iter()
+            .any(|d| d.uid.as_deref() == Some("prometheus")),
+        "{file} provisions no datasource with uid `prometheus`"
+    );
 }
 
 #[test]
@@ -349,7 +515,12 @@ fn metrics_used_are_documented_and_registered() {
         );
     }
 
-    let alerts = metric_names(&read("deploy/prometheus/alerts.yml"));
+    // The strings of the rule file (expressions, annotations), not its
+    // comments.
+    let alerts: Value = yaml("deploy/prometheus/alerts.yml");
+    let mut strings = Vec::new();
+    all_strings(&alerts, &mut strings);
+    let alerts = metric_names(&strings.join("\n"));
     let dash = dashboard();
     let mut strings = Vec::new();
     all_strings(&dash, &mut strings);
@@ -384,37 +555,35 @@ fn metrics_used_are_documented_and_registered() {
 
 #[test]
 fn every_alert_has_annotations_and_a_runbook() {
-    let text = read("deploy/prometheus/alerts.yml");
+    let rules: RuleFile = yaml("deploy/prometheus/alerts.yml");
     let anchors = markdown_anchors(&read("docs/operations.md"));
-    let mut alerts = Vec::new();
-    let mut current: Option<(String, Vec<&str>)> = None;
-    for line in text.lines() {
-        let t = line.trim();
-        if let Some(name) = t.strip_prefix("- alert:") {
-            alerts.extend(current.take());
-            current = Some((name.trim().to_owned(), Vec::new()));
-        } else if t.starts_with("- record:") || t.starts_with("- name:") {
-            alerts.extend(current.take());
-        } else if let Some((_, lines)) = current.as_mut() {
-            lines.push(line);
-        }
-    }
-    alerts.extend(current);
+    let alerts: Vec<(&str, &Rule)> = rules
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .filter_map(|r| Some((r.alert.as_deref()?, r)))
+        .collect();
     for required in REQUIRED_ALERTS {
         assert!(
             alerts.iter().any(|(n, _)| n == required),
             "alerts.yml has no alert {required}"
         );
     }
-    for (name, lines) in &alerts {
+    for (name, rule) in &alerts {
+        let annotation = |key: &str| {
+            rule.annotations
+                .get(key)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+        };
         for key in ["summary", "description"] {
             assert!(
-                yaml_value(lines, key).is_some(),
+                annotation(key).is_some(),
                 "alert {name} has no {key} annotation"
             );
         }
-        let url = yaml_value(lines, "runbook_url")
-            .unwrap_or_else(|| panic!("alert {name} has no runbook_url"));
+        let url =
+            annotation("runbook_url").unwrap_or_else(|| panic!("alert {name} has no runbook_url"));
         let anchor = url
             .split_once("docs/operations.md#")
             .map(|(_, a)| a)
@@ -434,45 +603,67 @@ fn kubernetes_probes_and_grace_period() {
     let configmap: toml::Table =
         toml::from_str(&configmap_toml()).expect("the ConfigMap's propensity.toml is not TOML");
     let drain = drain.max(drain_timeout_secs(&configmap));
-    for file in [
-        "deploy/kubernetes/statefulset.yaml",
-        "deploy/kubernetes/deployment.yaml",
+    let mut replicas = None;
+    for (file, kind) in [
+        ("deploy/kubernetes/statefulset.yaml", "StatefulSet"),
+        ("deploy/kubernetes/deployment.yaml", "Deployment"),
     ] {
-        let text = read(file);
-        let readiness = yaml_block(&text, "readinessProbe:");
-        let liveness = yaml_block(&text, "livenessProbe:");
-        assert_eq!(yaml_value(&readiness, "path"), Some("/readyz"), "{file}");
-        assert_eq!(yaml_value(&liveness, "path"), Some("/healthz"), "{file}");
-        for probe in [&readiness, &liveness] {
-            let port = yaml_value(probe, "port");
+        let workload: Workload = kubernetes_object(file, kind);
+        let pod = &workload.spec.template.spec;
+        let container = pod
+            .containers
+            .iter()
+            .find(|c| c.name == "propensity")
+            .unwrap_or_else(|| panic!("{file}: no container `propensity`"));
+        let http_get = |probe: &Option<Probe>, what: &str| -> (String, String) {
+            let get = probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .unwrap_or_else(|| panic!("{file}: no {what} httpGet"));
+            let port = match &get.port {
+                IntOrString::Int(n) => n.to_string(),
+                IntOrString::String(s) => s.clone(),
+            };
+            (get.path.clone(), port)
+        };
+        let readiness = http_get(&container.readiness_probe, "readinessProbe");
+        let liveness = http_get(&container.liveness_probe, "livenessProbe");
+        assert_eq!(readiness.0, "/readyz", "{file}");
+        assert_eq!(liveness.0, "/healthz", "{file}");
+        for (_, port) in [&readiness, &liveness] {
             assert!(
-                matches!(port, Some("http" | "9464")),
+                matches!(port.as_str(), "http" | "9464"),
                 "{file}: probe port {port:?}"
             );
         }
-        assert!(text.contains("containerPort: 9464"), "{file}");
-        let grace: f64 = yaml_value(
-            &text.lines().collect::<Vec<_>>(),
-            "terminationGracePeriodSeconds",
-        )
-        .unwrap_or_else(|| panic!("{file}: no terminationGracePeriodSeconds"))
-        .parse()
-        .expect("terminationGracePeriodSeconds is a number");
+        assert!(
+            container.ports.iter().any(|p| p.container_port == 9464),
+            "{file}: no containerPort 9464"
+        );
+        let grace = pod
+            .termination_grace_period_seconds
+            .unwrap_or_else(|| panic!("{file}: no terminationGracePeriodSeconds"))
+            as f64;
         assert!(
             grace > drain,
             "{file}: terminationGracePeriodSeconds {grace} must exceed kafka.drain_timeout_secs {drain}"
         );
-        let instance_id = yaml_block(&text, "- name: PROPENSITY_INSTANCE_ID");
+        let field_path = container
+            .env
+            .iter()
+            .find(|e| e.name == "PROPENSITY_INSTANCE_ID")
+            .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
         assert_eq!(
-            yaml_value(&instance_id, "fieldPath"),
+            field_path,
             Some("metadata.name"),
             "{file}: PROPENSITY_INSTANCE_ID must come from the pod name"
         );
+        if kind == "StatefulSet" {
+            replicas = workload.spec.replicas;
+        }
     }
-    let sts = read("deploy/kubernetes/statefulset.yaml");
-    let replicas: i64 = yaml_value(&sts.lines().collect::<Vec<_>>(), "replicas")
-        .and_then(|r| r.parse().ok())
-        .expect("replicas");
+    let replicas = replicas.expect("replicas");
     let partitions = configmap
         .get("kafka")
         .and_then(|k| k.get("partitions"))
@@ -487,9 +678,19 @@ fn kubernetes_probes_and_grace_period() {
 #[test]
 fn compose_grace_period_covers_the_drain() {
     let drain = drain_timeout_secs(&shipped_config());
-    let text = read("deploy/docker/docker-compose.yml");
-    let lines: Vec<&str> = text.lines().collect();
-    let grace = yaml_value(&lines, "stop_grace_period").expect("stop_grace_period");
+    let file = "deploy/docker/docker-compose.yml";
+    let compose: Compose = yaml(file);
+    let service = |name: &str| {
+        compose
+            .services
+            .get(name)
+            .unwrap_or_else(|| panic!("{file}: no service {name}"))
+    };
+    let propensity = service("propensity");
+    let grace = propensity
+        .stop_grace_period
+        .as_deref()
+        .expect("stop_grace_period");
     let secs: f64 = if let Some(m) = grace.strip_suffix('m') {
         m.parse::<f64>().expect("minutes") * 60.0
     } else {
@@ -499,8 +700,17 @@ fn compose_grace_period_covers_the_drain() {
         secs > drain,
         "stop_grace_period {grace} must exceed kafka.drain_timeout_secs {drain}"
     );
-    assert!(text.contains("PROPENSITY__KAFKA__BROKERS: kafka:9092"));
-    assert!(text.contains("image: apache/kafka:4.1.0"));
+    let brokers = propensity.environment.get("PROPENSITY__KAFKA__BROKERS");
+    assert_eq!(
+        brokers.and_then(serde_yaml_ng::Value::as_str),
+        Some("kafka:9092"),
+        "{file}: PROPENSITY__KAFKA__BROKERS of service propensity"
+    );
+    assert_eq!(
+        service("kafka").image.as_deref(),
+        Some("apache/kafka:4.1.0"),
+        "{file}: image of service kafka"
+    );
 }
 
 #[test]
