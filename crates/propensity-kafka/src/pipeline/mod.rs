@@ -39,7 +39,7 @@ use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, TopicPartitionList};
 
-use crate::access::{partition_of, AccessAnswer, AccessRequest};
+use crate::access::AccessRequest;
 use crate::client_config;
 use crate::error::KafkaError;
 use crate::metrics::PipelineMetrics;
@@ -51,6 +51,7 @@ use crate::shard::{send_unproducible, OutputTopics, Outputs, Shard};
 use crate::status::RuntimeStatus;
 
 mod assignment;
+mod reporting;
 mod transaction_control;
 
 use transaction_control::create_producer;
@@ -445,89 +446,6 @@ impl Core {
         }
     }
 
-    fn answer_access_requests(&mut self) {
-        let Some(rx) = &self.opts.access else { return };
-        while let Ok(req) = rx.try_recv() {
-            let partition = partition_of(req.visitor_id.as_bytes(), self.opts.settings.partitions);
-            let answer = match self.shards.get(&partition) {
-                Some(shard) => {
-                    let view = shard.engine.visitor_view(&req.visitor_id);
-                    let offers: Vec<&propensity_engine::Offer> =
-                        shard.recent_offers_of(&req.visitor_id).collect();
-                    let held = match view {
-                        None if offers.is_empty() => None,
-                        view => Some(serde_json::json!({
-                            "consent": view.as_ref().and_then(|v| v.0),
-                            "state": view.as_ref().and_then(|v| v.1.clone()),
-                            "recent_offers": offers,
-                        })),
-                    };
-                    AccessAnswer::Owned { partition, held }
-                }
-                None => AccessAnswer::OwnedElsewhere {
-                    partition,
-                    owned_here: self.shards.keys().copied().collect(),
-                },
-            };
-            let _ = req.reply.send(answer);
-        }
-    }
-
-    /// Lag from committed offsets against the current end offsets, and the
-    /// stalled partitions (lag, and no commit for the stall timeout).
-    fn refresh_lag(&mut self) {
-        let every = Duration::from_millis(self.opts.settings.statistics_interval_ms.max(100));
-        if self.last_lag_refresh.elapsed() < every {
-            return;
-        }
-        self.last_lag_refresh = Instant::now();
-        let partitions = self.progress.partitions();
-        match self.events.end_offsets(&partitions) {
-            Ok(ends) => {
-                let now = Instant::now();
-                for (p, end) in ends {
-                    self.progress.end(p, end, now);
-                }
-                if std::mem::take(&mut self.lag_query_failing) {
-                    tracing::info!("end offsets of the events topic readable again");
-                }
-            }
-            Err(e) => {
-                // The lag and stall gauges keep their last known ends.
-                if !std::mem::replace(&mut self.lag_query_failing, true) {
-                    tracing::warn!(error = %e, "cannot read the events topic's end offsets: consumer lag and stall detection use the last known ones");
-                }
-            }
-        }
-        self.publish_progress();
-    }
-
-    fn publish_progress(&self) {
-        let topic = &self.opts.settings.events_topic;
-        let lags: Vec<(String, i32, i64)> = self
-            .progress
-            .lags()
-            .into_iter()
-            .map(|(p, lag)| (topic.clone(), p, lag))
-            .collect();
-        if let Ok(mut l) = self.opts.status.consumer_lag.lock() {
-            *l = lags;
-        }
-        let timeout = Duration::from_secs_f64(self.opts.settings.stall_timeout_secs);
-        let stalled = self.progress.stalled(timeout, Instant::now());
-        if let Ok(mut s) = self.opts.status.stalled_partitions.lock() {
-            // Said when the set changes, not at every refresh.
-            if *s != stalled {
-                if stalled.is_empty() {
-                    tracing::info!("no partition is stalled any more");
-                } else {
-                    tracing::warn!(partitions = ?stalled, timeout_secs = timeout.as_secs_f64(), "partitions with lag have committed nothing within the stall timeout");
-                }
-            }
-            *s = stalled;
-        }
-    }
-
     /// Applies consent records up to `ends`, with their effects, inside the
     /// open transaction.
     fn apply_consent_until(&mut self, ends: &HashMap<i32, i64>) -> Result<(), KafkaError> {
@@ -621,17 +539,6 @@ impl Core {
             return Err(e.into());
         }
         Ok(())
-    }
-
-    fn publish_counters(&self) {
-        let mut total = self.retired.clone();
-        for shard in self.shards.values() {
-            total.merge(&shard.reported_counters());
-        }
-        self.opts.metrics.publish_engine(&total);
-        if let Ok(mut c) = self.opts.status.engine.lock() {
-            *c = total;
-        }
     }
 
     /// Shutdown: commit what is open, then stop.
