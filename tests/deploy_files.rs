@@ -19,6 +19,9 @@
 //! `---` stream, merge keys `<<` applied), into the typed structs below
 //! where the checks look at particular fields; a file that does not parse
 //! fails the test with its path.
+//!
+//! Why one file of this size: one check per deployment promise, sharing the
+//! typed views of the YAML files declared here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -7,6 +7,10 @@
 //! with the scores and offers made after each reload carrying the new
 //! model versions; and the metric names `/metrics` exports are exactly the
 //! ones docs/operations.md documents.
+//!
+//! Why one file of this size: three end-to-end scenarios of 120 to 170
+//! steps each, and the small helpers they share (metric parsing, waits,
+//! fixtures).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

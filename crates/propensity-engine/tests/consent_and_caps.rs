@@ -20,6 +20,11 @@
 //! Plus scenario tests pinning the cases the properties found, and a
 //! coverage test proving the generated scenarios do reach offers,
 //! revocations, erasures and caps (so the properties are not vacuous).
+//!
+//! Why one file of this size: the properties share one scenario generator
+//! and one reference model of consent and caps, and each pinned scenario
+//! below was found by those properties; kept beside them so a failing case
+//! and the property that found it are read together.
 
 mod common;
 

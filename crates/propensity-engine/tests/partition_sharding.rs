@@ -23,6 +23,10 @@
 //! Plus pinned scenarios for the three ways sharing used to leak, and a
 //! coverage test showing the generated streams do reach TTL expiry, buffer
 //! overflow, late drops, idle expiry, offers, revocations and erasures.
+//!
+//! Why one file of this size: the stream generator, the three ways of
+//! grouping partitions and the pinned scenarios test one property; the
+//! generator is most of the length.
 
 mod common;
 

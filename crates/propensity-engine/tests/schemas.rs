@@ -8,6 +8,9 @@
 //! - engine-produced offers, scores and dead-letter lines validate;
 //! - the input schemas accept exactly what the decoder accepts, on
 //!   hand-written cases, on mutated records and on timestamp-like strings.
+//!
+//! Why one file of this size: every check compares the same JSON Schemas
+//! with the same decoder, and most of the length is the hand-written cases.
 
 mod common;
 

@@ -11,6 +11,11 @@
 //! a visitor are more than 30 min apart, and sessions hold 3–40 events. So
 //! sessions derived from a 20-minute inactivity gap coincide with the explicit
 //! `session_id`s.
+//!
+//! Why one file of this size: it is one state machine (`SessionSim`) whose
+//! steps, action weights and outcome logits read each other's fields;
+//! split across files, a reader would have to hold them all open to follow
+//! one session.
 
 use std::collections::VecDeque;
 

@@ -2,6 +2,9 @@
 //! consent scenarios, outcome base rates, malformed-line rate, and a
 //! learnability check (a logistic model on engine-style features must reach a
 //! holdout AUC that is good but not perfect).
+//!
+//! Why one file of this size: these are the crate's contract tests, one per
+//! promise the simulator makes; each is short, and they share fixtures.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
