@@ -1,5 +1,8 @@
 //! `propensity bench`: engine throughput against a parse-only baseline in
-//! the same run, and resident memory per concurrent visitor.
+//! the same run, and resident memory per concurrent visitor; with
+//! `--training`, the training path (split, standardization, matrix, grid,
+//! refit) on generated traffic, optionally exporting the exact matrices so
+//! `benches/training_vs_sklearn.py` can fit them with scikit-learn.
 //!
 //! Throughput is measured single-threaded on generated traffic: the
 //! baseline decodes every event line into the event type; the engine run
@@ -9,6 +12,7 @@
 
 use std::hint::black_box;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -232,4 +236,338 @@ fn measure_memory(
     black_box(&engine);
     let grown = after.saturating_sub(before) as f64;
     Ok((grown / (1024.0 * 1024.0), grown / n as f64))
+}
+
+/// `bench --training` options.
+pub struct TrainingBenchOptions {
+    /// Visitors of generated traffic (one data set for every round).
+    pub visitors: usize,
+    /// Rounds of the whole training path; medians are reported.
+    pub rounds: usize,
+    /// Threads running fits (0: every core).
+    pub threads: usize,
+    /// Write the matrices, labels and a manifest here (`.npy` files).
+    pub export: Option<PathBuf>,
+}
+
+/// One outcome in the training bench.
+#[derive(Debug, Serialize)]
+pub struct TrainingBenchOutcome {
+    /// Outcome name.
+    pub outcome: String,
+    /// Training rows (before undersampling).
+    pub train_rows: usize,
+    /// Rows of the final fit's matrix (kept by undersampling).
+    pub fit_rows: usize,
+    /// Leading rows the grid fits use.
+    pub grid_rows: usize,
+    /// Chosen L2 penalty.
+    pub l2: f64,
+    /// The grid and its validation AUCs.
+    pub grid: Vec<propensity_training::GridPoint>,
+    /// Holdout AUC of the final model.
+    pub holdout_auc: Option<f64>,
+    /// One cold fit (no grid, no warm start) of the full matrix at the chosen
+    /// l2, one thread: the fitter alone, for a like-for-like comparison.
+    pub single_fit_secs: f64,
+}
+
+/// `bench --training` results.
+#[derive(Debug, Serialize)]
+pub struct TrainingBenchResult {
+    /// Visitors generated.
+    pub visitors: usize,
+    /// Threads that ran fits.
+    pub threads: usize,
+    /// Engine run collecting the examples, seconds (once).
+    pub collect_secs: f64,
+    /// Training rows over all outcomes (before undersampling).
+    pub train_rows: usize,
+    /// Median seconds of the training path (prepare + grid + refit +
+    /// holdout evaluation), all outcomes.
+    pub train_secs: f64,
+    /// Median seconds of preparation (split, statistics, matrix).
+    pub prepare_secs: f64,
+    /// Median wall seconds of the fits (outcomes in parallel).
+    pub fit_secs: f64,
+    /// Median seconds of the grid fits, summed over outcomes (thread time).
+    pub grid_secs: f64,
+    /// Median seconds of the refits, summed over outcomes (thread time).
+    pub refit_secs: f64,
+    /// Training rows per minute of `train_secs`.
+    pub rows_per_minute: f64,
+    /// Every round's `train_secs`.
+    pub train_rounds: Vec<f64>,
+    /// Per outcome (last round; the models are identical in every round).
+    pub outcomes: Vec<TrainingBenchOutcome>,
+    /// Where the matrices went.
+    pub export: Option<PathBuf>,
+}
+
+/// Runs `bench --training`.
+pub fn run_training_bench(
+    config: &Config,
+    opts: &TrainingBenchOptions,
+    log: &mut impl Write,
+) -> Result<TrainingBenchResult> {
+    use propensity_training::{prepare_outcomes, train_prepared_timed, SearchPlan};
+
+    writeln!(log, "generating {} visitors of traffic…", opts.visitors)?;
+    let traffic = generate(&SimulationParams {
+        visitors: opts.visitors,
+        seed: 12,
+        ..SimulationParams::default()
+    })?;
+    let t0 = Instant::now();
+    let examples = crate::offline::collect_generated(config, &traffic);
+    let collect_secs = t0.elapsed().as_secs_f64();
+    drop(traffic);
+    let plan = config.training_plan();
+    let search = SearchPlan {
+        threads: opts.threads,
+        ..SearchPlan::around(&plan.fit)
+    };
+    let threads = if opts.threads > 0 {
+        opts.threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    writeln!(
+        log,
+        "collected examples in {collect_secs:.1} s; training {} round(s) on {threads} thread(s)…",
+        opts.rounds.max(1)
+    )?;
+
+    let (mut totals, mut prepares, mut fits, mut grids, mut refits) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut last = None;
+    for round in 0..opts.rounds.max(1) {
+        let t0 = Instant::now();
+        let prepared = prepare_outcomes(&config.engine, &examples, &plan, &search)
+            .context("preparing the training data")?;
+        let prepare = t0.elapsed().as_secs_f64();
+        let (trained, times) = train_prepared_timed(
+            &config.engine,
+            &examples,
+            &prepared,
+            &plan,
+            &search,
+            |_, _, _| {},
+        )
+        .context("training failed")?;
+        let total = t0.elapsed().as_secs_f64();
+        let rows: usize = trained.iter().map(|t| t.train_rows).sum();
+        writeln!(
+            log,
+            "round {}: {total:.2} s (prepare {prepare:.2}, fits {:.2} wall; thread time grid {:.2}, refit {:.2}), {:.0} rows/min",
+            round + 1,
+            times.fit_secs,
+            times.grid_secs,
+            times.refit_secs,
+            rows as f64 * 60.0 / total
+        )?;
+        totals.push(total);
+        prepares.push(prepare);
+        fits.push(times.fit_secs);
+        grids.push(times.grid_secs);
+        refits.push(times.refit_secs);
+        last = Some((prepared, trained));
+    }
+    let (prepared, trained) = last.context("no round ran")?;
+
+    let mut outcomes = Vec::new();
+    for (p, t) in prepared.iter().zip(&trained) {
+        let t0 = Instant::now();
+        p.fit_once(
+            t.selection.l2,
+            plan.fit.max_iterations,
+            search.tolerance_per_row,
+        )
+        .with_context(|| format!("single fit of `{}`", p.name))?;
+        outcomes.push(TrainingBenchOutcome {
+            outcome: p.name.clone(),
+            train_rows: t.train_rows,
+            fit_rows: p.matrix().nrows(),
+            grid_rows: p.grid_rows(),
+            l2: t.selection.l2,
+            grid: t.selection.grid.clone(),
+            holdout_auc: t.holdout.as_ref().and_then(|h| h.auc),
+            single_fit_secs: t0.elapsed().as_secs_f64(),
+        });
+    }
+    let train_rows: usize = trained.iter().map(|t| t.train_rows).sum();
+    let train_secs = median(&totals);
+    let result = TrainingBenchResult {
+        visitors: opts.visitors,
+        threads,
+        collect_secs,
+        train_rows,
+        train_secs,
+        prepare_secs: median(&prepares),
+        fit_secs: median(&fits),
+        grid_secs: median(&grids),
+        refit_secs: median(&refits),
+        rows_per_minute: (train_rows as f64 * 60.0 / train_secs).round(),
+        train_rounds: totals,
+        outcomes,
+        export: opts.export.clone(),
+    };
+    if let Some(dir) = &opts.export {
+        export_training(dir, &examples, &prepared, &plan, &search, &result)?;
+        writeln!(log, "exported the matrices to {}", dir.display())?;
+    }
+    Ok(result)
+}
+
+/// Writes, per outcome, the final fit's matrix and labels (grid rows first),
+/// the validation and holdout rows (standardized alike) and a manifest.
+fn export_training(
+    dir: &Path,
+    examples: &propensity_training::ExampleCollector,
+    prepared: &[propensity_training::PreparedOutcome],
+    plan: &propensity_training::TrainingPlan,
+    search: &propensity_training::SearchPlan,
+    result: &TrainingBenchResult,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut files = Vec::new();
+    for p in prepared {
+        let name = &p.name;
+        let (vx, vy) = p.validation_matrix(examples);
+        let (hx, hy) = p.holdout_matrix(examples);
+        let y: Vec<bool> = p.matrix_labels().iter().copied().collect();
+        let cols = p.matrix().ncols();
+        // All three are built column-major by the training crate.
+        for (suffix, data, y) in [
+            ("fit", p.matrix().to_slice_memory_order(), &y),
+            ("validation", vx.as_slice_memory_order(), &vy),
+            ("holdout", hx.as_slice_memory_order(), &hy),
+        ] {
+            let data = data.context("a matrix is not column-major")?;
+            let xp = dir.join(format!("{name}.{suffix}.x.npy"));
+            let yp = dir.join(format!("{name}.{suffix}.y.npy"));
+            write_file(&xp, &npy_f64_column_major(y.len(), cols, data))?;
+            write_file(&yp, &npy_bool_vector(y))?;
+        }
+        files.push(serde_json::json!({
+            "outcome": name,
+            "prefix": name,
+            "grid_rows": p.grid_rows(),
+            "intercept_correction": p.intercept_correction(),
+        }));
+    }
+    let manifest = serde_json::json!({
+        "l2_grid": search.l2_grid,
+        "max_iterations": plan.fit.max_iterations,
+        "tolerance_per_row": search.tolerance_per_row,
+        "outcomes": files,
+        "rust": result,
+    });
+    write_file(
+        &dir.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// NumPy `.npy` (format 1.0): magic, version, a little-endian u16 header
+/// length, a Python-dict header padded with spaces to a multiple of 64
+/// bytes and ended by a newline, then the raw data.
+fn npy(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+        if fortran { "True" } else { "False" }
+    );
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    // A 1.0 header is at most 65535 bytes; ours is a few dozen.
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// A column-major matrix as `.npy` (`fortran_order`: the bytes are written as
+/// they lie in memory, no reordering).
+fn npy_f64_column_major(rows: usize, cols: usize, data: &[f64]) -> Vec<u8> {
+    debug_assert_eq!(rows * cols, data.len());
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    npy("<f8", true, &format!("({rows}, {cols})"), &bytes)
+}
+
+fn npy_bool_vector(y: &[bool]) -> Vec<u8> {
+    let bytes: Vec<u8> = y.iter().map(|&b| u8::from(b)).collect();
+    npy("|b1", false, &format!("({},)", y.len()), &bytes)
+}
+
+/// Prints `bench --training` results as a table and a summary line.
+pub fn print_training_bench(r: &TrainingBenchResult, w: &mut impl Write) -> Result<()> {
+    writeln!(
+        w,
+        "{:<22} {:>9} {:>9} {:>8} {:>11} {:>12}  validation AUC by l2",
+        "outcome", "rows", "fit rows", "l2", "holdout AUC", "1 fit (s)"
+    )?;
+    for o in &r.outcomes {
+        let grid: Vec<String> = o
+            .grid
+            .iter()
+            .map(|g| format!("{}: {:.4}", g.l2, g.validation_auc.unwrap_or(f64::NAN)))
+            .collect();
+        writeln!(
+            w,
+            "{:<22} {:>9} {:>9} {:>8} {:>11.4} {:>12.2}  {}",
+            o.outcome,
+            o.train_rows,
+            o.fit_rows,
+            o.l2,
+            o.holdout_auc.unwrap_or(f64::NAN),
+            o.single_fit_secs,
+            grid.join(", ")
+        )?;
+    }
+    writeln!(
+        w,
+        "training: {} rows in {:.2} s (median of {}; prepare {:.2}, fits {:.2} wall; thread time grid {:.2}, refit {:.2}) = {:.0} rows/min on {} thread(s); collecting took {:.1} s",
+        r.train_rows,
+        r.train_secs,
+        r.train_rounds.len(),
+        r.prepare_secs,
+        r.fit_secs,
+        r.grid_secs,
+        r.refit_secs,
+        r.rows_per_minute,
+        r.threads,
+        r.collect_secs
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_data_follows_memory_order() {
+        let bytes = npy_f64_column_major(3, 2, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0);
+        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+        assert!(header.contains("'fortran_order': True"), "{header}");
+        assert!(header.contains("'shape': (3, 2)"), "{header}");
+        assert!(header.ends_with('\n'));
+        let at = |k: usize| {
+            let start = 10 + header_len + 8 * k;
+            f64::from_le_bytes(bytes[start..start + 8].try_into().unwrap())
+        };
+        assert_eq!((at(0), at(1), at(5)), (1.0, 2.0, 6.0));
+        assert_eq!(bytes.len(), 10 + header_len + 48);
+        let b = npy_bool_vector(&[true, false]);
+        assert_eq!(&b[b.len() - 2..], &[1, 0]);
+    }
 }

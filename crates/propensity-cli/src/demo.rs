@@ -15,6 +15,7 @@ use crate::offline::{
     evaluate, generate_files, print_evaluation, print_replay_summary, print_train_report,
     replay_files, train, ReplayArgs,
 };
+use crate::progress::Progress;
 
 /// Sizes of the demo's two traffic sets.
 pub struct DemoSize {
@@ -24,8 +25,15 @@ pub struct DemoSize {
     pub eval_visitors: usize,
 }
 
-/// Runs the demo into `out`.
-pub fn run_demo(config: &Config, out: &Path, size: &DemoSize, w: &mut impl Write) -> Result<()> {
+/// Runs the demo into `out`. Each phase clears its bars before the report
+/// goes on, so `w` may be the same terminal.
+pub fn run_demo(
+    config: &Config,
+    out: &Path,
+    size: &DemoSize,
+    w: &mut impl Write,
+    progress: &Progress,
+) -> Result<()> {
     let started = Instant::now();
     let train_dir = out.join("train-traffic");
     let eval_dir = out.join("eval-traffic");
@@ -38,14 +46,14 @@ pub fn run_demo(config: &Config, out: &Path, size: &DemoSize, w: &mut impl Write
         seed: 1,
         ..SimulationParams::default()
     };
-    let t = generate_files(&train_params, &train_dir)?;
+    let t = generate_files(&train_params, &train_dir, progress)?;
     let eval_params = SimulationParams {
         visitors: size.eval_visitors,
         seed: 2,
         invalid_rate: 0.01,
         ..SimulationParams::default()
     };
-    let e = generate_files(&eval_params, &eval_dir)?;
+    let e = generate_files(&eval_params, &eval_dir, progress)?;
     writeln!(
         w,
         "\n1. generated traffic: training {} visitors / {} events, evaluation {} visitors / {} events (+{} malformed lines)",
@@ -61,7 +69,7 @@ pub fn run_demo(config: &Config, out: &Path, size: &DemoSize, w: &mut impl Write
         &train_dir.join("events.jsonl"),
         &train_dir.join("consent.jsonl"),
         &models,
-        true,
+        progress,
     )?;
     print_train_report(&tr, w)?;
 
@@ -72,7 +80,7 @@ pub fn run_demo(config: &Config, out: &Path, size: &DemoSize, w: &mut impl Write
         &eval_dir.join("consent.jsonl"),
         &models,
         Some(&report),
-        true,
+        progress,
     )?;
     print_evaluation(&ev, w)?;
 
@@ -93,11 +101,12 @@ pub fn run_demo(config: &Config, out: &Path, size: &DemoSize, w: &mut impl Write
             summary_json: Some(&out.join("summary.json")),
         },
         None,
+        progress,
     )?;
     print_replay_summary(&summary, w)?;
     writeln!(
         w,
-        "\nfiles: {} (offers.jsonl, scores.jsonl, dead-letters.jsonl, summary.json, models/, report/*.png)",
+        "\nfiles: {} (offers.jsonl, scores.jsonl, dead-letters.jsonl, summary.json, models/, report/report.html and *.png)",
         out.display()
     )?;
     writeln!(w, "done in {:.1} s", started.elapsed().as_secs_f64())?;

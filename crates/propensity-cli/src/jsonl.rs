@@ -9,7 +9,13 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use indicatif::ProgressBar;
 use propensity_engine::{DeadLetter, EngineSink, Offer, OutcomeScore};
+
+use crate::progress::{Progress, Unit};
+
+/// Bytes read per call, so the progress bar moves while a large file loads.
+const READ_CHUNK: u64 = 1 << 20;
 
 /// An input file held in memory.
 pub struct InputFile {
@@ -19,19 +25,21 @@ pub struct InputFile {
 }
 
 impl InputFile {
-    /// Reads `path` (`-`: stdin).
-    pub fn read(path: &Path) -> Result<Self> {
+    /// Reads `path` (`-`: stdin), counting the bytes on `bar`.
+    pub fn read(path: &Path, bar: &ProgressBar) -> Result<Self> {
         if path == Path::new("-") {
-            let mut data = Vec::new();
-            io::stdin()
-                .read_to_end(&mut data)
-                .context("cannot read standard input")?;
+            let data =
+                read_counted(io::stdin().lock(), 0, bar).context("cannot read standard input")?;
             return Ok(Self {
                 name: "<stdin>".into(),
                 data,
             });
         }
-        let data = std::fs::read(path)
+        let data = File::open(path)
+            .and_then(|f| {
+                let size = f.metadata().map_or(0, |m| m.len());
+                read_counted(f, size, bar)
+            })
             .with_context(|| format!("cannot read input file {}", path.display()))?;
         Ok(Self {
             name: path.display().to_string(),
@@ -47,6 +55,37 @@ impl InputFile {
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
             .collect()
     }
+}
+
+/// Reads the events and consent inputs under one bar of bytes (a spinner
+/// when either is stdin, whose size is unknown).
+pub fn read_inputs(
+    events: &Path,
+    consent: &Path,
+    progress: &Progress,
+) -> Result<(InputFile, InputFile)> {
+    let size = |p: &Path| {
+        (p != Path::new("-"))
+            .then(|| std::fs::metadata(p).ok().map(|m| m.len()))
+            .flatten()
+    };
+    let total = size(events).zip(size(consent)).map(|(e, c)| e + c);
+    let bar = progress.bar("reading input", Unit::Bytes, total);
+    let inputs = (
+        InputFile::read(events, &bar)?,
+        InputFile::read(consent, &bar)?,
+    );
+    bar.finish_and_clear();
+    Ok(inputs)
+}
+
+/// `read_to_end` would fill a file's exact-size buffer in one call and the
+/// bar would jump from nothing to done; chunks keep it moving.
+fn read_counted(source: impl Read, size: u64, bar: &ProgressBar) -> io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut reader = bar.wrap_read(source);
+    while (&mut reader).take(READ_CHUNK).read_to_end(&mut data)? > 0 {}
+    Ok(data)
 }
 
 /// Opens an output (`-`: stdout), creating parent directories.

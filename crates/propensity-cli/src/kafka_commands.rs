@@ -20,8 +20,9 @@ use propensity_kafka::{
 use crate::http_server::{serve, HttpState};
 
 use crate::config_file::Config;
-use crate::jsonl::InputFile;
+use crate::jsonl::read_inputs;
 use crate::model_files::load_models;
+use crate::progress::{Progress, Unit};
 
 /// `propensity topics create`.
 pub fn topics_create(config: &Config) -> Result<Vec<(String, bool)>> {
@@ -38,9 +39,9 @@ pub fn produce_files(
     events: &Path,
     consent: &Path,
     rate: Option<f64>,
+    progress: &Progress,
 ) -> Result<(u64, u64)> {
-    let ev = InputFile::read(events)?;
-    let co = InputFile::read(consent)?;
+    let (ev, co) = read_inputs(events, consent, progress)?;
     let ev_lines = ev.lines();
     let co_lines = co.lines();
     let order = merge_order(&ev_lines, &co_lines);
@@ -53,6 +54,7 @@ pub fn produce_files(
         .collect();
     let k = &config.file.kafka;
     let producer = TrafficProducer::new(k)?;
+    let bar = progress.bar("producing", Unit::Records, Some(order.len() as u64));
     let records = order.iter().zip(&keys).map(|(r, key)| OutgoingRecord {
         topic: match r.kind {
             RecordKind::Event => &k.events_topic,
@@ -64,7 +66,17 @@ pub fn produce_files(
             RecordKind::Consent => co_lines[r.index],
         }),
     });
+    // Counted as handed to the producer; after the last one `send_all`
+    // waits (up to a minute) for the broker's acknowledgements, which the
+    // bar says instead of sitting at 100 % unexplained.
+    let records = records
+        .inspect(|_| bar.inc(1))
+        .chain(std::iter::from_fn(|| {
+            bar.set_message("awaiting acks");
+            None
+        }));
     producer.send_all(records, rate)?;
+    bar.finish_and_clear();
     Ok((ev_lines.len() as u64, co_lines.len() as u64))
 }
 

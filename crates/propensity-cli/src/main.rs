@@ -12,6 +12,8 @@ mod kafka_bench;
 mod kafka_commands;
 mod model_files;
 mod offline;
+mod progress;
+mod report;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use clap::{Parser, Subcommand};
 use propensity_simulator::SimulationParams;
 
 use crate::config_file::Config;
+use crate::progress::Progress;
 
 /// Streaming outcome prediction with consent-first engagement offers.
 #[derive(Parser)]
@@ -29,6 +32,9 @@ struct Cli {
     /// Configuration file (default: the shipped config embedded in the binary).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// No progress bars (they are drawn only when stderr is a terminal).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,7 +85,8 @@ enum Command {
         /// Models directory.
         #[arg(long)]
         models: PathBuf,
-        /// Also write evaluation.json, roc.png and calibration.png here.
+        /// Also write the report here: report.html (self-contained), roc.png,
+        /// calibration.png, scores.png, gains.png and evaluation.json.
         #[arg(long)]
         report: Option<PathBuf>,
     },
@@ -139,6 +146,17 @@ enum Command {
         /// With --kafka: seconds of the latency run.
         #[arg(long, default_value_t = 20.0)]
         latency_secs: f64,
+        /// Benchmark training instead: split, matrix, l2 grid and refit on
+        /// generated traffic (--visitors, --rounds); see benches/README.md.
+        #[arg(long, conflicts_with = "kafka")]
+        training: bool,
+        /// With --training: threads running fits (0: every core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// With --training: write the exact matrices and labels (.npy) and a
+        /// manifest to this directory, for benches/training_vs_sklearn.py.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
     },
     /// Create the Kafka topics (compacted where needed).
     Topics {
@@ -210,6 +228,7 @@ fn init_logging(config: &Config) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
+    let progress = Progress::for_stderr(cli.quiet);
     match cli.command {
         Command::Generate {
             visitors,
@@ -225,7 +244,7 @@ fn run(cli: Cli) -> Result<()> {
                 span_secs,
                 ..SimulationParams::default()
             };
-            let s = offline::generate_files(&params, &dir)?;
+            let s = offline::generate_files(&params, &dir, &progress)?;
             writeln!(
                 out,
                 "generated {} visitors, {} sessions, {} events (+{} malformed), {} consent records into {}",
@@ -248,7 +267,7 @@ fn run(cli: Cli) -> Result<()> {
             out: dir,
         } => {
             let config = load_config(cli.config.as_deref())?;
-            let report = offline::train(&config, &events, &consent, &dir, false)?;
+            let report = offline::train(&config, &events, &consent, &dir, &progress)?;
             offline::print_train_report(&report, &mut out)?;
         }
         Command::Evaluate {
@@ -263,7 +282,7 @@ fn run(cli: Cli) -> Result<()> {
                 &consent,
                 &models,
                 report.as_deref(),
-                false,
+                &progress,
             )?;
             offline::print_evaluation(&e, &mut out)?;
         }
@@ -276,6 +295,14 @@ fn run(cli: Cli) -> Result<()> {
             summary_json,
         } => {
             let config = load_config(cli.config.as_deref())?;
+            let to_stdout = [
+                Some(&offers_out),
+                scores_out.as_ref(),
+                dead_letters_out.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|p| p == Path::new("-"));
             let summary = offline::replay_files(
                 &config,
                 &offline::ReplayArgs {
@@ -288,6 +315,7 @@ fn run(cli: Cli) -> Result<()> {
                     summary_json: summary_json.as_deref(),
                 },
                 None,
+                &progress.beside_stdout(to_stdout),
             )?;
             // With offers on stdout, the summary goes to stderr.
             if offers_out == Path::new("-") {
@@ -310,7 +338,33 @@ fn run(cli: Cli) -> Result<()> {
                     eval_visitors,
                 },
                 &mut out,
+                &progress,
             )?;
+        }
+        Command::Bench {
+            visitors,
+            rounds,
+            json,
+            training: true,
+            threads,
+            export,
+            ..
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            let r = bench::run_training_bench(
+                &config,
+                &bench::TrainingBenchOptions {
+                    visitors,
+                    rounds,
+                    threads,
+                    export,
+                },
+                &mut out,
+            )?;
+            bench::print_training_bench(&r, &mut out)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            }
         }
         Command::Bench {
             visitors,
@@ -320,6 +374,7 @@ fn run(cli: Cli) -> Result<()> {
             kafka: true,
             latency_rate,
             latency_secs,
+            ..
         } => {
             let config = load_config(cli.config.as_deref())?;
             if std::env::var_os("RUST_LOG").is_some() {
@@ -400,7 +455,8 @@ fn run(cli: Cli) -> Result<()> {
             rate,
         } => {
             let config = load_config(cli.config.as_deref())?;
-            let (e, c) = kafka_commands::produce_files(&config, &events, &consent, rate)?;
+            let (e, c) =
+                kafka_commands::produce_files(&config, &events, &consent, rate, &progress)?;
             writeln!(out, "produced {e} events and {c} consent records")?;
         }
         Command::Run {

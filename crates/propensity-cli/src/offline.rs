@@ -12,42 +12,52 @@ use propensity_engine::{Engine, EngineSummary, ModelSet};
 use propensity_simulator::{
     generate, write_lines, GeneratedTraffic, SimulationParams, TrafficSummary,
 };
+use propensity_training::report::BusinessView;
 use propensity_training::{
-    calibration_plot_png, curve_color_name, evaluate_outcomes, roc_plot_png, train_outcomes,
-    ExampleCollector, OutcomeEvaluation, TrainedOutcome,
+    evaluate_outcomes, train_outcomes, ExampleCollector, OutcomeEvaluation, TrainedOutcome,
 };
 use serde::Serialize;
 
 use crate::config_file::Config;
-use crate::jsonl::{create_output, FileSink, InputFile};
+use crate::jsonl::{create_output, read_inputs, FileSink};
 use crate::model_files::{load_models, save_artifact};
+use crate::progress::{Progress, Unit};
+
+/// Lines written per step of `generate`'s bar.
+const WRITE_CHUNK: usize = 16_384;
 
 /// Writes generated traffic to `<out>/events.jsonl` and
 /// `<out>/consent.jsonl` (and a summary), returning the summary.
-pub fn generate_files(params: &SimulationParams, out: &Path) -> Result<TrafficSummary> {
+pub fn generate_files(
+    params: &SimulationParams,
+    out: &Path,
+    progress: &Progress,
+) -> Result<TrafficSummary> {
+    // The simulator reports nothing until it is done: a spinner.
+    let spinner = progress.spinner(format!("generating {} visitors", params.visitors));
     let traffic = generate(params).context("cannot generate traffic")?;
+    spinner.finish_and_clear();
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let total = traffic.events.len() + traffic.consent.len();
+    let bar = progress.bar("writing records", Unit::Records, Some(total as u64));
     for (name, lines) in [
         ("events.jsonl", &traffic.events),
         ("consent.jsonl", &traffic.consent),
     ] {
         let path = out.join(name);
         let mut w = create_output(&path)?;
-        write_lines(lines, &mut w).with_context(|| format!("cannot write {}", path.display()))?;
+        for chunk in lines.chunks(WRITE_CHUNK) {
+            write_lines(chunk, &mut w)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            bar.inc(chunk.len() as u64);
+        }
         w.flush()?;
     }
+    bar.finish_and_clear();
     let mut w = create_output(&out.join("traffic-summary.json"))?;
     serde_json::to_writer_pretty(&mut w, &traffic.summary)?;
     w.flush()?;
     Ok(traffic.summary)
-}
-
-fn progress_printer(label: &'static str, quiet: bool) -> impl FnMut(usize) {
-    move |n| {
-        if !quiet {
-            eprintln!("  {label}: {n} records…");
-        }
-    }
 }
 
 /// Runs the engine without models over both files and collects training
@@ -59,27 +69,33 @@ pub fn collect_examples(
     config: &Config,
     events: &Path,
     consent: &Path,
-    quiet: bool,
+    progress: &Progress,
 ) -> Result<(ExampleCollector, EngineSummary)> {
-    let ev = InputFile::read(events)?;
-    let co = InputFile::read(consent)?;
+    let (ev, co) = read_inputs(events, consent, progress)?;
+    let (ev_lines, co_lines) = (ev.lines(), co.lines());
     let mut engine = Engine::new(
         config.engine.clone(),
         ModelSet::empty(config.engine.outcomes.len()),
     );
     let mut collector =
         ExampleCollector::new(config.engine.outcomes.len(), config.engine.features.dim());
+    let bar = progress.bar(
+        "collecting examples",
+        Unit::Records,
+        Some((ev_lines.len() + co_lines.len()) as u64),
+    );
     replay(
         &mut engine,
-        &ev.lines(),
-        &co.lines(),
+        &ev_lines,
+        &co_lines,
         &ReplaySources {
             events: &ev.name,
             consent: &co.name,
         },
         &mut collector,
-        progress_printer("collecting examples", quiet),
+        |n| bar.set_position(n as u64),
     );
+    bar.finish_and_clear();
     let summary = EngineSummary::new(engine.counters(), &config.engine);
     Ok((collector, summary))
 }
@@ -101,20 +117,27 @@ pub fn train(
     events: &Path,
     consent: &Path,
     out: &Path,
-    quiet: bool,
+    progress: &Progress,
 ) -> Result<TrainReport> {
-    let (examples, input) = collect_examples(config, events, consent, quiet)?;
+    let (examples, input) = collect_examples(config, events, consent, progress)?;
+    // Outcomes are fitted in parallel and the callback only tells when each
+    // starts, so a spinner counting starts: a bar would be full while the
+    // fits still run.
+    let spinner = progress.spinner("fitting models");
+    let mut started = 0;
     let trained = train_outcomes(
         &config.engine,
         &examples,
         &config.training_plan(),
-        |name, i, n| {
-            if !quiet {
-                eprintln!("  fitting {name} ({}/{n})…", i + 1);
-            }
+        |name, _, n| {
+            started += 1;
+            spinner.set_message(format!(
+                "fitting models: {started}/{n} started, last {name}"
+            ));
         },
     )
     .context("training failed")?;
+    spinner.finish_and_clear();
     for t in &trained {
         save_artifact(out, &t.artifact)?;
     }
@@ -151,6 +174,8 @@ pub fn print_train_report(r: &TrainReport, w: &mut impl Write) -> Result<()> {
 pub struct EvaluationSummary {
     /// Per outcome.
     pub outcomes: Vec<OutcomeEvaluation>,
+    /// Offers per action map on the evaluated traffic (engine with the models).
+    pub business: BusinessView,
     /// Files written with `--report`.
     pub report_files: Vec<PathBuf>,
 }
@@ -162,43 +187,29 @@ pub fn evaluate(
     consent: &Path,
     models_dir: &Path,
     report_dir: Option<&Path>,
-    quiet: bool,
+    progress: &Progress,
 ) -> Result<EvaluationSummary> {
     let models = load_models(models_dir, &config.engine)?;
-    let (examples, _) = collect_examples(config, events, consent, quiet)?;
+    // The engine runs with the models so the action maps fire: the examples are the same,
+    // and the offers give the report's business view.
+    let (examples, business) = crate::report::collect_examples_and_offers(
+        config,
+        events,
+        consent,
+        models.clone(),
+        progress,
+    )?;
+    let spinner = progress.spinner("scoring and measuring");
     let outcomes =
         evaluate_outcomes(&config.engine, &models, &examples).context("evaluation failed")?;
-    let mut report_files = Vec::new();
-    if let Some(dir) = report_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let json = dir.join("evaluation.json");
-        std::fs::write(&json, serde_json::to_string_pretty(&outcomes)?)
-            .with_context(|| format!("cannot write {}", json.display()))?;
-        let roc = dir.join("roc.png");
-        let curves: Vec<(String, Vec<(f64, f64)>)> = outcomes
-            .iter()
-            .map(|o| (o.outcome.clone(), o.roc.clone()))
-            .collect();
-        std::fs::write(&roc, roc_plot_png(&curves))
-            .with_context(|| format!("cannot write {}", roc.display()))?;
-        let cal = dir.join("calibration.png");
-        let bins: Vec<_> = outcomes
-            .iter()
-            .map(|o| (o.outcome.clone(), o.per_event.calibration.clone()))
-            .collect();
-        std::fs::write(&cal, calibration_plot_png(&bins))
-            .with_context(|| format!("cannot write {}", cal.display()))?;
-        let legend = dir.join("legend.txt");
-        let text: String = outcomes
-            .iter()
-            .enumerate()
-            .map(|(i, o)| format!("{}: {}\n", curve_color_name(i), o.outcome))
-            .collect();
-        std::fs::write(&legend, text)?;
-        report_files.extend([json, roc, cal, legend]);
-    }
+    spinner.finish_and_clear();
+    let report_files = match report_dir {
+        Some(dir) => crate::report::write_report_files(dir, &outcomes, Some(&business))?,
+        None => Vec::new(),
+    };
     Ok(EvaluationSummary {
         outcomes,
+        business,
         report_files,
     })
 }
@@ -207,18 +218,19 @@ pub fn evaluate(
 pub fn print_evaluation(e: &EvaluationSummary, w: &mut impl Write) -> Result<()> {
     writeln!(
         w,
-        "{:<22} {:>10} {:>9} {:>9} {:>8} {:>12} {:>9}",
-        "outcome", "events", "AUC", "logloss", "Brier", "session AUC", "sessions"
+        "{:<22} {:>10} {:>9} {:>9} {:>8} {:>7} {:>12} {:>9}",
+        "outcome", "events", "AUC", "logloss", "Brier", "ECE", "session AUC", "sessions"
     )?;
     for o in &e.outcomes {
         writeln!(
             w,
-            "{:<22} {:>10} {:>9.3} {:>9.4} {:>8.4} {:>12.3} {:>9}",
+            "{:<22} {:>10} {:>9.3} {:>9.4} {:>8.4} {:>7.3} {:>12.3} {:>9}",
             o.outcome,
             o.per_event.count,
             o.per_event.auc.unwrap_or(f64::NAN),
             o.per_event.log_loss,
             o.per_event.brier,
+            propensity_training::report::expected_calibration_error(&o.per_event.calibration),
             o.per_session.auc.unwrap_or(f64::NAN),
             o.per_session.count
         )?;
@@ -237,6 +249,7 @@ pub fn print_evaluation(e: &EvaluationSummary, w: &mut impl Write) -> Result<()>
             .collect();
         writeln!(w, "calibration {}: {}", o.outcome, table.join("; "))?;
     }
+    crate::report::print_report_notes(&e.outcomes, Some(&e.business), w)?;
     for f in &e.report_files {
         writeln!(w, "wrote {}", f.display())?;
     }
@@ -266,30 +279,37 @@ pub fn replay_files(
     config: &Config,
     args: &ReplayArgs<'_>,
     models: Option<Arc<ModelSet>>,
+    progress: &Progress,
 ) -> Result<EngineSummary> {
     let models = match models {
         Some(m) => m,
         None => load_models(args.models, &config.engine)?,
     };
-    let ev = InputFile::read(args.events)?;
-    let co = InputFile::read(args.consent)?;
+    let (ev, co) = read_inputs(args.events, args.consent, progress)?;
+    let (ev_lines, co_lines) = (ev.lines(), co.lines());
     let mut sink = FileSink::create(args.offers_out, args.scores_out, args.dead_letters_out)?;
     // One engine for every partition, with a watermark, TTL and idle sweep,
     // buffer cap and session serials per partition (`kafka.partitions`):
     // the same outputs as `run`'s engine per partition for the same
     // per-partition order.
     let mut engine = Engine::new(config.engine.clone(), models);
+    let bar = progress.bar(
+        "replaying",
+        Unit::Records,
+        Some((ev_lines.len() + co_lines.len()) as u64),
+    );
     replay(
         &mut engine,
-        &ev.lines(),
-        &co.lines(),
+        &ev_lines,
+        &co_lines,
         &ReplaySources {
             events: &ev.name,
             consent: &co.name,
         },
         &mut sink,
-        |_| {},
+        |n| bar.set_position(n as u64),
     );
+    bar.finish_and_clear();
     sink.finish()?;
     let summary = EngineSummary::new(engine.counters(), &config.engine);
     if let Some(path) = args.summary_json {
@@ -490,6 +510,7 @@ mod tests {
                 eval_visitors: 300,
             },
             &mut report,
+            &Progress::hidden(),
         )
         .unwrap();
         let text = String::from_utf8(report).unwrap();

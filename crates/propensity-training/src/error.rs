@@ -82,6 +82,10 @@ pub enum TrainingError {
     #[error("PNG encoding failed: {0}")]
     Png(String),
 
+    /// plotters could not draw a report chart (or the vendored font did not load).
+    #[error("drawing a chart failed: {0}")]
+    Chart(String),
+
     /// An error while training or evaluating one outcome, with its name.
     #[error("outcome `{outcome}`: {source}")]
     Outcome {

@@ -12,13 +12,13 @@
 //! 1 - sigmoid(z) = sigmoid(-z).
 
 use linfa::traits::Fit;
-use linfa::Dataset;
+use linfa::DatasetBase;
 use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::design::{check_finite, sample_rows, standardization, standardized_matrix};
 use crate::error::TrainingError;
-use crate::rng::SplitMix64;
 
 /// Hyper-parameters of [`fit_outcome_model`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,12 +164,149 @@ impl FittedModel {
 }
 
 /// Numerically stable logistic function (never evaluates `exp` of a large positive number).
-fn sigmoid(z: f64) -> f64 {
+pub(crate) fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())
     } else {
         let e = z.exp();
         e / (1.0 + e)
+    }
+}
+
+/// linfa-logistic's gradient tolerance per training row (the default).
+///
+/// linfa-logistic minimizes a *sum* over rows and stops when the L2 norm of that sum's
+/// gradient falls below its absolute `gradient_tolerance` (default 1e-4). On a large sum that
+/// is never reached, so every fit ran to `max_iterations`. scikit-learn's lbfgs minimizes the
+/// *mean* (`1/n Σ loss + ||w||²/(2·C·n)`, since scikit-learn 1.4) and stops at a largest
+/// gradient component of `tol` = 1e-4. Handing linfa `1e-4 × rows` asks for the same
+/// per-row accuracy (slightly stricter: an L2 norm bounds the largest component).
+pub const GRADIENT_TOLERANCE_PER_ROW: f64 = 1e-4;
+
+/// A linfa solution on standardized features, oriented to P(outcome == true), before prior
+/// correction. Also the warm start of a refit.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Solution {
+    /// Weights on the standardized features.
+    pub(crate) weights: Vec<f64>,
+    /// Intercept of the rows the optimizer saw (no prior correction).
+    pub(crate) intercept: f64,
+}
+
+/// Which label linfa-logistic 0.8.1 will map to +1 for these targets: the more frequent one,
+/// the first seen on a tie (its `label_classes`). Only used to hand a warm start over in
+/// linfa's orientation; the fitted model's own `labels()` still decides the final sign.
+pub(crate) fn linfa_positive_class(y: &[bool]) -> bool {
+    let trues = y.iter().filter(|&&b| b).count();
+    let falses = y.len() - trues;
+    match trues.cmp(&falses) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => y.first().copied().unwrap_or(true),
+    }
+}
+
+/// One linfa-logistic fit of standardized rows `x` with labels `y` (both classes present).
+///
+/// The gradient tolerance is `tolerance_per_row × rows` (see [`GRADIENT_TOLERANCE_PER_ROW`]).
+/// `warm` starts L-BFGS from a previous solution (oriented to `true`; turned into linfa's
+/// orientation here) instead of zero.
+pub(crate) fn linfa_fit(
+    x: ArrayView2<f64>,
+    y: ArrayView1<bool>,
+    l2: f64,
+    max_iterations: u64,
+    tolerance_per_row: f64,
+    warm: Option<&Solution>,
+) -> Result<Solution, TrainingError> {
+    let rows = x.nrows();
+    let mut params = LogisticRegression::default()
+        .alpha(l2)
+        .max_iterations(max_iterations)
+        .gradient_tolerance(tolerance_per_row * rows as f64);
+    if let Some(start) = warm {
+        let y_slice: Vec<bool> = y.iter().copied().collect();
+        let sign = if linfa_positive_class(&y_slice) {
+            1.0
+        } else {
+            -1.0
+        };
+        // linfa's parameter vector: weights, then the intercept.
+        let init: Array1<f64> = start
+            .weights
+            .iter()
+            .chain(std::iter::once(&start.intercept))
+            .map(|v| sign * v)
+            .collect();
+        params = params.initial_params(init);
+    }
+    let dataset = DatasetBase::new(x, y);
+    let fitted = params
+        .fit(&dataset)
+        .map_err(|e| TrainingError::Linfa(e.to_string()))?;
+    // linfa's +1 class is whichever label was more frequent in these rows (see module docs);
+    // its parameters describe the log-odds of that class. Flip them when it is `false`.
+    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+    let solution = Solution {
+        weights: fitted.params().iter().map(|w| sign * w).collect(),
+        intercept: sign * fitted.intercept(),
+    };
+    if !solution.intercept.is_finite() || solution.weights.iter().any(|w| !w.is_finite()) {
+        return Err(TrainingError::Linfa(
+            "optimizer produced non-finite parameters".to_owned(),
+        ));
+    }
+    Ok(solution)
+}
+
+/// Row counts behind a fit: what the prior correction needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SampleCounts {
+    /// Rows where the outcome happened (all kept).
+    pub(crate) positives: usize,
+    /// Rows where it did not, before undersampling.
+    pub(crate) negatives: usize,
+    /// Negative rows handed to the optimizer.
+    pub(crate) negatives_kept: usize,
+}
+
+impl SampleCounts {
+    /// `ln(negatives_kept / negatives)`, 0 when nothing was dropped (see
+    /// [`FittedModel::intercept_correction`]).
+    pub(crate) fn intercept_correction(&self) -> f64 {
+        if self.negatives_kept == self.negatives {
+            0.0
+        } else {
+            (self.negatives_kept as f64 / self.negatives as f64).ln()
+        }
+    }
+}
+
+impl FittedModel {
+    /// Assembles a model from a solution, adding the prior correction for the sample.
+    pub(crate) fn from_solution(
+        means: Vec<f64>,
+        stds: Vec<f64>,
+        solution: Solution,
+        counts: SampleCounts,
+    ) -> Self {
+        let intercept_correction = counts.intercept_correction();
+        Self {
+            means,
+            stds,
+            weights: solution.weights,
+            intercept: solution.intercept + intercept_correction,
+            positives: counts.positives,
+            negatives: counts.negatives,
+            negatives_kept: counts.negatives_kept,
+            intercept_correction,
+        }
+    }
+
+    /// The linear predictor of one collector row (`f32`, the engine's feature vector), without
+    /// copying it; the length was checked when the rows were collected.
+    pub(crate) fn logit_f32(&self, features: &[f32]) -> f64 {
+        self.logit_unchecked(features.iter().map(|v| f64::from(*v)))
     }
 }
 
@@ -183,7 +320,8 @@ fn sigmoid(z: f64) -> f64 {
 /// 3. if there are more than `negative_to_positive_max × positives` negatives, keep a
 ///    deterministic uniform sample (seeded by `params.seed`) of exactly that many (at least
 ///    one); all positives are kept;
-/// 4. fit linfa-logistic on the standardized kept rows, with `bool` targets;
+/// 4. fit linfa-logistic on the standardized kept rows (one column-major copy), with `bool`
+///    targets and a gradient tolerance of [`GRADIENT_TOLERANCE_PER_ROW`] × kept rows;
 /// 5. orient the result to the `true` class and add `ln(sampling rate)` to the intercept.
 ///
 /// Errors: [`TrainingError::NoRows`], [`TrainingError::LengthMismatch`],
@@ -206,7 +344,7 @@ pub fn fit_outcome_model(
         });
     }
     validate_params(params)?;
-    check_finite(x)?;
+    check_finite(&x)?;
     let positives = y.iter().filter(|&&label| label).count();
     let negatives = rows - positives;
     if positives == 0 {
@@ -216,56 +354,37 @@ pub fn fit_outcome_model(
         return Err(TrainingError::NoNegatives { rows });
     }
 
-    let (means, stds) = standardization(x)?;
-    let keep = sample_rows(y, positives, negatives, params);
-    let negatives_kept = keep.len() - positives;
-
-    // Standardized training matrix of the kept rows, in original row order.
-    let cols = x.ncols();
-    let mut x_train = Array2::<f64>::zeros((keep.len(), cols));
-    for (mut out, &row) in x_train.rows_mut().into_iter().zip(&keep) {
-        for (((o, &v), m), s) in out.iter_mut().zip(x.row(row)).zip(&means).zip(&stds) {
-            *o = (v - m) / s;
-        }
-    }
-    let y_train: Array1<bool> = keep.iter().map(|&row| y[row]).collect();
-
-    let dataset = Dataset::new(x_train, y_train);
-    let fitted = LogisticRegression::default()
-        .alpha(params.l2)
-        .max_iterations(params.max_iterations)
-        .fit(&dataset)
-        .map_err(|e| TrainingError::Linfa(e.to_string()))?;
-
-    // linfa's +1 class is whichever label was more frequent in the *kept* rows (see module
-    // docs); its parameters describe the log-odds of that class. Flip them when it is `false`.
-    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
-    let weights: Vec<f64> = fitted.params().iter().map(|w| sign * w).collect();
-    let intercept_correction = if negatives_kept == negatives {
-        0.0
-    } else {
-        (negatives_kept as f64 / negatives as f64).ln()
-    };
-    let intercept = sign * fitted.intercept() + intercept_correction;
-    if !intercept.is_finite() || weights.iter().any(|w| !w.is_finite()) {
-        return Err(TrainingError::Linfa(
-            "optimizer produced non-finite parameters".to_owned(),
-        ));
-    }
-
-    Ok(FittedModel {
-        means,
-        stds,
-        weights,
-        intercept,
+    let (means, stds) = standardization(&x)?;
+    let keep = sample_rows(
+        y,
         positives,
         negatives,
-        negatives_kept,
-        intercept_correction,
-    })
+        params.negative_to_positive_max,
+        params.seed,
+    );
+    let negatives_kept = keep.len() - positives;
+    let (x_train, y_train) = standardized_matrix(&x, y, &keep, &means, &stds);
+    let solution = linfa_fit(
+        x_train.view(),
+        y_train.view(),
+        params.l2,
+        params.max_iterations,
+        GRADIENT_TOLERANCE_PER_ROW,
+        None,
+    )?;
+    Ok(FittedModel::from_solution(
+        means,
+        stds,
+        solution,
+        SampleCounts {
+            positives,
+            negatives,
+            negatives_kept,
+        },
+    ))
 }
 
-fn validate_params(params: &FitParams) -> Result<(), TrainingError> {
+pub(crate) fn validate_params(params: &FitParams) -> Result<(), TrainingError> {
     if !params.l2.is_finite() || params.l2 < 0.0 {
         return Err(TrainingError::InvalidParams {
             field: "l2",
@@ -288,84 +407,12 @@ fn validate_params(params: &FitParams) -> Result<(), TrainingError> {
     Ok(())
 }
 
-/// Reports the lowest column index holding a NaN/inf (and its first row).
-fn check_finite(x: ArrayView2<f64>) -> Result<(), TrainingError> {
-    for (column, values) in x.columns().into_iter().enumerate() {
-        if let Some((row, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(TrainingError::NonFiniteFeature { column, row, value });
-        }
-    }
-    Ok(())
-}
-
-/// Per-column means and population standard deviations (two-pass for accuracy).
-///
-/// A column whose values are all identical gets mean = that value exactly and std = 1.0: a
-/// computed mean of identical values can differ from them by rounding, which would turn a
-/// constant column into ±tiny/tiny = ±1 noise. Exact equality is the test, so a column that
-/// varies at all keeps its real (possibly small) spread.
-fn standardization(x: ArrayView2<f64>) -> Result<(Vec<f64>, Vec<f64>), TrainingError> {
-    let n = x.nrows() as f64;
-    let mut means = Vec::with_capacity(x.ncols());
-    let mut stds = Vec::with_capacity(x.ncols());
-    for (column, values) in x.columns().into_iter().enumerate() {
-        let first = values[0];
-        if values.iter().all(|&v| v == first) {
-            means.push(first);
-            stds.push(1.0);
-            continue;
-        }
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-        let std = var.sqrt();
-        if !mean.is_finite() || !std.is_finite() {
-            return Err(TrainingError::FeatureOverflow { column });
-        }
-        means.push(mean);
-        // Not reachable for a non-constant column in exact arithmetic; guards underflow.
-        stds.push(if std > 0.0 { std } else { 1.0 });
-    }
-    Ok((means, stds))
-}
-
-/// Row indices (ascending) handed to the optimizer: all positives plus a deterministic
-/// uniform sample of negatives of size `min(negatives, max(1, floor(ratio × positives)))`.
-///
-/// Uses selection sampling (Knuth, TAOCP vol. 2, Algorithm S): each negative is kept with
-/// probability (still needed)/(still available), which yields exactly the target count,
-/// every subset equally likely, in one ordered pass.
-fn sample_rows(y: &[bool], positives: usize, negatives: usize, params: &FitParams) -> Vec<usize> {
-    let cap = params.negative_to_positive_max * positives as f64;
-    // `cap` may be +inf or exceed usize; compare in f64 before converting.
-    let target = if cap >= negatives as f64 {
-        negatives
-    } else {
-        (cap.floor() as usize).clamp(1, negatives)
-    };
-    if target == negatives {
-        return (0..y.len()).collect();
-    }
-    let mut rng = SplitMix64::new(params.seed);
-    let mut needed = target;
-    let mut available = negatives;
-    let mut keep = Vec::with_capacity(positives + target);
-    for (row, &label) in y.iter().enumerate() {
-        if label {
-            keep.push(row);
-            continue;
-        }
-        if needed > 0 && rng.next_f64() * (available as f64) < needed as f64 {
-            keep.push(row);
-            needed -= 1;
-        }
-        available -= 1;
-    }
-    keep
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SplitMix64;
+    use linfa::Dataset;
+    use ndarray::Array2;
 
     /// Synthetic data with a known logistic truth:
     /// P(y) = sigmoid(b + 1.5·x0 − 1.0·x1 + 0·x2), x ~ N(0,1) i.i.d., plus a constant column.
@@ -440,6 +487,54 @@ mod tests {
             let dataset = Dataset::new(x, Array1::from(y_raw));
             let fitted = LogisticRegression::default().fit(&dataset).unwrap();
             assert_eq!(fitted.labels().pos.class, majority);
+        }
+    }
+
+    /// The warm start hands parameters over in linfa's orientation, predicted by
+    /// `linfa_positive_class`; this pins that prediction to what linfa really does, ties
+    /// included (the first label seen wins).
+    #[test]
+    fn predicted_linfa_orientation_matches_linfa() {
+        for y_raw in [
+            vec![true, false, false, false],
+            vec![false, true, true, true],
+            vec![true, false, true, false],
+            vec![false, true, false, true],
+            vec![false, false, true, true, true, false],
+        ] {
+            let x = Array2::from_shape_vec(
+                (y_raw.len(), 1),
+                (0..y_raw.len()).map(|i| i as f64).collect(),
+            )
+            .unwrap();
+            let fitted = LogisticRegression::default()
+                .fit(&Dataset::new(x, Array1::from(y_raw.clone())))
+                .unwrap();
+            assert_eq!(
+                fitted.labels().pos.class,
+                linfa_positive_class(&y_raw),
+                "{y_raw:?}"
+            );
+        }
+    }
+
+    /// A warm start from the solution itself (either orientation) lands on the same solution,
+    /// so the refit after the grid cannot drift away through a sign mix-up.
+    #[test]
+    fn warm_start_from_the_solution_stays_there() {
+        for b in [-3.0, 2.0] {
+            let (x, y) = synthetic(4_000, b, 8);
+            let (means, stds) = standardization(&x.view()).unwrap();
+            let all: Vec<usize> = (0..y.len()).collect();
+            let (m, yy) = standardized_matrix(&x.view(), &y, &all, &means, &stds);
+            let cold = linfa_fit(m.view(), yy.view(), 1.0, 200, 1e-6, None).unwrap();
+            // One iteration: only a start at the optimum (right orientation) ends there.
+            let warm = linfa_fit(m.view(), yy.view(), 1.0, 1, 1e-5, Some(&cold)).unwrap();
+            for (a, w) in cold.weights.iter().zip(&warm.weights) {
+                assert!((a - w).abs() < 1e-3, "cold {:?} warm {:?}", cold, warm);
+            }
+            assert!((cold.intercept - warm.intercept).abs() < 1e-3);
+            assert!(cold.weights[0] > 0.5, "oriented to true: {cold:?}");
         }
     }
 
@@ -524,7 +619,7 @@ mod tests {
     fn sample_rows_keeps_all_positives_and_exact_count() {
         let y: Vec<bool> = (0..1000).map(|i| i % 10 == 0).collect();
         let p = FitParams::default();
-        let keep = sample_rows(&y, 100, 900, &p);
+        let keep = sample_rows(&y, 100, 900, p.negative_to_positive_max, p.seed);
         assert_eq!(keep.len(), 100 + 400);
         assert!(keep.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(keep.iter().filter(|&&r| y[r]).count(), 100);
@@ -533,7 +628,10 @@ mod tests {
             negative_to_positive_max: 1e-9,
             ..p
         };
-        assert_eq!(sample_rows(&y, 100, 900, &tiny).len(), 101);
+        assert_eq!(
+            sample_rows(&y, 100, 900, tiny.negative_to_positive_max, tiny.seed).len(),
+            101
+        );
     }
 
     #[test]

@@ -8,31 +8,31 @@
 //!   [`brier_score`], [`calibration_table`], [`roc_curve`], [`evaluate`]);
 //! * the glue from engine-collected examples ([`ExampleCollector`]) to model artifacts
 //!   ([`train_outcomes`]) and evaluations ([`evaluate_outcomes`]);
-//! * font-free PNG plots of ROC and calibration curves ([`roc_plot_png`],
-//!   [`calibration_plot_png`]).
+//! * the evaluation report ([`report`]): charts drawn with plotters (PNG and inline SVG), a
+//!   self-contained HTML page, the glossary and the calibration warning.
 //!
 //! Everything is deterministic: the same inputs (including [`FitParams::seed`]) give the same
 //! model and the same bytes.
 
 mod dataset;
+mod design;
 mod error;
 mod fit;
 mod metrics;
+mod parallel;
 mod pipeline;
-mod plot;
+pub mod report;
 mod rng;
 
 pub use dataset::{ExampleCollector, OutcomeExamples};
 pub use error::TrainingError;
-pub use fit::{fit_outcome_model, FitParams, FittedModel};
+pub use fit::{fit_outcome_model, FitParams, FittedModel, GRADIENT_TOLERANCE_PER_ROW};
 pub use metrics::{
     brier_score, calibration_table, evaluate, log_loss, roc_auc, roc_curve, CalibrationBin,
     EvaluationReport, LOG_LOSS_EPSILON,
 };
 pub use pipeline::{
-    evaluate_outcomes, train_outcomes, OutcomeEvaluation, TrainedOutcome, TrainingPlan,
-};
-pub use plot::{
-    calibration_plot_png, curve_color, curve_color_name, roc_plot_png, write_calibration_plot_png,
-    write_roc_plot_png, PALETTE, PLOT_HEIGHT, PLOT_WIDTH,
+    evaluate_outcomes, prepare_outcomes, train_outcomes, train_outcomes_with, train_prepared,
+    train_prepared_timed, GridPoint, OutcomeEvaluation, PhaseTimes, PreparedOutcome, SearchPlan,
+    Selection, TrainedOutcome, TrainingPlan,
 };

@@ -1,17 +1,46 @@
-//! Training and evaluating one model per outcome from collected examples:
-//! the glue between the engine's examples ([`ExampleCollector`]), the fit
-//! ([`fit_outcome_model`]) and the metrics, producing model artifacts the
-//! engine loads.
+//! Training and evaluating one model per outcome from collected examples: the glue between
+//! the engine's examples ([`ExampleCollector`]), the fits and the metrics, producing model
+//! artifacts the engine loads.
+//!
+//! Training one outcome, in order:
+//! 1. **Split by session** (every event of a session on one side, deterministic by seed):
+//!    holdout (reported, never fitted) and training; within training, a validation part
+//!    (another hash seed) on which the regularization is chosen.
+//! 2. **Prepare** ([`prepare_outcomes`]): standardization statistics over all training rows,
+//!    the seeded negative sample, and the one standardized column-major matrix of the kept
+//!    rows, grid rows first and validation rows last (see `design.rs`). The collector's rows
+//!    are read in place; nothing else is copied.
+//! 3. **Grid**: one fit per candidate l2 on the leading (non-validation) kept rows, as a
+//!    regularization path (strongest penalty first, each fit warm-started from the last);
+//!    each is scored by AUC on *all* validation rows (not undersampled), read from the
+//!    collector.
+//! 4. **Refit** on all kept rows with the best l2 (highest validation AUC; ties go to the
+//!    stronger penalty), warm-started from that grid point's solution.
+//!
+//! Steps 3 and 4 of one outcome are one job; the outcomes' jobs run on every core
+//! ([`crate::parallel`]), largest first. Jobs are pure, so the models do not depend on the
+//! thread count.
 
-use ndarray::Array2;
+use std::time::Instant;
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Slice};
 use propensity_engine::model::{ModelSet, MODEL_FORMAT};
+use propensity_engine::stable_hash::stable_hash_seeded;
 use propensity_engine::{EngineConfig, ModelArtifact};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::ExampleCollector;
+use crate::design::{check_finite, sample_rows, standardization, standardized_matrix, PickedRows};
 use crate::error::TrainingError;
-use crate::fit::{fit_outcome_model, FitParams};
-use crate::metrics::{evaluate, roc_curve, EvaluationReport};
+use crate::fit::{
+    linfa_fit, validate_params, FitParams, FittedModel, SampleCounts, Solution,
+    GRADIENT_TOLERANCE_PER_ROW,
+};
+use crate::metrics::{evaluate, roc_auc, roc_curve, EvaluationReport};
+use crate::parallel::{run_jobs, thread_count};
+use crate::report::{
+    gains_by_decile, score_histogram, GainsRow, ScoreHistogram, SCORE_HISTOGRAM_BINS,
+};
 
 /// Training settings beyond the fit itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +51,103 @@ pub struct TrainingPlan {
     pub holdout_fraction: f64,
     /// Seed of the holdout split.
     pub seed: u64,
+}
+
+/// How the L2 penalty is chosen and how many threads fit. Separate from [`TrainingPlan`] so
+/// that the configuration file's `[training]` table keeps its shape;
+/// [`SearchPlan::around`] derives the default from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchPlan {
+    /// Candidate L2 penalties (linfa-logistic `alpha` on its summed loss, i.e. 1/C of
+    /// scikit-learn's `LogisticRegression`). One value (or none: `fit.l2`) skips the
+    /// validation fits. Each must be finite and >= 0.
+    pub l2_grid: Vec<f64>,
+    /// Fraction of the *training* sessions whose rows score the grid, in (0, 0.5].
+    pub validation_fraction: f64,
+    /// Threads running fits; 0 means every core.
+    pub threads: usize,
+    /// Gradient tolerance per kept row (see [`GRADIENT_TOLERANCE_PER_ROW`]); > 0.
+    pub tolerance_per_row: f64,
+}
+
+impl Default for SearchPlan {
+    fn default() -> Self {
+        Self::around(&FitParams::default())
+    }
+}
+
+impl SearchPlan {
+    /// The default search for a configured fit: `l2 × {0.1, 1, 10, 100}`, a fifth of the
+    /// training sessions for validation, every core. Around the configured value because the
+    /// configuration names one penalty; upwards more than downwards because on a summed loss
+    /// a fixed penalty fades as data grows, so small data sets are the ones that need more.
+    pub fn around(fit: &FitParams) -> Self {
+        Self {
+            l2_grid: [0.1, 1.0, 10.0, 100.0].iter().map(|m| m * fit.l2).collect(),
+            validation_fraction: 0.2,
+            threads: 0,
+            tolerance_per_row: GRADIENT_TOLERANCE_PER_ROW,
+        }
+    }
+
+    /// The distinct candidates, ascending (`fallback` when the grid is empty).
+    fn candidates(&self, fallback: f64) -> Vec<f64> {
+        let mut grid = if self.l2_grid.is_empty() {
+            vec![fallback]
+        } else {
+            self.l2_grid.clone()
+        };
+        grid.sort_by(f64::total_cmp);
+        grid.dedup();
+        grid
+    }
+
+    fn validate(&self) -> Result<(), TrainingError> {
+        if let Some(bad) = self.l2_grid.iter().find(|v| !v.is_finite() || **v < 0.0) {
+            return Err(TrainingError::InvalidParams {
+                field: "l2_grid",
+                reason: format!("every value must be finite and >= 0, got {bad}"),
+            });
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction <= 0.5) {
+            return Err(TrainingError::InvalidParams {
+                field: "validation_fraction",
+                reason: format!("must be within (0, 0.5], got {}", self.validation_fraction),
+            });
+        }
+        if !(self.tolerance_per_row.is_finite() && self.tolerance_per_row > 0.0) {
+            return Err(TrainingError::InvalidParams {
+                field: "tolerance_per_row",
+                reason: format!("must be finite and > 0, got {}", self.tolerance_per_row),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One candidate of the regularization grid and how it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GridPoint {
+    /// The L2 penalty.
+    pub l2: f64,
+    /// AUC on the validation rows of the model fitted on the other training rows.
+    pub validation_auc: Option<f64>,
+}
+
+/// How the L2 penalty of one outcome was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Selection {
+    /// The penalty of the final model.
+    pub l2: f64,
+    /// Every candidate with its validation AUC (empty when the grid was skipped).
+    pub grid: Vec<GridPoint>,
+    /// Why the grid was skipped, if it was.
+    pub skipped: Option<String>,
+    /// Training rows in validation sessions (all scored, not undersampled).
+    pub validation_rows: usize,
+    /// Kept rows the grid fits saw.
+    pub grid_fit_rows: usize,
 }
 
 /// The result of training one outcome.
@@ -35,68 +161,457 @@ pub struct TrainedOutcome {
     pub train_positives: usize,
     /// Holdout evaluation per event (None without a holdout).
     pub holdout: Option<EvaluationReport>,
+    /// The regularization choice.
+    pub selection: Selection,
 }
 
-fn matrix(c: &ExampleCollector, o: usize, pick: &[usize]) -> Array2<f64> {
-    let dim = c.dim();
-    let rows = &c.outcomes[o].rows;
-    let mut m = Array2::<f64>::zeros((pick.len(), dim));
-    for (r, &i) in pick.iter().enumerate() {
-        for (j, v) in rows[i * dim..(i + 1) * dim].iter().enumerate() {
-            m[[r, j]] = f64::from(*v);
+/// Whether `session` falls in the `fraction` of sessions picked by `seed`.
+fn session_in(session: u64, fraction: f64, seed: u64) -> bool {
+    let h = stable_hash_seeded(seed, &session.to_le_bytes());
+    (h as f64 / u64::MAX as f64) < fraction
+}
+
+/// The validation split must not line up with the holdout split: another hash seed.
+const VALIDATION_SEED_SALT: u64 = 0x7A11_DA7E_5EED_0001;
+
+/// One outcome made ready to fit: the split, the statistics and the design matrix.
+#[derive(Debug)]
+pub struct PreparedOutcome {
+    /// Outcome index in the configuration.
+    pub index: usize,
+    /// Outcome name.
+    pub name: String,
+    /// Training rows (collector row indices), not undersampled.
+    train: Vec<usize>,
+    /// Holdout rows (collector row indices).
+    holdout: Vec<usize>,
+    /// Training rows in validation sessions (collector row indices).
+    validation: Vec<usize>,
+    /// Label of every collector row of the outcome.
+    labels: Vec<bool>,
+    means: Vec<f64>,
+    stds: Vec<f64>,
+    counts: SampleCounts,
+    /// Standardized kept rows, column-major: grid rows, then validation rows.
+    x: Array2<f64>,
+    y: Array1<bool>,
+    /// Leading rows of `x` outside validation sessions.
+    grid_rows: usize,
+    /// Why the grid cannot run on this outcome (one class missing somewhere).
+    grid_unusable: Option<String>,
+}
+
+impl PreparedOutcome {
+    /// The exact matrix of the final fit (standardized, kept rows; grid rows first).
+    pub fn matrix(&self) -> ArrayView2<'_, f64> {
+        self.x.view()
+    }
+    /// The labels of [`matrix`](Self::matrix)'s rows.
+    pub fn matrix_labels(&self) -> ArrayView1<'_, bool> {
+        self.y.view()
+    }
+    /// How many leading rows of the matrix the grid fits use.
+    pub fn grid_rows(&self) -> usize {
+        self.grid_rows
+    }
+    /// Training rows before undersampling.
+    pub fn train_rows(&self) -> usize {
+        self.train.len()
+    }
+    /// `ln(sampling rate)` added to the intercept.
+    pub fn intercept_correction(&self) -> f64 {
+        self.counts.intercept_correction()
+    }
+    /// One cold fit (no grid, no warm start) of the whole matrix at `l2`, on this thread:
+    /// the fitter alone, for benchmarks.
+    pub fn fit_once(
+        &self,
+        l2: f64,
+        max_iterations: u64,
+        tolerance_per_row: f64,
+    ) -> Result<FittedModel, TrainingError> {
+        let solution = linfa_fit(
+            self.x.view(),
+            self.y.view(),
+            l2,
+            max_iterations,
+            tolerance_per_row,
+            None,
+        )?;
+        Ok(self.model(solution))
+    }
+    /// Standardized copies of the validation rows and their labels (benchmark export only:
+    /// training scores them in place).
+    pub fn validation_matrix(&self, examples: &ExampleCollector) -> (Array2<f64>, Vec<bool>) {
+        self.standardized_copy(examples, &self.validation)
+    }
+    /// Standardized copies of the holdout rows and their labels (benchmark export only).
+    pub fn holdout_matrix(&self, examples: &ExampleCollector) -> (Array2<f64>, Vec<bool>) {
+        self.standardized_copy(examples, &self.holdout)
+    }
+    fn standardized_copy(
+        &self,
+        examples: &ExampleCollector,
+        rows: &[usize],
+    ) -> (Array2<f64>, Vec<bool>) {
+        let src = self.rows(examples, rows);
+        let all: Vec<usize> = (0..rows.len()).collect();
+        let labels: Vec<bool> = rows.iter().map(|&i| self.labels[i]).collect();
+        let (m, _) = standardized_matrix(&src, &labels, &all, &self.means, &self.stds);
+        (m, labels)
+    }
+    fn rows<'a>(&self, examples: &'a ExampleCollector, pick: &'a [usize]) -> PickedRows<'a> {
+        PickedRows {
+            values: &examples.outcomes[self.index].rows,
+            dim: examples.dim(),
+            pick,
         }
     }
-    m
+    /// AUC of `model` on `rows`, read in place (logits: monotone, and never saturated).
+    fn auc(&self, examples: &ExampleCollector, model: &FittedModel, rows: &[usize]) -> Option<f64> {
+        let src = self.rows(examples, rows);
+        let scores: Vec<f64> = (0..rows.len())
+            .map(|i| model.logit_f32(src.row(i)))
+            .collect();
+        let labels: Vec<bool> = rows.iter().map(|&i| self.labels[i]).collect();
+        roc_auc(&scores, &labels)
+    }
+    fn model(&self, solution: Solution) -> FittedModel {
+        FittedModel::from_solution(self.means.clone(), self.stds.clone(), solution, self.counts)
+    }
 }
 
-/// Trains every configured outcome. `progress(outcome, index, total)` is
-/// called before each fit.
-pub fn train_outcomes(
+/// Splits, standardizes, undersamples and builds the design matrix of every outcome.
+pub fn prepare_outcomes(
     config: &EngineConfig,
     examples: &ExampleCollector,
     plan: &TrainingPlan,
-    mut progress: impl FnMut(&str, usize, usize),
-) -> Result<Vec<TrainedOutcome>, TrainingError> {
+    search: &SearchPlan,
+) -> Result<Vec<PreparedOutcome>, TrainingError> {
     if !(0.0..=0.9).contains(&plan.holdout_fraction) {
         return Err(TrainingError::InvalidParams {
             field: "holdout_fraction",
             reason: format!("must be within [0, 0.9], got {}", plan.holdout_fraction),
         });
     }
-    let spec = &config.features;
-    let mut out = Vec::new();
-    for (o, outcome) in config.outcomes.iter().enumerate() {
-        progress(&outcome.name, o, config.outcomes.len());
-        let wrap = |e: TrainingError| TrainingError::Outcome {
-            outcome: outcome.name.clone(),
-            source: Box::new(e),
-        };
-        let labels = examples.labels(o);
-        let (mut train, mut hold) = (Vec::new(), Vec::new());
-        for i in 0..labels.len() {
-            if examples.in_holdout(o, i, plan.holdout_fraction, plan.seed) {
-                hold.push(i);
-            } else {
-                train.push(i);
-            }
+    validate_params(&plan.fit)?;
+    search.validate()?;
+    config
+        .outcomes
+        .iter()
+        .enumerate()
+        .map(|(o, outcome)| {
+            prepare_one(examples, o, &outcome.name, plan, search).map_err(|e| {
+                TrainingError::Outcome {
+                    outcome: outcome.name.clone(),
+                    source: Box::new(e),
+                }
+            })
+        })
+        .collect()
+}
+
+fn prepare_one(
+    examples: &ExampleCollector,
+    o: usize,
+    name: &str,
+    plan: &TrainingPlan,
+    search: &SearchPlan,
+) -> Result<PreparedOutcome, TrainingError> {
+    let ex = &examples.outcomes[o];
+    let labels = examples.labels(o);
+    let validation_seed = plan.seed ^ VALIDATION_SEED_SALT;
+    let (mut train, mut holdout) = (Vec::new(), Vec::new());
+    for i in 0..labels.len() {
+        if examples.in_holdout(o, i, plan.holdout_fraction, plan.seed) {
+            holdout.push(i);
+        } else {
+            train.push(i);
         }
-        let y: Vec<bool> = train.iter().map(|&i| labels[i]).collect();
-        let fitted =
-            fit_outcome_model(matrix(examples, o, &train).view(), &y, &plan.fit).map_err(wrap)?;
-        let model_version =
-            ModelArtifact::derive_version(&outcome.name, &fitted.weights, fitted.intercept);
-        let holdout = if hold.is_empty() {
+    }
+    let rows = train.len();
+    if rows == 0 {
+        return Err(TrainingError::NoRows);
+    }
+    let src = PickedRows {
+        values: &ex.rows,
+        dim: examples.dim(),
+        pick: &train,
+    };
+    check_finite(&src)?;
+    let y: Vec<bool> = train.iter().map(|&i| labels[i]).collect();
+    let positives = y.iter().filter(|&&b| b).count();
+    let negatives = rows - positives;
+    if positives == 0 {
+        return Err(TrainingError::NoPositives { rows });
+    }
+    if negatives == 0 {
+        return Err(TrainingError::NoNegatives { rows });
+    }
+    let (means, stds) = standardization(&src)?;
+    // The same seeded sample as a plain fit of these rows would draw.
+    let keep = sample_rows(
+        &y,
+        positives,
+        negatives,
+        plan.fit.negative_to_positive_max,
+        plan.fit.seed,
+    );
+    let negatives_kept = keep.len() - positives;
+    let is_validation = |t: usize| {
+        session_in(
+            ex.sessions[train[t]],
+            search.validation_fraction,
+            validation_seed,
+        )
+    };
+    // Grid rows first, validation rows last, each in row order.
+    let (mut order, tail): (Vec<usize>, Vec<usize>) =
+        keep.iter().partition(|&&t| !is_validation(t));
+    let grid_rows = order.len();
+    order.extend(tail);
+    let validation: Vec<usize> = (0..rows)
+        .filter(|&t| is_validation(t))
+        .map(|t| train[t])
+        .collect();
+    let (x, y_kept) = standardized_matrix(&src, &y, &order, &means, &stds);
+
+    let classes = |v: &mut dyn Iterator<Item = bool>| {
+        let (mut t, mut f) = (false, false);
+        for b in v {
+            t |= b;
+            f |= !b;
+        }
+        t && f
+    };
+    let grid_unusable = if !classes(&mut y_kept.iter().take(grid_rows).copied()) {
+        Some("the non-validation rows lack a class".to_owned())
+    } else if !classes(&mut validation.iter().map(|&i| labels[i])) {
+        Some("the validation rows lack a class".to_owned())
+    } else {
+        None
+    };
+    Ok(PreparedOutcome {
+        index: o,
+        name: name.to_owned(),
+        train,
+        holdout,
+        validation,
+        labels,
+        means,
+        stds,
+        counts: SampleCounts {
+            positives,
+            negatives,
+            negatives_kept,
+        },
+        x,
+        y: y_kept,
+        grid_rows,
+        grid_unusable,
+    })
+}
+
+/// Trains every configured outcome with the default [`SearchPlan`] around `plan.fit.l2`.
+/// `progress(outcome, index, total)` is called as each outcome's first fit starts.
+pub fn train_outcomes(
+    config: &EngineConfig,
+    examples: &ExampleCollector,
+    plan: &TrainingPlan,
+    progress: impl FnMut(&str, usize, usize),
+) -> Result<Vec<TrainedOutcome>, TrainingError> {
+    train_outcomes_with(
+        config,
+        examples,
+        plan,
+        &SearchPlan::around(&plan.fit),
+        progress,
+    )
+}
+
+/// Trains every configured outcome: [`prepare_outcomes`], then [`train_prepared`].
+pub fn train_outcomes_with(
+    config: &EngineConfig,
+    examples: &ExampleCollector,
+    plan: &TrainingPlan,
+    search: &SearchPlan,
+    progress: impl FnMut(&str, usize, usize),
+) -> Result<Vec<TrainedOutcome>, TrainingError> {
+    let prepared = prepare_outcomes(config, examples, plan, search)?;
+    train_prepared(config, examples, &prepared, plan, search, progress)
+}
+
+/// Where [`train_prepared`]'s time went, seconds (benchmarks).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PhaseTimes {
+    /// Wall time of all fits (outcomes in parallel).
+    pub fit_secs: f64,
+    /// Grid fits and their validation scoring, summed over outcomes (thread time).
+    pub grid_secs: f64,
+    /// Refits, summed over outcomes (thread time).
+    pub refit_secs: f64,
+}
+
+/// What [`fit_one`] returns: the final solution, the selection, grid and refit seconds.
+type OutcomeFit = (Solution, Selection, f64, f64);
+
+/// Every outcome's fits, one job per outcome on `search.threads` threads, largest matrices
+/// first; results by outcome index.
+fn fit_all(
+    examples: &ExampleCollector,
+    prepared: &[PreparedOutcome],
+    plan: &TrainingPlan,
+    search: &SearchPlan,
+    progress: &mut impl FnMut(&str, usize, usize),
+) -> Vec<Result<OutcomeFit, TrainingError>> {
+    let candidates = search.candidates(plan.fit.l2);
+    let total = prepared.len();
+    let jobs: Vec<usize> = (0..total).collect();
+    let order = longest_first(&jobs, |&o| prepared[o].x.nrows());
+    run_jobs(
+        &order,
+        thread_count(search.threads),
+        |o| fit_one(examples, &prepared[o], &candidates, plan, search),
+        |o| progress(&prepared[o].name, o, total),
+    )
+}
+
+/// One outcome's fits: the grid as a regularization path, then the refit.
+///
+/// The grid runs from the strongest penalty to the weakest, each fit warm-started from the
+/// previous solution: a strongly penalized problem converges in few iterations, and each
+/// next solution lies close to the last, so the path costs little more than one cold fit.
+/// The refit on all kept rows starts from the chosen point's solution.
+/// Returns the final solution, the selection, and the grid and refit seconds.
+fn fit_one(
+    examples: &ExampleCollector,
+    p: &PreparedOutcome,
+    candidates: &[f64],
+    plan: &TrainingPlan,
+    search: &SearchPlan,
+) -> Result<OutcomeFit, TrainingError> {
+    let t0 = Instant::now();
+    let run_grid = candidates.len() > 1 && p.grid_unusable.is_none();
+    let mut grid = Vec::new();
+    // (validation AUC, l2, solution) of the best point so far.
+    let mut best: Option<(f64, f64, Solution)> = None;
+    if run_grid {
+        let n = p.grid_rows;
+        let (x, y) = (
+            p.x.slice_axis(Axis(0), Slice::from(..n)),
+            p.y.slice_axis(Axis(0), Slice::from(..n)),
+        );
+        let mut previous: Option<Solution> = None;
+        for &l2 in candidates.iter().rev() {
+            let solution = linfa_fit(
+                x,
+                y,
+                l2,
+                plan.fit.max_iterations,
+                search.tolerance_per_row,
+                previous.as_ref(),
+            )?;
+            let auc = p.auc(examples, &p.model(solution.clone()), &p.validation);
+            grid.push(GridPoint {
+                l2,
+                validation_auc: auc,
+            });
+            // Walking down from the strongest penalty, a tie keeps the earlier (stronger).
+            let score = auc.unwrap_or(f64::NEG_INFINITY);
+            if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                best = Some((score, l2, solution.clone()));
+            }
+            previous = Some(solution);
+        }
+        // Reported in ascending l2, like the candidates.
+        grid.reverse();
+    }
+    let grid_secs = t0.elapsed().as_secs_f64();
+    let (l2, warm, skipped) = match best {
+        Some((_, l2, solution)) => (l2, Some(solution), None),
+        // Skipped: the only candidate, else the configured penalty.
+        None if candidates.len() == 1 => {
+            (candidates[0], None, Some("a single candidate".to_owned()))
+        }
+        None => (plan.fit.l2, None, p.grid_unusable.clone()),
+    };
+    let t1 = Instant::now();
+    let solution = linfa_fit(
+        p.x.view(),
+        p.y.view(),
+        l2,
+        plan.fit.max_iterations,
+        search.tolerance_per_row,
+        warm.as_ref(),
+    )?;
+    let selection = Selection {
+        l2,
+        grid,
+        skipped,
+        validation_rows: p.validation.len(),
+        grid_fit_rows: p.grid_rows,
+    };
+    Ok((solution, selection, grid_secs, t1.elapsed().as_secs_f64()))
+}
+
+/// Grid fits and refits of prepared outcomes (see the module docs), then artifacts and
+/// holdout evaluations.
+pub fn train_prepared(
+    config: &EngineConfig,
+    examples: &ExampleCollector,
+    prepared: &[PreparedOutcome],
+    plan: &TrainingPlan,
+    search: &SearchPlan,
+    progress: impl FnMut(&str, usize, usize),
+) -> Result<Vec<TrainedOutcome>, TrainingError> {
+    train_prepared_timed(config, examples, prepared, plan, search, progress).map(|(t, _)| t)
+}
+
+/// [`train_prepared`], also returning how long each phase took.
+pub fn train_prepared_timed(
+    config: &EngineConfig,
+    examples: &ExampleCollector,
+    prepared: &[PreparedOutcome],
+    plan: &TrainingPlan,
+    search: &SearchPlan,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> Result<(Vec<TrainedOutcome>, PhaseTimes), TrainingError> {
+    let wrap = |p: &PreparedOutcome| {
+        let name = p.name.clone();
+        move |e: TrainingError| TrainingError::Outcome {
+            outcome: name,
+            source: Box::new(e),
+        }
+    };
+    let t0 = Instant::now();
+    let results = fit_all(examples, prepared, plan, search, &mut progress);
+    let mut times = PhaseTimes {
+        fit_secs: t0.elapsed().as_secs_f64(),
+        ..PhaseTimes::default()
+    };
+
+    let spec = &config.features;
+    let mut out = Vec::with_capacity(prepared.len());
+    for (p, result) in prepared.iter().zip(results) {
+        let (solution, selection, grid_secs, refit_secs) = result.map_err(wrap(p))?;
+        times.grid_secs += grid_secs;
+        times.refit_secs += refit_secs;
+        let fitted = p.model(solution);
+        let holdout = if p.holdout.is_empty() {
             None
         } else {
-            let probs = fitted
-                .predict_probabilities(matrix(examples, o, &hold).view())
-                .map_err(wrap)?;
-            let yh: Vec<bool> = hold.iter().map(|&i| labels[i]).collect();
+            let src = p.rows(examples, &p.holdout);
+            let probs: Vec<f64> = (0..p.holdout.len())
+                .map(|i| crate::fit::sigmoid(fitted.logit_f32(src.row(i))))
+                .collect();
+            let yh: Vec<bool> = p.holdout.iter().map(|&i| p.labels[i]).collect();
             Some(evaluate(&probs, &yh, 10))
         };
+        let model_version =
+            ModelArtifact::derive_version(&p.name, &fitted.weights, fitted.intercept);
         let artifact = ModelArtifact {
             format: MODEL_FORMAT.to_owned(),
-            outcome: outcome.name.clone(),
+            outcome: p.name.clone(),
             model_version,
             feature_fingerprint: spec.fingerprint().to_owned(),
             feature_names: spec.names().to_vec(),
@@ -105,12 +620,18 @@ pub fn train_outcomes(
             weights: fitted.weights.clone(),
             intercept: fitted.intercept,
             training: serde_json::json!({
-                "rows": train.len(),
+                "rows": p.train.len(),
                 "positives": fitted.positives,
                 "negatives": fitted.negatives,
                 "negatives_kept": fitted.negatives_kept,
                 "intercept_correction": fitted.intercept_correction,
-                "l2": plan.fit.l2,
+                "l2": selection.l2,
+                "l2_grid": selection.grid.iter().map(|g| g.l2).collect::<Vec<_>>(),
+                "validation_auc": selection.grid.iter().map(|g| g.validation_auc).collect::<Vec<_>>(),
+                "l2_grid_skipped": selection.skipped,
+                "validation_fraction": search.validation_fraction,
+                "validation_rows": selection.validation_rows,
+                "gradient_tolerance_per_row": search.tolerance_per_row,
                 "holdout_fraction": plan.holdout_fraction,
                 "holdout_auc": holdout.as_ref().and_then(|h| h.auc),
                 "holdout_log_loss": holdout.as_ref().map(|h| h.log_loss),
@@ -118,12 +639,20 @@ pub fn train_outcomes(
         };
         out.push(TrainedOutcome {
             artifact,
-            train_rows: train.len(),
+            train_rows: p.train.len(),
             train_positives: fitted.positives,
             holdout,
+            selection,
         });
     }
-    Ok(out)
+    Ok((out, times))
+}
+
+/// Job indices ordered by `size` descending (stable: equal sizes keep their order).
+fn longest_first<J>(jobs: &[J], size: impl Fn(&J) -> usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&k| std::cmp::Reverse(size(&jobs[k])));
+    order
 }
 
 /// Evaluation of one outcome's model.
@@ -140,6 +669,10 @@ pub struct OutcomeEvaluation {
     /// ROC curve points (per event), for plots.
     #[serde(skip)]
     pub roc: Vec<(f64, f64)>,
+    /// Per-event scores by class, for the report's score-distribution chart.
+    pub scores: ScoreHistogram,
+    /// Per-event cumulative gains and lift by decile, for the report.
+    pub gains: Vec<GainsRow>,
 }
 
 /// Scores collected examples with loaded models (the production scoring
@@ -176,7 +709,208 @@ pub fn evaluate_outcomes(
             per_event: evaluate(&probs, &labels, 10),
             per_session: evaluate(&sp, &sl, 10),
             roc: roc_curve(&probs, &labels),
+            scores: score_histogram(&probs, &labels, SCORE_HISTOGRAM_BINS),
+            gains: gains_by_decile(&probs, &labels),
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+    use propensity_engine::EngineSink;
+
+    /// A collector with `outcomes` outcomes over `sessions` sessions of `per_session` rows
+    /// each: feature 0 carries the signal (`strength`), the other `dim - 1` are noise, and a
+    /// session achieves outcome `o` with probability sigmoid(bias + strength · mean x0).
+    fn collector(
+        outcomes: usize,
+        sessions: u64,
+        per_session: usize,
+        dim: usize,
+        strength: f64,
+        bias: f64,
+        seed: u64,
+    ) -> ExampleCollector {
+        let mut c = ExampleCollector::new(outcomes, dim);
+        let mut rng = SplitMix64::new(seed);
+        let mut row = vec![0f32; dim];
+        for s in 0..sessions {
+            let level = rng.next_normal();
+            for o in 0..outcomes {
+                for _ in 0..per_session {
+                    row[0] = (level + 0.3 * rng.next_normal()) as f32;
+                    for v in row.iter_mut().skip(1) {
+                        *v = rng.next_normal() as f32;
+                    }
+                    c.example(s, o, &row);
+                }
+                if rng.next_f64() < crate::fit::sigmoid(bias + strength * level) {
+                    c.achieved(s, o);
+                }
+            }
+        }
+        c
+    }
+
+    fn plan() -> TrainingPlan {
+        TrainingPlan {
+            fit: FitParams::default(),
+            holdout_fraction: 0.2,
+            seed: 7,
+        }
+    }
+
+    fn prepare(
+        c: &ExampleCollector,
+        plan: &TrainingPlan,
+        search: &SearchPlan,
+    ) -> Vec<PreparedOutcome> {
+        (0..c.outcomes.len())
+            .map(|o| prepare_one(c, o, &format!("o{o}"), plan, search).unwrap())
+            .collect()
+    }
+
+    /// With few rows and many noise features the weak penalties overfit: the grid must
+    /// notice on the validation rows and pick the penalty whose validation AUC is highest
+    /// (ties to the stronger), which here is not the weakest one.
+    #[test]
+    fn grid_picks_the_l2_with_the_best_validation_auc() {
+        let c = collector(1, 400, 1, 60, 1.0, -0.5, 11);
+        let plan = plan();
+        let search = SearchPlan {
+            l2_grid: vec![0.01, 1.0, 30.0, 300.0],
+            threads: 1,
+            ..SearchPlan::around(&plan.fit)
+        };
+        let prepared = prepare(&c, &plan, &search);
+        let (_, selection, _, _) =
+            fit_one(&c, &prepared[0], &search.candidates(1.0), &plan, &search).unwrap();
+        assert_eq!(selection.grid.len(), 4, "{selection:?}");
+        let aucs: Vec<f64> = selection
+            .grid
+            .iter()
+            .map(|g| g.validation_auc.unwrap())
+            .collect();
+        let best = aucs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let chosen = selection
+            .grid
+            .iter()
+            .find(|g| g.l2 == selection.l2)
+            .unwrap();
+        assert_eq!(chosen.validation_auc, Some(best), "{selection:?}");
+        assert!(
+            selection.l2 > 0.01,
+            "the weakest penalty overfits here: {selection:?}"
+        );
+        assert!(best > aucs[0] + 0.005, "{selection:?}");
+    }
+
+    /// Ties go to the stronger penalty; one candidate skips the grid.
+    #[test]
+    fn ties_go_to_the_stronger_penalty_and_one_candidate_skips_the_grid() {
+        let c = collector(1, 300, 2, 3, 2.0, 0.0, 12);
+        let plan = plan();
+        // Two candidates so close that their models rank the rows identically.
+        let search = SearchPlan {
+            l2_grid: vec![1.0, 1.000_000_001],
+            threads: 1,
+            ..SearchPlan::around(&plan.fit)
+        };
+        let prepared = prepare(&c, &plan, &search);
+        let (_, sel, _, _) =
+            fit_one(&c, &prepared[0], &search.candidates(1.0), &plan, &search).unwrap();
+        assert_eq!(sel.grid[0].validation_auc, sel.grid[1].validation_auc);
+        assert_eq!(sel.l2, 1.000_000_001);
+        let single = SearchPlan {
+            l2_grid: vec![5.0],
+            ..search
+        };
+        let (_, sel, _, _) =
+            fit_one(&c, &prepared[0], &single.candidates(1.0), &plan, &single).unwrap();
+        assert_eq!((sel.l2, sel.grid.len()), (5.0, 0));
+        assert!(sel.skipped.is_some());
+    }
+
+    /// The models do not depend on the number of threads: every outcome's job is pure.
+    #[test]
+    fn parallel_and_sequential_fits_are_identical() {
+        let c = collector(3, 600, 3, 5, 1.5, -1.5, 13);
+        let plan = plan();
+        let fits = |threads| {
+            let search = SearchPlan {
+                threads,
+                ..SearchPlan::around(&plan.fit)
+            };
+            let prepared = prepare(&c, &plan, &search);
+            let mut started = Vec::new();
+            let out: Vec<(Solution, Selection)> =
+                fit_all(&c, &prepared, &plan, &search, &mut |_: &str, o, _| {
+                    started.push(o)
+                })
+                .into_iter()
+                .map(|r| {
+                    let (s, sel, _, _) = r.unwrap();
+                    (s, sel)
+                })
+                .collect();
+            started.sort_unstable();
+            assert_eq!(started, vec![0, 1, 2]);
+            out
+        };
+        let sequential = fits(1);
+        assert_eq!(sequential, fits(2));
+        assert_eq!(sequential, fits(3));
+        // The outcomes differ, so the comparison is not trivially of equal jobs.
+        assert_ne!(sequential[0].0, sequential[1].0);
+    }
+
+    /// Validation rows are whole sessions of the training split, never holdout rows, and the
+    /// matrix holds the grid rows first; the same seed gives the same split.
+    #[test]
+    fn validation_split_is_by_session_inside_training_and_deterministic() {
+        let c = collector(1, 500, 4, 3, 1.0, -1.0, 14);
+        let plan = plan();
+        let search = SearchPlan::around(&plan.fit);
+        let p = &prepare(&c, &plan, &search)[0];
+        let again = &prepare(&c, &plan, &search)[0];
+        assert_eq!(p.validation, again.validation);
+        assert_eq!(p.x, again.x);
+        let sessions = &c.outcomes[0].sessions;
+        let val: std::collections::HashSet<u64> =
+            p.validation.iter().map(|&i| sessions[i]).collect();
+        let hold: std::collections::HashSet<u64> = p.holdout.iter().map(|&i| sessions[i]).collect();
+        assert!(val.is_disjoint(&hold));
+        for &i in &p.train {
+            assert_eq!(val.contains(&sessions[i]), p.validation.contains(&i));
+        }
+        let share = val.len() as f64 / (500.0 - hold.len() as f64);
+        assert!((0.1..0.3).contains(&share), "{share}");
+        assert!(p.grid_rows > 0 && p.grid_rows < p.x.nrows());
+    }
+
+    /// Through the whole path, published probabilities are P(outcome) when the outcome is
+    /// the majority of the kept rows too (linfa maps `true` to +1 then).
+    #[test]
+    fn majority_outcome_still_predicts_the_true_class() {
+        let c = collector(1, 800, 2, 3, 2.0, 1.8, 15);
+        let plan = plan();
+        let search = SearchPlan::around(&plan.fit);
+        let prepared = prepare(&c, &plan, &search);
+        let p = &prepared[0];
+        let rate = p.y.iter().filter(|&&b| b).count() as f64 / p.y.len() as f64;
+        assert!(rate > 0.6, "positives must be the majority: {rate}");
+        let (solution, _, _, _) = fit_one(&c, p, &search.candidates(1.0), &plan, &search).unwrap();
+        let model = p.model(solution);
+        assert!(model.weights[0] > 0.5, "{:?}", model.weights);
+        let src = p.rows(&c, &p.train);
+        let mean = (0..p.train.len())
+            .map(|i| crate::fit::sigmoid(model.logit_f32(src.row(i))))
+            .sum::<f64>()
+            / p.train.len() as f64;
+        let base = p.train.iter().filter(|&&i| p.labels[i]).count() as f64 / p.train.len() as f64;
+        assert!((mean - base).abs() < 0.03, "mean {mean} base {base}");
+    }
 }
