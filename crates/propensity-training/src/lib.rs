@@ -17,6 +17,7 @@
 mod dataset;
 mod design;
 mod error;
+mod evaluation;
 mod fit;
 mod metrics;
 mod parallel;
@@ -26,13 +27,13 @@ mod rng;
 
 pub use dataset::{ExampleCollector, OutcomeExamples};
 pub use error::TrainingError;
+pub use evaluation::{evaluate_outcomes, OutcomeEvaluation};
 pub use fit::{fit_outcome_model, FitParams, FittedModel, GRADIENT_TOLERANCE_PER_ROW};
 pub use metrics::{
     brier_score, calibration_table, evaluate, log_loss, roc_auc, roc_curve, CalibrationBin,
     EvaluationReport, LOG_LOSS_EPSILON,
 };
 pub use pipeline::{
-    evaluate_outcomes, prepare_outcomes, train_outcomes, train_outcomes_with, train_prepared,
-    train_prepared_timed, GridPoint, OutcomeEvaluation, PhaseTimes, PreparedOutcome, SearchPlan,
-    Selection, TrainedOutcome, TrainingPlan,
+    prepare_outcomes, train_outcomes, train_outcomes_with, train_prepared, train_prepared_timed,
+    GridPoint, PhaseTimes, PreparedOutcome, SearchPlan, Selection, TrainedOutcome, TrainingPlan,
 };

@@ -20,7 +20,7 @@ use plotters::prelude::*;
 
 use super::summaries::{bin_is_off, expected_calibration_error, ScoreHistogram};
 use crate::error::TrainingError;
-use crate::pipeline::OutcomeEvaluation;
+use crate::evaluation::OutcomeEvaluation;
 
 /// Curve colors, used in outcome order and cycled: the Tableau-10 palette without its grey
 /// (reserved for reference lines) and its red (reserved for warnings).

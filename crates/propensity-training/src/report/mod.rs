@@ -22,7 +22,7 @@ pub use summaries::{
     SCORE_HISTOGRAM_BINS, STANDARD_ERRORS,
 };
 
-use crate::pipeline::OutcomeEvaluation;
+use crate::evaluation::OutcomeEvaluation;
 
 /// Terms used by the report, each with a one-line explanation (printed by `evaluate`, and
 /// the HTML report's glossary).
