@@ -1,0 +1,648 @@
+//! The deployment under test: [`Deployment`] (one test's topics, group,
+//! directory and probes; starts instances, produces traffic, replays it,
+//! watches the group's progress) and [`Instance`] (one running
+//! `propensity run` process: HTTP, metrics, signals, shutdown).
+//!
+//! The one subtle part is producing test traffic so that the Kafka run is
+//! comparable with the replay: replay applies consent in record-time order,
+//! while the runtime applies every consent record *already written* before
+//! an event batch first (consent-first). So the producer writes records in
+//! time order and, before writing a consent record of a visitor whose
+//! earlier events were produced, waits until the pipeline has committed
+//! past those events. That is exactly the situation consent-first describes,
+//! and then both runs see each visitor's records in the same order.
+//!
+//! Over 600 lines on purpose: [`Deployment`] and [`Instance`] are one job
+//! (a deployment and the processes it starts), and every `impl` block of
+//! both is kept here together rather than split across files.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use propensity_engine::replay::{merge_order, RecordKind};
+use propensity_kafka::probe::CommitProbe;
+use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
+use propensity_kafka::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+use crate::{
+    binary, brokers, load_requested, models_dir, random_suffix, read_json_lines, read_lines,
+    read_topic, run_ok, LoadGuard, Metrics, Record,
+};
+
+/// Generated traffic files.
+pub struct Traffic {
+    /// Events file.
+    pub events: PathBuf,
+    /// Consent file.
+    pub consent: PathBuf,
+}
+
+/// One test's deployment: its own topics and group, its own directory.
+pub struct Deployment {
+    /// Random suffix of every name.
+    pub suffix: String,
+    /// Kafka settings (for the harness's own clients).
+    pub settings: KafkaSettings,
+    /// Environment overrides given to every `propensity` process.
+    pub env: Vec<(String, String)>,
+    /// Scratch directory.
+    pub dir: tempfile::TempDir,
+    /// Reads the pipeline group's committed offsets (never joins it).
+    offsets_probe: CommitProbe,
+    /// Reads the group's committed offsets per partition, and watermarks.
+    group_probe: BaseConsumer,
+    /// Background load, when asked for (dropped with the deployment).
+    load: Option<LoadGuard>,
+}
+
+impl Deployment {
+    /// A deployment with `partitions` partitions; scores published when
+    /// `scores` is set. Under `PROPENSITY_TEST_LOAD=1` it carries
+    /// background load (see the module doc).
+    pub fn new(name: &str, partitions: i32, scores: bool) -> Self {
+        Self::create(name, partitions, scores, load_requested().then_some(None))
+    }
+
+    /// Like [`Deployment::new`], always with background load.
+    pub fn new_under_load(name: &str, partitions: i32, scores: bool) -> Self {
+        Self::create(name, partitions, scores, Some(None))
+    }
+
+    /// Like [`Deployment::new_under_load`], at `mbps` MB/s and with
+    /// `cpu_threads` CPU-burning threads, unless `PROPENSITY_TEST_LOAD_MBPS`
+    /// / `PROPENSITY_TEST_LOAD_CPU_THREADS` say otherwise.
+    pub fn new_under_load_at(
+        name: &str,
+        partitions: i32,
+        scores: bool,
+        mbps: f64,
+        cpu_threads: usize,
+    ) -> Self {
+        Self::create(name, partitions, scores, Some(Some((mbps, cpu_threads))))
+    }
+
+    /// `load`: `None` none, `Some(None)` the defaults, `Some(Some((r, c)))`
+    /// `r` MB/s and `c` CPU threads.
+    fn create(
+        name: &str,
+        partitions: i32,
+        scores: bool,
+        load: Option<Option<(f64, usize)>>,
+    ) -> Self {
+        let suffix = format!("{name}-{}", random_suffix());
+        let mut settings = KafkaSettings {
+            brokers: brokers(),
+            group_id: format!("g-{suffix}"),
+            events_topic: format!("events-{suffix}"),
+            consent_topic: format!("consent-{suffix}"),
+            offers_topic: format!("offers-{suffix}"),
+            dead_letter_topic: format!("dlq-{suffix}"),
+            changelog_topic: format!("changelog-{suffix}"),
+            partitions,
+            ..KafkaSettings::default()
+        };
+        if scores {
+            settings.scores_topic = format!("scores-{suffix}");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("propensity-{name}-"))
+            .tempdir()
+            .expect("tempdir");
+        let models = models_dir();
+        let env = vec![
+            ("PROPENSITY__KAFKA__BROKERS", settings.brokers.clone()),
+            ("PROPENSITY__KAFKA__GROUP_ID", settings.group_id.clone()),
+            (
+                "PROPENSITY__KAFKA__EVENTS_TOPIC",
+                settings.events_topic.clone(),
+            ),
+            (
+                "PROPENSITY__KAFKA__CONSENT_TOPIC",
+                settings.consent_topic.clone(),
+            ),
+            (
+                "PROPENSITY__KAFKA__OFFERS_TOPIC",
+                settings.offers_topic.clone(),
+            ),
+            (
+                "PROPENSITY__KAFKA__DEAD_LETTER_TOPIC",
+                settings.dead_letter_topic.clone(),
+            ),
+            (
+                "PROPENSITY__KAFKA__CHANGELOG_TOPIC",
+                settings.changelog_topic.clone(),
+            ),
+            (
+                "PROPENSITY__KAFKA__SCORES_TOPIC",
+                format!("\"{}\"", settings.scores_topic),
+            ),
+            ("PROPENSITY__KAFKA__PARTITIONS", partitions.to_string()),
+            ("PROPENSITY__MODELS__DIR", models.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let offsets_probe = CommitProbe::new(&settings).expect("probe");
+        let group_probe: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("group probe");
+        let mut d = Self {
+            suffix,
+            settings,
+            env,
+            dir,
+            offsets_probe,
+            group_probe,
+            load: None,
+        };
+        run_ok(&mut d.command(&["topics", "create"]));
+        if let Some(spec) = load {
+            let (mbps, cpu) = spec.unzip();
+            d.load = Some(LoadGuard::start_at(&d.settings, &d.suffix, mbps, cpu));
+        }
+        d
+    }
+
+    /// A `propensity` command with this deployment's environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(binary());
+        c.args(args);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        let log = std::env::var("PROPENSITY_TEST_RUST_LOG")
+            .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn".to_owned());
+        c.env("RUST_LOG", log);
+        c
+    }
+
+    /// Generates traffic into this deployment's directory.
+    pub fn generate(&self, visitors: usize, seed: u64, invalid_rate: f64) -> Traffic {
+        let out = self.dir.path().join(format!("traffic-{seed}"));
+        run_ok(
+            self.command(&[
+                "generate",
+                "--visitors",
+                &visitors.to_string(),
+                "--seed",
+                &seed.to_string(),
+            ])
+            .args(["--invalid-rate", &invalid_rate.to_string(), "--out"])
+            .arg(&out),
+        );
+        Traffic {
+            events: out.join("events.jsonl"),
+            consent: out.join("consent.jsonl"),
+        }
+    }
+
+    /// Starts an instance of `propensity run`, with its HTTP endpoints on a
+    /// free loopback port and `admin-token` as the admin bearer token.
+    pub fn start(&self, instance: &str) -> Instance {
+        let log = self
+            .dir
+            .path()
+            .join(format!("run-{instance}-{}.log", random_suffix()));
+        let summary = self.dir.path().join(format!("summary-{instance}.json"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = self
+            .command(&["run", "--instance-id", instance, "--summary-json"])
+            .arg(&summary)
+            .env(
+                "PROPENSITY__HTTP__LISTEN",
+                format!("\"127.0.0.1:{http_port}\""),
+            )
+            .env("PROPENSITY__HTTP__ADMIN_TOKEN", "admin-token")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("cannot start propensity run");
+        Instance {
+            child,
+            log,
+            summary,
+            http_port,
+        }
+    }
+
+    /// The offers `propensity replay` makes of the same records.
+    pub fn replay_offers(&self, traffic: &Traffic) -> Vec<Value> {
+        self.replay(traffic).0
+    }
+
+    /// The offers and the summary of `propensity replay` on the same
+    /// records.
+    pub fn replay(&self, traffic: &Traffic) -> (Vec<Value>, Value) {
+        let out = self.dir.path().join("replay-offers.jsonl");
+        let summary = self.dir.path().join("replay-summary.json");
+        run_ok(
+            self.command(&["replay", "--events"])
+                .arg(&traffic.events)
+                .arg("--consent")
+                .arg(&traffic.consent)
+                .arg("--models")
+                .arg(models_dir())
+                .arg("--offers-out")
+                .arg(&out)
+                .arg("--summary-json")
+                .arg(&summary),
+        );
+        let summary = serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary"))
+            .expect("summary JSON");
+        (read_json_lines(&out), summary)
+    }
+
+    /// Every committed record of a topic.
+    pub fn read_topic(&self, topic: &str) -> Vec<Record> {
+        read_topic(&self.settings, topic)
+    }
+
+    /// Produces traffic in time order with consent barriers (see the
+    /// module doc). `between(i)` is called before record `i`, so a test can
+    /// kill, restart or scale instances mid-stream.
+    pub fn produce_paced(&self, traffic: &Traffic, mut between: impl FnMut(usize, usize)) {
+        let events = read_lines(&traffic.events);
+        let consent = read_lines(&traffic.consent);
+        let ev: Vec<&[u8]> = events.iter().map(|l| l.as_bytes()).collect();
+        let co: Vec<&[u8]> = consent.iter().map(|l| l.as_bytes()).collect();
+        let order = merge_order(&ev, &co);
+        let producer = TrafficProducer::new(&self.settings).expect("producer");
+        let mut pending: HashSet<String> = HashSet::new();
+        let (started, mut barriers) = (Instant::now(), 0usize);
+        let (mut flush_time, mut wait_time) = (Duration::ZERO, Duration::ZERO);
+        for (i, rec) in order.iter().enumerate() {
+            between(i, order.len());
+            let (topic, line) = match rec.kind {
+                RecordKind::Event => (&self.settings.events_topic, ev[rec.index]),
+                RecordKind::Consent => (&self.settings.consent_topic, co[rec.index]),
+            };
+            let key = visitor_key(line);
+            if rec.kind == RecordKind::Consent {
+                if key.as_ref().is_some_and(|k| pending.contains(k)) {
+                    let t = Instant::now();
+                    producer.flush(Duration::from_secs(60)).expect("flush");
+                    flush_time += t.elapsed();
+                    let t = Instant::now();
+                    self.wait_processed(Duration::from_secs(180));
+                    wait_time += t.elapsed();
+                    pending.clear();
+                    barriers += 1;
+                }
+            } else if let Some(k) = &key {
+                pending.insert(k.clone());
+            }
+            producer
+                .send(OutgoingRecord {
+                    topic,
+                    key: key.as_deref().map(str::as_bytes),
+                    value: Some(line),
+                })
+                .expect("send");
+            if rec.kind == RecordKind::Consent {
+                let t = Instant::now();
+                producer.flush(Duration::from_secs(60)).expect("flush");
+                flush_time += t.elapsed();
+            }
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+        eprintln!(
+            "produced {} records with {barriers} consent barriers in {:.1} s ({:.1} s flushing, {:.1} s waiting for commits)",
+            order.len(),
+            started.elapsed().as_secs_f64(),
+            flush_time.as_secs_f64(),
+            wait_time.as_secs_f64()
+        );
+    }
+
+    /// Waits until the group has committed every event written so far.
+    pub fn wait_processed(&self, timeout: Duration) {
+        self.offsets_probe
+            .wait_until_committed(timeout)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The group's committed offset and the watermarks of every events
+    /// partition, queried from outside the group.
+    pub fn group_progress(&self) -> Result<Vec<PartitionProgress>, String> {
+        let topic = &self.settings.events_topic;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.settings.partitions {
+            tpl.add_partition(topic, p);
+        }
+        let committed = self
+            .group_probe
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map_err(|e| format!("committed offsets: {e}"))?;
+        let mut out = Vec::new();
+        for p in 0..self.settings.partitions {
+            let (low, high) = self
+                .group_probe
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map_err(|e| format!("watermarks: {e}"))?;
+            let committed = committed
+                .find_partition(topic, p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            out.push(PartitionProgress {
+                partition: p,
+                committed,
+                low,
+                high,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `(low, high)` watermarks of every partition of `topic`.
+    pub fn watermarks(&self, topic: &str) -> Vec<(i64, i64)> {
+        (0..self.settings.partitions)
+            .map(|p| {
+                self.group_probe
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap_or((-1, -1))
+            })
+            .collect()
+    }
+
+    /// Waits until the group's commits reach the end of every events
+    /// partition as of now; on timeout says which partitions are stuck
+    /// where. Returns how long it took.
+    pub fn wait_all_committed(&self, timeout: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        let ends: Vec<i64> = loop {
+            match self.group_progress() {
+                Ok(p) => break p.iter().map(|x| x.high).collect(),
+                Err(e) if started.elapsed() > timeout => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
+        let mut last = Vec::new();
+        loop {
+            if let Ok(progress) = self.group_progress() {
+                let stuck: Vec<PartitionProgress> = progress
+                    .into_iter()
+                    .filter(|p| p.committed.unwrap_or(0) < ends[p.partition as usize])
+                    .collect();
+                if stuck.is_empty() {
+                    return Ok(started.elapsed());
+                }
+                last = stuck;
+            }
+            if started.elapsed() > timeout {
+                let report: Vec<String> = last
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "partition {} committed {:?} of end {}",
+                            p.partition, p.committed, ends[p.partition as usize]
+                        )
+                    })
+                    .collect();
+                return Err(format!(
+                    "the group did not commit every events partition to its end within {timeout:?}; stuck: {}",
+                    report.join("; ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the broker's metadata shows every topic of this
+    /// deployment with all its partitions (`topics create` returns when
+    /// the controller has created them, a moment before the broker serves
+    /// them, and `propensity run` refuses to start on a missing topic).
+    pub fn wait_topics_visible(&self, timeout: Duration) {
+        use rdkafka::consumer::Consumer as _;
+        let client: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.brokers)
+            .create()
+            .expect("metadata client");
+        let s = &self.settings;
+        let topics = [
+            &s.events_topic,
+            &s.consent_topic,
+            &s.offers_topic,
+            &s.dead_letter_topic,
+            &s.changelog_topic,
+            &s.scores_topic,
+        ];
+        let started = Instant::now();
+        for topic in topics.into_iter().filter(|t| !t.is_empty()) {
+            loop {
+                let visible = client
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                    .ok()
+                    .is_some_and(|m| {
+                        m.topics().iter().any(|t| {
+                            t.name() == topic.as_str()
+                                && t.error().is_none()
+                                && t.partitions().len() >= s.partitions as usize
+                                && t.partitions().iter().all(|p| p.leader() >= 0)
+                        })
+                    });
+                if visible {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < timeout,
+                    "topic {topic} not visible within {timeout:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Deployment {
+    /// A failing test keeps its directory (instance logs, traffic, summaries)
+    /// and says where it is.
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("PROPENSITY_TEST_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("test files kept in {}", self.dir.path().display());
+        }
+    }
+}
+
+/// One partition of the events topic as the group sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// Partition.
+    pub partition: i32,
+    /// The group's committed offset (`None`: nothing committed).
+    pub committed: Option<i64>,
+    /// Low watermark.
+    pub low: i64,
+    /// High watermark (end).
+    pub high: i64,
+}
+
+impl PartitionProgress {
+    /// Records not committed yet.
+    pub fn lag(&self) -> i64 {
+        (self.high - self.committed.unwrap_or(self.low)).max(0)
+    }
+}
+
+/// A running `propensity run`.
+pub struct Instance {
+    child: Child,
+    /// Its log.
+    pub log: PathBuf,
+    /// Its summary (written on clean exit).
+    pub summary: PathBuf,
+    /// Port of its HTTP endpoints on 127.0.0.1.
+    pub http_port: u16,
+}
+
+impl Instance {
+    /// SIGKILL: no chance to commit or clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit.
+    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if started.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!(
+                    "instance did not exit within {timeout:?} after SIGTERM; log: {}",
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET path` on the instance's HTTP endpoints: (status, body). Retries
+    /// while the server is not listening yet.
+    pub fn http_get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        use std::io::{Read, Write};
+        let started = Instant::now();
+        loop {
+            match std::net::TcpStream::connect(("127.0.0.1", self.http_port)) {
+                Ok(mut s) => {
+                    let auth = token
+                        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                        .unwrap_or_default();
+                    let req = format!(
+                        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+                    );
+                    s.write_all(req.as_bytes()).expect("write");
+                    let mut resp = String::new();
+                    s.read_to_string(&mut resp).expect("read");
+                    let status = resp
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0);
+                    let body = resp
+                        .split_once("\r\n\r\n")
+                        .map(|(_, b)| b.to_owned())
+                        .unwrap_or_default();
+                    return (status, body);
+                }
+                Err(e) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "cannot connect to the instance's HTTP port: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A scrape of `GET /metrics` (panics unless 200).
+    pub fn metrics(&self) -> Metrics {
+        let (status, body) = self.http_get("/metrics", None);
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        Metrics::parse(&body)
+    }
+
+    /// Waits until `GET /readyz` answers 200.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.http_get("/readyz", None);
+            if status == 200 {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "instance not ready within {timeout:?}: {status} {body}; log: {}",
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls `/metrics` until `ok` holds or `timeout` passes; returns the
+    /// last scrape and whether `ok` held.
+    pub fn wait_metrics(
+        &self,
+        timeout: Duration,
+        ok: impl Fn(&Metrics) -> bool,
+    ) -> (Metrics, bool) {
+        let started = Instant::now();
+        loop {
+            let m = self.metrics();
+            if ok(&m) {
+                return (m, true);
+            }
+            if started.elapsed() > timeout {
+                return (m, false);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The process id (for `kill -HUP <pid>` and other signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (a `kill` name such as `HUP` or `TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
