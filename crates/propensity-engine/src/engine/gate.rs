@@ -33,7 +33,7 @@ use crate::visitor::{BufferedEvent, ConsentState, VisitorEntry};
 use crate::wire::{decode_event, ConsentChange, ConsentUpdate, Event};
 
 use super::restore::take_restored_since;
-use super::session::EventCtx;
+use super::session::event_ctx;
 use super::{holds_nothing, DropReason, Engine, EngineSink};
 
 impl Engine {
@@ -81,14 +81,7 @@ impl Engine {
                 .entry(event.visitor_id.as_ref().into())
                 .or_default(),
         };
-        EventCtx {
-            config: &self.config,
-            models: &self.models,
-            counters: &mut self.counters,
-            scratch: &mut self.scratch,
-            part: &mut self.parts[part],
-        }
-        .apply(entry, event, purposes, now_ms, sink);
+        event_ctx!(self, part).apply(entry, event, purposes, now_ms, sink);
     }
 
     fn buffer_event(
@@ -247,21 +240,12 @@ impl Engine {
         now_ms: Option<i64>,
         sink: &mut impl EngineSink,
     ) {
-        let entry = match self.visitors.get_mut(&*event.visitor_id) {
-            Some(e) => e,
-            None => self
-                .visitors
-                .entry(event.visitor_id.as_ref().into())
-                .or_default(),
-        };
-        EventCtx {
-            config: &self.config,
-            models: &self.models,
-            counters: &mut self.counters,
-            scratch: &mut self.scratch,
-            part: &mut self.parts[part],
-        }
-        .apply(entry, event, purposes, now_ms, sink);
+        // One lookup: ids of up to 24 bytes make a key without allocating.
+        let entry = self
+            .visitors
+            .entry(event.visitor_id.as_ref().into())
+            .or_default();
+        event_ctx!(self, part).apply(entry, event, purposes, now_ms, sink);
     }
 }
 

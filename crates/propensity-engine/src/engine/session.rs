@@ -81,6 +81,22 @@ impl PathCache {
     }
 }
 
+/// An [`EventCtx`] over an engine's fields other than its visitor map, so
+/// that an entry of the map can stay borrowed while the event is applied to
+/// it (a method taking `&mut self` would borrow the map too).
+macro_rules! event_ctx {
+    ($engine:expr, $part:expr) => {
+        $crate::engine::session::EventCtx {
+            config: &$engine.config,
+            models: &$engine.models,
+            counters: &mut $engine.counters,
+            scratch: &mut $engine.scratch,
+            part: &mut $engine.parts[$part],
+        }
+    };
+}
+pub(super) use event_ctx;
+
 /// What processing one event touches besides the visitor's own entry,
 /// borrowed field by field from the [`Engine`](super::Engine): the entry
 /// is borrowed from the visitor map at the same time, so an event costs
