@@ -6,20 +6,21 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use propensity_engine::replay::{replay, ReplaySources};
-use propensity_engine::{Engine, EngineSummary, ModelSet};
+use propensity_engine::{Engine, EngineSink, EngineSummary, ModelSet};
 use propensity_simulator::{
     generate, write_lines, GeneratedTraffic, SimulationParams, TrafficSummary,
 };
-use propensity_training::report::BusinessView;
+use propensity_training::report::{expected_calibration_error, BusinessView};
 use propensity_training::{
-    evaluate_outcomes, train_outcomes, ExampleCollector, OutcomeEvaluation, TrainedOutcome,
+    evaluate_outcomes, select_outcomes, train_checked, train_outcomes, ExampleCollector,
+    OutcomeEvaluation, SearchPlan, SkippedOutcome, TrainedOutcome,
 };
 use serde::Serialize;
 
 use crate::config_file::Config;
-use crate::jsonl::{create_output, read_inputs, FileSink};
+use crate::jsonl::{create_output, read_inputs, FileSink, InputFile};
 use crate::model_files::{load_models, save_artifact};
 use crate::progress::{Progress, Unit};
 
@@ -72,63 +73,137 @@ pub fn collect_examples(
     progress: &Progress,
 ) -> Result<(ExampleCollector, EngineSummary)> {
     let (ev, co) = read_inputs(events, consent, progress)?;
-    let (ev_lines, co_lines) = (ev.lines(), co.lines());
     let mut engine = Engine::new(
         config.engine.clone(),
         ModelSet::empty(config.engine.outcomes.len()),
     );
     let mut collector =
         ExampleCollector::new(config.engine.outcomes.len(), config.engine.features.dim());
-    let bar = progress.bar(
+    replay_inputs(
+        &mut engine,
+        (&ev, &co),
+        &mut collector,
+        progress,
         "collecting examples",
+    );
+    let summary = EngineSummary::new(engine.counters(), &config.engine);
+    Ok((collector, summary))
+}
+
+/// Replays both files through `engine` into `sink` in record-time order,
+/// under a progress bar labelled `label`.
+pub(crate) fn replay_inputs(
+    engine: &mut Engine,
+    (ev, co): (&InputFile, &InputFile),
+    sink: &mut impl EngineSink,
+    progress: &Progress,
+    label: &'static str,
+) {
+    let (ev_lines, co_lines) = (ev.lines(), co.lines());
+    let bar = progress.bar(
+        label,
         Unit::Records,
         Some((ev_lines.len() + co_lines.len()) as u64),
     );
     replay(
-        &mut engine,
+        engine,
         &ev_lines,
         &co_lines,
         &ReplaySources {
             events: &ev.name,
             consent: &co.name,
         },
-        &mut collector,
+        sink,
         |n| bar.set_position(n as u64),
     );
     bar.finish_and_clear();
-    let summary = EngineSummary::new(engine.counters(), &config.engine);
-    Ok((collector, summary))
 }
 
 /// What `train` reports.
 #[derive(Debug, Serialize)]
 pub struct TrainReport {
-    /// Per outcome.
+    /// Per trained outcome.
     pub outcomes: Vec<TrainedOutcome>,
+    /// Outcomes not trained (too few positives), with why; no artifact was written.
+    pub skipped: Vec<SkippedOutcome>,
+    /// Every warning (skips, failed holdout checks, dead-lettered input), one line each,
+    /// without the `warning: ` prefix.
+    pub warnings: Vec<String>,
     /// Where artifacts went.
     pub model_dir: PathBuf,
-    /// The engine's counts while collecting.
+    /// The engine's counts while collecting (dead letters by reason included).
     pub input: EngineSummary,
 }
 
-/// `propensity train`.
+/// Options of `train` beyond the files.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Train only these outcomes (`--outcomes`); `None`: all configured.
+    pub outcomes: Option<Vec<String>>,
+    /// `--strict`: any warning fails the command before an artifact is written.
+    pub strict: bool,
+}
+
+/// The warning about input records the engine dead-lettered (malformed lines and the like),
+/// with the count by reason; `None` when there were none.
+fn dead_letter_warning(input: &EngineSummary) -> Option<String> {
+    let total = input.events_dead_lettered + input.consent_dead_lettered;
+    if total == 0 {
+        return None;
+    }
+    Some(format!(
+        "{total} input records were dead-lettered and not used for training ({} events, {} consent; by reason: {})",
+        input.events_dead_lettered,
+        input.consent_dead_lettered,
+        by_reason(&input.dead_letters_by_reason)
+    ))
+}
+
+fn by_reason(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `propensity train`: collects examples, trains the selected outcomes that have enough
+/// positives, checks their holdouts, and writes one artifact per trained outcome. Warnings
+/// are returned in the report (the caller prints them); with `options.strict` any warning
+/// is an error instead, and nothing is written.
 pub fn train(
     config: &Config,
     events: &Path,
     consent: &Path,
     out: &Path,
+    options: &TrainOptions,
     progress: &Progress,
 ) -> Result<TrainReport> {
+    let names: Vec<&str> = config
+        .engine
+        .outcomes
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
+    // Before reading any input: a typo in --outcomes fails at once.
+    select_outcomes(&names, options.outcomes.as_deref()).context("--outcomes")?;
     let (examples, input) = collect_examples(config, events, consent, progress)?;
     // Outcomes are fitted in parallel and the callback only tells when each
     // starts, so a spinner counting starts: a bar would be full while the
     // fits still run.
     let spinner = progress.spinner("fitting models");
     let mut started = 0;
-    let trained = train_outcomes(
+    let plan = config.training_plan();
+    let checked = train_checked(
         &config.engine,
         &examples,
-        &config.training_plan(),
+        &plan,
+        &SearchPlan::around(&plan.fit),
+        &config.quality_checks(),
+        options.outcomes.as_deref(),
         |name, _, n| {
             started += 1;
             spinner.set_message(format!(
@@ -138,34 +213,71 @@ pub fn train(
     )
     .context("training failed")?;
     spinner.finish_and_clear();
-    for t in &trained {
+    let mut warnings: Vec<String> = dead_letter_warning(&input).into_iter().collect();
+    warnings.extend(checked.warnings.iter().map(|w| w.message.clone()));
+    if options.strict && !warnings.is_empty() {
+        bail!(
+            "--strict: {} warning(s), no models written:\n  warning: {}",
+            warnings.len(),
+            warnings.join("\n  warning: ")
+        );
+    }
+    for t in &checked.trained {
         save_artifact(out, &t.artifact)?;
     }
     Ok(TrainReport {
-        outcomes: trained,
+        outcomes: checked.trained,
+        skipped: checked.skipped,
+        warnings,
         model_dir: out.to_path_buf(),
         input,
     })
 }
 
-/// Prints a training report as a table.
+/// Prints a training report: the input counts, a table of the trained outcomes, the skipped
+/// ones and the warnings.
 pub fn print_train_report(r: &TrainReport, w: &mut impl Write) -> Result<()> {
     writeln!(
         w,
-        "{:<22} {:>9} {:>9} {:>12} {:>14}",
-        "outcome", "rows", "positive", "holdout AUC", "holdout logloss"
+        "input: {} events consumed, {} dead-lettered; {} consent records, {} dead-lettered; dead letters by reason: {}",
+        r.input.events_consumed,
+        r.input.events_dead_lettered,
+        r.input.consent_consumed,
+        r.input.consent_dead_lettered,
+        by_reason(&r.input.dead_letters_by_reason)
+    )?;
+    writeln!(
+        w,
+        "{:<22} {:>9} {:>9} {:>12} {:>14} {:>8}",
+        "outcome", "rows", "positive", "holdout AUC", "holdout logloss", "ECE"
     )?;
     for t in &r.outcomes {
-        let (auc, ll) = t.holdout.as_ref().map_or((f64::NAN, f64::NAN), |h| {
-            (h.auc.unwrap_or(f64::NAN), h.log_loss)
-        });
+        let (auc, ll, ece) = t
+            .holdout
+            .as_ref()
+            .map_or((f64::NAN, f64::NAN, f64::NAN), |h| {
+                (
+                    h.auc.unwrap_or(f64::NAN),
+                    h.log_loss,
+                    expected_calibration_error(&h.calibration),
+                )
+            });
         writeln!(
             w,
-            "{:<22} {:>9} {:>9} {:>12.3} {:>14.4}",
-            t.artifact.outcome, t.train_rows, t.train_positives, auc, ll
+            "{:<22} {:>9} {:>9} {:>12.3} {:>14.4} {:>8.3}",
+            t.artifact.outcome, t.train_rows, t.train_positives, auc, ll, ece
         )?;
     }
+    for s in &r.skipped {
+        writeln!(w, "skipped {}: {}", s.outcome, s.reason)?;
+    }
     writeln!(w, "models written to {}", r.model_dir.display())?;
+    if !r.warnings.is_empty() {
+        writeln!(w, "{} warning(s):", r.warnings.len())?;
+        for line in &r.warnings {
+            writeln!(w, "  {line}")?;
+        }
+    }
     Ok(())
 }
 
@@ -230,7 +342,7 @@ pub fn print_evaluation(e: &EvaluationSummary, w: &mut impl Write) -> Result<()>
             o.per_event.auc.unwrap_or(f64::NAN),
             o.per_event.log_loss,
             o.per_event.brier,
-            propensity_training::report::expected_calibration_error(&o.per_event.calibration),
+            expected_calibration_error(&o.per_event.calibration),
             o.per_session.auc.unwrap_or(f64::NAN),
             o.per_session.count
         )?;
@@ -286,30 +398,13 @@ pub fn replay_files(
         None => load_models(args.models, &config.engine)?,
     };
     let (ev, co) = read_inputs(args.events, args.consent, progress)?;
-    let (ev_lines, co_lines) = (ev.lines(), co.lines());
     let mut sink = FileSink::create(args.offers_out, args.scores_out, args.dead_letters_out)?;
     // One engine for every partition, with a watermark, TTL and idle sweep,
     // buffer cap and session serials per partition (`kafka.partitions`):
     // the same outputs as `run`'s engine per partition for the same
     // per-partition order.
     let mut engine = Engine::new(config.engine.clone(), models);
-    let bar = progress.bar(
-        "replaying",
-        Unit::Records,
-        Some((ev_lines.len() + co_lines.len()) as u64),
-    );
-    replay(
-        &mut engine,
-        &ev_lines,
-        &co_lines,
-        &ReplaySources {
-            events: &ev.name,
-            consent: &co.name,
-        },
-        &mut sink,
-        |n| bar.set_position(n as u64),
-    );
-    bar.finish_and_clear();
+    replay_inputs(&mut engine, (&ev, &co), &mut sink, progress, "replaying");
     sink.finish()?;
     let summary = EngineSummary::new(engine.counters(), &config.engine);
     if let Some(path) = args.summary_json {

@@ -19,7 +19,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use propensity_engine::replay::{replay, ReplaySources};
 use propensity_engine::{DeadLetter, Engine, EngineConfig, EngineSink, ModelSet, Offer};
 use propensity_training::report::{
     calibration_rule, calibration_warnings, chart_png, report_html, BusinessView, ChartKind,
@@ -29,7 +28,8 @@ use propensity_training::{ExampleCollector, OutcomeEvaluation};
 
 use crate::config_file::Config;
 use crate::jsonl::read_inputs;
-use crate::progress::{Progress, Unit};
+use crate::offline::replay_inputs;
+use crate::progress::Progress;
 
 /// Forwards to an [`ExampleCollector`] and tallies offers.
 pub struct OfferTally<'a> {
@@ -161,28 +161,17 @@ pub fn collect_examples_and_offers(
     progress: &Progress,
 ) -> Result<(ExampleCollector, BusinessView)> {
     let (ev, co) = read_inputs(events, consent, progress)?;
-    let (ev_lines, co_lines) = (ev.lines(), co.lines());
     let mut engine = Engine::new(config.engine.clone(), models);
     let mut collector =
         ExampleCollector::new(config.engine.outcomes.len(), config.engine.features.dim());
     let mut tally = OfferTally::new(&config.engine, &mut collector);
-    let bar = progress.bar(
-        "collecting examples and offers",
-        Unit::Records,
-        Some((ev_lines.len() + co_lines.len()) as u64),
-    );
-    replay(
+    replay_inputs(
         &mut engine,
-        &ev_lines,
-        &co_lines,
-        &ReplaySources {
-            events: &ev.name,
-            consent: &co.name,
-        },
+        (&ev, &co),
         &mut tally,
-        |n| bar.set_position(n as u64),
+        progress,
+        "collecting examples and offers",
     );
-    bar.finish_and_clear();
     let view = tally.view(&config.engine);
     Ok((collector, view))
 }

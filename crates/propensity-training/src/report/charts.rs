@@ -249,12 +249,32 @@ fn legend_line<DB: DrawingBackend>(
     }
 }
 
-fn draw_roc<DB: DrawingBackend>(
-    outcomes: &[OutcomeEvaluation],
+/// The axes, reference diagonal and text of a chart on the unit square
+/// (ROC and cumulative gains share everything but these).
+struct UnitSquareChart {
+    kind: ChartKind,
+    tick_format: fn(&f64) -> String,
+    x_desc: &'static str,
+    y_desc: &'static str,
+    reference: &'static str,
+}
+
+/// One outcome's curve on a [`UnitSquareChart`].
+struct Curve {
+    label: String,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    /// Mark every point but the first (the deciles of a gains curve).
+    dots: bool,
+}
+
+fn draw_unit_square<DB: DrawingBackend>(
+    spec: &UnitSquareChart,
+    curves: Vec<Curve>,
     root: &DrawingArea<DB, Shift>,
 ) -> DrawResult<DB> {
     let mut chart = ChartBuilder::on(root)
-        .caption(ChartKind::Roc.title(), (FONT, 24))
+        .caption(spec.kind.title(), (FONT, 24))
         .margin(18)
         .x_label_area_size(56)
         .y_label_area_size(70)
@@ -263,10 +283,10 @@ fn draw_roc<DB: DrawingBackend>(
         .configure_mesh()
         .x_labels(11)
         .y_labels(11)
-        .x_label_formatter(&two_decimals)
-        .y_label_formatter(&two_decimals)
-        .x_desc("False positive rate: share of non-converting events flagged")
-        .y_desc("True positive rate: share of converting events flagged")
+        .x_label_formatter(&spec.tick_format)
+        .y_label_formatter(&spec.tick_format)
+        .x_desc(spec.x_desc)
+        .y_desc(spec.y_desc)
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
         .light_line_style(RGBColor(240, 240, 240))
@@ -279,17 +299,23 @@ fn draw_roc<DB: DrawingBackend>(
             5,
             REFERENCE.stroke_width(2),
         ))?
-        .label("chance (AUC 0.500)")
+        .label(spec.reference)
         .legend(legend_line(REFERENCE, true));
-    for (i, o) in outcomes.iter().enumerate() {
-        let color = outcome_color(i);
-        let label = match o.per_event.auc {
-            Some(auc) => format!("{}: AUC {auc:.3}", o.outcome),
-            None => format!("{}: AUC n/a (one class only)", o.outcome),
-        };
+    let empty = curves.is_empty();
+    for curve in curves {
+        let color = curve.color;
+        if curve.dots {
+            chart.draw_series(
+                curve
+                    .points
+                    .iter()
+                    .skip(1)
+                    .map(|&p| Circle::new(p, 4, color.filled())),
+            )?;
+        }
         chart
-            .draw_series(LineSeries::new(thin(&o.roc, 0.002), color.stroke_width(3)))?
-            .label(label)
+            .draw_series(LineSeries::new(curve.points, color.stroke_width(3)))?
+            .label(curve.label)
             .legend(legend_line(color, false));
     }
     chart
@@ -300,84 +326,77 @@ fn draw_roc<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.92))
         .border_style(RGBColor(160, 160, 160))
         .draw()?;
-    if outcomes.is_empty() {
+    if empty {
         no_data(root)?;
     }
     Ok(())
+}
+
+fn draw_roc<DB: DrawingBackend>(
+    outcomes: &[OutcomeEvaluation],
+    root: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    let spec = UnitSquareChart {
+        kind: ChartKind::Roc,
+        tick_format: two_decimals,
+        x_desc: "False positive rate: share of non-converting events flagged",
+        y_desc: "True positive rate: share of converting events flagged",
+        reference: "chance (AUC 0.500)",
+    };
+    let curves = outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| Curve {
+            label: match o.per_event.auc {
+                Some(auc) => format!("{}: AUC {auc:.3}", o.outcome),
+                None => format!("{}: AUC n/a (one class only)", o.outcome),
+            },
+            points: thin(&o.roc, 0.002),
+            color: outcome_color(i),
+            dots: false,
+        })
+        .collect();
+    draw_unit_square(&spec, curves, root)
 }
 
 fn draw_gains<DB: DrawingBackend>(
     outcomes: &[OutcomeEvaluation],
     root: &DrawingArea<DB, Shift>,
 ) -> DrawResult<DB> {
-    let mut chart = ChartBuilder::on(root)
-        .caption(ChartKind::Gains.title(), (FONT, 24))
-        .margin(18)
-        .x_label_area_size(56)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
-    chart
-        .configure_mesh()
-        .x_labels(11)
-        .y_labels(11)
-        .x_label_formatter(&percent)
-        .y_label_formatter(&percent)
-        .x_desc("Events targeted, highest scores first (deciles)")
-        .y_desc("Converting events captured")
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 15))
-        .light_line_style(RGBColor(240, 240, 240))
-        .bold_line_style(RGBColor(215, 215, 215))
-        .draw()?;
-    chart
-        .draw_series(DashedLineSeries::new(
-            vec![(0.0, 0.0), (1.0, 1.0)],
-            8,
-            5,
-            REFERENCE.stroke_width(2),
-        ))?
-        .label("random targeting (lift 1.0×)")
-        .legend(legend_line(REFERENCE, true));
-    for (i, o) in outcomes.iter().enumerate() {
-        let color = outcome_color(i);
-        let mut points = vec![(0.0, 0.0)];
-        points.extend(
-            o.gains
-                .iter()
-                .map(|g| (g.decile as f64 / 10.0, g.cumulative_gain)),
-        );
-        let label = match o.gains.first() {
-            Some(top) => format!(
-                "{}: top 10% holds {:.0}% (lift {:.1}×)",
-                o.outcome,
-                top.cumulative_gain * 100.0,
-                top.lift
-            ),
-            None => format!("{}: no converting events", o.outcome),
-        };
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))?
-            .label(label)
-            .legend(legend_line(color, false));
-        chart.draw_series(
-            points
-                .iter()
-                .skip(1)
-                .map(|&p| Circle::new(p, 4, color.filled())),
-        )?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .margin(12)
-        .label_font((FONT, 15))
-        .background_style(WHITE.mix(0.92))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()?;
-    if outcomes.is_empty() {
-        no_data(root)?;
-    }
-    Ok(())
+    let spec = UnitSquareChart {
+        kind: ChartKind::Gains,
+        tick_format: percent,
+        x_desc: "Events targeted, highest scores first (deciles)",
+        y_desc: "Converting events captured",
+        reference: "random targeting (lift 1.0×)",
+    };
+    let curves = outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let mut points = vec![(0.0, 0.0)];
+            points.extend(
+                o.gains
+                    .iter()
+                    .map(|g| (g.decile as f64 / 10.0, g.cumulative_gain)),
+            );
+            Curve {
+                label: match o.gains.first() {
+                    Some(top) => format!(
+                        "{}: top 10% holds {:.0}% (lift {:.1}×)",
+                        o.outcome,
+                        top.cumulative_gain * 100.0,
+                        top.lift
+                    ),
+                    None => format!("{}: no converting events", o.outcome),
+                },
+                points,
+                color: outcome_color(i),
+                dots: true,
+            }
+        })
+        .collect();
+    draw_unit_square(&spec, curves, root)
 }
 
 /// Radius of a calibration circle: area proportional to the bin's rows, so a bin of 3 rows
