@@ -14,6 +14,7 @@
 
 use std::sync::OnceLock;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::ComposedElement;
 use plotters::prelude::*;
@@ -249,6 +250,24 @@ fn legend_line<DB: DrawingBackend>(
     }
 }
 
+/// The dashed y = x reference line (chance, random targeting or perfect
+/// calibration), with its legend entry.
+fn draw_diagonal<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    label: &str,
+) -> DrawResult<DB> {
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            8,
+            5,
+            REFERENCE.stroke_width(2),
+        ))?
+        .label(label)
+        .legend(legend_line(REFERENCE, true));
+    Ok(())
+}
+
 /// The axes, reference diagonal and text of a chart on the unit square
 /// (ROC and cumulative gains share everything but these).
 struct UnitSquareChart {
@@ -292,15 +311,7 @@ fn draw_unit_square<DB: DrawingBackend>(
         .light_line_style(RGBColor(240, 240, 240))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
-    chart
-        .draw_series(DashedLineSeries::new(
-            vec![(0.0, 0.0), (1.0, 1.0)],
-            8,
-            5,
-            REFERENCE.stroke_width(2),
-        ))?
-        .label(spec.reference)
-        .legend(legend_line(REFERENCE, true));
+    draw_diagonal(&mut chart, spec.reference)?;
     let empty = curves.is_empty();
     for curve in curves {
         let color = curve.color;
@@ -440,15 +451,7 @@ fn draw_calibration_panel<DB: DrawingBackend>(
         .light_line_style(RGBColor(242, 242, 242))
         .bold_line_style(RGBColor(220, 220, 220))
         .draw()?;
-    chart
-        .draw_series(DashedLineSeries::new(
-            vec![(0.0, 0.0), (1.0, 1.0)],
-            8,
-            5,
-            REFERENCE.stroke_width(2),
-        ))?
-        .label("ideal: observed = predicted")
-        .legend(legend_line(REFERENCE, true));
+    draw_diagonal(&mut chart, "ideal: observed = predicted")?;
     let points: Vec<(f64, f64)> = bins
         .iter()
         .map(|b| (b.mean_predicted, b.observed_rate))
