@@ -15,7 +15,7 @@ use propensity_engine::config::{
 use propensity_engine::features::FeatureSettings;
 use propensity_engine::{EngineConfig, EngineSettings};
 use propensity_kafka::KafkaSettings;
-use propensity_training::{FitParams, TrainingPlan};
+use propensity_training::{FitParams, QualityChecks, TrainingError, TrainingPlan};
 use serde::{Deserialize, Serialize};
 
 /// The shipped configuration, used when no `--config` is given.
@@ -58,17 +58,27 @@ pub struct TrainingSettings {
     pub holdout_fraction: f64,
     /// Seed.
     pub seed: u64,
+    /// Outcomes with fewer positive examples are skipped (warning, no artifact).
+    pub min_positives: usize,
+    /// A model whose holdout AUC is below this gets a warning.
+    pub auc_floor: f64,
+    /// A model whose holdout expected calibration error is above this gets a warning.
+    pub max_calibration_error: f64,
 }
 
 impl Default for TrainingSettings {
     fn default() -> Self {
         let f = FitParams::default();
+        let q = QualityChecks::default();
         Self {
             l2: f.l2,
             max_iterations: f.max_iterations,
             negative_to_positive_max: f.negative_to_positive_max,
             holdout_fraction: 0.2,
             seed: 7,
+            min_positives: q.min_positives,
+            auc_floor: q.auc_floor,
+            max_calibration_error: q.max_calibration_error,
         }
     }
 }
@@ -215,6 +225,14 @@ impl Config {
         if file.models.watch_interval_secs < 0.0 || !file.models.watch_interval_secs.is_finite() {
             bail!("invalid configuration in {origin}: config key `models.watch_interval_secs`: must be >= 0");
         }
+        if let Err(e) = quality_checks(&file.training).validate() {
+            match e {
+                TrainingError::InvalidParams { field, reason } => {
+                    bail!("invalid configuration in {origin}: config key `training.{field}`: {reason}")
+                }
+                other => bail!("invalid configuration in {origin}: [training]: {other}"),
+            }
+        }
         Ok(Self {
             origin: origin.to_owned(),
             file,
@@ -253,6 +271,11 @@ impl Config {
         }
     }
 
+    /// The skip and warning thresholds from `[training]`.
+    pub fn quality_checks(&self) -> QualityChecks {
+        quality_checks(&self.file.training)
+    }
+
     /// The effective configuration as TOML, secrets masked.
     pub fn to_masked_toml(&self) -> Result<String> {
         let mut file = self.file.clone();
@@ -265,6 +288,14 @@ impl Config {
             file.http.admin_token = "***".into();
         }
         Ok(toml::to_string(&file)?)
+    }
+}
+
+fn quality_checks(t: &TrainingSettings) -> QualityChecks {
+    QualityChecks {
+        min_positives: t.min_positives,
+        auc_floor: t.auc_floor,
+        max_calibration_error: t.max_calibration_error,
     }
 }
 
@@ -352,6 +383,25 @@ mod tests {
             load(&[("PROPENSITY__OFFERS__MIN_GAP_SECS", "-1")]).unwrap_err()
         );
         assert!(err.contains("offers.min_gap_secs"), "{err}");
+        for (var, key) in [
+            ("PROPENSITY__TRAINING__AUC_FLOOR", "training.auc_floor"),
+            (
+                "PROPENSITY__TRAINING__MIN_POSITIVES",
+                "training.min_positives",
+            ),
+            (
+                "PROPENSITY__TRAINING__MAX_CALIBRATION_ERROR",
+                "training.max_calibration_error",
+            ),
+        ] {
+            let value = if key.ends_with("auc_floor") {
+                "1.5"
+            } else {
+                "0"
+            };
+            let err = format!("{:#}", load(&[(var, value)]).unwrap_err());
+            assert!(err.contains(key), "{err}");
+        }
         let bad = EMBEDDED_CONFIG.replace("outcome = \"purchase\"", "outcome = \"purchse\"");
         let err = format!(
             "{:#}",

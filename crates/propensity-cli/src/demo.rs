@@ -13,7 +13,7 @@ use propensity_simulator::SimulationParams;
 use crate::config_file::Config;
 use crate::offline::{
     evaluate, generate_files, print_evaluation, print_replay_summary, print_train_report,
-    replay_files, train, ReplayArgs,
+    replay_files, train, ReplayArgs, TrainOptions,
 };
 use crate::progress::Progress;
 
@@ -69,6 +69,7 @@ pub fn run_demo(
         &train_dir.join("events.jsonl"),
         &train_dir.join("consent.jsonl"),
         &models,
+        &TrainOptions::default(),
         progress,
     )?;
     print_train_report(&tr, w)?;

@@ -70,13 +70,24 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         span_secs: u64,
     },
-    /// Train one model per outcome on consented events.
+    /// Train one model per outcome on consented events. Outcomes with fewer than
+    /// `training.min_positives` positives are skipped (warning, no artifact); weak or
+    /// miscalibrated holdouts and dead-lettered input give warnings on stderr.
     Train {
         #[command(flatten)]
         input: TrafficFiles,
         /// Output directory of model artifacts.
         #[arg(long)]
         out: PathBuf,
+        /// Train only these outcomes (comma-separated configured names).
+        #[arg(long, value_delimiter = ',', value_name = "A,B")]
+        outcomes: Option<Vec<String>>,
+        /// Fail (exit 1) if there is any warning — an outcome skipped for too few
+        /// positives, a holdout AUC below `training.auc_floor`, a calibration error above
+        /// `training.max_calibration_error`, dead-lettered input — before any artifact is
+        /// written; the error lists every warning. For CI pipelines.
+        #[arg(long)]
+        strict: bool,
     },
     /// Evaluate models: AUC, log loss, Brier, calibration.
     Evaluate {
@@ -265,9 +276,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train {
             input: TrafficFiles { events, consent },
             out: dir,
+            outcomes,
+            strict,
         } => {
             let config = load_config(cli.config.as_deref())?;
-            let report = offline::train(&config, &events, &consent, &dir, &progress)?;
+            let options = offline::TrainOptions { outcomes, strict };
+            let report = offline::train(&config, &events, &consent, &dir, &options, &progress)?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
             offline::print_train_report(&report, &mut out)?;
         }
         Command::Evaluate {

@@ -78,6 +78,22 @@ pub enum TrainingError {
     #[error("linfa-logistic fit failed: {0}")]
     Linfa(String),
 
+    /// An outcome named for training is not configured.
+    #[error("unknown outcome `{name}`; the configured outcomes are: {configured}")]
+    UnknownOutcome {
+        /// The name asked for.
+        name: String,
+        /// The configured outcome names, comma-separated.
+        configured: String,
+    },
+
+    /// Every outcome asked for was skipped (too few positives or one class missing).
+    #[error("nothing to train: every outcome was skipped ({reasons})")]
+    AllOutcomesSkipped {
+        /// Each skipped outcome with its reason, `; `-separated.
+        reasons: String,
+    },
+
     /// The PNG encoder or the writer it writes into failed.
     #[error("PNG encoding failed: {0}")]
     Png(String),
@@ -86,8 +102,10 @@ pub enum TrainingError {
     #[error("drawing a chart failed: {0}")]
     Chart(String),
 
-    /// An error while training or evaluating one outcome, with its name.
-    #[error("outcome `{outcome}`: {source}")]
+    /// An error while training or evaluating one outcome, with its name. The message is the
+    /// name only and the cause is the [`source`](std::error::Error::source): printing the
+    /// chain (anyhow's `{:#}`) then reads `outcome `x`: cause` once, not twice.
+    #[error("outcome `{outcome}`")]
     Outcome {
         /// Outcome name.
         outcome: String,

@@ -7,7 +7,9 @@
 //! * evaluation metrics over predicted probabilities ([`roc_auc`], [`log_loss`],
 //!   [`brier_score`], [`calibration_table`], [`roc_curve`], [`evaluate`]);
 //! * the glue from engine-collected examples ([`ExampleCollector`]) to model artifacts
-//!   ([`train_outcomes`]) and evaluations ([`evaluate_outcomes`]);
+//!   ([`train_outcomes`]; [`train_checked`] for real data: skips outcomes with too few
+//!   positives, trains a named subset, flags low holdout AUC and poor calibration) and
+//!   evaluations ([`evaluate_outcomes`]);
 //! * the evaluation report ([`report`]): charts drawn with plotters (PNG and inline SVG), a
 //!   self-contained HTML page, the glossary and the calibration warning.
 //!
@@ -34,6 +36,8 @@ pub use metrics::{
     EvaluationReport, LOG_LOSS_EPSILON,
 };
 pub use pipeline::{
-    prepare_outcomes, train_outcomes, train_outcomes_with, train_prepared, train_prepared_timed,
-    GridPoint, PhaseTimes, PreparedOutcome, SearchPlan, Selection, TrainedOutcome, TrainingPlan,
+    holdout_warnings, prepare_outcomes, select_outcomes, split_by_positives, train_checked,
+    train_outcomes, train_outcomes_with, train_prepared, train_prepared_timed, CheckedTraining,
+    GridPoint, PhaseTimes, PreparedOutcome, QualityChecks, QualityWarning, SearchPlan, Selection,
+    SkippedOutcome, TrainedOutcome, TrainingPlan, WarningKind,
 };

@@ -21,6 +21,9 @@
 //! ([`crate::parallel`]), largest first. Jobs are pure, so the models do not depend on the
 //! thread count.
 //!
+//! [`train_checked`] (in `checks.rs`) wraps this for real data: it skips outcomes with too
+//! few positives, trains a named subset, and checks each holdout's AUC and calibration.
+//!
 //! Why one file of this size: the four steps share the plan and prepared-outcome types and
 //! are read in order; the tests are in `tests.rs`.
 
@@ -31,6 +34,12 @@ use propensity_engine::model::MODEL_FORMAT;
 use propensity_engine::stable_hash::stable_hash_seeded;
 use propensity_engine::{EngineConfig, ModelArtifact};
 use serde::{Deserialize, Serialize};
+
+mod checks;
+pub use checks::{
+    holdout_warnings, select_outcomes, split_by_positives, train_checked, CheckedTraining,
+    QualityChecks, QualityWarning, SkippedOutcome, WarningKind,
+};
 
 use crate::dataset::ExampleCollector;
 use crate::design::{check_finite, sample_rows, standardization, standardized_matrix, PickedRows};
@@ -281,13 +290,8 @@ impl PreparedOutcome {
     }
 }
 
-/// Splits, standardizes, undersamples and builds the design matrix of every outcome.
-pub fn prepare_outcomes(
-    config: &EngineConfig,
-    examples: &ExampleCollector,
-    plan: &TrainingPlan,
-    search: &SearchPlan,
-) -> Result<Vec<PreparedOutcome>, TrainingError> {
+/// Range checks of both plans; errors name the field.
+fn validate_plans(plan: &TrainingPlan, search: &SearchPlan) -> Result<(), TrainingError> {
     if !(0.0..=0.9).contains(&plan.holdout_fraction) {
         return Err(TrainingError::InvalidParams {
             field: "holdout_fraction",
@@ -295,7 +299,17 @@ pub fn prepare_outcomes(
         });
     }
     validate_params(&plan.fit)?;
-    search.validate()?;
+    search.validate()
+}
+
+/// Splits, standardizes, undersamples and builds the design matrix of every outcome.
+pub fn prepare_outcomes(
+    config: &EngineConfig,
+    examples: &ExampleCollector,
+    plan: &TrainingPlan,
+    search: &SearchPlan,
+) -> Result<Vec<PreparedOutcome>, TrainingError> {
+    validate_plans(plan, search)?;
     config
         .outcomes
         .iter()

@@ -191,3 +191,128 @@ fn majority_outcome_still_predicts_the_true_class() {
     let base = p.train.iter().filter(|&&i| p.labels[i]).count() as f64 / p.train.len() as f64;
     assert!((mean - base).abs() < 0.03, "mean {mean} base {base}");
 }
+
+/// An outcome with fewer positives than the minimum is skipped with its count and the
+/// minimum in the reason; the others are kept.
+#[test]
+fn outcomes_with_too_few_positives_are_skipped_and_the_rest_kept() {
+    // Outcome 1 keeps the achievements of 5 sessions only.
+    let mut c = collector(2, 300, 2, 3, 1.0, -0.5, 5);
+    let mut kept = 0;
+    c.achieved.retain(|&(_, o)| {
+        kept += usize::from(o == 1);
+        o == 0 || kept <= 5
+    });
+    let names = ["common", "rare"];
+    let positives = |o: usize| c.labels(o).iter().filter(|&&b| b).count();
+    assert!(
+        positives(0) >= 50 && positives(1) < 50,
+        "{} {}",
+        positives(0),
+        positives(1)
+    );
+    let (keep, skipped) = split_by_positives(&names, &c, &[0, 1], 50);
+    assert_eq!(keep, vec![0]);
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0].outcome, "rare");
+    assert_eq!(skipped[0].positives, positives(1));
+    assert!(
+        skipped[0].reason.contains("min_positives = 50"),
+        "{}",
+        skipped[0].reason
+    );
+    // A minimum of 1 keeps both (the rare one has a few positives).
+    let (keep, skipped) = split_by_positives(&names, &c, &[0, 1], positives(1).max(1));
+    assert_eq!((keep.len(), skipped.len()), (2, 0));
+}
+
+/// `--outcomes`: the named subset in configuration order; an unknown name fails naming it
+/// and the configured ones.
+#[test]
+fn outcome_selection_keeps_config_order_and_names_unknown_outcomes() {
+    let names = ["a", "b", "c"];
+    assert_eq!(select_outcomes(&names, None).unwrap(), vec![0, 1, 2]);
+    let only = vec!["c".to_owned(), "a".to_owned()];
+    assert_eq!(select_outcomes(&names, Some(&only)).unwrap(), vec![0, 2]);
+    let only = vec!["a".to_owned(), "d".to_owned()];
+    let err = select_outcomes(&names, Some(&only))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`d`") && err.contains("a, b, c"), "{err}");
+}
+
+/// A holdout AUC under the floor and a calibration error over the threshold each give a
+/// warning naming the outcome and the threshold; a good holdout gives none.
+#[test]
+fn holdout_checks_flag_low_auc_and_poor_calibration() {
+    let checks = QualityChecks::default();
+    // Random scores: AUC near 0.5; all predictions 0.9 while the rate is 0.5: ECE 0.4.
+    let labels: Vec<bool> = (0..400).map(|i| i % 2 == 0).collect();
+    let flat = crate::metrics::evaluate(&vec![0.9; 400], &labels, 10);
+    let w = holdout_warnings("signup", Some(&flat), &checks);
+    let kinds: Vec<WarningKind> = w.iter().map(|w| w.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![WarningKind::LowAuc, WarningKind::Miscalibrated],
+        "{w:?}"
+    );
+    assert!(w[0].message.contains("`signup`") && w[0].message.contains("auc_floor = 0.6"));
+    assert!(w[1].message.contains("max_calibration_error = 0.05"));
+    // Separating and calibrated enough: 0.96 / 0.04 predicted for rates 1 / 0 (ECE 0.04).
+    let good: Vec<f64> = labels
+        .iter()
+        .map(|&l| if l { 0.96 } else { 0.04 })
+        .collect();
+    let good = crate::metrics::evaluate(&good, &labels, 10);
+    assert!(holdout_warnings("signup", Some(&good), &checks).is_empty());
+    assert!(holdout_warnings("signup", None, &checks).is_empty());
+}
+
+/// The outcome wrapper's message names the outcome once and leaves the cause to `source`,
+/// so printing the chain does not repeat the cause.
+#[test]
+fn outcome_error_reads_once_through_the_chain() {
+    let e = TrainingError::Outcome {
+        outcome: "webinar_signup".into(),
+        source: Box::new(TrainingError::NoPositives { rows: 10 }),
+    };
+    let mut chain = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        chain.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    assert_eq!(chain.matches("no positive examples").count(), 1, "{chain}");
+    assert!(
+        chain.starts_with("outcome `webinar_signup`: no positive"),
+        "{chain}"
+    );
+}
+
+#[test]
+fn quality_checks_are_validated_naming_the_field() {
+    let bad = QualityChecks {
+        auc_floor: 1.5,
+        ..QualityChecks::default()
+    };
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("auc_floor"));
+    let bad = QualityChecks {
+        min_positives: 0,
+        ..QualityChecks::default()
+    };
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("min_positives"));
+    let bad = QualityChecks {
+        max_calibration_error: 0.0,
+        ..QualityChecks::default()
+    };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("max_calibration_error"), "{err}");
+}
