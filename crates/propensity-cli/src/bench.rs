@@ -116,7 +116,8 @@ pub fn run_bench(
     log: &mut impl Write,
 ) -> Result<BenchResult> {
     writeln!(log, "training models on 3000 generated visitors…")?;
-    let models = crate::offline::train_in_memory(config, 3000, 11)?;
+    let served = crate::offline::train_in_memory(config, 3000, 11)?;
+    let (config, models) = (&served.config, &served.models);
 
     writeln!(log, "generating {} visitors of traffic…", opts.visitors)?;
     let traffic = generate(&SimulationParams {
@@ -177,7 +178,7 @@ pub fn run_bench(
 
     let (mem_mib, per_visitor) = if opts.memory_visitors > 0 {
         writeln!(log, "holding {} concurrent visitors…", opts.memory_visitors)?;
-        measure_memory(config, &models, opts.memory_visitors)?
+        measure_memory(config, models, opts.memory_visitors)?
     } else {
         (0.0, 0.0)
     };
@@ -319,7 +320,8 @@ pub fn run_training_bench(
         ..SimulationParams::default()
     })?;
     let t0 = Instant::now();
-    let examples = crate::offline::collect_generated(config, &traffic);
+    let collected = crate::offline::collect_generated(config, &traffic)?;
+    let (config, examples) = (&collected.config, &collected.examples);
     let collect_secs = t0.elapsed().as_secs_f64();
     drop(traffic);
     let plan = config.training_plan();
@@ -343,12 +345,12 @@ pub fn run_training_bench(
     let mut last = None;
     for round in 0..opts.rounds.max(1) {
         let t0 = Instant::now();
-        let prepared = prepare_outcomes(&config.engine, &examples, &plan, &search)
+        let prepared = prepare_outcomes(&config.engine, examples, &plan, &search)
             .context("preparing the training data")?;
         let prepare = t0.elapsed().as_secs_f64();
         let (trained, times) = train_prepared_timed(
             &config.engine,
-            &examples,
+            examples,
             &prepared,
             &plan,
             &search,
@@ -413,7 +415,7 @@ pub fn run_training_bench(
         export: opts.export.clone(),
     };
     if let Some(dir) = &opts.export {
-        export_training(dir, &examples, &prepared, &plan, &search, &result)?;
+        export_training(dir, examples, &prepared, &plan, &search, &result)?;
         writeln!(log, "exported the matrices to {}", dir.display())?;
     }
     Ok(result)

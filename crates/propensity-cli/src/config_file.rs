@@ -12,7 +12,7 @@ use propensity_engine::config::{
     ActionMapSettings, ConsentSettings, InputSettings, OfferSettings, OutcomeSettings,
     SessionSettings,
 };
-use propensity_engine::features::FeatureSettings;
+use propensity_engine::features::{FeatureSettings, Vocabulary};
 use propensity_engine::{EngineConfig, EngineSettings};
 use propensity_kafka::KafkaSettings;
 use propensity_training::{FitParams, QualityChecks, TrainingError, TrainingPlan};
@@ -201,6 +201,7 @@ impl Config {
         let mut value: toml::Table = toml::from_str(text)
             .with_context(|| format!("config file {origin} is not valid TOML"))?;
         apply_env_overrides(&mut value, env)?;
+        refuse_removed_keys(origin, &value)?;
         let file: ConfigFile = ConfigFile::deserialize(toml::Value::Table(value))
             .map_err(|e| anyhow::anyhow!("config file {origin}: {}", e.message()))
             .with_context(|| format!("invalid configuration in {origin}"))?;
@@ -256,6 +257,21 @@ impl Config {
         ))
     }
 
+    /// The same configuration with the engine's features compiled with a
+    /// learned vocabulary (training's, or the model artifacts').
+    pub fn with_vocabulary(&self, vocabulary: Vocabulary) -> Result<Config> {
+        let engine = self
+            .engine
+            .as_ref()
+            .clone()
+            .with_vocabulary(vocabulary)
+            .context("the learned vocabulary")?;
+        Ok(Config {
+            engine: Arc::new(engine),
+            ..self.clone()
+        })
+    }
+
     /// The training plan from `[training]`.
     pub fn training_plan(&self) -> TrainingPlan {
         let t = &self.file.training;
@@ -289,6 +305,29 @@ impl Config {
         }
         Ok(toml::to_string(&file)?)
     }
+}
+
+/// Keys earlier versions read, with what replaced them: a config written
+/// for them fails with the way forward rather than "unknown field".
+const REMOVED_FEATURE_KEYS: [&str; 5] = [
+    "path_hash_buckets",
+    "custom_event_buckets",
+    "browser_buckets",
+    "os_buckets",
+    "traffic_source_buckets",
+];
+
+fn refuse_removed_keys(origin: &str, value: &toml::Table) -> Result<()> {
+    let features = value.get("features").and_then(toml::Value::as_table);
+    if let Some(key) = REMOVED_FEATURE_KEYS
+        .iter()
+        .find(|k| features.is_some_and(|f| f.contains_key(**k)))
+    {
+        bail!(
+            "invalid configuration in {origin}: config key `features.{key}` was removed: open-ended values now get features from a vocabulary that `propensity train` learns (set `features.vocabulary_max_values` and `features.vocabulary_min_count` instead, then retrain)"
+        );
+    }
+    Ok(())
 }
 
 fn quality_checks(t: &TrainingSettings) -> QualityChecks {
@@ -411,6 +450,23 @@ mod tests {
             err.contains("action_maps[") && err.contains("purchse") && err.contains("x.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn removed_bucket_keys_say_what_replaced_them() {
+        let text = EMBEDDED_CONFIG.replace(
+            "vocabulary_min_count = 20",
+            "vocabulary_min_count = 20\nbrowser_buckets = 4",
+        );
+        let err = format!(
+            "{:#}",
+            Config::from_text("old.toml", &text, std::iter::empty()).unwrap_err()
+        );
+        assert!(
+            err.contains("old.toml") && err.contains("`features.browser_buckets` was removed"),
+            "{err}"
+        );
+        assert!(err.contains("features.vocabulary_max_values"), "{err}");
     }
 
     #[test]

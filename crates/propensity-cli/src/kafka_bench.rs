@@ -168,9 +168,11 @@ pub fn run_kafka_bench(
     opts: &KafkaBenchOptions,
     log: &mut impl Write,
 ) -> Result<KafkaBenchResult> {
-    let base = &config.file.kafka;
     writeln!(log, "training models…")?;
-    let models = Arc::new(ModelHandle::new(train_in_memory(config, 3000, 11)?));
+    let served = train_in_memory(config, 3000, 11)?;
+    let config = &served.config;
+    let base = &config.file.kafka;
+    let models = Arc::new(ModelHandle::new(served.models.clone()));
     writeln!(log, "generating {} visitors…", opts.visitors)?;
     let traffic = generate(&SimulationParams {
         visitors: opts.visitors,

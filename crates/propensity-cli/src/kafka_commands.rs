@@ -21,7 +21,7 @@ use crate::http_server::{serve, HttpState};
 
 use crate::config_file::Config;
 use crate::jsonl::read_inputs;
-use crate::model_files::load_models;
+use crate::model_files::{load_models, reload_models, ServedModels};
 use crate::progress::{Progress, Unit};
 
 /// `propensity topics create`.
@@ -103,10 +103,12 @@ fn models_stamp(dir: &Path, config: &Config) -> Vec<Option<SystemTime>> {
 
 /// `propensity run`.
 pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
-    let k = config.file.kafka.clone();
     let models_dir = config.file.models.dir.clone();
-    let models = load_models(&models_dir, &config.engine)
+    // The engine runs with the features of the models' vocabulary.
+    let ServedModels { config, models } = load_models(&models_dir, config)
         .with_context(|| format!("cannot start: models in {}", models_dir.display()))?;
+    let config = &config;
+    let k = config.file.kafka.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -193,7 +195,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
         let mut hup = signal(SignalKind::hangup())?;
         let mut stamp = models_stamp(&models_dir, &reload_config);
         let mut tick = tokio::time::interval(Duration::from_secs_f64(if watch > 0.0 { watch } else { 3600.0 }));
-        let reload = |why: &str| match load_models(&models_dir, &reload_config.engine) {
+        let reload = |why: &str| match reload_models(&models_dir, &reload_config.engine) {
             Ok(m) => {
                 metrics.model_reload(true);
                 handle.swap(m);

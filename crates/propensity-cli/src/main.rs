@@ -14,6 +14,7 @@ mod model_files;
 mod offline;
 mod progress;
 mod report;
+mod vocabulary_pass;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -88,6 +89,11 @@ enum Command {
         /// written; the error lists every warning. For CI pipelines.
         #[arg(long)]
         strict: bool,
+        /// Keep the vocabulary of the models in this directory instead of learning one from
+        /// the input: the new models then hot-reload into an engine serving those (a
+        /// running engine refuses models of another vocabulary until restarted).
+        #[arg(long, value_name = "DIR")]
+        vocabulary_from: Option<PathBuf>,
     },
     /// Evaluate models: AUC, log loss, Brier, calibration.
     Evaluate {
@@ -278,9 +284,14 @@ fn run(cli: Cli) -> Result<()> {
             out: dir,
             outcomes,
             strict,
+            vocabulary_from,
         } => {
             let config = load_config(cli.config.as_deref())?;
-            let options = offline::TrainOptions { outcomes, strict };
+            let options = offline::TrainOptions {
+                outcomes,
+                strict,
+                vocabulary_from,
+            };
             let report = offline::train(&config, &events, &consent, &dir, &options, &progress)?;
             for w in &report.warnings {
                 eprintln!("warning: {w}");
@@ -506,9 +517,21 @@ fn run(cli: Cli) -> Result<()> {
             writeln!(out, "# {} is valid", config.origin)?;
             writeln!(
                 out,
-                "# feature fingerprint: {}",
+                "# feature fingerprint without a learned vocabulary: {}",
                 config.engine.features.fingerprint()
             )?;
+            // Models carry the vocabulary their features were built on, so
+            // the fingerprint they must match is the one with it.
+            let dir = &config.file.models.dir;
+            match model_files::load_models(dir, &config) {
+                Ok(served) => writeln!(
+                    out,
+                    "# models in {} load; their feature fingerprint: {}",
+                    dir.display(),
+                    served.config.engine.features.fingerprint()
+                )?,
+                Err(e) => writeln!(out, "# models in {} do not load: {e:#}", dir.display())?,
+            }
             write!(out, "{}", config.to_masked_toml()?)?;
         }
     }

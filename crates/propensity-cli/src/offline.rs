@@ -4,9 +4,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use propensity_engine::features::{Vocabulary, VocabularyField};
 use propensity_engine::replay::{replay, ReplaySources};
 use propensity_engine::{Engine, EngineSink, EngineSummary, ModelSet};
 use propensity_simulator::{
@@ -21,8 +21,9 @@ use serde::Serialize;
 
 use crate::config_file::Config;
 use crate::jsonl::{create_output, read_inputs, FileSink, InputFile};
-use crate::model_files::{load_models, save_artifact};
+use crate::model_files::{load_models, save_artifact, serve, ServedModels};
 use crate::progress::{Progress, Unit};
+use crate::vocabulary_pass::learn_vocabulary;
 
 /// Lines written per step of `generate`'s bar.
 const WRITE_CHUNK: usize = 16_384;
@@ -61,33 +62,110 @@ pub fn generate_files(
     Ok(traffic.summary)
 }
 
-/// Runs the engine without models over both files and collects training
-/// examples (consented events only, production features). One engine holds
-/// every partition; `config.engine` places visitors among
-/// `kafka.partitions`, with clocks and bounds per partition, so the
-/// examples are the ones `run`'s per-partition engines would see.
+/// Training examples and the configuration they were collected under.
+pub struct Collected {
+    /// The configuration with its features compiled with the vocabulary
+    /// learned from the same events: train with it, and the artifacts
+    /// carry that vocabulary.
+    pub config: Config,
+    /// The examples.
+    pub examples: ExampleCollector,
+    /// The engine's counts while collecting.
+    pub input: EngineSummary,
+}
+
+/// Runs the engine without models over both files twice: once to learn
+/// the vocabulary of open-ended values, once to collect training examples
+/// with features built on it (consented events only, production features,
+/// both times). One engine holds every partition; `config.engine` places
+/// visitors among `kafka.partitions`, with clocks and bounds per
+/// partition, so the examples are the ones `run`'s per-partition engines
+/// would see.
 pub fn collect_examples(
     config: &Config,
     events: &Path,
     consent: &Path,
     progress: &Progress,
-) -> Result<(ExampleCollector, EngineSummary)> {
+) -> Result<Collected> {
     let (ev, co) = read_inputs(events, consent, progress)?;
+    let sources = ReplaySources {
+        events: &ev.name,
+        consent: &co.name,
+    };
+    collect_lines(config, (&ev.lines(), &co.lines()), &sources, progress)
+}
+
+/// Training examples of both files under `config`'s features as they are
+/// (a vocabulary already learned: the deployed models', with `train
+/// --vocabulary-from`, so that the new models hot-reload into a running
+/// engine).
+pub fn collect_examples_under(
+    config: &Config,
+    events: &Path,
+    consent: &Path,
+    progress: &Progress,
+) -> Result<Collected> {
+    let (ev, co) = read_inputs(events, consent, progress)?;
+    let sources = ReplaySources {
+        events: &ev.name,
+        consent: &co.name,
+    };
+    Ok(examples_under(
+        config.clone(),
+        (&ev.lines(), &co.lines()),
+        &sources,
+        progress,
+    ))
+}
+
+/// [`collect_examples`] on records in memory.
+fn collect_lines(
+    config: &Config,
+    lines: (&[&[u8]], &[&[u8]]),
+    sources: &ReplaySources<'_>,
+    progress: &Progress,
+) -> Result<Collected> {
+    let config = learn_vocabulary(config, |engine, sink| {
+        replay_lines(
+            engine,
+            lines,
+            sources,
+            sink,
+            progress,
+            "learning vocabularies",
+        );
+    })?;
+    Ok(examples_under(config, lines, sources, progress))
+}
+
+/// Training examples of records in memory under `config`'s features as
+/// they are (no vocabulary is learned).
+fn examples_under(
+    config: Config,
+    lines: (&[&[u8]], &[&[u8]]),
+    sources: &ReplaySources<'_>,
+    progress: &Progress,
+) -> Collected {
     let mut engine = Engine::new(
         config.engine.clone(),
         ModelSet::empty(config.engine.outcomes.len()),
     );
-    let mut collector =
+    let mut examples =
         ExampleCollector::new(config.engine.outcomes.len(), config.engine.features.dim());
-    replay_inputs(
+    replay_lines(
         &mut engine,
-        (&ev, &co),
-        &mut collector,
+        lines,
+        sources,
+        &mut examples,
         progress,
         "collecting examples",
     );
-    let summary = EngineSummary::new(engine.counters(), &config.engine);
-    Ok((collector, summary))
+    let input = EngineSummary::new(engine.counters(), &config.engine);
+    Collected {
+        config,
+        examples,
+        input,
+    }
 }
 
 /// Replays both files through `engine` into `sink` in record-time order,
@@ -99,23 +177,34 @@ pub(crate) fn replay_inputs(
     progress: &Progress,
     label: &'static str,
 ) {
-    let (ev_lines, co_lines) = (ev.lines(), co.lines());
-    let bar = progress.bar(
-        label,
-        Unit::Records,
-        Some((ev_lines.len() + co_lines.len()) as u64),
-    );
-    replay(
+    let sources = ReplaySources {
+        events: &ev.name,
+        consent: &co.name,
+    };
+    replay_lines(
         engine,
-        &ev_lines,
-        &co_lines,
-        &ReplaySources {
-            events: &ev.name,
-            consent: &co.name,
-        },
+        (&ev.lines(), &co.lines()),
+        &sources,
         sink,
-        |n| bar.set_position(n as u64),
+        progress,
+        label,
     );
+}
+
+/// Replays event and consent records through `engine` into `sink` in
+/// record-time order, under a progress bar labelled `label`.
+fn replay_lines(
+    engine: &mut Engine,
+    (ev, co): (&[&[u8]], &[&[u8]]),
+    sources: &ReplaySources<'_>,
+    sink: &mut impl EngineSink,
+    progress: &Progress,
+    label: &'static str,
+) {
+    let bar = progress.bar(label, Unit::Records, Some((ev.len() + co.len()) as u64));
+    replay(engine, ev, co, sources, sink, |n| {
+        bar.set_position(n as u64)
+    });
     bar.finish_and_clear();
 }
 
@@ -133,6 +222,8 @@ pub struct TrainReport {
     pub model_dir: PathBuf,
     /// The engine's counts while collecting (dead letters by reason included).
     pub input: EngineSummary,
+    /// The vocabulary learned from the input (stored in every artifact).
+    pub vocabulary: Vocabulary,
 }
 
 /// Options of `train` beyond the files.
@@ -142,6 +233,9 @@ pub struct TrainOptions {
     pub outcomes: Option<Vec<String>>,
     /// `--strict`: any warning fails the command before an artifact is written.
     pub strict: bool,
+    /// `--vocabulary-from`: keep the vocabulary of the models in this
+    /// directory rather than learning one.
+    pub vocabulary_from: Option<PathBuf>,
 }
 
 /// The warning about input records the engine dead-lettered (malformed lines and the like),
@@ -190,7 +284,18 @@ pub fn train(
         .collect();
     // Before reading any input: a typo in --outcomes fails at once.
     select_outcomes(&names, options.outcomes.as_deref()).context("--outcomes")?;
-    let (examples, input) = collect_examples(config, events, consent, progress)?;
+    let Collected {
+        config,
+        examples,
+        input,
+    } = match &options.vocabulary_from {
+        None => collect_examples(config, events, consent, progress)?,
+        Some(dir) => {
+            let deployed = load_models(dir, config)
+                .with_context(|| format!("--vocabulary-from {}", dir.display()))?;
+            collect_examples_under(&deployed.config, events, consent, progress)?
+        }
+    };
     // Outcomes are fitted in parallel and the callback only tells when each
     // starts, so a spinner counting starts: a bar would be full while the
     // fits still run.
@@ -231,6 +336,7 @@ pub fn train(
         warnings,
         model_dir: out.to_path_buf(),
         input,
+        vocabulary: config.engine.features.vocabulary().clone(),
     })
 }
 
@@ -245,6 +351,15 @@ pub fn print_train_report(r: &TrainReport, w: &mut impl Write) -> Result<()> {
         r.input.consent_consumed,
         r.input.consent_dead_lettered,
         by_reason(&r.input.dead_letters_by_reason)
+    )?;
+    let learned: Vec<String> = VocabularyField::ALL
+        .iter()
+        .map(|f| format!("{} {}", f.key(), r.vocabulary.values(*f).len()))
+        .collect();
+    writeln!(
+        w,
+        "vocabulary learned (values with a feature of their own): {}",
+        learned.join(", ")
     )?;
     writeln!(
         w,
@@ -301,7 +416,8 @@ pub fn evaluate(
     report_dir: Option<&Path>,
     progress: &Progress,
 ) -> Result<EvaluationSummary> {
-    let models = load_models(models_dir, &config.engine)?;
+    let ServedModels { config, models } = load_models(models_dir, config)?;
+    let config = &config;
     // The engine runs with the models so the action maps fire: the examples are the same,
     // and the offers give the report's business view.
     let (examples, business) = crate::report::collect_examples_and_offers(
@@ -390,13 +506,14 @@ pub struct ReplayArgs<'a> {
 pub fn replay_files(
     config: &Config,
     args: &ReplayArgs<'_>,
-    models: Option<Arc<ModelSet>>,
+    models: Option<ServedModels>,
     progress: &Progress,
 ) -> Result<EngineSummary> {
-    let models = match models {
+    let ServedModels { config, models } = match models {
         Some(m) => m,
-        None => load_models(args.models, &config.engine)?,
+        None => load_models(args.models, config)?,
     };
+    let config = &config;
     let (ev, co) = read_inputs(args.events, args.consent, progress)?;
     let mut sink = FileSink::create(args.offers_out, args.scores_out, args.dead_letters_out)?;
     // One engine for every partition, with a watermark, TTL and idle sweep,
@@ -478,52 +595,53 @@ pub fn print_replay_summary(s: &EngineSummary, w: &mut impl Write) -> Result<()>
     Ok(())
 }
 
-/// Training examples of generated traffic, collected by the engine.
-pub fn collect_generated(config: &Config, traffic: &GeneratedTraffic) -> ExampleCollector {
+/// Training examples of generated traffic, collected by the engine (see
+/// [`collect_examples`]).
+pub fn collect_generated(config: &Config, traffic: &GeneratedTraffic) -> Result<Collected> {
     let ev: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
     let co: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
-    let mut collector =
-        ExampleCollector::new(config.engine.outcomes.len(), config.engine.features.dim());
-    let mut engine = Engine::new(
-        config.engine.clone(),
-        ModelSet::empty(config.engine.outcomes.len()),
-    );
-    replay(
-        &mut engine,
-        &ev,
-        &co,
-        &ReplaySources {
-            events: "generated",
-            consent: "generated",
-        },
-        &mut collector,
-        |_| {},
-    );
-    collector
+    let sources = ReplaySources {
+        events: "generated",
+        consent: "generated",
+    };
+    collect_lines(config, (&ev, &co), &sources, &Progress::hidden())
+}
+
+/// Examples of generated traffic under `config`'s features as they are
+/// (fresh traffic scored with models trained on other traffic).
+#[cfg(test)]
+pub fn generated_examples_under(config: &Config, traffic: &GeneratedTraffic) -> ExampleCollector {
+    let ev: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
+    let co: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
+    let sources = ReplaySources {
+        events: "generated",
+        consent: "generated",
+    };
+    examples_under(config.clone(), (&ev, &co), &sources, &Progress::hidden()).examples
 }
 
 /// Trains models in memory on `visitors` generated visitors (benchmarks
 /// need realistic models without touching disk).
-pub fn train_in_memory(config: &Config, visitors: usize, seed: u64) -> Result<Arc<ModelSet>> {
+pub fn train_in_memory(config: &Config, visitors: usize, seed: u64) -> Result<ServedModels> {
     let traffic = generate(&SimulationParams {
         visitors,
         seed,
         ..SimulationParams::default()
     })?;
-    let collector = collect_generated(config, &traffic);
+    let collected = collect_generated(config, &traffic)?;
     let trained = train_outcomes(
-        &config.engine,
-        &collector,
-        &config.training_plan(),
+        &collected.config.engine,
+        &collected.examples,
+        &collected.config.training_plan(),
         |_, _, _| {},
     )?;
-    Ok(ModelSet::from_artifacts(
-        &config.engine,
+    serve(
+        &collected.config,
         trained
             .into_iter()
             .map(|t| ("<in memory>".to_owned(), t.artifact))
             .collect(),
-    )?)
+    )
 }
 
 #[cfg(test)]

@@ -74,7 +74,6 @@ impl Progress {
     }
 
     /// Never draws (tests, and callers whose caller owns the terminal).
-    #[cfg(test)]
     pub fn hidden() -> Self {
         Self {
             display: Display {

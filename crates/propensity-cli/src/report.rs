@@ -347,14 +347,23 @@ mod tests {
         // With models or without, the same examples and labels.
         let events = dir.path().join("eval-traffic/events.jsonl");
         let consent = dir.path().join("eval-traffic/consent.jsonl");
-        let models =
-            crate::model_files::load_models(&dir.path().join("models"), &config.engine).unwrap();
-        let (with, view) =
-            collect_examples_and_offers(&config, &events, &consent, models, &Progress::hidden())
-                .unwrap();
-        let (without, _) =
-            crate::offline::collect_examples(&config, &events, &consent, &Progress::hidden())
-                .unwrap();
+        let served = crate::model_files::load_models(&dir.path().join("models"), &config).unwrap();
+        let (with, view) = collect_examples_and_offers(
+            &served.config,
+            &events,
+            &consent,
+            served.models,
+            &Progress::hidden(),
+        )
+        .unwrap();
+        let without = crate::offline::collect_examples_under(
+            &served.config,
+            &events,
+            &consent,
+            &Progress::hidden(),
+        )
+        .unwrap()
+        .examples;
         assert_eq!(with.achieved, without.achieved);
         for o in 0..n {
             assert_eq!(with.outcomes[o].rows, without.outcomes[o].rows);

@@ -15,11 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
+use crate::features::Vocabulary;
 use crate::stable_hash::stable_hash;
 use crate::wire::Contribution;
 
-/// The artifact format tag.
-pub const MODEL_FORMAT: &str = "propensity-model/v1";
+/// The artifact format tag. v2 added the learned vocabulary and the
+/// features built on it; v1 artifacts (hashed buckets) are refused.
+pub const MODEL_FORMAT: &str = "propensity-model/v2";
 
 /// A model artifact as stored in `<models dir>/<outcome>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +35,12 @@ pub struct ModelArtifact {
     pub model_version: String,
     /// Fingerprint of the feature spec it was trained under.
     pub feature_fingerprint: String,
+    /// The vocabulary learned at training time (the same in every artifact
+    /// of one training run); the engine compiles its features with it.
+    /// Defaulted only so that a v1 artifact reads far enough to be refused
+    /// by its `format`.
+    #[serde(default)]
+    pub vocabulary: Vocabulary,
     /// Feature names, in vector order.
     pub feature_names: Vec<String>,
     /// Standardisation means.
@@ -92,8 +100,13 @@ impl OutcomeModel {
             message: m,
         };
         if artifact.format != MODEL_FORMAT {
+            let why = if artifact.format == "propensity-model/v1" {
+                ": v1 models use the hashed-bucket features this version replaced with learned vocabularies; retrain with `propensity train`"
+            } else {
+                ""
+            };
             return Err(err(format!(
-                "field `format` is `{}`, expected `{MODEL_FORMAT}`",
+                "field `format` is `{}`, expected `{MODEL_FORMAT}`{why}",
                 artifact.format
             )));
         }
@@ -104,6 +117,11 @@ impl OutcomeModel {
             )));
         }
         let spec = &config.features;
+        if artifact.vocabulary != *spec.vocabulary() {
+            return Err(err(
+                "field `vocabulary` differs from the engine's: the model comes from another training run than the models the engine started with; load all models of one run together (restart the engine to switch runs)".into(),
+            ));
+        }
         if artifact.feature_fingerprint != spec.fingerprint() {
             return Err(err(format!(
                 "field `feature_fingerprint` is `{}` but the configured [features] have fingerprint `{}`: the model was trained with other features; retrain it with this config",

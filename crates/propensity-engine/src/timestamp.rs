@@ -132,11 +132,33 @@ pub fn format_rfc3339_ms(epoch_ms: i64) -> String {
 
 /// Hour of day (0–23) and weekday (0 = Monday … 6 = Sunday) of local epoch ms.
 pub fn hour_and_weekday(local_ms: i64) -> (u32, u32) {
+    let c = calendar(local_ms);
+    (c.hour, c.weekday)
+}
+
+/// The calendar fields of an instant that features use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calendar {
+    /// Hour of day, 0–23.
+    pub hour: u32,
+    /// Weekday, 0 = Monday … 6 = Sunday.
+    pub weekday: u32,
+    /// Month, 1–12.
+    pub month: u32,
+}
+
+/// Hour, weekday and month of local epoch ms.
+pub fn calendar(local_ms: i64) -> Calendar {
     let days = local_ms.div_euclid(86_400_000);
     let hour = (local_ms.rem_euclid(86_400_000) / 3_600_000) as u32;
     // 1970-01-01 was a Thursday (weekday 3 counting from Monday = 0).
     let weekday = (days + 3).rem_euclid(7) as u32;
-    (hour, weekday)
+    let (_, month, _) = civil_from_days(days);
+    Calendar {
+        hour,
+        weekday,
+        month: month as u32,
+    }
 }
 
 fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
@@ -270,5 +292,17 @@ mod tests {
         // 2026-11-29 is a Sunday.
         let t = parse_rfc3339("2026-11-29T10:30:00Z").unwrap();
         assert_eq!(hour_and_weekday(t.local_ms()), (10, 6));
+        assert_eq!(
+            calendar(t.local_ms()),
+            Calendar {
+                hour: 10,
+                weekday: 6,
+                month: 11
+            }
+        );
+        // The last millisecond of a year and the first of the next.
+        let new_year = parse_rfc3339("2027-01-01T00:00:00Z").unwrap().epoch_ms;
+        assert_eq!(calendar(new_year - 1).month, 12);
+        assert_eq!(calendar(new_year).month, 1);
     }
 }

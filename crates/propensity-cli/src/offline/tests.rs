@@ -9,14 +9,13 @@ fn config() -> Config {
     Config::from_text("embedded", EMBEDDED_CONFIG, std::iter::empty()).unwrap()
 }
 
-fn examples_of(config: &Config, visitors: usize, seed: u64) -> ExampleCollector {
-    let traffic = generate(&SimulationParams {
+fn traffic_of(visitors: usize, seed: u64) -> GeneratedTraffic {
+    generate(&SimulationParams {
         visitors,
         seed,
         ..SimulationParams::default()
     })
-    .unwrap();
-    collect_generated(config, &traffic)
+    .unwrap()
 }
 
 /// Training on simulated traffic reaches a useful AUC on a holdout and
@@ -25,8 +24,11 @@ fn examples_of(config: &Config, visitors: usize, seed: u64) -> ExampleCollector 
 /// sessions that do achieve it.
 #[test]
 fn models_trained_on_simulated_traffic_are_useful_and_calibrated() {
-    let config = config();
-    let train = examples_of(&config, 2500, 3);
+    let Collected {
+        config,
+        examples: train,
+        ..
+    } = collect_generated(&config(), &traffic_of(2500, 3)).unwrap();
     let trained = train_outcomes(
         &config.engine,
         &train,
@@ -46,7 +48,8 @@ fn models_trained_on_simulated_traffic_are_useful_and_calibrated() {
             .collect(),
     )
     .unwrap();
-    let fresh = examples_of(&config, 1500, 4);
+    // Fresh traffic, under the features (vocabulary) the models were trained with.
+    let fresh = generated_examples_under(&config, &traffic_of(1500, 4));
     for e in evaluate_outcomes(&config.engine, &models, &fresh).unwrap() {
         let auc = e.per_event.auc.unwrap();
         assert!(auc >= 0.75, "{}: AUC on fresh traffic {auc:.3}", e.outcome);
@@ -147,6 +150,7 @@ fn train_skips_an_outcome_without_positives_and_trains_the_rest() {
     let only = TrainOptions {
         outcomes: Some(vec!["webinar_signup".into()]),
         strict: false,
+        ..TrainOptions::default()
     };
     let err = format!(
         "{:#}",
@@ -170,6 +174,7 @@ fn train_outcomes_subset_and_unknown_name() {
     let options = TrainOptions {
         outcomes: Some(vec!["purchase".into()]),
         strict: false,
+        ..TrainOptions::default()
     };
     let r = train_with(&config(), &files, &out, &options).unwrap();
     assert_eq!(r.outcomes.len(), 1);
@@ -177,6 +182,7 @@ fn train_outcomes_subset_and_unknown_name() {
     let options = TrainOptions {
         outcomes: Some(vec!["purchase".into(), "purchse".into()]),
         strict: false,
+        ..TrainOptions::default()
     };
     let err = format!(
         "{:#}",
@@ -217,6 +223,7 @@ fn strict_train_fails_on_a_warning_before_writing() {
     let strict = TrainOptions {
         outcomes: None,
         strict: true,
+        ..TrainOptions::default()
     };
     let out = dir.path().join("strict");
     let err = format!(
@@ -292,4 +299,113 @@ fn demo_runs_and_reconciles() {
     assert_eq!(summary["reconciles"], true);
     assert!(summary["offers"].as_u64().unwrap() > 0, "{summary}");
     assert!(dir.path().join("report/roc.png").exists());
+}
+
+/// `train` learns a vocabulary from its input, stores it in every artifact, and the
+/// models load with features built on it; artifacts of different runs are refused side
+/// by side, and so are v1 artifacts; `--vocabulary-from` keeps a deployed vocabulary so
+/// that new models hot-reload into the engine serving the old ones.
+#[test]
+fn vocabularies_are_learned_stored_and_kept_on_request() {
+    use crate::model_files::{load_models, reload_models};
+    let dir = tempfile::tempdir().unwrap();
+    let files = traffic_files(dir.path(), 0.0);
+    let config = config();
+    let first = dir.path().join("first");
+    let report = train_with(&config, &files, &first, &TrainOptions::default()).unwrap();
+    let learned = &report.vocabulary;
+    assert!(
+        learned.browser.contains(&"chrome".to_owned()),
+        "{learned:?}"
+    );
+    assert!(
+        learned.custom_event.contains(&"add_to_cart".to_owned()),
+        "{learned:?}"
+    );
+    assert!(!learned.referrer_host.is_empty(), "{learned:?}");
+    let served = load_models(&first, &config).unwrap();
+    assert_eq!(served.config.engine.features.vocabulary(), learned);
+    assert!(served.config.engine.features.dim() > config.engine.features.dim());
+    assert!(served
+        .config
+        .engine
+        .features
+        .names()
+        .contains(&"browser.chrome".to_owned()));
+
+    // Other traffic, a smaller vocabulary: another run.
+    let params = SimulationParams {
+        visitors: 600,
+        seed: 77,
+        ..SimulationParams::default()
+    };
+    generate_files(&params, &dir.path().join("other"), &Progress::hidden()).unwrap();
+    let other_files = (
+        dir.path().join("other/events.jsonl"),
+        dir.path().join("other/consent.jsonl"),
+    );
+    let small = Config::from_text(
+        "small.toml",
+        &EMBEDDED_CONFIG.replace("vocabulary_max_values = 12", "vocabulary_max_values = 2"),
+        std::iter::empty(),
+    )
+    .unwrap();
+    let second = dir.path().join("second");
+    let options = TrainOptions::default();
+    let r = train(
+        &small,
+        &other_files.0,
+        &other_files.1,
+        &second,
+        &options,
+        &Progress::hidden(),
+    )
+    .unwrap();
+    assert_eq!(r.vocabulary.browser.len(), 2);
+    let err = format!(
+        "{:#}",
+        reload_models(&second, &served.config.engine).unwrap_err()
+    );
+    assert!(err.contains("field `vocabulary` differs"), "{err}");
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    for name in artifacts(&first) {
+        std::fs::copy(first.join(&name), mixed.join(&name)).unwrap();
+    }
+    std::fs::copy(second.join("purchase.json"), mixed.join("purchase.json")).unwrap();
+    let err = format!("{:#}", load_models(&mixed, &config).unwrap_err());
+    assert!(err.contains("different training runs"), "{err}");
+
+    // Kept vocabulary: the new models reload into the engine serving the first ones.
+    let kept = TrainOptions {
+        vocabulary_from: Some(first.clone()),
+        ..TrainOptions::default()
+    };
+    let third = dir.path().join("third");
+    let r = train(
+        &config,
+        &other_files.0,
+        &other_files.1,
+        &third,
+        &kept,
+        &Progress::hidden(),
+    )
+    .unwrap();
+    assert_eq!(&r.vocabulary, learned);
+    reload_models(&third, &served.config.engine).unwrap();
+
+    // A v1 artifact is refused with the way forward.
+    let path = first.join("purchase.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("propensity-model/v2", "propensity-model/v1"),
+    )
+    .unwrap();
+    let err = format!("{:#}", load_models(&first, &config).unwrap_err());
+    assert!(
+        err.contains("v1 models use the hashed-bucket features"),
+        "{err}"
+    );
+    assert!(err.contains("purchase.json"), "{err}");
 }

@@ -12,7 +12,7 @@ mod settings;
 pub use settings::*;
 
 use crate::error::EngineError;
-use crate::features::FeatureSpec;
+use crate::features::{FeatureSpec, Vocabulary};
 use crate::glob::UrlPattern;
 use crate::purpose::{Purpose, PurposeSet};
 use crate::wire::{DeviceCategory, EventKind, FormAction};
@@ -248,6 +248,13 @@ impl EngineConfig {
                 format!("must be within 1..={max}, got {partitions}"),
             )),
         }
+    }
+
+    /// The same configuration with its features compiled with a learned
+    /// vocabulary (see [`FeatureSpec::with_vocabulary`]).
+    pub fn with_vocabulary(mut self, vocabulary: Vocabulary) -> Result<Self, EngineError> {
+        self.features = self.features.with_vocabulary(vocabulary)?;
+        Ok(self)
     }
 
     /// Index of the outcome called `name`.

@@ -78,7 +78,8 @@ use crate::config::EngineConfig;
 use crate::model::ModelSet;
 use crate::visitor::{PriorDenial, VisitorEntry};
 use crate::wire::{
-    check_key, decode_consent, decode_event, DeadLetter, DecodeError, Offer, Origin, OutcomeScore,
+    check_key, decode_consent, decode_event, DeadLetter, DecodeError, Event, Offer, Origin,
+    OutcomeScore,
 };
 
 use counters::reason_index;
@@ -112,6 +113,10 @@ pub trait EngineSink {
     fn example(&mut self, _session_serial: u64, _outcome: usize, _features: &[f32]) {}
     /// A session achieved an outcome.
     fn achieved(&mut self, _session_serial: u64, _outcome: usize) {}
+    /// An event passed the consent gate and deduplication and was folded
+    /// into its session (`path`: its page's URL path). Training learns
+    /// vocabularies here, so they come from consented events only.
+    fn processed(&mut self, _event: &Event<'_>, _path: Option<&str>) {}
 }
 
 /// The engine state for one shard of visitors: any set of Kafka

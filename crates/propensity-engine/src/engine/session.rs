@@ -205,6 +205,8 @@ impl EventCtx<'_> {
                 visitor: CompactString::new(visitor),
             });
         }
+        // Recency is the gap since the session's latest event so far.
+        let previous_event_ms = (session.events > 0).then_some(session.last_ms);
         session.last_ms = session.last_ms.max(t);
         session.events += 1;
         // The URL path feeds features, the current page and outcome
@@ -212,7 +214,8 @@ impl EventCtx<'_> {
         let path = event.page.as_ref().map(|p| url_path(&p.url));
         let info = path.map(|p| self.scratch.paths.info(&cfg.features, p));
         cfg.features
-            .observe_with_info(&mut session.acc, event, info);
+            .observe_with_info(&mut session.acc, event, info, previous_event_ms);
+        sink.processed(event, path);
         // Replaced only when it changed: a long path's heap block is kept
         // while the visitor stays on the page.
         if let Some(path) = path.filter(|p| session.current_path != *p) {

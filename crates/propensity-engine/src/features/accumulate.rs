@@ -10,8 +10,11 @@
 //!   [`FeatureSpec::new_accumulators`] returns.
 //! - Dwell time goes to the previous page view's category, is never
 //!   negative and is capped at the spec's `max_dwell_secs`.
-//! - Device, browser, OS and traffic source come from the first event that
-//!   states them and do not change for the rest of the session.
+//! - Device, browser, OS, traffic source and referrer host come from the
+//!   first event that states them and do not change for the rest of the
+//!   session; open-ended values are kept as their vocabulary slot.
+//! - The `session.secs_since_last_event` counter holds the gap before the
+//!   latest event (0 for a session's first), never negative.
 //! - At most [`MAX_DISTINCT_PAGES`] distinct pages are kept; the count
 //!   saturates there, so memory per session stays bounded.
 
@@ -21,11 +24,11 @@ use smallvec::SmallVec;
 use crate::compact::MaybeMs;
 #[cfg(test)]
 use crate::glob::url_path;
-use crate::stable_hash::bucket_of;
 use crate::wire::{ChatAction, DeviceCategory, Event, EventKind, FormAction};
 
 use super::paths::PathInfo;
 use super::spec::{FeatureSpec, Scalar};
+use super::vocabulary::{referrer_host, VocabularyField};
 
 /// Distinct-page hashes kept inline in [`Accumulators`] before moving to
 /// the heap.
@@ -34,8 +37,10 @@ pub const INLINE_PAGES: usize = 5;
 /// Counters kept inline in [`Accumulators`] (so in the visitor's one heap
 /// block: every event updates and reads them, and a separate block would
 /// be one more dependent cache miss per event). The shipped `[features]`
-/// need 47 (nine page categories); a larger spec keeps its counters on the
-/// heap, which is as correct and costs one more allocation per session.
+/// (nine page categories) need 34 plus the learned path-segment and
+/// custom-event groups (entries + "other" each): 48 holds the demo's 43 and
+/// up to 14 entries between the two; a larger spec keeps its counters on
+/// the heap, which is as correct and costs one more allocation per session.
 pub const INLINE_COUNTERS: usize = 48;
 
 /// Per-session raw state that features are computed from. Small and flat:
@@ -53,12 +58,20 @@ pub struct Accumulators {
     pub current_category: Option<u16>,
     /// Device category, from the first event that states it.
     pub device: Option<DeviceCategory>,
-    /// Browser bucket.
-    pub browser_bucket: Option<u16>,
-    /// OS bucket.
-    pub os_bucket: Option<u16>,
-    /// Traffic source bucket.
-    pub source_bucket: Option<u16>,
+    /// Browser slot in the vocabulary group. (The aliases read state
+    /// written before vocabularies; it is started over anyway, since its
+    /// counters have another layout.)
+    #[serde(default, alias = "browser_bucket")]
+    pub browser: Option<u16>,
+    /// OS slot.
+    #[serde(default, alias = "os_bucket")]
+    pub os: Option<u16>,
+    /// Traffic source slot.
+    #[serde(default, alias = "source_bucket")]
+    pub source: Option<u16>,
+    /// Referrer host slot (of the first event with a referrer).
+    #[serde(default)]
+    pub referrer: Option<u16>,
     /// Hashes of distinct page paths, capped (the feature saturates there).
     pub distinct_pages: SmallVec<[u32; INLINE_PAGES]>,
 }
@@ -99,9 +112,10 @@ impl FeatureSpec {
             last_page_category: 0,
             current_category: None,
             device: None,
-            browser_bucket: None,
-            os_bucket: None,
-            source_bucket: None,
+            browser: None,
+            os: None,
+            source: None,
+            referrer: None,
             distinct_pages: SmallVec::new(),
         }
     }
@@ -109,27 +123,27 @@ impl FeatureSpec {
     /// Folds one event into a session's accumulators. Only unit tests call
     /// this; the engine calls [`FeatureSpec::observe_with_info`].
     #[cfg(test)]
-    pub fn observe(&self, acc: &mut Accumulators, event: &Event<'_>) {
+    pub fn observe(
+        &self,
+        acc: &mut Accumulators,
+        event: &Event<'_>,
+        previous_event_ms: Option<i64>,
+    ) {
         let path = event.page.as_ref().map(|p| url_path(&p.url));
-        self.observe_with_path(acc, event, path);
-    }
-
-    /// Folds one event into a session's accumulators, with the event's URL
-    /// path already extracted (`path` must be `url_path` of the event's page
-    /// URL).
-    pub fn observe_with_path(&self, acc: &mut Accumulators, event: &Event<'_>, path: Option<&str>) {
         let info = path.map(|p| self.path_info(p));
-        self.observe_with_info(acc, event, info);
+        self.observe_with_info(acc, event, info, previous_event_ms);
     }
 
     /// Folds one event into a session's accumulators, with
     /// [`FeatureSpec::path_info`] of the event's URL path already known
-    /// (`None` when the event has no page).
+    /// (`None` when the event has no page). `previous_event_ms` is the
+    /// session's latest event time before this one (`None` for its first).
     pub fn observe_with_info(
         &self,
         acc: &mut Accumulators,
         event: &Event<'_>,
         info: Option<PathInfo>,
+        previous_event_ms: Option<i64>,
     ) {
         if acc.counters.len() != self.acc_len {
             // State restored under another spec: start over rather than
@@ -151,7 +165,7 @@ impl FeatureSpec {
                 acc.last_page_view_ms = MaybeMs::new(Some(event.time.epoch_ms));
                 acc.last_page_category = cat;
                 if cat == self.other() {
-                    c[self.acc_paths + usize::from(info.other_bucket)] += 1.0;
+                    c[self.acc_paths + usize::from(info.segment)] += 1.0;
                 }
                 let h = info.page_hash;
                 if acc.distinct_pages.len() < MAX_DISTINCT_PAGES && !acc.distinct_pages.contains(&h)
@@ -161,6 +175,8 @@ impl FeatureSpec {
             }
         }
         let s = self.acc_scalars;
+        c[s + Scalar::SecsSinceLastEvent as usize] =
+            previous_event_ms.map_or(0.0, |p| (event.time.epoch_ms - p).max(0) as f32 / 1000.0);
         if let Some(form) = &event.form {
             match form.action {
                 FormAction::Started => c[s + Scalar::FormsStarted as usize] += 1.0,
@@ -180,47 +196,35 @@ impl FeatureSpec {
                 c[s + Scalar::SearchesWithoutResults as usize] += 1.0;
             }
         }
+        let vocabulary = &self.vocabulary;
         if let Some(custom) = &event.custom {
-            c[self.acc_custom + bucket_of(custom.name.as_bytes(), self.custom_buckets)] += 1.0;
+            let slot = vocabulary.index_of(VocabularyField::CustomEvent, &custom.name);
+            c[self.acc_custom + usize::from(slot)] += 1.0;
         }
+        let slot = |field, v: Option<&str>| v.map(|v| vocabulary.index_of(field, v));
         if let Some(d) = &event.device {
             if acc.device.is_none() {
                 acc.device = d.category;
             }
-            if acc.browser_bucket.is_none() {
-                acc.browser_bucket = d
-                    .browser
-                    .as_ref()
-                    .map(|b| bucket_of_lowercase(b, self.browser_buckets));
+            if acc.browser.is_none() {
+                acc.browser = slot(VocabularyField::Browser, d.browser.as_deref());
             }
-            if acc.os_bucket.is_none() {
-                acc.os_bucket =
-                    d.os.as_ref()
-                        .map(|o| bucket_of_lowercase(o, self.os_buckets));
+            if acc.os.is_none() {
+                acc.os = slot(VocabularyField::Os, d.os.as_deref());
             }
         }
-        if acc.source_bucket.is_none() {
-            if let Some(src) = event.traffic.as_ref().and_then(|t| t.source.as_ref()) {
-                acc.source_bucket = Some(bucket_of_lowercase(src, self.source_buckets));
-            }
+        if acc.source.is_none() {
+            let source = event.traffic.as_ref().and_then(|t| t.source.as_deref());
+            acc.source = slot(VocabularyField::TrafficSource, source);
+        }
+        if acc.referrer.is_none() {
+            let referrer = event.page.as_ref().and_then(|p| p.referrer.as_deref());
+            acc.referrer = slot(
+                VocabularyField::ReferrerHost,
+                referrer.and_then(referrer_host),
+            );
         }
     }
-}
-
-/// `bucket_of(s.to_ascii_lowercase())` without the temporary `String` for
-/// values within the wire limit (256 bytes for browser, OS and source).
-fn bucket_of_lowercase(s: &str, buckets: usize) -> u16 {
-    let mut buf = [0u8; 256];
-    let bucket = match buf.get_mut(..s.len()) {
-        Some(lower) => {
-            for (d, c) in lower.iter_mut().zip(s.bytes()) {
-                *d = c.to_ascii_lowercase();
-            }
-            bucket_of(lower, buckets)
-        }
-        None => bucket_of(s.to_ascii_lowercase().as_bytes(), buckets),
-    };
-    bucket as u16
 }
 
 #[cfg(test)]
@@ -235,8 +239,9 @@ mod tests {
         let mut acc = spec.new_accumulators();
         let a = br#"{"event_id":"1","visitor_id":"v","type":"page_view","timestamp":"2026-11-29T10:00:00Z","page":{"url":"https://s/products/a"}}"#;
         let b = br#"{"event_id":"2","visitor_id":"v","type":"page_view","timestamp":"2026-11-29T10:00:30Z","page":{"url":"https://s/cart"}}"#;
-        spec.observe(&mut acc, &decode_event(a, 65536).unwrap());
-        spec.observe(&mut acc, &decode_event(b, 65536).unwrap());
+        spec.observe(&mut acc, &decode_event(a, 65536).unwrap(), None);
+        let second = decode_event(b, 65536).unwrap();
+        spec.observe(&mut acc, &second, Some(second.time.epoch_ms - 30_000));
         let mut out = Vec::new();
         spec.compute(&acc, 0, 0, 0, &mut out);
         let idx = |n: &str| spec.names().iter().position(|x| x == n).unwrap();
@@ -244,13 +249,44 @@ mod tests {
         assert_eq!(out[idx("dwell_secs.checkout")], 0.0);
         assert_eq!(out[idx("current_page.checkout")], 1.0);
         assert!((out[idx("session.distinct_pages")] - 3f32.ln()).abs() < 1e-6);
+        assert!((out[idx("session.secs_since_last_event")] - 31f32.ln()).abs() < 1e-5);
+        assert_eq!(out[idx("view_share.product")], 0.5);
+        assert_eq!(out[idx("view_share.checkout")], 0.5);
     }
 
     #[test]
-    fn lowercase_buckets_without_the_string() {
-        assert_eq!(
-            bucket_of_lowercase("FireFox", 7),
-            bucket_of(b"firefox", 7) as u16
-        );
+    fn open_ended_values_take_their_vocabulary_slot() {
+        let spec = FeatureSpec::compile(&settings())
+            .unwrap()
+            .with_vocabulary(crate::features::Vocabulary {
+                browser: vec!["firefox".into(), "safari".into()],
+                referrer_host: vec!["google.com".into()],
+                path_segment: vec!["blog".into()],
+                custom_event: vec!["video_played".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        let mut acc = spec.new_accumulators();
+        let lines: [&[u8]; 3] = [
+            br#"{"event_id":"1","visitor_id":"v","type":"page_view","timestamp":"2026-11-29T10:00:00Z","page":{"url":"https://s/blog/a","referrer":"https://www.google.com/"},"device":{"browser":"Safari"},"traffic":{"source":"newsletter"}}"#,
+            br#"{"event_id":"2","visitor_id":"v","type":"page_view","timestamp":"2026-11-29T10:00:05Z","page":{"url":"https://s/careers"},"device":{"browser":"Firefox"}}"#,
+            br#"{"event_id":"3","visitor_id":"v","type":"custom","timestamp":"2026-11-29T10:00:06Z","custom":{"name":"Video_Played"}}"#,
+        ];
+        for line in lines {
+            spec.observe(&mut acc, &decode_event(line, 65536).unwrap(), None);
+        }
+        let mut out = Vec::new();
+        spec.compute(&acc, 0, 0, 0, &mut out);
+        let at = |n: &str| out[spec.names().iter().position(|x| x == n).unwrap()];
+        // The first browser stated holds for the session.
+        assert_eq!(at("browser.safari"), 1.0);
+        assert_eq!(at("browser.firefox"), 0.0);
+        assert_eq!(at("referrer.google.com"), 1.0);
+        assert_eq!(at("traffic_source.other"), 1.0);
+        assert_eq!(at("os.other"), 0.0, "no OS stated: no slot set");
+        assert!((at("path_segment.blog") - 2f32.ln()).abs() < 1e-6);
+        assert!((at("path_segment.other") - 2f32.ln()).abs() < 1e-6);
+        assert!((at("custom_event.video_played") - 2f32.ln()).abs() < 1e-6);
+        assert_eq!(at("custom_event.other"), 0.0);
     }
 }

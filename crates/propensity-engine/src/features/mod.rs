@@ -11,10 +11,13 @@
 //! precomputed path, exist only for this module's unit tests.
 //!
 //! Counts and durations enter as `ln(1 + x)` (heavy-tailed behaviour data
-//! otherwise lets one long session dominate a linear model); categorical
-//! values enter one-hot, unbounded ones (browser, OS, traffic source, path
-//! segments, custom event names) through a fixed number of hashed buckets so
-//! that the vector length never depends on the data.
+//! otherwise lets one long session dominate a linear model); shares of the
+//! session's page views by category as fractions; cyclic time (hour,
+//! month) as points on the circle; categorical values one-hot. Open-ended
+//! ones (browser, OS, traffic source, referrer host, path segments, custom
+//! event names) get one feature per value of a vocabulary that training
+//! learns from the data and stores in every artifact, plus "other", so the
+//! vector length depends only on the settings and that vocabulary.
 //!
 //! This file is the façade: the module's public paths are re-exported here.
 //! Each job lives in its own child module, the spec's methods as further
@@ -26,6 +29,8 @@
 //! - `paths`: what a URL path means to the features ([`PathInfo`]);
 //! - `accumulate`: the per-session [`Accumulators`] and folding events into
 //!   them;
+//! - `vocabulary`: the learned values of open-ended fields
+//!   ([`Vocabulary`], [`VocabularyCounter`]);
 //! - `vector`: turning accumulators into the feature vector
 //!   ([`FeatureScratch`]);
 //! - `tables`: precomputed values of the vector's hot arithmetic.
@@ -36,9 +41,11 @@ mod settings;
 mod spec;
 mod tables;
 mod vector;
+mod vocabulary;
 
 pub use accumulate::{Accumulators, INLINE_COUNTERS, INLINE_PAGES};
 pub use paths::PathInfo;
 pub use settings::{FeatureSettings, PageCategorySettings};
 pub use spec::FeatureSpec;
 pub use vector::FeatureScratch;
+pub use vocabulary::{Vocabulary, VocabularyCounter, VocabularyField};

@@ -1,25 +1,27 @@
 //! What the features take from a URL path: its page category (the longest
-//! match among the spec's matchers) and, in a [`PathInfo`], the hashed
-//! bucket of its first segment and the hash that tells the session's
-//! distinct pages apart.
+//! match among the spec's matchers) and, in a [`PathInfo`], the
+//! vocabulary slot of its first segment and the hash that tells the
+//! session's distinct pages apart.
 //!
 //! Invariants kept here:
 //! - Pure functions of the path under one spec, so callers may cache them
 //!   (the engine does).
 //! - A path no category matches is "other", index `categories.len()`; only
-//!   then is [`PathInfo::other_bucket`] meaningful (it is 0 otherwise).
+//!   then is [`PathInfo::segment`] meaningful (it is 0 otherwise).
 
-use crate::stable_hash::{bucket_of, stable_hash};
+use crate::stable_hash::stable_hash;
 
 use super::spec::FeatureSpec;
+use super::vocabulary::{first_segment, VocabularyField};
 
 /// What the features take from a URL path (see [`FeatureSpec::path_info`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathInfo {
     /// Page category ("other" = the number of categories).
     pub category: u16,
-    /// Hashed bucket of the first path segment (meaningful for "other").
-    pub other_bucket: u16,
+    /// Slot of the first path segment in the `path_segment` group
+    /// (meaningful for "other"; "other" again when the vocabulary lacks it).
+    pub segment: u16,
     /// Hash identifying the page among a session's distinct pages.
     pub page_hash: u32,
 }
@@ -47,6 +49,7 @@ impl FeatureSpec {
         self.categories.len() as u16
     }
 
+    /// Index of the "other" page category.
     pub(super) fn other(&self) -> u16 {
         self.categories.len() as u16
     }
@@ -56,15 +59,17 @@ impl FeatureSpec {
     /// since most events are page views of a site's few hundred pages.
     pub fn path_info(&self, path: &str) -> PathInfo {
         let category = self.category_of(path);
-        let other_bucket = if category == self.other() {
-            let segment = path.trim_start_matches('/').split('/').next().unwrap_or("");
-            bucket_of(segment.as_bytes(), self.path_buckets) as u16
+        let segment = if category == self.other() {
+            let vocabulary = &self.vocabulary;
+            first_segment(path).map_or(vocabulary.path_segment.len() as u16, |s| {
+                vocabulary.index_of(VocabularyField::PathSegment, s)
+            })
         } else {
             0
         };
         PathInfo {
             category,
-            other_bucket,
+            segment,
             page_hash: stable_hash(path.as_bytes()) as u32,
         }
     }

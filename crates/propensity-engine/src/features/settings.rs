@@ -1,5 +1,5 @@
-//! `[features]` as written in the configuration: page categories and the
-//! sizes of the hashed bucket groups, with their defaults.
+//! `[features]` as written in the configuration: page categories, how
+//! training learns vocabularies, and the dwell cap, with their defaults.
 //!
 //! Invariants kept here:
 //! - These types are plain data; nothing is validated here.
@@ -32,35 +32,25 @@ pub struct PageCategorySettings {
 pub struct FeatureSettings {
     /// Page categories by URL path.
     pub page_categories: Vec<PageCategorySettings>,
-    /// Hashed buckets for the first path segment of uncategorised pages.
-    #[serde(default = "default_path_buckets")]
-    pub path_hash_buckets: usize,
-    /// Hashed buckets for custom event names.
-    #[serde(default = "default_custom_buckets")]
-    pub custom_event_buckets: usize,
-    /// Hashed buckets for the browser name.
-    #[serde(default = "default_small_buckets")]
-    pub browser_buckets: usize,
-    /// Hashed buckets for the operating system.
-    #[serde(default = "default_small_buckets")]
-    pub os_buckets: usize,
-    /// Hashed buckets for the traffic source.
-    #[serde(default = "default_custom_buckets")]
-    pub traffic_source_buckets: usize,
+    /// Most values per open-ended field (browser, OS, traffic source,
+    /// referrer host, path segment, custom event) that `propensity train`
+    /// gives a feature of their own; the rest share "other".
+    #[serde(default = "default_vocabulary_max_values")]
+    pub vocabulary_max_values: usize,
+    /// A value needs this many training events to get a feature of its own.
+    #[serde(default = "default_vocabulary_min_count")]
+    pub vocabulary_min_count: u64,
     /// Dwell time on one page is capped at this (a tab left open is not
     /// interest).
     #[serde(default = "default_max_dwell")]
     pub max_dwell_secs: f64,
 }
 
-fn default_path_buckets() -> usize {
-    8
+fn default_vocabulary_max_values() -> usize {
+    12
 }
-fn default_custom_buckets() -> usize {
-    8
-}
-fn default_small_buckets() -> usize {
-    4
+fn default_vocabulary_min_count() -> u64 {
+    20
 }
 fn default_max_dwell() -> f64 {
     1800.0

@@ -20,6 +20,7 @@ const LN_1P_TABLE: usize = 256;
 pub(super) struct Tables {
     ln_1p: Box<[f32; LN_1P_TABLE]>,
     hour_sin_cos: [(f32, f32); 24],
+    month_sin_cos: [(f32, f32); 12],
 }
 
 impl Tables {
@@ -30,12 +31,16 @@ impl Tables {
         }
         let mut hour_sin_cos = [(0.0, 0.0); 24];
         for (hour, v) in hour_sin_cos.iter_mut().enumerate() {
-            let angle = hour as f32 / 24.0 * std::f32::consts::TAU;
-            *v = (angle.sin(), angle.cos());
+            *v = circle(hour as u32, 24);
+        }
+        let mut month_sin_cos = [(0.0, 0.0); 12];
+        for (month, v) in month_sin_cos.iter_mut().enumerate() {
+            *v = circle(month as u32, 12);
         }
         Self {
             ln_1p,
             hour_sin_cos,
+            month_sin_cos,
         }
     }
 
@@ -56,12 +61,28 @@ impl Tables {
     pub(super) fn hour_sin_cos(&self, hour: u32) -> (f32, f32) {
         match self.hour_sin_cos.get(hour as usize) {
             Some(v) => *v,
-            None => {
-                let angle = hour as f32 / 24.0 * std::f32::consts::TAU;
-                (angle.sin(), angle.cos())
-            }
+            None => circle(hour, 24),
         }
     }
+
+    /// `(sin, cos)` of the month's angle (1 = January) on the year circle.
+    pub(super) fn month_sin_cos(&self, month: u32) -> (f32, f32) {
+        match month
+            .checked_sub(1)
+            .and_then(|m| self.month_sin_cos.get(m as usize))
+        {
+            Some(v) => *v,
+            None => circle(month.wrapping_sub(1), 12),
+        }
+    }
+}
+
+/// `(sin, cos)` of step `k` of `n` around the circle: cyclic time enters
+/// the vector as a point on the circle, so 23:00 sits next to 00:00 and
+/// December next to January.
+fn circle(k: u32, n: u32) -> (f32, f32) {
+    let angle = k as f32 / n as f32 * std::f32::consts::TAU;
+    (angle.sin(), angle.cos())
 }
 
 impl std::fmt::Debug for Tables {
@@ -94,5 +115,14 @@ mod tests {
                 (angle.sin().to_bits(), angle.cos().to_bits())
             );
         }
+        for month in 1..=12u32 {
+            let angle = (month - 1) as f32 / 12.0 * std::f32::consts::TAU;
+            let (s, c) = t.month_sin_cos(month);
+            assert_eq!(
+                (s.to_bits(), c.to_bits()),
+                (angle.sin().to_bits(), angle.cos().to_bits())
+            );
+        }
+        assert_eq!(t.month_sin_cos(1), (0.0, 1.0));
     }
 }

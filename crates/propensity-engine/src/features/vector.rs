@@ -10,12 +10,13 @@
 //!   entries, increasing: features are set in index order.
 //! - The lookup tables change no bit of the result (see `tables`).
 
-use crate::timestamp::hour_and_weekday;
+use crate::timestamp::calendar;
 use crate::wire::{DeviceCategory, EventKind};
 
 use super::accumulate::Accumulators;
-use super::spec::{FeatureSpec, SCALARS};
+use super::spec::{FeatureSpec, SCALARS, WEEKDAYS};
 use super::tables::Tables;
+use super::vocabulary::VocabularyField;
 
 /// Buffers reused across [`FeatureSpec::compute_into`] calls: the feature
 /// vector and the indices of its non-zero entries.
@@ -147,6 +148,18 @@ impl FeatureSpec {
         );
         scratch.set(i + 1, t.ln_1p(acc.distinct_pages.len() as f32));
         i += 2;
+        // Shares of the session's page views by category: what the visitor
+        // came for, independent of how long the session is.
+        let views = &c[self.acc_views..self.acc_views + ncat];
+        let page_views = views.iter().fold(0.0, |sum, x| sum + x);
+        if page_views > 0.0 {
+            for (k, v) in views.iter().enumerate() {
+                if *v != 0.0 {
+                    scratch.set(i + k, v / page_views);
+                }
+            }
+        }
+        i += ncat;
         let mut onehot = |idx: Option<u16>, n: usize, i: &mut usize| {
             if let Some(k) = idx {
                 if (k as usize) < n {
@@ -166,14 +179,25 @@ impl FeatureSpec {
             DeviceCategory::ALL.len(),
             &mut i,
         );
-        onehot(acc.browser_bucket, self.browser_buckets, &mut i);
-        onehot(acc.os_bucket, self.os_buckets, &mut i);
-        onehot(acc.source_bucket, self.source_buckets, &mut i);
-        let (hour, weekday) = hour_and_weekday(local_event_ms);
-        let (sin, cos) = t.hour_sin_cos(hour);
+        for (slot, field) in [
+            (acc.browser, VocabularyField::Browser),
+            (acc.os, VocabularyField::Os),
+            (acc.source, VocabularyField::TrafficSource),
+            (acc.referrer, VocabularyField::ReferrerHost),
+        ] {
+            onehot(slot, self.group_len(field), &mut i);
+        }
+        let when = calendar(local_event_ms);
+        let (sin, cos) = t.hour_sin_cos(when.hour);
         scratch.set(i, sin);
         scratch.set(i + 1, cos);
-        scratch.set(i + 2, if weekday >= 5 { 1.0 } else { 0.0 });
-        debug_assert_eq!(i + 3, dim);
+        let (sin, cos) = t.month_sin_cos(when.month);
+        scratch.set(i + 2, sin);
+        scratch.set(i + 3, cos);
+        i += 4;
+        scratch.set(i + when.weekday as usize, 1.0);
+        i += WEEKDAYS.len();
+        scratch.set(i, if when.weekday >= 5 { 1.0 } else { 0.0 });
+        debug_assert_eq!(i + 1, dim);
     }
 }

@@ -115,6 +115,7 @@ pub fn artifact(config: &EngineConfig, spec: &ModelSpec<'_>) -> ModelArtifact {
         outcome: spec.outcome.to_owned(),
         model_version: ModelArtifact::derive_version(spec.outcome, &weights, spec.intercept),
         feature_fingerprint: config.features.fingerprint().to_owned(),
+        vocabulary: config.features.vocabulary().clone(),
         feature_names: names.to_vec(),
         means: vec![0.0; names.len()],
         stds: vec![1.0; names.len()],

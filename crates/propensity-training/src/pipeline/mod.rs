@@ -628,6 +628,7 @@ pub fn train_prepared_timed(
             outcome: p.name.clone(),
             model_version,
             feature_fingerprint: spec.fingerprint().to_owned(),
+            vocabulary: spec.vocabulary().clone(),
             feature_names: spec.names().to_vec(),
             means: fitted.means.clone(),
             stds: fitted.stds.clone(),
