@@ -49,3 +49,53 @@ pub fn learn_vocabulary(
     replay(&mut engine, &mut pass);
     config.with_vocabulary(pass.counter.learn(max_values, min_count))
 }
+
+#[cfg(test)]
+mod tests {
+    use propensity_engine::replay::{replay, ReplaySources};
+
+    use super::*;
+    use crate::config_file::EMBEDDED_CONFIG;
+
+    /// A value seen only in events of a visitor who denied consent, or who
+    /// revoked it before them, is never learned, however frequent; the same
+    /// value from a consenting visitor is.
+    #[test]
+    fn values_of_visitors_without_consent_are_not_learned() {
+        let config = Config::from_text("embedded", EMBEDDED_CONFIG, std::iter::empty()).unwrap();
+        let consent = [
+            r#"{"visitor_id":"yes","timestamp":"2026-11-29T09:00:00Z","purposes":{"tracking":true}}"#,
+            r#"{"visitor_id":"no","timestamp":"2026-11-29T09:00:00Z","purposes":{"tracking":false}}"#,
+            r#"{"visitor_id":"gone","timestamp":"2026-11-29T09:00:00Z","purposes":{"tracking":true}}"#,
+            r#"{"visitor_id":"gone","timestamp":"2026-11-29T09:30:00Z","purposes":{"tracking":false}}"#,
+        ]
+        .map(String::from);
+        let mut events = Vec::new();
+        for (visitor, browser, minute) in [
+            ("yes", "Firefox", 0),
+            ("no", "DeniedBrowser", 0),
+            ("gone", "RevokedBrowser", 40),
+        ] {
+            for i in 0..30 {
+                events.push(format!(
+                    r#"{{"event_id":"{visitor}-{i}","visitor_id":"{visitor}","type":"page_view","timestamp":"2026-11-29T10:{minute:02}:{i:02}Z","page":{{"url":"https://s/x/{i}"}},"device":{{"browser":"{browser}"}}}}"#
+                ));
+            }
+        }
+        let ev: Vec<&[u8]> = events.iter().map(|l| l.as_bytes()).collect();
+        let co: Vec<&[u8]> = consent.iter().map(|l| l.as_bytes()).collect();
+        let sources = ReplaySources {
+            events: "test",
+            consent: "test",
+        };
+        let learned = learn_vocabulary(&config, |engine, sink| {
+            replay(engine, &ev, &co, &sources, sink, |_| {});
+        })
+        .unwrap();
+        assert_eq!(
+            learned.engine.features.vocabulary().browser,
+            ["firefox"],
+            "only the consenting visitor's browser"
+        );
+    }
+}

@@ -53,9 +53,14 @@ pub struct Accumulators {
     /// Time of the previous page view, for dwell.
     pub last_page_view_ms: MaybeMs,
     /// Category of the previous page view.
-    pub last_page_category: u16,
+    /// (A byte: the spec allows at most 250 categories plus "other", and
+    /// the byte keeps the struct in its allocation size class.)
+    pub last_page_category: u8,
     /// Category of the current page (one-hot feature).
     pub current_category: Option<u16>,
+    /// Type of the latest event (`EventKind::index`; one-hot feature).
+    #[serde(default)]
+    pub current_kind: Option<u8>,
     /// Device category, from the first event that states it.
     pub device: Option<DeviceCategory>,
     /// Browser slot in the vocabulary group. (The aliases read state
@@ -111,6 +116,7 @@ impl FeatureSpec {
             last_page_view_ms: MaybeMs::NONE,
             last_page_category: 0,
             current_category: None,
+            current_kind: None,
             device: None,
             browser: None,
             os: None,
@@ -152,6 +158,7 @@ impl FeatureSpec {
         }
         let c = &mut acc.counters;
         c[self.acc_kinds + event.kind.index()] += 1.0;
+        acc.current_kind = Some(event.kind.index() as u8);
         if let Some(info) = info {
             let cat = info.category;
             acc.current_category = Some(cat);
@@ -160,10 +167,14 @@ impl FeatureSpec {
                 if let Some(prev) = acc.last_page_view_ms.get() {
                     let secs = ((event.time.epoch_ms - prev).max(0) as f32 / 1000.0)
                         .min(self.max_dwell_secs);
-                    c[self.acc_dwell + acc.last_page_category as usize] += secs;
+                    if let Some(dwell) =
+                        c.get_mut(self.acc_dwell + usize::from(acc.last_page_category))
+                    {
+                        *dwell += secs;
+                    }
                 }
                 acc.last_page_view_ms = MaybeMs::new(Some(event.time.epoch_ms));
-                acc.last_page_category = cat;
+                acc.last_page_category = u8::try_from(cat).unwrap_or(u8::MAX);
                 if cat == self.other() {
                     c[self.acc_paths + usize::from(info.segment)] += 1.0;
                 }
@@ -178,6 +189,12 @@ impl FeatureSpec {
         c[s + Scalar::SecsSinceLastEvent as usize] =
             previous_event_ms.map_or(0.0, |p| (event.time.epoch_ms - p).max(0) as f32 / 1000.0);
         if let Some(form) = &event.form {
+            if form.action == FormAction::Started {
+                let slot = self
+                    .vocabulary
+                    .index_of(VocabularyField::FormId, &form.form_id);
+                c[self.acc_forms + usize::from(slot)] += 1.0;
+            }
             match form.action {
                 FormAction::Started => c[s + Scalar::FormsStarted as usize] += 1.0,
                 FormAction::Submitted => c[s + Scalar::FormsSubmitted as usize] += 1.0,
@@ -263,14 +280,18 @@ mod tests {
                 referrer_host: vec!["google.com".into()],
                 path_segment: vec!["blog".into()],
                 custom_event: vec!["video_played".into()],
+                form_id: vec!["webinar-signup".into()],
                 ..Default::default()
             })
             .unwrap();
         let mut acc = spec.new_accumulators();
-        let lines: [&[u8]; 3] = [
+        let lines: [&[u8]; 6] = [
             br#"{"event_id":"1","visitor_id":"v","type":"page_view","timestamp":"2026-11-29T10:00:00Z","page":{"url":"https://s/blog/a","referrer":"https://www.google.com/"},"device":{"browser":"Safari"},"traffic":{"source":"newsletter"}}"#,
             br#"{"event_id":"2","visitor_id":"v","type":"page_view","timestamp":"2026-11-29T10:00:05Z","page":{"url":"https://s/careers"},"device":{"browser":"Firefox"}}"#,
             br#"{"event_id":"3","visitor_id":"v","type":"custom","timestamp":"2026-11-29T10:00:06Z","custom":{"name":"Video_Played"}}"#,
+            br#"{"event_id":"4","visitor_id":"v","type":"form_fill","timestamp":"2026-11-29T10:00:07Z","form":{"form_id":"webinar-signup","action":"started"}}"#,
+            br#"{"event_id":"5","visitor_id":"v","type":"form_fill","timestamp":"2026-11-29T10:00:08Z","form":{"form_id":"webinar-signup","action":"abandoned"}}"#,
+            br#"{"event_id":"6","visitor_id":"v","type":"form_fill","timestamp":"2026-11-29T10:00:09Z","form":{"form_id":"Webinar-Signup","action":"started"}}"#,
         ];
         for line in lines {
             spec.observe(&mut acc, &decode_event(line, 65536).unwrap(), None);
@@ -288,5 +309,10 @@ mod tests {
         assert!((at("path_segment.other") - 2f32.ln()).abs() < 1e-6);
         assert!((at("custom_event.video_played") - 2f32.ln()).abs() < 1e-6);
         assert_eq!(at("custom_event.other"), 0.0);
+        // Forms count their starts only; the latest event's type is one-hot.
+        assert!((at("form_started.webinar-signup") - 3f32.ln()).abs() < 1e-6);
+        assert_eq!(at("form_started.other"), 0.0);
+        assert_eq!(at("current_event.form_fill"), 1.0);
+        assert_eq!(at("current_event.custom"), 0.0);
     }
 }

@@ -19,7 +19,8 @@
 //! - [`FeatureSpec::names`] lists the features in vector order, and its
 //!   length is [`FeatureSpec::dim`]. The counters keep the vector's order
 //!   too: the event kinds, then (after the vector's `events.total`) views,
-//!   dwell, path segments, custom events and scalars as one contiguous run,
+//!   dwell, path segments, custom events, forms started and scalars as one
+//!   contiguous run,
 //!   which `vector` reads in one pass.
 //! - The fingerprint is a stable hash of the feature code version, the
 //!   settings, the vocabulary and the names: equal inputs give equal
@@ -83,6 +84,7 @@ pub struct FeatureSpec {
     pub(super) acc_dwell: usize,
     pub(super) acc_paths: usize,
     pub(super) acc_custom: usize,
+    pub(super) acc_forms: usize,
     pub(super) acc_scalars: usize,
     pub(super) acc_len: usize,
     /// Precomputed values of the hot arithmetic in
@@ -181,7 +183,8 @@ impl FeatureSpec {
         let acc_dwell = acc_views + ncat;
         let acc_paths = acc_dwell + ncat;
         let acc_custom = acc_paths + vocabulary.path_segment.len() + 1;
-        let acc_scalars = acc_custom + vocabulary.custom_event.len() + 1;
+        let acc_forms = acc_custom + vocabulary.custom_event.len() + 1;
+        let acc_scalars = acc_forms + vocabulary.form_id.len() + 1;
         let acc_len = acc_scalars + SCALARS.len();
 
         let mut spec = Self {
@@ -197,6 +200,7 @@ impl FeatureSpec {
             acc_dwell,
             acc_paths,
             acc_custom,
+            acc_forms,
             acc_scalars,
             acc_len,
             tables: Tables::new(),
@@ -245,11 +249,17 @@ impl FeatureSpec {
         n.extend(self.category_names().map(|c| format!("dwell_secs.{c}")));
         n.extend(self.group_names(VocabularyField::PathSegment));
         n.extend(self.group_names(VocabularyField::CustomEvent));
+        n.extend(self.group_names(VocabularyField::FormId));
         n.extend(SCALARS.iter().map(|(name, _)| (*name).to_owned()));
         n.push("session.duration_secs".into());
         n.push("session.distinct_pages".into());
         n.extend(self.category_names().map(|c| format!("view_share.{c}")));
         n.extend(self.category_names().map(|c| format!("current_page.{c}")));
+        n.extend(
+            EventKind::ALL
+                .iter()
+                .map(|k| format!("current_event.{}", k.as_str())),
+        );
         n.extend(
             DeviceCategory::ALL
                 .iter()

@@ -170,6 +170,11 @@ impl FeatureSpec {
         };
         onehot(acc.current_category, ncat, &mut i);
         onehot(
+            acc.current_kind.map(u16::from),
+            EventKind::ALL.len(),
+            &mut i,
+        );
+        onehot(
             acc.device.map(|d| {
                 DeviceCategory::ALL
                     .iter()

@@ -1,6 +1,7 @@
 //! Vocabularies: which values of the open-ended categorical fields
 //! (browser, OS, traffic source, referrer host, first path segment of
-//! uncategorised pages, custom event name) get a feature of their own.
+//! uncategorised pages, custom event name, form id) get a feature of their
+//! own.
 //! `propensity train` learns them from the consented events it trains on
 //! ([`VocabularyCounter`]), stores them in every model artifact, and the
 //! engine compiles its [`FeatureSpec`](super::FeatureSpec) with the
@@ -51,17 +52,20 @@ pub enum VocabularyField {
     PathSegment,
     /// `custom.name`.
     CustomEvent,
+    /// `form.form_id` (the features count the forms started).
+    FormId,
 }
 
 impl VocabularyField {
     /// Every field.
-    pub const ALL: [VocabularyField; 6] = [
+    pub const ALL: [VocabularyField; 7] = [
         VocabularyField::Browser,
         VocabularyField::Os,
         VocabularyField::TrafficSource,
         VocabularyField::ReferrerHost,
         VocabularyField::PathSegment,
         VocabularyField::CustomEvent,
+        VocabularyField::FormId,
     ];
 
     /// The field's key in artifacts and error messages.
@@ -73,6 +77,7 @@ impl VocabularyField {
             VocabularyField::ReferrerHost => "referrer_host",
             VocabularyField::PathSegment => "path_segment",
             VocabularyField::CustomEvent => "custom_event",
+            VocabularyField::FormId => "form_id",
         }
     }
 
@@ -80,6 +85,7 @@ impl VocabularyField {
     pub fn feature_prefix(self) -> &'static str {
         match self {
             VocabularyField::ReferrerHost => "referrer",
+            VocabularyField::FormId => "form_started",
             other => other.key(),
         }
     }
@@ -107,6 +113,9 @@ pub struct Vocabulary {
     /// Custom event names.
     #[serde(default)]
     pub custom_event: Vec<String>,
+    /// Form ids.
+    #[serde(default)]
+    pub form_id: Vec<String>,
 }
 
 impl Vocabulary {
@@ -119,6 +128,7 @@ impl Vocabulary {
             VocabularyField::ReferrerHost => &self.referrer_host,
             VocabularyField::PathSegment => &self.path_segment,
             VocabularyField::CustomEvent => &self.custom_event,
+            VocabularyField::FormId => &self.form_id,
         }
     }
 
@@ -130,6 +140,7 @@ impl Vocabulary {
             VocabularyField::ReferrerHost => &mut self.referrer_host,
             VocabularyField::PathSegment => &mut self.path_segment,
             VocabularyField::CustomEvent => &mut self.custom_event,
+            VocabularyField::FormId => &mut self.form_id,
         }
     }
 
@@ -213,7 +224,7 @@ pub fn first_segment(path: &str) -> Option<&str> {
 /// [`Vocabulary`] from them.
 #[derive(Debug, Default)]
 pub struct VocabularyCounter {
-    counts: [AHashMap<String, u64>; 6],
+    counts: [AHashMap<String, u64>; 7],
 }
 
 impl VocabularyCounter {
@@ -237,6 +248,9 @@ impl VocabularyCounter {
         }
         if let Some(c) = &event.custom {
             self.count(VocabularyField::CustomEvent, Some(&c.name));
+        }
+        if let Some(form) = &event.form {
+            self.count(VocabularyField::FormId, Some(&form.form_id));
         }
     }
 
