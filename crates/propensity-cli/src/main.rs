@@ -6,6 +6,7 @@
 mod bench;
 mod config_file;
 mod demo;
+mod feature_list;
 mod http_server;
 mod jsonl;
 mod kafka_bench;
@@ -198,6 +199,18 @@ enum Command {
         /// On exit, write the engine counters summary here.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+    },
+    /// List every feature of the configured spec: index, name, unit,
+    /// transform and meaning.
+    Features {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// List the features of the models in this directory (their learned vocabulary:
+        /// `browser.firefox`, `form_started.signup`, …); without it, the configured
+        /// features before training, where every open-ended value is `<field>.other`.
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
     },
     /// Validate a configuration and print it (secrets masked).
     CheckConfig {
@@ -509,6 +522,14 @@ fn run(cli: Cli) -> Result<()> {
                     summary_json,
                 },
             )?;
+        }
+        Command::Features { json, models } => {
+            let config = load_config(cli.config.as_deref())?;
+            let config = match models {
+                Some(dir) => model_files::load_models(&dir, &config)?.config,
+                None => config,
+            };
+            feature_list::print(&config.engine.features, json, &mut out)?;
         }
         Command::CheckConfig { file } => {
             let path = file.or(cli.config);

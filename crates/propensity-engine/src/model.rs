@@ -3,7 +3,8 @@
 //! model weighs. Loading validates everything once (format, outcome, feature
 //! fingerprint, lengths, finite numbers); scoring is then a dot product with
 //! the standardisation folded into the weights, and explanations reuse the
-//! unfolded form.
+//! unfolded form, choosing reasons a person can act on ([`choose_reasons`])
+//! and labelling them from the feature names ([`FeatureLabel`]).
 //!
 //! Invariant: `probability` is always P(outcome achieved). The training
 //! crate is responsible for producing weights with that meaning (linfa's
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
-use crate::features::Vocabulary;
+use crate::features::{FeatureLabel, Vocabulary};
 use crate::stable_hash::stable_hash;
 use crate::wire::Contribution;
 
@@ -83,6 +84,9 @@ pub struct OutcomeModel {
     weights: Vec<f64>,
     means: Vec<f64>,
     stds: Vec<f64>,
+    /// Per feature: a poor reason for a person (see [`choose_reasons`]),
+    /// read from the names once at load so that explaining parses none.
+    weak: Vec<bool>,
 }
 
 impl OutcomeModel {
@@ -188,6 +192,11 @@ impl OutcomeModel {
             weights: artifact.weights.clone(),
             means: artifact.means.clone(),
             stds: artifact.stds.clone(),
+            weak: artifact
+                .feature_names
+                .iter()
+                .map(|n| FeatureLabel::new(n).is_weak_reason())
+                .collect(),
         })
     }
 
@@ -225,42 +234,155 @@ impl OutcomeModel {
         sigmoid(z)
     }
 
-    /// The `n` largest contributions by absolute value (ties by feature
-    /// order, so explanations are deterministic).
+    /// Up to `n` reasons for the score of `features`: the contributions
+    /// `w·(x−μ)/σ` with the largest absolute values, chosen by
+    /// [`choose_reasons`] (an `other` bucket or a time-of-day/year circle
+    /// gives way to a named feature at least half as strong), each with its
+    /// value in the feature's own units and a label. Deterministic (ties by
+    /// feature order); runs per offer, and allocates nothing per feature.
     pub fn explain(&self, features: &[f32], names: &[String], n: usize) -> Vec<Contribution> {
-        // The first `n` in the order "larger |contribution| first, then
-        // lower index": a total order, so keeping the best `n` while
-        // scanning gives exactly the head of the fully sorted list.
-        let before = |a: &(usize, f64), b: &(usize, f64)| {
-            b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)) == std::cmp::Ordering::Less
-        };
-        let mut top: Vec<(usize, f64)> = Vec::with_capacity(n + 1);
-        let parts = self
+        let parts = self.contributions(features).enumerate();
+        choose_reasons(parts, &self.weak, n)
+            .into_iter()
+            .map(|(i, c)| {
+                let x = features.get(i).copied().unwrap_or(0.0);
+                let name = names.get(i).map_or("", String::as_str);
+                let f = FeatureLabel::new(name);
+                Contribution {
+                    feature: name.to_owned(),
+                    value: round6(f.own_value(x)),
+                    contribution: round6(c),
+                    label: f.label(x),
+                }
+            })
+            .collect()
+    }
+
+    /// Up to `n` reasons why the probability fell from the score of
+    /// `before` to that of `now`, `gap_secs` later (a `falls_to` offer):
+    /// the features whose contribution fell, most first, chosen by
+    /// [`choose_reasons`] on the size of the fall. Each reason carries the
+    /// feature's value and contribution now (the same quantities as
+    /// [`OutcomeModel::explain`]) and a label saying what changed ("last on
+    /// product pages 6 min ago"). When no contribution fell (the vectors
+    /// are equal), the reasons of `now` as [`OutcomeModel::explain`] gives
+    /// them.
+    pub fn explain_fall(
+        &self,
+        before: &[f32],
+        now: &[f32],
+        names: &[String],
+        gap_secs: f64,
+        n: usize,
+    ) -> Vec<Contribution> {
+        // The change of w·(x−μ)/σ is w·(x_now − x_before)/σ; only falls
+        // explain a fall (rises are reported as 0 and never chosen).
+        let falls = self
             .weights
+            .iter()
+            .zip(&self.stds)
+            .zip(now.iter().zip(before))
+            .map(|((w, s), (x, b))| (w * (f64::from(*x) - f64::from(*b)) / s).min(0.0))
+            .enumerate()
+            .filter(|(_, d)| *d < 0.0);
+        let picked = choose_reasons(falls, &self.weak, n);
+        if picked.is_empty() {
+            return self.explain(now, names, n);
+        }
+        picked
+            .into_iter()
+            .map(|(i, _)| {
+                let x = now.get(i).copied().unwrap_or(0.0);
+                let b = before.get(i).copied().unwrap_or(0.0);
+                let name = names.get(i).map_or("", String::as_str);
+                let f = FeatureLabel::new(name);
+                Contribution {
+                    feature: name.to_owned(),
+                    value: round6(f.own_value(x)),
+                    contribution: round6(self.contribution(i, x)),
+                    label: f.change_label(b, x, gap_secs),
+                }
+            })
+            .collect()
+    }
+
+    /// `w·(x−μ)/σ` of every feature, in feature order.
+    fn contributions<'a>(&'a self, features: &'a [f32]) -> impl Iterator<Item = f64> + 'a {
+        self.weights
             .iter()
             .zip(&self.means)
             .zip(&self.stds)
             .zip(features)
             .map(|(((w, m), s), x)| w * (f64::from(*x) - m) / s)
-            .enumerate();
-        for part in parts {
-            let at = top
-                .iter()
-                .position(|t| before(&part, t))
-                .unwrap_or(top.len());
-            if at < n {
-                top.insert(at, part);
-                top.truncate(n);
-            }
-        }
-        top.into_iter()
-            .map(|(i, c)| Contribution {
-                feature: names.get(i).cloned().unwrap_or_default(),
-                value: round6(f64::from(features[i])),
-                contribution: round6(c),
-            })
-            .collect()
     }
+
+    /// `w·(x−μ)/σ` of feature `i` at vector value `x` (0 outside the model).
+    fn contribution(&self, i: usize, x: f32) -> f64 {
+        match (self.weights.get(i), self.means.get(i), self.stds.get(i)) {
+            (Some(w), Some(m), Some(s)) => w * (f64::from(x) - m) / s,
+            _ => 0.0,
+        }
+    }
+}
+
+/// Chooses up to `n` reasons from `(feature index, size)` pairs given in
+/// increasing index order; `weak[i]` marks the features that are poor
+/// reasons for a person ([`FeatureLabel::is_weak_reason`]: an `other`
+/// bucket, which names nothing the reader can act on, or a sine/cosine of
+/// the time, which names no moment on its own).
+///
+/// The rule: rank by |size|, larger first, ties by lower index (a total
+/// order, so the choice is deterministic). Each slot takes the best
+/// remaining named feature, unless the best remaining weak feature is more
+/// than twice as large in |size| (or no named one is left): a weak feature
+/// is never chosen while a named feature explains at least half as much,
+/// and is chosen when it is alone or dominates.
+///
+/// Cost: one pass keeping the best `n` of each kind (insertion into lists
+/// of at most `n + 1`), then a merge; the two lists are the only
+/// allocations.
+pub fn choose_reasons(
+    parts: impl Iterator<Item = (usize, f64)>,
+    weak: &[bool],
+    n: usize,
+) -> Vec<(usize, f64)> {
+    use std::cmp::Ordering;
+    // "a before b": larger |size| first, then lower index.
+    let before = |a: &(usize, f64), b: &(usize, f64)| {
+        b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)) == Ordering::Less
+    };
+    let keep = |top: &mut Vec<(usize, f64)>, part: (usize, f64)| {
+        let at = top
+            .iter()
+            .position(|t| before(&part, t))
+            .unwrap_or(top.len());
+        if at < n {
+            top.insert(at, part);
+            top.truncate(n);
+        }
+    };
+    let mut named: Vec<(usize, f64)> = Vec::with_capacity(n + 1);
+    let mut weaks: Vec<(usize, f64)> = Vec::with_capacity(n + 1);
+    for part in parts {
+        if weak.get(part.0).copied().unwrap_or(false) {
+            keep(&mut weaks, part);
+        } else {
+            keep(&mut named, part);
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    let (mut a, mut b) = (named.iter().peekable(), weaks.iter().peekable());
+    while out.len() < n {
+        let take_weak = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some(x), Some(y)) => (2.0 * x.1.abs()).total_cmp(&y.1.abs()) == Ordering::Less,
+        };
+        let next = if take_weak { b.next() } else { a.next() };
+        out.extend(next.copied());
+    }
+    out
 }
 
 /// Rounds for output: six decimals are plenty for humans and keep offers
@@ -434,6 +556,7 @@ mod tests {
             weights: vec![],
             means: vec![],
             stds: vec![],
+            weak: vec![],
         };
         for x in [
             [0.0f32, 0.0, 0.0, 0.0, 0.0],
@@ -462,6 +585,7 @@ mod tests {
             weights: vec![1.0, -2.0, 0.5, 2.0, -0.0, 3.0, f64::NAN],
             means: vec![0.0; 7],
             stds: vec![1.0; 7],
+            weak: vec![false; 7],
         };
         let names: Vec<String> = (0..7).map(|i| format!("f{i}")).collect();
         let x = [1.0f32, 1.0, 4.0, 1.0, 9.0, -1.0, 0.0];
@@ -478,6 +602,136 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "n = {n}");
         }
+    }
+
+    /// A model over `names` with `weights`, mean 0 and deviation 1, so a
+    /// contribution is `weight × x`.
+    fn model_over(names: &[&str], weights: &[f64]) -> (OutcomeModel, Vec<String>) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let model = OutcomeModel {
+            version: "t".into(),
+            folded_weights: vec![],
+            all_finite: true,
+            folded_bias: 0.0,
+            weights: weights.to_vec(),
+            means: vec![0.0; weights.len()],
+            stds: vec![1.0; weights.len()],
+            weak: names
+                .iter()
+                .map(|n| FeatureLabel::new(n).is_weak_reason())
+                .collect(),
+        };
+        (model, names)
+    }
+
+    fn features_of(reasons: &[Contribution]) -> Vec<&str> {
+        reasons.iter().map(|c| c.feature.as_str()).collect()
+    }
+
+    #[test]
+    fn other_buckets_and_time_circles_give_way_to_named_features_half_as_strong() {
+        let (model, names) = model_over(
+            &[
+                "views.pricing",
+                "views.other",
+                "time.hour_sin",
+                "events.search",
+            ],
+            &[1.0, 2.0, 1.5, 0.1],
+        );
+        // views.other (2.0) is larger than views.pricing (1.0), but
+        // views.pricing explains half as much: it comes first. Then only
+        // events.search (0.1) is named, and the weak ones dominate it.
+        let x = [1.0f32, 1.0, 1.0, 1.0];
+        assert_eq!(
+            features_of(&model.explain(&x, &names, 1)),
+            ["views.pricing"]
+        );
+        assert_eq!(
+            features_of(&model.explain(&x, &names, 3)),
+            ["views.pricing", "views.other", "time.hour_sin"]
+        );
+        // Just under half: the other bucket dominates and leads.
+        let x = [0.99f32, 1.0, 0.0, 0.0];
+        assert_eq!(
+            features_of(&model.explain(&x, &names, 2)),
+            ["views.other", "views.pricing"]
+        );
+        // The time circle is held back the same way.
+        let x = [0.75f32, 0.0, 1.0, 0.0];
+        assert_eq!(
+            features_of(&model.explain(&x, &names, 1)),
+            ["views.pricing"]
+        );
+    }
+
+    #[test]
+    fn a_weak_reason_is_chosen_when_it_is_alone() {
+        let (model, names) = model_over(&["views.other", "events.search"], &[2.0, 0.0]);
+        let x = [1.0f32, 1.0];
+        assert_eq!(
+            features_of(&model.explain(&x, &names, 2)),
+            ["views.other", "events.search"]
+        );
+        let (model, names) = model_over(&["dwell_secs.other"], &[-1.0]);
+        assert_eq!(
+            features_of(&model.explain(&[1.0], &names, 3)),
+            ["dwell_secs.other"]
+        );
+    }
+
+    #[test]
+    fn reasons_carry_own_units_and_labels() {
+        let (model, names) = model_over(&["views.pricing", "browser.firefox"], &[0.5, -0.25]);
+        let x = [4.0f32.ln(), 1.0];
+        let r = model.explain(&x, &names, 2);
+        assert_eq!(r[0].feature, "views.pricing");
+        assert_eq!(r[0].value, 3.0);
+        assert_eq!(r[0].label, "viewed pricing pages 3 times");
+        // The contribution stays on the vector scale: 0.5 × ln 4.
+        assert_eq!(r[0].contribution, round6(0.5 * f64::from(4.0f32.ln())));
+        assert_eq!((r[1].value, r[1].label.as_str()), (1.0, "uses Firefox"));
+        assert_eq!(r[1].contribution, -0.25);
+    }
+
+    #[test]
+    fn a_fall_is_explained_by_what_fell_since_the_last_score() {
+        let (model, names) = model_over(
+            &[
+                "current_page.product",
+                "views.blog",
+                "session.duration_secs",
+                "time.hour_sin",
+                "views.product",
+            ],
+            &[1.2, -0.3, -0.5, 5.0, 2.0],
+        );
+        let ln = |v: f64| v.ln_1p() as f32;
+        // Was on a product page 6 min ago; now on the blog, later in the
+        // day. The product views did not change: not a reason.
+        let before = [1.0f32, ln(1.0), ln(300.0), 0.50, ln(3.0)];
+        let now = [0.0f32, ln(2.0), ln(660.0), 0.46, ln(3.0)];
+        let r = model.explain_fall(&before, &now, &names, 360.0, 3);
+        assert_eq!(
+            features_of(&r),
+            [
+                "current_page.product",
+                "session.duration_secs",
+                "views.blog"
+            ],
+            "{r:?}"
+        );
+        assert_eq!(r[0].label, "last on product pages 6 min ago");
+        assert_eq!((r[0].value, r[0].contribution), (0.0, 0.0));
+        assert_eq!(r[1].label, "session running for 11 min");
+        assert_eq!(r[1].contribution, round6(-0.5 * f64::from(ln(660.0))));
+        assert_eq!(
+            r[2].label,
+            "viewed blog pages twice (1 more in the last 6 min)"
+        );
+        // Nothing fell: the reasons of the score itself.
+        let same = model.explain_fall(&now, &now, &names, 10.0, 1);
+        assert_eq!(same, model.explain(&now, &names, 1));
     }
 
     #[test]

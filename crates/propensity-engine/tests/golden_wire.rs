@@ -218,6 +218,14 @@ fn journey_outputs_match_the_goldens() {
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_eq!(o.explanation.len(), 3);
+        for c in &o.explanation {
+            // Every reason is labelled, and a count is in its own units (a
+            // whole number), not ln(1 + count).
+            assert!(!c.label.is_empty() && c.label != c.feature, "{c:?}");
+            if c.feature.starts_with("events.") || c.feature.starts_with("views.") {
+                assert_eq!(c.value, c.value.round(), "{c:?}");
+            }
+        }
         assert!(o.probability > 0.0 && o.probability < 1.0);
         assert!(is_rfc3339_ms_utc(&o.event_time), "{}", o.event_time);
         assert_eq!(o.decided_at, o.event_time, "replay decides at event time");

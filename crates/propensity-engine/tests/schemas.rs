@@ -389,6 +389,14 @@ fn output_schemas_reject_what_the_engine_never_writes() {
         ),
         (
             "engagement-offer",
+            broken(offer.clone(), &|v| {
+                if let Some(o) = v["explanation"][0].as_object_mut() {
+                    o.remove("label");
+                }
+            }),
+        ),
+        (
+            "engagement-offer",
             broken(offer, &|v| {
                 let e = v["explanation"][0].clone();
                 if let Some(a) = v["explanation"].as_array_mut() {

@@ -15,16 +15,20 @@
 //!   clock (`now_ms` is passed in).
 //! - `last_probability` is updated only after every map has looked at the
 //!   previous value, so a falling trigger compares with the previous event.
+//! - A `falls_to` offer is explained by what fell between the previous
+//!   score and this one (the change that crossed the threshold), other
+//!   offers by the largest contributions to their score.
 
 use crate::compact::MaybeMs;
 use crate::config::{ActionMap, Trigger};
+use crate::model::OutcomeModel;
 use crate::purpose::PurposeSet;
 use crate::stable_hash::stable_hash_parts;
 use crate::timestamp::format_rfc3339_ms;
 use crate::visitor::Session;
-use crate::wire::{Event, Offer, OutcomeScore};
+use crate::wire::{Contribution, Event, Offer, OutcomeScore};
 
-use super::session::EventCtx;
+use super::session::{EventCtx, Scratch};
 use super::EngineSink;
 
 impl EventCtx<'_> {
@@ -156,7 +160,7 @@ impl EventCtx<'_> {
                 trigger_event_id: event.event_id.to_string(),
                 event_time: format_rfc3339_ms(t),
                 decided_at: format_rfc3339_ms(now_ms.unwrap_or(t)),
-                explanation: model.explain(scratch.features.values(), cfg.features.names(), 3),
+                explanation: explain(model, map, scratch, t, cfg.features.names()),
             });
             break;
         }
@@ -178,6 +182,27 @@ pub(super) fn hex_id(a: u64, b: u64) -> String {
         }
     }
     out
+}
+
+/// The reasons of an offer: for a `falls_to` map, what fell since the
+/// session's previous score (the last one above the threshold) when the
+/// engine kept that score's vector; otherwise, and as a fallback, the
+/// largest contributions to this score.
+fn explain(
+    model: &OutcomeModel,
+    map: &ActionMap,
+    scratch: &Scratch,
+    t: i64,
+    names: &[String],
+) -> Vec<Contribution> {
+    let now = scratch.features.values();
+    match (map.trigger, scratch.previous_ms) {
+        (Trigger::FallsTo { .. }, Some(prev)) => {
+            let gap_secs = (t - prev).max(0) as f64 / 1000.0;
+            model.explain_fall(scratch.previous.values(), now, names, gap_secs, 3)
+        }
+        _ => model.explain(now, names, 3),
+    }
 }
 
 fn fires(map: &ActionMap, p: f64, prev: f32) -> bool {

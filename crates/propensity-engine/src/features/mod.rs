@@ -33,9 +33,12 @@
 //!   ([`Vocabulary`], [`VocabularyCounter`]);
 //! - `vector`: turning accumulators into the feature vector
 //!   ([`FeatureScratch`]);
-//! - `tables`: precomputed values of the vector's hot arithmetic.
+//! - `tables`: precomputed values of the vector's hot arithmetic;
+//! - `labels`: what a feature means to a person, read from its name alone
+//!   ([`FeatureLabel`]: family, unit, inverse transform, labels).
 
 mod accumulate;
+mod labels;
 mod paths;
 mod settings;
 mod spec;
@@ -44,6 +47,7 @@ mod vector;
 mod vocabulary;
 
 pub use accumulate::{Accumulators, INLINE_COUNTERS, INLINE_PAGES};
+pub use labels::{Family, FeatureLabel, Transform, Unit};
 pub use paths::PathInfo;
 pub use settings::{FeatureSettings, PageCategorySettings};
 pub use spec::FeatureSpec;

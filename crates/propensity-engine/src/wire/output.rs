@@ -18,15 +18,25 @@ use serde::{Deserialize, Serialize};
 use super::errors::DeadLetterReason;
 use crate::purpose::Purpose;
 
-/// One feature's part in a score: `weight × standardized value`.
+/// One feature's part in a score, for a person and for a program.
+///
+/// `label` was added to the contract after `feature`, `value` and
+/// `contribution` and is written last; records from before it read back
+/// with an empty label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
-    /// Feature name.
+    /// Feature name (see `propensity features`).
     pub feature: String,
-    /// The feature's raw value.
+    /// The feature's value in its own units: a count (3 views), seconds, 0/1
+    /// for a flag, a fraction for a share — the model's transform
+    /// (`ln(1 + x)` for counts and durations) inverted.
     pub value: f64,
-    /// Its contribution to the log-odds.
+    /// Its contribution to the log-odds: weight × (vector value − training
+    /// mean) / training deviation, on the transformed scale the model uses.
     pub contribution: f64,
+    /// What the value means, in words ("viewed pricing pages 3 times").
+    #[serde(default)]
+    pub label: String,
 }
 /// The action an offer asks the engagement service to take.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +104,8 @@ pub struct Offer {
     /// When the decision was made, RFC 3339 (the event time in replay; wall
     /// clock in the Kafka runtime).
     pub decided_at: String,
-    /// The top three contributions by absolute value.
+    /// Up to three reasons (see [`crate::model::OutcomeModel::explain`]
+    /// for how they are chosen).
     pub explanation: Vec<Contribution>,
 }
 
