@@ -74,17 +74,29 @@ pub struct Collected {
     pub input: EngineSummary,
 }
 
-/// Runs the engine without models over both files twice: once to learn
-/// the vocabulary of open-ended values, once to collect training examples
-/// with features built on it (consented events only, production features,
-/// both times). One engine holds every partition; `config.engine` places
-/// visitors among `kafka.partitions`, with clocks and bounds per
-/// partition, so the examples are the ones `run`'s per-partition engines
-/// would see.
+/// Where the vocabulary of open-ended values comes from when collecting
+/// examples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VocabularySource {
+    /// Learn it from the same input (a first replay).
+    Learn,
+    /// Keep the one `config`'s features were compiled with (the deployed
+    /// models', with `train --vocabulary-from`, so that the new models
+    /// hot-reload into a running engine; or the models' being evaluated).
+    Keep,
+}
+
+/// Runs the engine without models over both files and collects training
+/// examples (consented events only, production features), after a first
+/// replay that learns the vocabulary when asked to (consented events only
+/// too). One engine holds every partition; `config.engine` places visitors
+/// among `kafka.partitions`, with clocks and bounds per partition, so the
+/// examples are the ones `run`'s per-partition engines would see.
 pub fn collect_examples(
     config: &Config,
     events: &Path,
     consent: &Path,
+    vocabulary: VocabularySource,
     progress: &Progress,
 ) -> Result<Collected> {
     let (ev, co) = read_inputs(events, consent, progress)?;
@@ -92,30 +104,12 @@ pub fn collect_examples(
         events: &ev.name,
         consent: &co.name,
     };
-    collect_lines(config, (&ev.lines(), &co.lines()), &sources, progress)
-}
-
-/// Training examples of both files under `config`'s features as they are
-/// (a vocabulary already learned: the deployed models', with `train
-/// --vocabulary-from`, so that the new models hot-reload into a running
-/// engine).
-pub fn collect_examples_under(
-    config: &Config,
-    events: &Path,
-    consent: &Path,
-    progress: &Progress,
-) -> Result<Collected> {
-    let (ev, co) = read_inputs(events, consent, progress)?;
-    let sources = ReplaySources {
-        events: &ev.name,
-        consent: &co.name,
-    };
-    Ok(examples_under(
-        config.clone(),
-        (&ev.lines(), &co.lines()),
-        &sources,
-        progress,
-    ))
+    let lines = (ev.lines(), co.lines());
+    let lines = (lines.0.as_slice(), lines.1.as_slice());
+    match vocabulary {
+        VocabularySource::Learn => collect_lines(config, lines, &sources, progress),
+        VocabularySource::Keep => Ok(examples_under(config.clone(), lines, &sources, progress)),
+    }
 }
 
 /// [`collect_examples`] on records in memory.
@@ -289,11 +283,17 @@ pub fn train(
         examples,
         input,
     } = match &options.vocabulary_from {
-        None => collect_examples(config, events, consent, progress)?,
+        None => collect_examples(config, events, consent, VocabularySource::Learn, progress)?,
         Some(dir) => {
             let deployed = load_models(dir, config)
                 .with_context(|| format!("--vocabulary-from {}", dir.display()))?;
-            collect_examples_under(&deployed.config, events, consent, progress)?
+            collect_examples(
+                &deployed.config,
+                events,
+                consent,
+                VocabularySource::Keep,
+                progress,
+            )?
         }
     };
     // Outcomes are fitted in parallel and the callback only tells when each

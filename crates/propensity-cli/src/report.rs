@@ -356,10 +356,11 @@ mod tests {
             &Progress::hidden(),
         )
         .unwrap();
-        let without = crate::offline::collect_examples_under(
+        let without = crate::offline::collect_examples(
             &served.config,
             &events,
             &consent,
+            crate::offline::VocabularySource::Keep,
             &Progress::hidden(),
         )
         .unwrap()

@@ -55,13 +55,13 @@ fn journey() -> Vec<(String, i64, &'static str)> {
     v
 }
 
-/// Runs the journey; with `restart_before_last`, the visitor's state goes
-/// through the changelog into a fresh engine before the last event.
-fn run(restart_before_last: bool) -> Vec<Offer> {
+/// An engine under the shipped config with the test models, visitor `v`
+/// granted `purposes`; the grant record is returned for restores.
+fn engine_with_grant(purposes: &[&str]) -> (Arc<EngineConfig>, Engine, RecordingSink, Vec<u8>) {
     let config = shipped_config();
     let mut engine = Engine::new(config.clone(), models(&config));
     let mut sink = RecordingSink::default();
-    let grant = bytes(&consent("v", BASE_MS, &["tracking", "marketing"]));
+    let grant = bytes(&consent("v", BASE_MS, purposes));
     engine.process_consent(
         None,
         Some(&grant),
@@ -70,6 +70,13 @@ fn run(restart_before_last: bool) -> Vec<Offer> {
         None,
         &mut sink,
     );
+    (config, engine, sink, grant)
+}
+
+/// Runs the journey; with `restart_before_last`, the visitor's state goes
+/// through the changelog into a fresh engine before the last event.
+fn run(restart_before_last: bool) -> Vec<Offer> {
+    let (config, mut engine, mut sink, grant) = engine_with_grant(&["tracking", "marketing"]);
     let events = journey();
     for (i, (id, t, url)) in events.iter().enumerate() {
         if restart_before_last && i + 1 == events.len() {
@@ -107,18 +114,7 @@ fn the_fall_is_explained_the_same_after_a_restart() {
 fn other_offers_keep_the_largest_contributions_with_labels() {
     // With sales consent the checkout chat fires on the third checkout
     // view (3 events on a /c* page).
-    let config = shipped_config();
-    let mut engine = Engine::new(config.clone(), models(&config));
-    let mut sink = RecordingSink::default();
-    let grant = bytes(&consent("v", BASE_MS, &["tracking", "sales"]));
-    engine.process_consent(
-        None,
-        Some(&grant),
-        BASE_MS,
-        &Origin::Unknown,
-        None,
-        &mut sink,
-    );
+    let (_, mut engine, mut sink, _) = engine_with_grant(&["tracking", "sales"]);
     for (id, t, url) in journey().into_iter().take(3) {
         let e = bytes(&page_view(&id, "v", t, url));
         engine.process_event(None, &e, &Origin::Unknown, None, &mut sink);
