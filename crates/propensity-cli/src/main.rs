@@ -11,10 +11,14 @@ mod http_server;
 mod jsonl;
 mod kafka_bench;
 mod kafka_commands;
+mod logging;
 mod model_files;
 mod offline;
 mod progress;
 mod report;
+mod shell_integration;
+mod tail;
+mod topics_describe;
 mod vocabulary_pass;
 
 use std::io::{self, Write};
@@ -27,16 +31,29 @@ use propensity_simulator::SimulationParams;
 use crate::config_file::Config;
 use crate::progress::Progress;
 
+/// `--version`: the crate version and the git revision it was built from
+/// (`unknown` outside a git checkout; see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("PROPENSITY_GIT_REVISION"),
+    ")"
+);
+
 /// Streaming outcome prediction with consent-first engagement offers.
 #[derive(Parser)]
-#[command(name = "propensity", version, about)]
+#[command(name = "propensity", version = VERSION, about)]
 struct Cli {
     /// Configuration file (default: the shipped config embedded in the binary).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// No progress bars (they are drawn only when stderr is a terminal).
-    #[arg(long, short, global = true)]
+    /// No progress bars (they are drawn only when stderr is a terminal), and
+    /// logs at warn and above only; beats RUST_LOG and `logging.filter`.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// More log detail: -v debug, -vv trace; beats RUST_LOG and `logging.filter`.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -176,7 +193,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         export: Option<PathBuf>,
     },
-    /// Create the Kafka topics (compacted where needed).
+    /// Create the Kafka topics (compacted where needed), or describe them.
     Topics {
         #[command(subcommand)]
         action: TopicsAction,
@@ -212,6 +229,16 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         models: Option<PathBuf>,
     },
+    /// Print records of an output topic as its consumers see them
+    /// (read_committed, nothing committed): one line per record.
+    Tail(tail::TailArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man pages (roff): `propensity man | man -l -`.
+    Man,
     /// Validate a configuration and print it (secrets masked).
     CheckConfig {
         /// The file to check (default: --config, else the embedded default).
@@ -223,11 +250,23 @@ enum Command {
 enum TopicsAction {
     /// Create missing topics; existing ones are left as they are.
     Create,
+    /// Per topic: partitions, compaction and other configs, offsets, and
+    /// the group's committed offsets and lag on the events topic.
+    Describe {
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
+        // The reader of stdout went away (`| head -1`): its choice, not a
+        // failure of ours (see shell_integration).
+        if shell_integration::is_broken_pipe(&err) {
+            std::process::exit(0);
+        }
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }
@@ -237,29 +276,44 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
     Config::load(path)
 }
 
-/// Logs to stderr: human-readable or JSON per `[logging]`, filtered by
-/// `RUST_LOG` when set, else by `logging.filter`.
-fn init_logging(config: &Config) -> Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.file.logging.filter))
-        .context("config key `logging.filter` is not a valid filter")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr);
-    let result = if config.file.logging.format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-    result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+/// Commands that read no configuration refuse `--config` rather than
+/// ignore it, so a user never believes a file took effect when it did not.
+fn refuse_config(config: Option<&Path>, command: &str) -> Result<()> {
+    match config {
+        Some(path) => anyhow::bail!(
+            "`propensity {command}` reads no configuration, so --config {} would have no effect; leave it out",
+            path.display()
+        ),
+        None => Ok(()),
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let progress = Progress::for_stderr(cli.quiet);
+    let verbosity = logging::Verbosity::from_flags(cli.quiet, cli.verbose);
     match cli.command {
+        Command::Completions { shell } => {
+            refuse_config(cli.config.as_deref(), "completions")?;
+            shell_integration::completions::<Cli>(shell, &mut out)?;
+        }
+        Command::Man => {
+            refuse_config(cli.config.as_deref(), "man")?;
+            shell_integration::man_page::<Cli>(&mut out)?;
+        }
+        Command::Tail(args) => {
+            let config = load_config(cli.config.as_deref())?;
+            logging::init(&config, verbosity)?;
+            tail::run(&config, &args, &mut out)?;
+        }
+        Command::Topics {
+            action: TopicsAction::Describe { json },
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            logging::init(&config, verbosity)?;
+            topics_describe::run(&config, json, &mut out)?;
+        }
         Command::Generate {
             visitors,
             seed,
@@ -267,6 +321,7 @@ fn run(cli: Cli) -> Result<()> {
             invalid_rate,
             span_secs,
         } => {
+            refuse_config(cli.config.as_deref(), "generate")?;
             let params = SimulationParams {
                 visitors,
                 seed,
@@ -418,8 +473,9 @@ fn run(cli: Cli) -> Result<()> {
             ..
         } => {
             let config = load_config(cli.config.as_deref())?;
-            if std::env::var_os("RUST_LOG").is_some() {
-                init_logging(&config)?;
+            if std::env::var_os("RUST_LOG").is_some() || verbosity != logging::Verbosity::Configured
+            {
+                logging::init(&config, verbosity)?;
             }
             let r = kafka_bench::run_kafka_bench(
                 &config,
@@ -505,7 +561,7 @@ fn run(cli: Cli) -> Result<()> {
             summary_json,
         } => {
             let config = load_config(cli.config.as_deref())?;
-            init_logging(&config)?;
+            logging::init(&config, verbosity)?;
             let instance_id = instance_id
                 .or_else(|| std::env::var("PROPENSITY_INSTANCE_ID").ok())
                 .or_else(|| {
@@ -515,13 +571,15 @@ fn run(cli: Cli) -> Result<()> {
                 })
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "0".to_owned());
-            kafka_commands::run(
+            let result = kafka_commands::run(
                 &config,
                 kafka_commands::RunOptions {
                     instance_id,
                     summary_json,
                 },
-            )?;
+            );
+            logging::log_stopped(&result);
+            result?;
         }
         Command::Features { json, models } => {
             let config = load_config(cli.config.as_deref())?;

@@ -12,8 +12,8 @@
 //! Every bar clears itself when finished or dropped: the commands' results
 //! go to stdout afterwards, and on an error the message should not follow a
 //! half-drawn bar. The commands that draw bars install no tracing
-//! subscriber (only `run` and `bench --kafka` log), so no log line can land
-//! in the middle of a bar.
+//! subscriber (only `run`, `tail`, `topics describe` and `bench --kafka`
+//! log), so no log line can land in the middle of a bar.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;

@@ -51,7 +51,15 @@ pub fn is_refusal(e: &RdKafkaError) -> bool {
     )
 }
 
-impl ClientContext for DeliveryWatch {}
+impl ClientContext for DeliveryWatch {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::client_log::forward_log(level, facility, message);
+    }
+
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        crate::client_log::forward_error(&error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryWatch {
     type DeliveryOpaque = ();

@@ -17,6 +17,17 @@ pub enum KafkaError {
     /// Topics are missing or incompatible.
     #[error("topic check failed: {0}")]
     Topics(String),
+    /// No broker answered a bounded metadata request: said once, naming the
+    /// brokers, instead of librdkafka's retries repeating for a minute.
+    #[error("cannot reach the Kafka brokers `{brokers}` (kafka.brokers) within {secs} s: {cause}; check the address, that the brokers run, and the [kafka.client] security settings")]
+    Unreachable {
+        /// `kafka.brokers` as configured.
+        brokers: String,
+        /// How long the probe waited.
+        secs: u64,
+        /// librdkafka's answer.
+        cause: String,
+    },
     /// A librdkafka client error.
     #[error("kafka: {0}")]
     Client(#[from] rdkafka::error::KafkaError),

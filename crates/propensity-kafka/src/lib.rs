@@ -10,8 +10,10 @@
 
 pub mod access;
 pub mod client_config;
+pub mod client_log;
 pub mod delivery;
 pub mod error;
+pub mod inspect;
 pub mod metrics;
 pub mod model_handle;
 pub mod passthrough;
@@ -23,6 +25,7 @@ pub mod reader;
 pub mod settings;
 pub mod shard;
 pub mod status;
+pub mod tail;
 pub mod topics;
 pub mod transaction;
 

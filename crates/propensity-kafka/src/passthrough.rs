@@ -25,8 +25,9 @@ pub fn run_passthrough(
     expected: u64,
     timeout: Duration,
 ) -> Result<Duration, KafkaError> {
-    let consumer: BaseConsumer =
-        client_config::events_consumer(settings, "passthrough").create()?;
+    let consumer: BaseConsumer<crate::client_log::LoggedContext> =
+        client_config::events_consumer(settings, "passthrough")
+            .create_with_context(crate::client_log::LoggedContext)?;
     let producer: TxProducer = client_config::transactional_producer(settings, "passthrough")
         .create_with_context(crate::delivery::DeliveryWatch::default())?;
     producer.init_transactions(Duration::from_secs(30))?;

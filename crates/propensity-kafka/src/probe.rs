@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+use crate::client_log::LoggedContext;
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
 
 /// Reads the committed offsets of the pipeline's group without joining it.
 pub struct CommitProbe {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LoggedContext>,
     topic: String,
     partitions: i32,
     settings: KafkaSettings,
@@ -28,7 +29,7 @@ impl CommitProbe {
                 .set("bootstrap.servers", &settings.brokers)
                 .set("group.id", &settings.group_id)
                 .set("enable.auto.commit", "false")
-                .create()?,
+                .create_with_context(LoggedContext)?,
             topic: settings.events_topic.clone(),
             partitions: settings.partitions,
             settings: settings.clone(),
@@ -107,19 +108,19 @@ impl CommitProbe {
 
 /// Tails a topic from the beginning as a `read_committed` consumer.
 pub struct TopicTail {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LoggedContext>,
 }
 
 impl TopicTail {
     /// Assigns every partition of `topic` from the beginning.
     pub fn new(settings: &KafkaSettings, topic: &str) -> Result<Self, KafkaError> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let consumer: BaseConsumer<LoggedContext> = ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
             .set("group.id", format!("{}-tail", settings.group_id))
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "5")
-            .create()?;
+            .create_with_context(LoggedContext)?;
         let mut tpl = TopicPartitionList::new();
         for p in 0..settings.partitions {
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;

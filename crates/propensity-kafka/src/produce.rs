@@ -9,6 +9,7 @@ use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::client_config;
+use crate::client_log::LoggedContext;
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
 
@@ -28,14 +29,14 @@ pub struct OutgoingRecord<'a> {
 /// acknowledgements take (the threaded producer's flush sleeps in 100 ms
 /// steps, which made paced test traffic ten times slower).
 pub struct TrafficProducer {
-    producer: BaseProducer,
+    producer: BaseProducer<LoggedContext>,
 }
 
 impl TrafficProducer {
     /// Connects.
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         Ok(Self {
-            producer: client_config::plain_producer(settings).create()?,
+            producer: client_config::plain_producer(settings).create_with_context(LoggedContext)?,
         })
     }
 

@@ -58,11 +58,15 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 pub struct ReaderContext;
 
 impl ClientContext for ReaderContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::client_log::forward_log(level, facility, message);
+    }
+
     fn error(&self, error: RdKafkaError, reason: &str) {
         if !matches!(error, RdKafkaError::PartitionEOF(_))
             && !reason.contains("reached end of partition")
         {
-            tracing::warn!(error = %error, reason, "kafka reader error");
+            tracing::warn!(target: crate::client_log::TARGET, error = %error, "{reason}");
         }
     }
 }

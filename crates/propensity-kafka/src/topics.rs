@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::client_config;
+use crate::client_log::LoggedContext;
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
 
@@ -57,8 +57,8 @@ pub fn topics(settings: &KafkaSettings) -> Vec<(String, TopicRole)> {
     t
 }
 
-fn admin_client(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
-    Ok(client_config::admin(settings).create()?)
+fn admin_client(settings: &KafkaSettings) -> Result<AdminClient<LoggedContext>, KafkaError> {
+    Ok(client_config::admin(settings).create_with_context(LoggedContext)?)
 }
 
 /// Creates every missing topic (compacted ones with `cleanup.policy=compact`);
@@ -123,7 +123,8 @@ fn partition_counts(
     settings: &KafkaSettings,
     names: &[&str],
 ) -> Result<Vec<Option<usize>>, KafkaError> {
-    let consumer: BaseConsumer = client_config::reader(settings, "metadata").create()?;
+    let consumer: BaseConsumer<LoggedContext> =
+        client_config::reader(settings, "metadata").create_with_context(LoggedContext)?;
     let md = consumer.fetch_metadata(None, Duration::from_secs(15))?;
     Ok(names
         .iter()
