@@ -17,7 +17,7 @@
 //! both is kept here together rather than split across files.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -207,34 +207,10 @@ impl Deployment {
     /// Starts an instance of `propensity run`, with its HTTP endpoints on a
     /// free loopback port and `admin-token` as the admin bearer token.
     pub fn start(&self, instance: &str) -> Instance {
-        let log = self
-            .dir
-            .path()
-            .join(format!("run-{instance}-{}.log", random_suffix()));
         let summary = self.dir.path().join(format!("summary-{instance}.json"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = self
-            .command(&["run", "--instance-id", instance, "--summary-json"])
-            .arg(&summary)
-            .env(
-                "PROPENSITY__HTTP__LISTEN",
-                format!("\"127.0.0.1:{http_port}\""),
-            )
-            .env("PROPENSITY__HTTP__ADMIN_TOKEN", "admin-token")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("cannot start propensity run");
-        Instance {
-            child,
-            log,
-            summary,
-            http_port,
-        }
+        let mut command = self.command(&["run", "--instance-id", instance, "--summary-json"]);
+        command.arg(&summary);
+        Instance::spawn(command, self.dir.path(), instance, summary)
     }
 
     /// The offers `propensity replay` makes of the same records.
@@ -510,6 +486,39 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Starts `command` (a `propensity run …`) with its log in `dir`, its
+    /// HTTP endpoints on a free loopback port and `admin-token` as the
+    /// admin bearer token; `summary` is where its `--summary-json` goes.
+    pub fn spawn(mut command: Command, dir: &Path, instance: &str, summary: PathBuf) -> Instance {
+        let log = dir.join(format!("run-{instance}-{}.log", random_suffix()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = command
+            .env(
+                "PROPENSITY__HTTP__LISTEN",
+                format!("\"127.0.0.1:{http_port}\""),
+            )
+            .env("PROPENSITY__HTTP__ADMIN_TOKEN", "admin-token")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("cannot start propensity run");
+        Instance {
+            child,
+            log,
+            summary,
+            http_port,
+        }
+    }
+
+    /// The exit status if the process has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// SIGKILL: no chance to commit or clean up.
     pub fn kill9(mut self) {
         let _ = self.child.kill();

@@ -1,8 +1,9 @@
 //! The configuration file: the shipped default embedded in the binary, a
 //! user file replacing it, and `PROPENSITY__SECTION__KEY` environment
 //! overrides on top, deserialized once with unknown keys rejected and then
-//! validated into the forms each crate runs on. Errors name the file and the
-//! key.
+//! validated into the forms each crate runs on. Errors name who is at
+//! fault: the environment variable whose override breaks the configuration,
+//! else the file, with the key path and the line and column it is on.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -192,48 +193,22 @@ impl Config {
         Self::from_text(&origin, &text, std::env::vars())
     }
 
-    /// Parses and validates config text with the given environment.
+    /// Parses and validates config text with the given environment. An
+    /// error names who is at fault: the environment variable whose override
+    /// makes the configuration invalid, else the file with the line of the
+    /// key.
     pub fn from_text(
         origin: &str,
         text: &str,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Self> {
-        let mut value: toml::Table = toml::from_str(text)
+        let table: toml::Table = toml::from_str(text)
             .with_context(|| format!("config file {origin} is not valid TOML"))?;
-        apply_env_overrides(&mut value, env)?;
-        refuse_removed_keys(origin, &value)?;
-        let file: ConfigFile = ConfigFile::deserialize(toml::Value::Table(value))
-            .map_err(|e| anyhow::anyhow!("config file {origin}: {}", e.message()))
-            .with_context(|| format!("invalid configuration in {origin}"))?;
-        let engine_settings = EngineSettings {
-            consent: file.consent.clone(),
-            sessions: file.sessions.clone(),
-            input: file.input.clone(),
-            features: file.features.clone(),
-            outcomes: file.outcomes.clone(),
-            offers: file.offers.clone(),
-            action_maps: file.action_maps.clone(),
-        };
-        file.kafka
-            .validate()
-            .with_context(|| format!("invalid configuration in {origin}"))?;
-        let engine = EngineConfig::from_settings(&engine_settings)
-            .and_then(|e| e.with_partitions(file.kafka.partitions))
-            .with_context(|| format!("invalid configuration in {origin}"))?;
-        if !matches!(file.logging.format.as_str(), "text" | "json") {
-            bail!("invalid configuration in {origin}: config key `logging.format`: must be `text` or `json`");
-        }
-        if file.models.watch_interval_secs < 0.0 || !file.models.watch_interval_secs.is_finite() {
-            bail!("invalid configuration in {origin}: config key `models.watch_interval_secs`: must be >= 0");
-        }
-        if let Err(e) = quality_checks(&file.training).validate() {
-            match e {
-                TrainingError::InvalidParams { field, reason } => {
-                    bail!("invalid configuration in {origin}: config key `training.{field}`: {reason}")
-                }
-                other => bail!("invalid configuration in {origin}: [training]: {other}"),
-            }
-        }
+        let overrides = env_overrides(env)?;
+        let mut effective = table.clone();
+        apply_env_overrides(&mut effective, &overrides)?;
+        let (file, engine) = validate(effective)
+            .map_err(|problem| blame(origin, text, &table, &overrides, &problem))?;
         Ok(Self {
             origin: origin.to_owned(),
             file,
@@ -307,6 +282,226 @@ impl Config {
     }
 }
 
+/// One thing wrong with a configuration, before it is known whom to blame
+/// (the file or an environment variable).
+#[derive(Debug, Clone, PartialEq)]
+struct Problem {
+    /// Dotted key path when the check knows it (`kafka.partitions`,
+    /// `action_maps[2].trigger.threshold`); deserialization errors leave it
+    /// to be found from the error's position in the file.
+    key: Option<String>,
+    /// What is wrong.
+    message: String,
+}
+
+impl Problem {
+    fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "config key `{key}`: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Deserializes and validates the merged configuration. Every check that
+/// can fail is here, so that [`blame`] can rerun them without one override.
+fn validate(table: toml::Table) -> Result<(ConfigFile, EngineConfig), Problem> {
+    refuse_removed_keys(&table)?;
+    let file = ConfigFile::deserialize(toml::Value::Table(table)).map_err(|e| Problem {
+        key: None,
+        message: e.message().to_owned(),
+    })?;
+    let engine_problem = |e: propensity_engine::EngineError| match e {
+        propensity_engine::EngineError::Config { key, message } => Problem::at(key, message),
+        other => Problem {
+            key: None,
+            message: other.to_string(),
+        },
+    };
+    file.kafka.validate().map_err(|e| match e {
+        propensity_kafka::KafkaError::Config { key, message } => Problem::at(key, message),
+        other => Problem {
+            key: None,
+            message: other.to_string(),
+        },
+    })?;
+    let engine_settings = EngineSettings {
+        consent: file.consent.clone(),
+        sessions: file.sessions.clone(),
+        input: file.input.clone(),
+        features: file.features.clone(),
+        outcomes: file.outcomes.clone(),
+        offers: file.offers.clone(),
+        action_maps: file.action_maps.clone(),
+    };
+    let engine = EngineConfig::from_settings(&engine_settings)
+        .and_then(|e| e.with_partitions(file.kafka.partitions))
+        .map_err(engine_problem)?;
+    if !matches!(file.logging.format.as_str(), "text" | "json") {
+        return Err(Problem::at("logging.format", "must be `text` or `json`"));
+    }
+    if file.models.watch_interval_secs < 0.0 || !file.models.watch_interval_secs.is_finite() {
+        return Err(Problem::at("models.watch_interval_secs", "must be >= 0"));
+    }
+    if let Err(e) = quality_checks(&file.training).validate() {
+        return Err(match e {
+            TrainingError::InvalidParams { field, reason } => {
+                Problem::at(format!("training.{field}"), reason)
+            }
+            other => Problem::at("training", other.to_string()),
+        });
+    }
+    Ok((file, engine))
+}
+
+/// The error for `problem`: an environment variable is at fault when the
+/// configuration without its override does not have this problem (an
+/// override that is merely present is not blamed); otherwise the file is,
+/// with the line and column of the key.
+fn blame(
+    origin: &str,
+    text: &str,
+    table: &toml::Table,
+    overrides: &[EnvOverride],
+    problem: &Problem,
+) -> anyhow::Error {
+    for (i, culprit) in overrides.iter().enumerate() {
+        let others: Vec<EnvOverride> = overrides
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, o)| o.clone())
+            .collect();
+        let mut without = table.clone();
+        let differs = apply_env_overrides(&mut without, &others).is_ok()
+            && validate(without).err().as_ref() != Some(problem);
+        if differs {
+            let key = culprit.key_path();
+            // The key once: the variable's own key needs no repeating.
+            let what = match &problem.key {
+                Some(k) if *k == key => problem.message.clone(),
+                _ => problem.to_string(),
+            };
+            return anyhow::anyhow!(
+                "invalid configuration from environment variable {} (sets `{key}`): {what}",
+                culprit.name
+            );
+        }
+    }
+    file_error(origin, text, problem)
+}
+
+/// A problem of the file itself, placed: validation problems at their
+/// key's line, deserialization problems where toml reports them when it
+/// reads the text (which also gives the key path the message lacks).
+fn file_error(origin: &str, text: &str, problem: &Problem) -> anyhow::Error {
+    let keys = key_spans(text);
+    let (key, message, span) = match &problem.key {
+        Some(key) => (Some(key.clone()), problem.message.clone(), span_of(&keys, key)),
+        None => match toml::from_str::<ConfigFile>(text) {
+            Err(e) => {
+                let span = e.span();
+                let key = span.as_ref().and_then(|s| key_at(&keys, s.start));
+                (key, e.message().to_owned(), span)
+            }
+            // The file alone is valid; several overrides together are not.
+            Ok(_) => {
+                return anyhow::anyhow!(
+                    "invalid configuration in {origin} with the PROPENSITY__ environment overrides: {problem}"
+                )
+            }
+        },
+    };
+    let place = span.map_or_else(String::new, |s| {
+        let (line, column) = line_column(text, s.start);
+        format!(", line {line}, column {column}")
+    });
+    let located = Problem { key, message };
+    anyhow::anyhow!("invalid configuration in {origin}{place}: {located}")
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Every key of a TOML text with its dotted path (array items as `[i]`,
+/// keys containing dots quoted, as the validation errors write them) and
+/// the span from the key to the end of its value.
+fn key_spans(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
+    fn walk(
+        table: &toml::de::DeTable<'_>,
+        prefix: &str,
+        out: &mut Vec<(String, std::ops::Range<usize>)>,
+    ) {
+        for (k, v) in table.iter() {
+            let name = k.get_ref();
+            let path = match (prefix.is_empty(), name.contains('.')) {
+                (true, false) => name.to_string(),
+                (true, true) => format!("\"{name}\""),
+                (false, false) => format!("{prefix}.{name}"),
+                (false, true) => format!("{prefix}.\"{name}\""),
+            };
+            out.push((path.clone(), k.span().start..v.span().end.max(k.span().end)));
+            walk_value(v, &path, out);
+        }
+    }
+    fn walk_value(
+        v: &toml::Spanned<toml::de::DeValue<'_>>,
+        path: &str,
+        out: &mut Vec<(String, std::ops::Range<usize>)>,
+    ) {
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => walk(t, path, out),
+            toml::de::DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let item_path = format!("{path}[{i}]");
+                    out.push((item_path.clone(), item.span()));
+                    walk_value(item, &item_path, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(doc) = toml::de::DeTable::parse(text) {
+        walk(doc.get_ref(), "", &mut out);
+    }
+    out
+}
+
+/// Where `key` is written, or its nearest written parent (a key left out
+/// of the file is reported at its section).
+fn span_of(keys: &[(String, std::ops::Range<usize>)], key: &str) -> Option<std::ops::Range<usize>> {
+    let mut key = key;
+    loop {
+        if let Some((_, span)) = keys.iter().find(|(k, _)| k == key) {
+            return Some(span.clone());
+        }
+        key = &key[..key.rfind(['.', '['])?];
+    }
+}
+
+/// The deepest key whose span holds `offset`.
+fn key_at(keys: &[(String, std::ops::Range<usize>)], offset: usize) -> Option<String> {
+    keys.iter()
+        .filter(|(_, s)| s.contains(&offset))
+        .max_by_key(|(_, s)| std::cmp::Reverse(s.len()))
+        .map(|(k, _)| k.clone())
+}
+
 /// Keys earlier versions read, with what replaced them: a config written
 /// for them fails with the way forward rather than "unknown field".
 const REMOVED_FEATURE_KEYS: [&str; 5] = [
@@ -317,15 +512,16 @@ const REMOVED_FEATURE_KEYS: [&str; 5] = [
     "traffic_source_buckets",
 ];
 
-fn refuse_removed_keys(origin: &str, value: &toml::Table) -> Result<()> {
+fn refuse_removed_keys(value: &toml::Table) -> Result<(), Problem> {
     let features = value.get("features").and_then(toml::Value::as_table);
     if let Some(key) = REMOVED_FEATURE_KEYS
         .iter()
         .find(|k| features.is_some_and(|f| f.contains_key(**k)))
     {
-        bail!(
-            "invalid configuration in {origin}: config key `features.{key}` was removed: open-ended values now get features from a vocabulary that `propensity train` learns (set `features.vocabulary_max_values` and `features.vocabulary_min_count` instead, then retrain)"
-        );
+        return Err(Problem::at(
+            format!("features.{key}"),
+            "was removed: open-ended values now get features from a vocabulary that `propensity train` learns (set `features.vocabulary_max_values` and `features.vocabulary_min_count` instead, then retrain)",
+        ));
     }
     Ok(())
 }
@@ -338,37 +534,87 @@ fn quality_checks(t: &TrainingSettings) -> QualityChecks {
     }
 }
 
-/// Applies `PROPENSITY__SECTION__KEY=value` overrides. The value is read as
-/// a TOML value when it parses as one (numbers, booleans, arrays, quoted
-/// strings) and as a plain string otherwise.
-fn apply_env_overrides(
-    root: &mut toml::Table,
-    env: impl Iterator<Item = (String, String)>,
-) -> Result<()> {
+/// One `PROPENSITY__…` environment override.
+#[derive(Debug, Clone)]
+struct EnvOverride {
+    /// The variable's name, for errors.
+    name: String,
+    /// Table path and key, lowercased (`["kafka", "client", "sasl.password"]`).
+    path: Vec<String>,
+    /// The value to set.
+    value: toml::Value,
+}
+
+impl EnvOverride {
+    /// The key path as config errors write it (`kafka.client."sasl.password"`).
+    fn key_path(&self) -> String {
+        self.path
+            .iter()
+            .map(|p| {
+                if p.contains('.') {
+                    format!("\"{p}\"")
+                } else {
+                    p.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+/// The `PROPENSITY__SECTION__KEY=value` variables of `env`, sorted by name.
+/// A value is read as TOML when it parses as one (numbers, booleans,
+/// arrays, quoted strings) and as a plain string otherwise.
+///
+/// `PROPENSITY__KAFKA__CLIENT__<NAME>` sets the librdkafka property
+/// `<name>` with `_` read as `.` (`SASL_PASSWORD` → `sasl.password`),
+/// because shells cannot export names with dots and librdkafka property
+/// names have no underscores; its value is always a string, as librdkafka
+/// takes them (`…__LINGER_MS=5` is `"5"`, not the integer 5).
+fn env_overrides(env: impl Iterator<Item = (String, String)>) -> Result<Vec<EnvOverride>> {
     let mut vars: Vec<(String, String)> = env.filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     vars.sort();
-    for (name, raw) in vars {
-        let path: Vec<String> = name[ENV_PREFIX.len()..]
-            .split("__")
-            .map(|p| p.to_ascii_lowercase())
-            .collect();
-        if path.iter().any(String::is_empty) || path.len() < 2 {
-            bail!("environment variable {name}: expected PROPENSITY__<SECTION>__<KEY>");
-        }
-        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+    vars.into_iter()
+        .map(|(name, raw)| {
+            let mut path: Vec<String> = name[ENV_PREFIX.len()..]
+                .split("__")
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
+            if path.iter().any(String::is_empty) || path.len() < 2 {
+                bail!("environment variable {name}: expected PROPENSITY__<SECTION>__<KEY>");
+            }
+            let client_property = path.len() > 2 && path[0] == "kafka" && path[1] == "client";
+            let value = if client_property {
+                let property = path[2..].join(".").replace('_', ".");
+                path.truncate(2);
+                path.push(property);
+                toml::Value::String(raw)
+            } else {
+                toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or(toml::Value::String(raw))
+            };
+            Ok(EnvOverride { name, path, value })
+        })
+        .collect()
+}
+
+/// Sets each override's key, creating missing tables; a path through a
+/// value that is not a table is the variable's error.
+fn apply_env_overrides(root: &mut toml::Table, overrides: &[EnvOverride]) -> Result<()> {
+    for o in overrides {
+        let (key, sections) = o.path.split_last().context("an override has a key")?;
         let mut table = &mut *root;
-        for part in &path[..path.len() - 1] {
+        for part in sections {
             let entry = table
                 .entry(part.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             table = entry.as_table_mut().with_context(|| {
-                format!("environment variable {name}: `{part}` is not a section")
+                format!("environment variable {}: `{part}` is not a section", o.name)
             })?;
         }
-        table.insert(path[path.len() - 1].clone(), value);
+        table.insert(key.clone(), o.value.clone());
     }
     Ok(())
 }
@@ -463,7 +709,7 @@ mod tests {
             Config::from_text("old.toml", &text, std::iter::empty()).unwrap_err()
         );
         assert!(
-            err.contains("old.toml") && err.contains("`features.browser_buckets` was removed"),
+            err.contains("old.toml") && err.contains("`features.browser_buckets`: was removed"),
             "{err}"
         );
         assert!(err.contains("features.vocabulary_max_values"), "{err}");
@@ -482,5 +728,146 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("***"));
+    }
+
+    /// The 1-based line of the first line of `text` starting with `start`.
+    fn line_of(text: &str, start: &str) -> usize {
+        text.lines()
+            .position(|l| l.starts_with(start))
+            .expect("line")
+            + 1
+    }
+
+    #[test]
+    fn a_wrong_type_in_the_file_names_the_key_and_the_line() {
+        let text = EMBEDDED_CONFIG.replace("partitions = 6", "partitions = \"six\"");
+        let err = format!(
+            "{:#}",
+            Config::from_text("my.toml", &text, std::iter::empty()).unwrap_err()
+        );
+        let line = line_of(&text, "partitions = ");
+        assert!(
+            err.contains(&format!("my.toml, line {line}, column 14"))
+                && err.contains("config key `kafka.partitions`")
+                && err.contains("expected i32"),
+            "{err}"
+        );
+        // A value the checks refuse, at the line of its key.
+        let text = EMBEDDED_CONFIG.replace("partitions = 6", "partitions = 0");
+        let err = format!(
+            "{:#}",
+            Config::from_text("my.toml", &text, std::iter::empty()).unwrap_err()
+        );
+        assert!(
+            err.contains(&format!(
+                "my.toml, line {line}, column 1: config key `kafka.partitions`: must be at least 1"
+            )),
+            "{err}"
+        );
+        // An unknown key, at its line.
+        let text = EMBEDDED_CONFIG.replace("group_id = ", "group_idd = ");
+        let err = format!(
+            "{:#}",
+            Config::from_text("my.toml", &text, std::iter::empty()).unwrap_err()
+        );
+        let line = line_of(&text, "group_idd");
+        assert!(
+            err.contains(&format!(
+                "line {line}, column 1: config key `kafka.group_idd`: unknown field"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_environment_typo_is_blamed_on_the_variable() {
+        let err = format!(
+            "{:#}",
+            Config::from_text(
+                "<embedded default>",
+                EMBEDDED_CONFIG,
+                [("PROPENSITY__KAFKA__BROKER".to_owned(), "x:1".to_owned())].into_iter()
+            )
+            .unwrap_err()
+        );
+        assert!(
+            err.contains("environment variable PROPENSITY__KAFKA__BROKER (sets `kafka.broker`): unknown field `broker`"),
+            "{err}"
+        );
+        assert!(!err.contains("<embedded default>"), "{err}");
+        // A bad value from the environment, among harmless overrides.
+        let err = format!(
+            "{:#}",
+            load(&[
+                ("PROPENSITY__KAFKA__BROKERS", "k:9092"),
+                ("PROPENSITY__KAFKA__PARTITIONS", "0"),
+                ("PROPENSITY__CONSENT__MODE", "opt_out"),
+            ])
+            .unwrap_err()
+        );
+        assert!(
+            err.contains("environment variable PROPENSITY__KAFKA__PARTITIONS (sets `kafka.partitions`): must be at least 1"),
+            "{err}"
+        );
+        // A file error the environment does not cause stays the file's,
+        // and one the environment repairs is no error.
+        let text = EMBEDDED_CONFIG.replace("partitions = 6", "partitions = 0");
+        let env = |v: &str| [("PROPENSITY__KAFKA__BROKERS".to_owned(), v.to_owned())].into_iter();
+        let err = format!(
+            "{:#}",
+            Config::from_text("f.toml", &text, env("k:1")).unwrap_err()
+        );
+        assert!(
+            err.contains("f.toml, line") && !err.contains("environment"),
+            "{err}"
+        );
+        let fixed = [("PROPENSITY__KAFKA__PARTITIONS".to_owned(), "2".to_owned())].into_iter();
+        assert_eq!(
+            Config::from_text("f.toml", &text, fixed)
+                .unwrap()
+                .file
+                .kafka
+                .partitions,
+            2
+        );
+    }
+
+    #[test]
+    fn librdkafka_properties_from_shell_safe_variable_names() {
+        let c = load(&[
+            ("PROPENSITY__KAFKA__CLIENT__SASL_PASSWORD", "s3cret"),
+            ("PROPENSITY__KAFKA__CLIENT__FOO_BAR", "1"),
+            ("PROPENSITY__KAFKA__CLIENT__SECURITY_PROTOCOL", "SASL_SSL"),
+            ("PROPENSITY__KAFKA__CLIENT__LINGER.MS", "true"),
+        ])
+        .unwrap();
+        let client = &c.file.kafka.client;
+        assert_eq!(
+            client.get("sasl.password").map(String::as_str),
+            Some("s3cret")
+        );
+        assert_eq!(
+            client.get("foo.bar").map(String::as_str),
+            Some("1"),
+            "always a string"
+        );
+        assert_eq!(
+            client.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL")
+        );
+        assert_eq!(client.get("linger.ms").map(String::as_str), Some("true"));
+        // Properties Propensity sets itself are refused, naming the variable.
+        let err = format!(
+            "{:#}",
+            load(&[(
+                "PROPENSITY__KAFKA__CLIENT__ISOLATION_LEVEL",
+                "read_uncommitted"
+            )])
+            .unwrap_err()
+        );
+        assert!(
+            err.contains("PROPENSITY__KAFKA__CLIENT__ISOLATION_LEVEL (sets `kafka.client.\"isolation.level\"`)"),
+            "{err}"
+        );
     }
 }

@@ -16,6 +16,7 @@ use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_kafka::passthrough::run_passthrough;
 use propensity_kafka::probe::{CommitProbe, TopicTail};
 use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
+use propensity_kafka::reachability::probe_brokers;
 use propensity_kafka::topics::create_topics;
 use propensity_kafka::{
     run_pipeline, CancellationToken, KafkaSettings, ModelHandle, PipelineOptions, RuntimeStatus,
@@ -168,6 +169,9 @@ pub fn run_kafka_bench(
     opts: &KafkaBenchOptions,
     log: &mut impl Write,
 ) -> Result<KafkaBenchResult> {
+    // Training and generating take half a minute: learn first whether
+    // there is a broker to measure.
+    probe_brokers(&config.file.kafka)?;
     writeln!(log, "training models…")?;
     let served = train_in_memory(config, 3000, 11)?;
     let config = &served.config;

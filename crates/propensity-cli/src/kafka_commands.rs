@@ -2,6 +2,9 @@
 //! owns process concerns the library leaves to the binary: signals (first
 //! SIGTERM/SIGINT drains, a second exits at once, SIGHUP reloads models),
 //! the drain timeout, the model-directory watcher and the final summary.
+//! Each command asks the brokers first, within `kafka.probe_timeout_secs`:
+//! `topics create` and `produce` fail with the broker named, `run` serves
+//! its endpoints and retries until the broker answers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,10 +15,13 @@ use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_engine::EngineSummary;
 use propensity_kafka::access::access_channel;
 use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
+use propensity_kafka::reachability::probe_brokers;
 use propensity_kafka::topics::{check_topics, create_topics};
 use propensity_kafka::{
-    run_pipeline, CancellationToken, ModelHandle, PipelineMetrics, PipelineOptions, RuntimeStatus,
+    run_pipeline, CancellationToken, KafkaSettings, ModelHandle, PipelineMetrics, PipelineOptions,
+    RuntimeStatus,
 };
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::http_server::{serve, HttpState};
 
@@ -41,6 +47,9 @@ pub fn produce_files(
     rate: Option<f64>,
     progress: &Progress,
 ) -> Result<(u64, u64)> {
+    // Before reading the files and queueing records: an unreachable broker
+    // otherwise shows only when the final flush times out.
+    probe_brokers(&config.file.kafka)?;
     let (ev, co) = read_inputs(events, consent, progress)?;
     let ev_lines = ev.lines();
     let co_lines = co.lines();
@@ -101,6 +110,93 @@ fn models_stamp(dir: &Path, config: &Config) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
+/// The signals `run` handles, registered before anything waits on the
+/// broker and kept until the process ends.
+struct Signals {
+    /// SIGTERM: drain and stop (a second one: stop now).
+    term: Signal,
+    /// SIGINT: as SIGTERM.
+    int: Signal,
+    /// SIGHUP: reload the models.
+    hup: Signal,
+}
+
+impl Signals {
+    /// Registers the handlers; needs a runtime context.
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// First and longest pause between two attempts to reach the broker at
+/// start: retries are quick while an orchestrator starts the broker next
+/// to us, and a long outage costs a probe every half minute.
+const BROKER_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// Waits until the brokers answer and the topics check out, and returns the
+/// topics' partition count; `None` when SIGTERM/SIGINT (or the end of the
+/// HTTP endpoints) stopped the wait. An unreachable broker is someone
+/// else's outage: it is retried with backoff, shown in `/readyz`
+/// (`last_error`) and logged when its reason changes. Topic problems need
+/// someone to act, so they end the start with the problems named.
+async fn await_topics(
+    k: &KafkaSettings,
+    status: &RuntimeStatus,
+    signals: &mut Signals,
+    shutdown: &CancellationToken,
+) -> Result<Option<i32>> {
+    let mut backoff = BROKER_BACKOFF.0;
+    let mut logged: Option<String> = None;
+    loop {
+        // The check blocks on librdkafka for up to the probe timeout: off
+        // the runtime's workers, so that a signal is seen at once.
+        let check = {
+            let (k, rt) = (k.clone(), tokio::runtime::Handle::current());
+            tokio::task::spawn_blocking(move || rt.block_on(check_topics(&k)))
+        };
+        let result = tokio::select! {
+            r = check => r.context("the topic check panicked")?,
+            _ = signals.term.recv() => return Ok(None),
+            _ = signals.int.recv() => return Ok(None),
+            _ = shutdown.cancelled() => return Ok(None),
+        };
+        let e = match result {
+            Ok(partitions) => {
+                RuntimeStatus::set(&status.broker_reachable, true);
+                status.clear_error();
+                return Ok(Some(partitions));
+            }
+            Err(e) if e.is_unreachable() => e,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context("cannot start: topics are not ready"))
+            }
+        };
+        let message = e.to_string();
+        RuntimeStatus::set(&status.broker_reachable, false);
+        status.error(message.clone());
+        if logged.as_deref() != Some(message.as_str()) {
+            tracing::warn!(error = %message, retry_in_secs = backoff.as_secs_f64(), "waiting for the Kafka broker; retrying with backoff");
+            logged = Some(message);
+        } else {
+            tracing::debug!(
+                retry_in_secs = backoff.as_secs_f64(),
+                "the Kafka broker is still unreachable"
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = signals.term.recv() => return Ok(None),
+            _ = signals.int.recv() => return Ok(None),
+            _ = shutdown.cancelled() => return Ok(None),
+        }
+        backoff = (backoff * 2).min(BROKER_BACKOFF.1);
+    }
+}
+
 /// `propensity run`.
 pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
     let models_dir = config.file.models.dir.clone();
@@ -113,10 +209,12 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let partitions = rt
-        .block_on(check_topics(&k))
-        .context("cannot start: topics are not ready")?;
-    tracing::info!(partitions, instance = %opts.instance_id, "topics checked");
+    // Signals are ours from here on: a SIGTERM while the broker is still
+    // awaited must stop the process cleanly, not kill it.
+    let mut signals = {
+        let _runtime = rt.enter();
+        Signals::new()?
+    };
 
     let shutdown = CancellationToken::new();
     let status = Arc::new(RuntimeStatus::default());
@@ -140,6 +238,41 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
         admin_token: config.file.http.admin_token.clone(),
         access: access_tx,
     });
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("cannot listen on http.listen {listen}"))?;
+    // The HTTP endpoints are how the platform sees this instance, so they
+    // start before anything waits on the broker: /healthz answers and
+    // /readyz says why the instance is not ready from the first second. If
+    // they stop, the pipeline drains and the process exits with an error
+    // instead of running on unobserved.
+    let http_failed = CancellationToken::new();
+    {
+        let (shutdown, http_failed) = (shutdown.clone(), http_failed.clone());
+        rt.spawn(async move {
+            if let Err(e) = serve(listener, http_state).await {
+                tracing::error!(error = %e, "http endpoints stopped; stopping the pipeline");
+                http_failed.cancel();
+                shutdown.cancel();
+            }
+        });
+    }
+
+    let Some(partitions) = rt.block_on(await_topics(&k, &status, &mut signals, &shutdown))? else {
+        // Stopped before the pipeline started: nothing to drain. The
+        // runtime may still hold a probe waiting on the broker; it ends
+        // with the process.
+        rt.shutdown_background();
+        if http_failed.is_cancelled() {
+            anyhow::bail!(
+                "the http endpoints stopped (see the error above) before the broker answered"
+            );
+        }
+        tracing::info!("stopped before the broker answered");
+        return Ok(());
+    };
+    tracing::info!(partitions, instance = %opts.instance_id, "topics checked");
+
     // The partition count the topics really have (access requests map a
     // visitor to its partition with it).
     let settings = propensity_kafka::KafkaSettings {
@@ -156,23 +289,6 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
         metrics: metrics.clone(),
         access: Some(access_rx),
     };
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(listen))
-        .with_context(|| format!("cannot listen on http.listen {listen}"))?;
-    // The HTTP endpoints are how the platform sees this instance: if they
-    // stop, the pipeline drains and the process exits with an error
-    // instead of running on unobserved.
-    let http_failed = CancellationToken::new();
-    {
-        let (shutdown, http_failed) = (shutdown.clone(), http_failed.clone());
-        rt.spawn(async move {
-            if let Err(e) = serve(listener, http_state).await {
-                tracing::error!(error = %e, "http endpoints stopped; stopping the pipeline");
-                http_failed.cancel();
-                shutdown.cancel();
-            }
-        });
-    }
     // The pipeline thread says when it ends (for whatever reason) through a
     // oneshot, so the signal loop wakes on it instead of polling.
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -189,10 +305,11 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
     let reload_config = config.clone();
     let stop = shutdown.clone();
     let drained = rt.block_on(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
+        let Signals {
+            mut term,
+            mut int,
+            mut hup,
+        } = signals;
         let mut stamp = models_stamp(&models_dir, &reload_config);
         let mut tick = tokio::time::interval(Duration::from_secs_f64(if watch > 0.0 { watch } else { 3600.0 }));
         let reload = |why: &str| match reload_models(&models_dir, &reload_config.engine) {

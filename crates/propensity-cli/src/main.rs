@@ -5,6 +5,7 @@
 
 mod bench;
 mod config_file;
+mod config_reference;
 mod demo;
 mod feature_list;
 mod http_server;
@@ -239,6 +240,13 @@ enum Command {
     },
     /// Print the man pages (roff): `propensity man | man -l -`.
     Man,
+    /// Every configuration key with its default, environment variable and
+    /// meaning (generated from the embedded configuration).
+    ConfigReference {
+        /// One JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration and print it (secrets masked).
     CheckConfig {
         /// The file to check (default: --config, else the embedded default).
@@ -588,6 +596,9 @@ fn run(cli: Cli) -> Result<()> {
                 None => config,
             };
             feature_list::print(&config.engine.features, json, &mut out)?;
+        }
+        Command::ConfigReference { json } => {
+            config_reference::print(&config_reference::reference()?, json, &mut out)?;
         }
         Command::CheckConfig { file } => {
             let path = file.or(cli.config);

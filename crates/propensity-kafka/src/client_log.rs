@@ -55,25 +55,6 @@ impl ClientContext for LoggedContext {
 
 impl ConsumerContext for LoggedContext {}
 
-/// The context of a bounded probe's client, whose failure is reported
-/// once by the probe's own error (naming the brokers): librdkafka's
-/// connection errors meanwhile go to debug, instead of a dozen error lines
-/// ahead of the one that says what to do.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProbeContext;
-
-impl ClientContext for ProbeContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        tracing::debug!(target: TARGET, ?level, facility, "{message}");
-    }
-
-    fn error(&self, error: RdKafkaError, reason: &str) {
-        tracing::debug!(target: TARGET, error = %error, "{reason}");
-    }
-}
-
-impl ConsumerContext for ProbeContext {}
-
 impl ProducerContext for LoggedContext {
     type DeliveryOpaque = ();
 

@@ -1,5 +1,10 @@
 //! The Kafka runtime's one error type, split by who must act: the user
 //! (configuration, topics), the broker (transient, retried) or us (fatal).
+//!
+//! Messages are meant to be printed with their cause chain (`{:#}` in the
+//! binary), so a variant either shows a wrapped error's text or exposes it
+//! as its `source`, never both: doing both printed every librdkafka error
+//! twice (`kafka: X: X`).
 
 use thiserror::Error;
 
@@ -17,20 +22,21 @@ pub enum KafkaError {
     /// Topics are missing or incompatible.
     #[error("topic check failed: {0}")]
     Topics(String),
-    /// No broker answered a bounded metadata request: said once, naming the
-    /// brokers, instead of librdkafka's retries repeating for a minute.
-    #[error("cannot reach the Kafka brokers `{brokers}` (kafka.brokers) within {secs} s: {cause}; check the address, that the brokers run, and the [kafka.client] security settings")]
+    /// A librdkafka client error. Its text is shown here and it is not
+    /// exposed as the source (see the module doc); the librdkafka error's
+    /// own source is its bare code, which its text already contains.
+    #[error("kafka: {0}")]
+    Client(rdkafka::error::KafkaError),
+    /// The bootstrap brokers did not answer: down, unreachable, refusing
+    /// the connection or the handshake, or too slow. The one message a
+    /// network failure gets, naming the brokers once and what to check.
+    #[error("broker {brokers} unreachable: {cause}. Check that it is running and reachable from this host, that `kafka.brokers` names it, and that the `kafka.client` security settings match its listener")]
     Unreachable {
-        /// `kafka.brokers` as configured.
+        /// The configured bootstrap servers (`kafka.brokers`).
         brokers: String,
-        /// How long the probe waited.
-        secs: u64,
-        /// librdkafka's answer.
+        /// What librdkafka reported, without the broker's address.
         cause: String,
     },
-    /// A librdkafka client error.
-    #[error("kafka: {0}")]
-    Client(#[from] rdkafka::error::KafkaError),
     /// The engine refused something (models, state).
     #[error(transparent)]
     Engine(#[from] propensity_engine::EngineError),
@@ -51,4 +57,100 @@ pub enum KafkaError {
     /// Shut down while waiting.
     #[error("shutting down")]
     Shutdown,
+}
+
+impl From<rdkafka::error::KafkaError> for KafkaError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        KafkaError::Client(e)
+    }
+}
+
+/// librdkafka error codes that mean "the brokers did not answer" rather
+/// than "the brokers answered no".
+fn is_network_code(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::OperationTimedOut
+            | C::MessageTimedOut
+            | C::RequestTimedOut
+            | C::NetworkException
+            | C::Resolve
+            | C::Authentication
+            | C::SaslAuthenticationFailed
+            | C::SSL
+            | C::TimedOutQueue
+    )
+}
+
+impl KafkaError {
+    /// A librdkafka error of a call to the brokers of `brokers`: a network
+    /// failure becomes [`KafkaError::Unreachable`] (naming the brokers),
+    /// anything else stays a client error.
+    pub fn from_call(brokers: &str, e: rdkafka::error::KafkaError) -> Self {
+        // rdkafka reports no code for admin-operation errors; they carry one.
+        let code = match &e {
+            rdkafka::error::KafkaError::AdminOp(code) => Some(*code),
+            other => other.rdkafka_error_code(),
+        };
+        match code {
+            Some(code) if is_network_code(code) => KafkaError::Unreachable {
+                brokers: brokers.to_owned(),
+                cause: e.to_string(),
+            },
+            _ => KafkaError::Client(e),
+        }
+    }
+
+    /// Whether this is a broker outage (retry later) rather than something
+    /// a user must change.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, KafkaError::Unreachable { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError as RdKafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    /// The whole chain as the binary prints it (`{:#}` of anyhow).
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            next = s.source();
+        }
+        text
+    }
+
+    #[test]
+    fn client_errors_print_their_text_once() {
+        let e = KafkaError::from(RdKafkaError::AdminOp(RDKafkaErrorCode::PolicyViolation));
+        let text = chain(&e);
+        assert_eq!(text.matches("PolicyViolation").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn network_failures_name_the_brokers_once_and_what_to_check() {
+        let e = KafkaError::from_call(
+            "k1:9092,k2:9092",
+            RdKafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut),
+        );
+        assert!(e.is_unreachable());
+        let text = chain(&e);
+        assert_eq!(text.matches("k1:9092,k2:9092").count(), 1, "{text}");
+        assert_eq!(text.matches("OperationTimedOut").count(), 1, "{text}");
+        assert!(text.contains("kafka.brokers"), "{text}");
+        let refused = KafkaError::from_call(
+            "k:1",
+            RdKafkaError::AdminOp(RDKafkaErrorCode::TopicAuthorizationFailed),
+        );
+        assert!(!refused.is_unreachable(), "an answer is not an outage");
+    }
 }

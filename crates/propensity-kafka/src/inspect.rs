@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::client_config;
-use crate::client_log::{LoggedContext, ProbeContext};
+use crate::client_log::LoggedContext;
 use crate::error::KafkaError;
 use crate::reader::OffsetQuery;
 use crate::settings::KafkaSettings;
@@ -45,23 +45,18 @@ pub struct TopicLayout {
 /// The topics the brokers know, by name.
 pub type ClusterView = BTreeMap<String, TopicLayout>;
 
-/// Asks the brokers for every topic's metadata, waiting at most `timeout`.
-/// librdkafka on its own keeps retrying unreachable brokers for a minute
-/// and repeats the cause at every layer; this fails once, naming
-/// `kafka.brokers`.
+/// Asks the brokers for every topic's metadata, waiting at most `timeout`,
+/// after the bounded reachability probe
+/// ([`crate::reachability::probe_brokers`]): librdkafka on its own keeps
+/// retrying unreachable brokers for a minute and repeats the cause at every
+/// layer; this fails once, naming `kafka.brokers`.
 pub fn probe(settings: &KafkaSettings, timeout: Duration) -> Result<ClusterView, KafkaError> {
-    let consumer: BaseConsumer<ProbeContext> =
-        client_config::reader(settings, "inspect").create_with_context(ProbeContext)?;
-    let md = consumer.fetch_metadata(None, timeout);
-    // librdkafka queues its log lines (`log.queue`) until the client is
-    // polled; serve them before the client is dropped, so `-v` shows what
-    // the probe went through.
-    let _ = consumer.poll(Duration::ZERO);
-    let md = md.map_err(|e| KafkaError::Unreachable {
-        brokers: settings.brokers.clone(),
-        secs: timeout.as_secs().max(1),
-        cause: e.to_string(),
-    })?;
+    crate::reachability::probe_brokers(settings)?;
+    let consumer: BaseConsumer<LoggedContext> =
+        client_config::reader(settings, "inspect").create_with_context(LoggedContext)?;
+    let md = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(|e| KafkaError::from_call(&settings.brokers, e))?;
     Ok(md
         .topics()
         .iter()

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod produce;
 pub mod progress;
+pub mod reachability;
 pub mod reader;
 pub mod settings;
 pub mod shard;

@@ -30,6 +30,8 @@ pub struct OutgoingRecord<'a> {
 /// steps, which made paced test traffic ten times slower).
 pub struct TrafficProducer {
     producer: BaseProducer<LoggedContext>,
+    /// `kafka.brokers`, named when acknowledgements do not come.
+    brokers: String,
 }
 
 impl TrafficProducer {
@@ -37,6 +39,7 @@ impl TrafficProducer {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         Ok(Self {
             producer: client_config::plain_producer(settings).create_with_context(LoggedContext)?,
+            brokers: settings.brokers.clone(),
         })
     }
 
@@ -64,16 +67,27 @@ impl TrafficProducer {
         }
     }
 
-    /// Waits until everything queued is acknowledged.
+    /// Waits until everything queued is acknowledged; records still
+    /// unacknowledged after `timeout` mean the brokers stopped answering.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let started = Instant::now();
         while self.producer.in_flight_count() > 0 {
-            if started.elapsed() > timeout {
-                return Err(KafkaError::Client(RdKafkaError::Flush(
-                    RDKafkaErrorCode::OperationTimedOut,
-                )));
+            let elapsed = started.elapsed();
+            if elapsed > timeout {
+                return Err(KafkaError::Unreachable {
+                    brokers: self.brokers.clone(),
+                    cause: format!(
+                        "{} records not acknowledged within {} s",
+                        self.producer.in_flight_count(),
+                        timeout.as_secs_f64()
+                    ),
+                });
             }
-            self.producer.poll(Duration::from_millis(1));
+            // A poll returns as soon as a delivery report was served, so
+            // a long one adds no latency; it only keeps an unanswered
+            // flush from spinning on the CPU.
+            self.producer
+                .poll((timeout - elapsed).min(Duration::from_millis(100)));
         }
         Ok(())
     }

@@ -51,6 +51,12 @@ pub struct KafkaSettings {
     /// stalled: `/readyz` answers 503 and `propensity_stalled_partitions`
     /// counts it.
     pub stall_timeout_secs: f64,
+    /// How long a command waits for the brokers' first answer (a metadata
+    /// request) before it gives up (`topics create`, `produce`,
+    /// `bench --kafka`) or, for `run`, reports the broker unreachable and
+    /// retries. librdkafka's own timeouts are a minute, far too long to
+    /// learn that a broker address is wrong.
+    pub probe_timeout_secs: f64,
     /// librdkafka properties passed to every client as-is (security,
     /// SASL, SSL, timeouts…).
     pub client: BTreeMap<String, String>,
@@ -75,6 +81,7 @@ impl Default for KafkaSettings {
             drain_timeout_secs: 10.0,
             statistics_interval_ms: 5000,
             stall_timeout_secs: 60.0,
+            probe_timeout_secs: 5.0,
             client: BTreeMap::new(),
         }
     }
@@ -148,6 +155,14 @@ impl KafkaSettings {
             return Err(cfg(
                 "stall_timeout_secs",
                 "must be a number of seconds, at least 1",
+            ));
+        }
+        if !(self.probe_timeout_secs.is_finite()
+            && (0.1..=300.0).contains(&self.probe_timeout_secs))
+        {
+            return Err(cfg(
+                "probe_timeout_secs",
+                "must be a number of seconds within 0.1..=300",
             ));
         }
         if !(self.drain_timeout_secs.is_finite() && self.drain_timeout_secs > 0.0) {

@@ -60,4 +60,12 @@ impl RuntimeStatus {
             *e = Some(message);
         }
     }
+
+    /// Forgets the last error once its cause is gone (the broker answered
+    /// after an outage at start), so `/readyz` shows no stale reason.
+    pub fn clear_error(&self) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = None;
+        }
+    }
 }

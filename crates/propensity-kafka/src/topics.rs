@@ -1,6 +1,9 @@
 //! Topic administration: `propensity topics create` and the start-up check
 //! that the topics exist with the settings the runtime relies on. Every
 //! problem found is reported, each naming the topic and what to change.
+//! Both ask the brokers for metadata first, bounded by
+//! `kafka.probe_timeout_secs` ([`probe_brokers`]), so an unreachable broker
+//! is reported in seconds, by name, instead of after librdkafka's minute.
 
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use crate::client_config;
 use crate::client_log::LoggedContext;
 use crate::error::KafkaError;
+use crate::reachability::probe_brokers;
 use crate::settings::KafkaSettings;
 
 /// What a topic is for.
@@ -67,6 +71,7 @@ pub async fn create_topics(settings: &KafkaSettings) -> Result<Vec<(String, bool
     // One name twice in a request would make librdkafka answer with fewer
     // results than asked for; validation refuses shared topic names.
     settings.validate()?;
+    probe_brokers(settings)?;
     let admin = admin_client(settings)?;
     let list = topics(settings);
     let new: Vec<NewTopic<'_>> = list
@@ -86,7 +91,10 @@ pub async fn create_topics(settings: &KafkaSettings) -> Result<Vec<(String, bool
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics(new.iter(), &opts).await?;
+    let results = admin
+        .create_topics(new.iter(), &opts)
+        .await
+        .map_err(|e| KafkaError::from_call(&settings.brokers, e))?;
     let mut out = Vec::new();
     for r in results {
         match r {
@@ -125,7 +133,9 @@ fn partition_counts(
 ) -> Result<Vec<Option<usize>>, KafkaError> {
     let consumer: BaseConsumer<LoggedContext> =
         client_config::reader(settings, "metadata").create_with_context(LoggedContext)?;
-    let md = consumer.fetch_metadata(None, Duration::from_secs(15))?;
+    let md = consumer
+        .fetch_metadata(None, Duration::from_secs(15))
+        .map_err(|e| KafkaError::from_call(&settings.brokers, e))?;
     Ok(names
         .iter()
         .map(|n| {
@@ -138,8 +148,11 @@ fn partition_counts(
 }
 
 /// Checks that the runtime's topics exist and are compatible; returns the
-/// number of partitions of the co-partitioned topics.
+/// number of partitions of the co-partitioned topics. An unreachable broker
+/// is [`KafkaError::Unreachable`] (retry), topic problems are
+/// [`KafkaError::Topics`] (someone must act).
 pub async fn check_topics(settings: &KafkaSettings) -> Result<i32, KafkaError> {
+    probe_brokers(settings)?;
     let list = topics(settings);
     let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
     let counts = partition_counts(settings, &names)?;
@@ -171,7 +184,11 @@ pub async fn check_topics(settings: &KafkaSettings) -> Result<i32, KafkaError> {
         .collect();
     if !specs.is_empty() {
         let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(15)));
-        for res in admin.describe_configs(specs.iter(), &opts).await? {
+        let described = admin
+            .describe_configs(specs.iter(), &opts)
+            .await
+            .map_err(|e| KafkaError::from_call(&settings.brokers, e))?;
+        for res in described {
             let res =
                 res.map_err(|code| KafkaError::Topics(format!("describe configs: {code}")))?;
             let name = match &res.specifier {
