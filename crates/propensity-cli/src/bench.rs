@@ -293,8 +293,11 @@ pub struct TrainingBenchResult {
     pub fit_secs: f64,
     /// Median seconds of the grid fits, summed over outcomes (thread time).
     pub grid_secs: f64,
-    /// Median seconds of the refits, summed over outcomes (thread time).
+    /// Median seconds of the refits (`f32`, then the `f64` polish), summed over
+    /// outcomes (thread time).
     pub refit_secs: f64,
+    /// Median seconds of the `f64` polishes alone (part of `refit_secs`).
+    pub polish_secs: f64,
     /// Training rows per minute of `train_secs`.
     pub rows_per_minute: f64,
     /// Every round's `train_secs`.
@@ -340,8 +343,14 @@ pub fn run_training_bench(
         opts.rounds.max(1)
     )?;
 
-    let (mut totals, mut prepares, mut fits, mut grids, mut refits) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut totals, mut prepares, mut fits, mut grids, mut refits, mut polishes) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     let mut last = None;
     for round in 0..opts.rounds.max(1) {
         let t0 = Instant::now();
@@ -361,11 +370,12 @@ pub fn run_training_bench(
         let rows: usize = trained.iter().map(|t| t.train_rows).sum();
         writeln!(
             log,
-            "round {}: {total:.2} s (prepare {prepare:.2}, fits {:.2} wall; thread time grid {:.2}, refit {:.2}), {:.0} rows/min",
+            "round {}: {total:.2} s (prepare {prepare:.2}, fits {:.2} wall; thread time grid {:.2}, refit {:.2} of which polish {:.2}), {:.0} rows/min",
             round + 1,
             times.fit_secs,
             times.grid_secs,
             times.refit_secs,
+            times.polish_secs,
             rows as f64 * 60.0 / total
         )?;
         totals.push(total);
@@ -373,6 +383,7 @@ pub fn run_training_bench(
         fits.push(times.fit_secs);
         grids.push(times.grid_secs);
         refits.push(times.refit_secs);
+        polishes.push(times.polish_secs);
         last = Some((prepared, trained));
     }
     let (prepared, trained) = last.context("no round ran")?;
@@ -381,6 +392,7 @@ pub fn run_training_bench(
     for (p, t) in prepared.iter().zip(&trained) {
         let t0 = Instant::now();
         p.fit_once(
+            examples,
             t.selection.l2,
             plan.fit.max_iterations,
             search.tolerance_per_row,
@@ -389,7 +401,7 @@ pub fn run_training_bench(
         outcomes.push(TrainingBenchOutcome {
             outcome: p.name.clone(),
             train_rows: t.train_rows,
-            fit_rows: p.matrix().nrows(),
+            fit_rows: p.fit_rows(),
             grid_rows: p.grid_rows(),
             l2: t.selection.l2,
             grid: t.selection.grid.clone(),
@@ -409,6 +421,7 @@ pub fn run_training_bench(
         fit_secs: median(&fits),
         grid_secs: median(&grids),
         refit_secs: median(&refits),
+        polish_secs: median(&polishes),
         rows_per_minute: (train_rows as f64 * 60.0 / train_secs).round(),
         train_rounds: totals,
         outcomes,
@@ -438,10 +451,12 @@ fn export_training(
         let (vx, vy) = p.validation_matrix(examples);
         let (hx, hy) = p.holdout_matrix(examples);
         let y: Vec<bool> = p.matrix_labels().iter().copied().collect();
-        let cols = p.matrix().ncols();
+        // The `f64` matrix of the final fit (the grid reads its leading rows).
+        let fx = p.exact_matrix(examples);
+        let cols = fx.ncols();
         // All three are built column-major by the training crate.
         for (suffix, data, y) in [
-            ("fit", p.matrix().to_slice_memory_order(), &y),
+            ("fit", fx.as_slice_memory_order(), &y),
             ("validation", vx.as_slice_memory_order(), &vy),
             ("holdout", hx.as_slice_memory_order(), &hy),
         ] {
@@ -535,7 +550,7 @@ pub fn print_training_bench(r: &TrainingBenchResult, w: &mut impl Write) -> Resu
     }
     writeln!(
         w,
-        "training: {} rows in {:.2} s (median of {}; prepare {:.2}, fits {:.2} wall; thread time grid {:.2}, refit {:.2}) = {:.0} rows/min on {} thread(s); collecting took {:.1} s",
+        "training: {} rows in {:.2} s (median of {}; prepare {:.2}, fits {:.2} wall; thread time grid {:.2}, refit {:.2} of which polish {:.2}) = {:.0} rows/min on {} thread(s); collecting took {:.1} s",
         r.train_rows,
         r.train_secs,
         r.train_rounds.len(),
@@ -543,6 +558,7 @@ pub fn print_training_bench(r: &TrainingBenchResult, w: &mut impl Write) -> Resu
         r.fit_secs,
         r.grid_secs,
         r.refit_secs,
+        r.polish_secs,
         r.rows_per_minute,
         r.threads,
         r.collect_secs

@@ -1,6 +1,7 @@
 //! Fitting one outcome's logistic-regression model: validation, standardization, negative
-//! undersampling with prior correction, the linfa-logistic call, and the orientation fix that
-//! makes the returned model always predict P(outcome == true).
+//! undersampling with prior correction, the linfa-logistic call (in `f32`, then polished in
+//! `f64`: see [`fit_and_polish`]), and the orientation fix that makes the returned model
+//! always predict P(outcome == true).
 //!
 //! ## Why the orientation fix exists
 //! linfa-logistic 0.8.1 encodes a binary target as ±1 with **+1 for the more frequent label**
@@ -14,7 +15,7 @@
 use linfa::traits::Fit;
 use linfa::DatasetBase;
 use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::design::{check_finite, sample_rows, standardization, standardized_matrix};
@@ -206,13 +207,76 @@ pub(crate) fn linfa_positive_class(y: &[bool]) -> bool {
     }
 }
 
+/// The element types a design matrix is stored in for linfa-logistic: `f32` for the search
+/// (half the bytes per pass, see `design.rs`), `f64` for the polish that makes the final model
+/// meet the tolerance exactly as a plain `f64` fit would.
+///
+/// linfa-logistic's own float trait is private, so its `Fit` cannot be named generically;
+/// [`Element::linfa`] is that one call, written once for both types by a macro.
+pub(crate) trait Element: Copy + Send + Sync + 'static {
+    /// `v` in this precision (rounded to nearest for `f32`).
+    fn from_f64(v: f64) -> Self;
+    /// linfa-logistic on `x` in this precision: `(parameters, intercept, linfa's +1 label)`,
+    /// parameters in linfa's orientation. `init` is linfa's parameter vector (weights, then
+    /// the intercept), already in its orientation.
+    fn linfa(
+        x: ArrayView2<Self>,
+        y: ArrayView1<bool>,
+        l2: f64,
+        max_iterations: u64,
+        gradient_tolerance: f64,
+        init: Option<Vec<f64>>,
+    ) -> Result<(Vec<f64>, f64, bool), TrainingError>;
+}
+
+macro_rules! linfa_element {
+    ($t:ty, $from:expr) => {
+        impl Element for $t {
+            fn from_f64(v: f64) -> Self {
+                $from(v)
+            }
+            fn linfa(
+                x: ArrayView2<Self>,
+                y: ArrayView1<bool>,
+                l2: f64,
+                max_iterations: u64,
+                gradient_tolerance: f64,
+                init: Option<Vec<f64>>,
+            ) -> Result<(Vec<f64>, f64, bool), TrainingError> {
+                let mut params = LogisticRegression::<$t>::default()
+                    .alpha(Self::from_f64(l2))
+                    .max_iterations(max_iterations)
+                    .gradient_tolerance(Self::from_f64(gradient_tolerance));
+                if let Some(init) = init {
+                    params = params.initial_params(init.into_iter().map(Self::from_f64).collect());
+                }
+                let fitted = params
+                    .fit(&DatasetBase::new(x, y))
+                    .map_err(|e| TrainingError::Linfa(e.to_string()))?;
+                Ok((
+                    fitted.params().iter().map(|&w| f64::from(w)).collect(),
+                    f64::from(fitted.intercept()),
+                    fitted.labels().pos.class,
+                ))
+            }
+        }
+    };
+}
+
+/// Rounds to nearest: what the search matrix holds.
+fn f64_to_f32(v: f64) -> f32 {
+    v as f32
+}
+linfa_element!(f32, f64_to_f32);
+linfa_element!(f64, std::convert::identity);
+
 /// One linfa-logistic fit of standardized rows `x` with labels `y` (both classes present).
 ///
 /// The gradient tolerance is `tolerance_per_row × rows` (see [`GRADIENT_TOLERANCE_PER_ROW`]).
 /// `warm` starts L-BFGS from a previous solution (oriented to `true`; turned into linfa's
 /// orientation here) instead of zero.
-pub(crate) fn linfa_fit(
-    x: ArrayView2<f64>,
+pub(crate) fn linfa_fit<E: Element>(
+    x: ArrayView2<E>,
     y: ArrayView1<bool>,
     l2: f64,
     max_iterations: u64,
@@ -220,11 +284,7 @@ pub(crate) fn linfa_fit(
     warm: Option<&Solution>,
 ) -> Result<Solution, TrainingError> {
     let rows = x.nrows();
-    let mut params = LogisticRegression::default()
-        .alpha(l2)
-        .max_iterations(max_iterations)
-        .gradient_tolerance(tolerance_per_row * rows as f64);
-    if let Some(start) = warm {
+    let init = warm.map(|start| {
         let y_slice: Vec<bool> = y.iter().copied().collect();
         let sign = if linfa_positive_class(&y_slice) {
             1.0
@@ -232,24 +292,27 @@ pub(crate) fn linfa_fit(
             -1.0
         };
         // linfa's parameter vector: weights, then the intercept.
-        let init: Array1<f64> = start
+        start
             .weights
             .iter()
             .chain(std::iter::once(&start.intercept))
             .map(|v| sign * v)
-            .collect();
-        params = params.initial_params(init);
-    }
-    let dataset = DatasetBase::new(x, y);
-    let fitted = params
-        .fit(&dataset)
-        .map_err(|e| TrainingError::Linfa(e.to_string()))?;
+            .collect()
+    });
+    let (params, intercept, positive) = E::linfa(
+        x,
+        y,
+        l2,
+        max_iterations,
+        tolerance_per_row * rows as f64,
+        init,
+    )?;
     // linfa's +1 class is whichever label was more frequent in these rows (see module docs);
     // its parameters describe the log-odds of that class. Flip them when it is `false`.
-    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+    let sign = if positive { 1.0 } else { -1.0 };
     let solution = Solution {
-        weights: fitted.params().iter().map(|w| sign * w).collect(),
-        intercept: sign * fitted.intercept(),
+        weights: params.iter().map(|w| sign * w).collect(),
+        intercept: sign * intercept,
     };
     if !solution.intercept.is_finite() || solution.weights.iter().any(|w| !w.is_finite()) {
         return Err(TrainingError::Linfa(
@@ -257,6 +320,41 @@ pub(crate) fn linfa_fit(
         ));
     }
     Ok(solution)
+}
+
+/// A fit in `f32` on the search matrix, then a warm-started `f64` polish on the exact matrix
+/// (built by `exact` only now, so at most one `f64` copy per running fit exists). Returns the
+/// solution and the polish's seconds.
+///
+/// Why two precisions: an `f32` matrix halves the bytes every L-BFGS pass reads, and linfa
+/// makes about five passes per iteration, so the `f32` stage does most of the descent at
+/// about half the cost. But linfa then also sums the loss in `f32`, and near the optimum the
+/// cost's rounding noise exceeds its decrease, so the `f32` stage may stop by a failed line
+/// search above the tolerance. The `f64` polish starts there and stops at the same
+/// tolerance, on the same objective, as a plain `f64` fit: the final model meets exactly the
+/// accuracy it met before, in a handful of iterations (pinned by a test).
+pub(crate) fn fit_and_polish(
+    search: ArrayView2<f32>,
+    exact: impl FnOnce() -> Array2<f64>,
+    y: ArrayView1<bool>,
+    l2: f64,
+    max_iterations: u64,
+    tolerance_per_row: f64,
+    warm: Option<&Solution>,
+) -> Result<(Solution, f64), TrainingError> {
+    let rough = linfa_fit(search, y, l2, max_iterations, tolerance_per_row, warm)?;
+    let t0 = std::time::Instant::now();
+    let exact = exact();
+    debug_assert_eq!(exact.dim(), search.dim());
+    let solution = linfa_fit(
+        exact.view(),
+        y,
+        l2,
+        max_iterations,
+        tolerance_per_row,
+        Some(&rough),
+    )?;
+    Ok((solution, t0.elapsed().as_secs_f64()))
 }
 
 /// Row counts behind a fit: what the prior correction needs.
@@ -320,8 +418,9 @@ impl FittedModel {
 /// 3. if there are more than `negative_to_positive_max × positives` negatives, keep a
 ///    deterministic uniform sample (seeded by `params.seed`) of exactly that many (at least
 ///    one); all positives are kept;
-/// 4. fit linfa-logistic on the standardized kept rows (one column-major copy), with `bool`
-///    targets and a gradient tolerance of [`GRADIENT_TOLERANCE_PER_ROW`] × kept rows;
+/// 4. fit linfa-logistic on the standardized kept rows (column-major), with `bool` targets
+///    and a gradient tolerance of [`GRADIENT_TOLERANCE_PER_ROW`] × kept rows: first on an
+///    `f32` copy, then polished on the `f64` copy (see `fit_and_polish`);
 /// 5. orient the result to the `true` class and add `ln(sampling rate)` to the intercept.
 ///
 /// Errors: [`TrainingError::NoRows`], [`TrainingError::LengthMismatch`],
@@ -363,9 +462,10 @@ pub fn fit_outcome_model(
         params.seed,
     );
     let negatives_kept = keep.len() - positives;
-    let (x_train, y_train) = standardized_matrix(&x, y, &keep, &means, &stds);
-    let solution = linfa_fit(
-        x_train.view(),
+    let (search, y_train) = standardized_matrix::<f32>(&x, y, &keep, &means, &stds);
+    let (solution, _) = fit_and_polish(
+        search.view(),
+        || standardized_matrix::<f64>(&x, y, &keep, &means, &stds).0,
         y_train.view(),
         params.l2,
         params.max_iterations,

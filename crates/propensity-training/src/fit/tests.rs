@@ -4,7 +4,7 @@
 use super::*;
 use crate::rng::SplitMix64;
 use linfa::Dataset;
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 
 /// Synthetic data with a known logistic truth:
 /// P(y) = sigmoid(b + 1.5·x0 − 1.0·x1 + 0·x2), x ~ N(0,1) i.i.d., plus a constant column.
@@ -118,7 +118,7 @@ fn warm_start_from_the_solution_stays_there() {
         let (x, y) = synthetic(4_000, b, 8);
         let (means, stds) = standardization(&x.view()).unwrap();
         let all: Vec<usize> = (0..y.len()).collect();
-        let (m, yy) = standardized_matrix(&x.view(), &y, &all, &means, &stds);
+        let (m, yy) = standardized_matrix::<f64>(&x.view(), &y, &all, &means, &stds);
         let cold = linfa_fit(m.view(), yy.view(), 1.0, 200, 1e-6, None).unwrap();
         // One iteration: only a start at the optimum (right orientation) ends there.
         let warm = linfa_fit(m.view(), yy.view(), 1.0, 1, 1e-5, Some(&cold)).unwrap();
@@ -310,4 +310,66 @@ fn sigmoid_is_stable_at_extremes() {
     assert_eq!(sigmoid(1000.0), 1.0);
     assert_eq!(sigmoid(-1000.0), 0.0);
     assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
+}
+
+/// L2 norm of the gradient of linfa's objective (summed log loss + `l2/2·‖w‖²`, intercept not
+/// penalized) at `s`, in `f64`: the quantity linfa compares with its gradient tolerance.
+fn gradient_norm(x: &Array2<f64>, y: &[bool], l2: f64, s: &Solution) -> f64 {
+    let mut g = vec![0.0; x.ncols() + 1];
+    for (row, &label) in x.rows().into_iter().zip(y) {
+        let z = s.intercept + row.iter().zip(&s.weights).map(|(v, w)| v * w).sum::<f64>();
+        let r = sigmoid(z) - f64::from(u8::from(label));
+        for (gj, v) in g.iter_mut().zip(row) {
+            *gj += r * v;
+        }
+        g[x.ncols()] += r;
+    }
+    for (gj, w) in g.iter_mut().zip(&s.weights) {
+        *gj += l2 * w;
+    }
+    g.iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+/// The `f32` stage alone stops where its rounding noise hides further progress; the `f64`
+/// polish must still end below the tolerance, as an `f64`-only fit does, and on its solution.
+#[test]
+fn polish_reaches_the_f64_tolerance_that_f32_alone_misses() {
+    let (x, y) = synthetic(50_000, -1.0, 3);
+    let (means, stds) = standardization(&x.view()).unwrap();
+    let all: Vec<usize> = (0..y.len()).collect();
+    let (exact, yy) = standardized_matrix::<f64>(&x.view(), &y, &all, &means, &stds);
+    let (rough, _) = standardized_matrix::<f32>(&x.view(), &y, &all, &means, &stds);
+    // Far below what an f32 sum over 50,000 rows can resolve.
+    let (l2, per_row) = (1.0, 1e-9);
+    let tolerance = per_row * y.len() as f64;
+    let f32_only = linfa_fit(rough.view(), yy.view(), l2, 200, per_row, None).unwrap();
+    assert!(
+        gradient_norm(&exact, &y, l2, &f32_only) > 4.0 * tolerance,
+        "the f32 stage alone met the tolerance: the test no longer shows why the polish exists"
+    );
+    let (polished, _) = fit_and_polish(
+        rough.view(),
+        || exact.clone(),
+        yy.view(),
+        l2,
+        200,
+        per_row,
+        None,
+    )
+    .unwrap();
+    let f64_only = linfa_fit(exact.view(), yy.view(), l2, 200, per_row, None).unwrap();
+    let (gp, g64) = (
+        gradient_norm(&exact, &y, l2, &polished),
+        gradient_norm(&exact, &y, l2, &f64_only),
+    );
+    // The polish may stop a little above the tolerance (linfa also stops when the cost no
+    // longer changes in f64), but an order of magnitude below where f32 stopped.
+    let g32 = gradient_norm(&exact, &y, l2, &f32_only);
+    assert!(
+        gp <= 2.0 * tolerance,
+        "polished {gp}, f32 only {g32}, f64 only {g64}"
+    );
+    for (a, b) in polished.weights.iter().zip(&f64_only.weights) {
+        assert!((a - b).abs() < 1e-6, "{polished:?} vs {f64_only:?}");
+    }
 }

@@ -7,15 +7,19 @@
 //!    holdout (reported, never fitted) and training; within training, a validation part
 //!    (another hash seed) on which the regularization is chosen.
 //! 2. **Prepare** ([`prepare_outcomes`]): standardization statistics over all training rows,
-//!    the seeded negative sample, and the one standardized column-major matrix of the kept
-//!    rows, grid rows first and validation rows last (see `design.rs`). The collector's rows
-//!    are read in place; nothing else is copied.
+//!    the seeded negative sample, and the standardized column-major `f32` search matrix of
+//!    the kept rows, grid rows first and validation rows last (see `design.rs`). The
+//!    collector's rows are read in place; nothing else is copied.
 //! 3. **Grid**: one fit per candidate l2 on the leading (non-validation) kept rows, as a
 //!    regularization path (strongest penalty first, each fit warm-started from the last);
 //!    each is scored by AUC on *all* validation rows (not undersampled), read from the
 //!    collector.
 //! 4. **Refit** on all kept rows with the best l2 (highest validation AUC; ties go to the
-//!    stronger penalty), warm-started from that grid point's solution.
+//!    stronger penalty), warm-started from that grid point's solution, on the `f32` matrix;
+//!    then the **polish**: the same fit on an `f64` copy of the same rows, built for it,
+//!    warm-started from the refit, so the model meets the tolerance exactly as an `f64`-only
+//!    fit does (`fit::fit_and_polish`). The grid's solutions stay `f32` ones: they only rank
+//!    the candidates by validation AUC.
 //!
 //! Steps 3 and 4 of one outcome are one job; the outcomes' jobs run on every core
 //! ([`crate::parallel`]), largest first. Jobs are pure, so the models do not depend on the
@@ -29,7 +33,7 @@
 
 use std::time::Instant;
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Slice};
+use ndarray::{Array1, Array2, ArrayView1, Axis, Slice};
 use propensity_engine::model::MODEL_FORMAT;
 use propensity_engine::stable_hash::stable_hash_seeded;
 use propensity_engine::{EngineConfig, ModelArtifact};
@@ -45,7 +49,7 @@ use crate::dataset::ExampleCollector;
 use crate::design::{check_finite, sample_rows, standardization, standardized_matrix, PickedRows};
 use crate::error::TrainingError;
 use crate::fit::{
-    linfa_fit, validate_params, FitParams, FittedModel, SampleCounts, Solution,
+    fit_and_polish, linfa_fit, validate_params, FitParams, FittedModel, SampleCounts, Solution,
     GRADIENT_TOLERANCE_PER_ROW,
 };
 use crate::metrics::{evaluate, roc_auc, EvaluationReport};
@@ -201,8 +205,12 @@ pub struct PreparedOutcome {
     means: Vec<f64>,
     stds: Vec<f64>,
     counts: SampleCounts,
-    /// Standardized kept rows, column-major: grid rows, then validation rows.
-    x: Array2<f64>,
+    /// Standardized kept rows in `f32` (the search matrix), column-major: grid rows, then
+    /// validation rows.
+    x: Array2<f32>,
+    /// Collector row indices of `x`'s rows, in order: the `f64` polish matrix is rebuilt
+    /// from them.
+    kept: Vec<usize>,
     y: Array1<bool>,
     /// Leading rows of `x` outside validation sessions.
     grid_rows: usize,
@@ -211,11 +219,16 @@ pub struct PreparedOutcome {
 }
 
 impl PreparedOutcome {
-    /// The exact matrix of the final fit (standardized, kept rows; grid rows first).
-    pub fn matrix(&self) -> ArrayView2<'_, f64> {
-        self.x.view()
+    /// Rows of the final fit (kept by undersampling).
+    pub fn fit_rows(&self) -> usize {
+        self.kept.len()
     }
-    /// The labels of [`matrix`](Self::matrix)'s rows.
+    /// The `f64` matrix the final fit is polished on (standardized kept rows, grid rows
+    /// first, column-major), built anew on each call.
+    pub fn exact_matrix(&self, examples: &ExampleCollector) -> Array2<f64> {
+        self.standardized_copy(examples, &self.kept).0
+    }
+    /// The labels of [`exact_matrix`](Self::exact_matrix)'s rows.
     pub fn matrix_labels(&self) -> ArrayView1<'_, bool> {
         self.y.view()
     }
@@ -231,16 +244,18 @@ impl PreparedOutcome {
     pub fn intercept_correction(&self) -> f64 {
         self.counts.intercept_correction()
     }
-    /// One cold fit (no grid, no warm start) of the whole matrix at `l2`, on this thread:
-    /// the fitter alone, for benchmarks.
+    /// One cold fit (no grid, no warm start) of the whole matrix at `l2`, `f32` then the
+    /// `f64` polish, on this thread: the fitter alone, for benchmarks.
     pub fn fit_once(
         &self,
+        examples: &ExampleCollector,
         l2: f64,
         max_iterations: u64,
         tolerance_per_row: f64,
     ) -> Result<FittedModel, TrainingError> {
-        let solution = linfa_fit(
+        let (solution, _) = fit_and_polish(
             self.x.view(),
+            || self.exact_matrix(examples),
             self.y.view(),
             l2,
             max_iterations,
@@ -266,7 +281,7 @@ impl PreparedOutcome {
         let src = self.rows(examples, rows);
         let all: Vec<usize> = (0..rows.len()).collect();
         let labels: Vec<bool> = rows.iter().map(|&i| self.labels[i]).collect();
-        let (m, _) = standardized_matrix(&src, &labels, &all, &self.means, &self.stds);
+        let (m, _) = standardized_matrix::<f64>(&src, &labels, &all, &self.means, &self.stds);
         (m, labels)
     }
     fn rows<'a>(&self, examples: &'a ExampleCollector, pick: &'a [usize]) -> PickedRows<'a> {
@@ -388,7 +403,8 @@ fn prepare_one(
         .filter(|&t| is_validation(t))
         .map(|t| train[t])
         .collect();
-    let (x, y_kept) = standardized_matrix(&src, &y, &order, &means, &stds);
+    let (x, y_kept) = standardized_matrix::<f32>(&src, &y, &order, &means, &stds);
+    let kept: Vec<usize> = order.iter().map(|&t| train[t]).collect();
 
     let classes = |v: &mut dyn Iterator<Item = bool>| {
         let (mut t, mut f) = (false, false);
@@ -420,6 +436,7 @@ fn prepare_one(
             negatives_kept,
         },
         x,
+        kept,
         y: y_kept,
         grid_rows,
         grid_unusable,
@@ -462,12 +479,25 @@ pub struct PhaseTimes {
     pub fit_secs: f64,
     /// Grid fits and their validation scoring, summed over outcomes (thread time).
     pub grid_secs: f64,
-    /// Refits, summed over outcomes (thread time).
+    /// Refits (`f32`, then the `f64` polish), summed over outcomes (thread time).
     pub refit_secs: f64,
+    /// The polishes alone (building their `f64` matrix included), summed over outcomes
+    /// (thread time; part of `refit_secs`).
+    pub polish_secs: f64,
 }
 
-/// What [`fit_one`] returns: the final solution, the selection, grid and refit seconds.
-type OutcomeFit = (Solution, Selection, f64, f64);
+/// What [`fit_one`] returns.
+struct OutcomeFit {
+    /// The final (polished) solution.
+    solution: Solution,
+    selection: Selection,
+    /// Seconds of the grid fits and their validation scoring.
+    grid_secs: f64,
+    /// Seconds of the refit, polish included.
+    refit_secs: f64,
+    /// Seconds of the polish alone.
+    polish_secs: f64,
+}
 
 /// Every outcome's fits, one job per outcome on `search.threads` threads, largest matrices
 /// first; results by outcome index.
@@ -495,8 +525,8 @@ fn fit_all(
 /// The grid runs from the strongest penalty to the weakest, each fit warm-started from the
 /// previous solution: a strongly penalized problem converges in few iterations, and each
 /// next solution lies close to the last, so the path costs little more than one cold fit.
-/// The refit on all kept rows starts from the chosen point's solution.
-/// Returns the final solution, the selection, and the grid and refit seconds.
+/// The refit on all kept rows starts from the chosen point's solution and ends with the
+/// `f64` polish.
 fn fit_one(
     examples: &ExampleCollector,
     p: &PreparedOutcome,
@@ -550,8 +580,9 @@ fn fit_one(
         None => (plan.fit.l2, None, p.grid_unusable.clone()),
     };
     let t1 = Instant::now();
-    let solution = linfa_fit(
+    let (solution, polish_secs) = fit_and_polish(
         p.x.view(),
+        || p.exact_matrix(examples),
         p.y.view(),
         l2,
         plan.fit.max_iterations,
@@ -565,7 +596,13 @@ fn fit_one(
         validation_rows: p.validation.len(),
         grid_fit_rows: p.grid_rows,
     };
-    Ok((solution, selection, grid_secs, t1.elapsed().as_secs_f64()))
+    Ok(OutcomeFit {
+        solution,
+        selection,
+        grid_secs,
+        refit_secs: t1.elapsed().as_secs_f64(),
+        polish_secs,
+    })
 }
 
 /// Grid fits and refits of prepared outcomes (see the module docs), then artifacts and
@@ -607,9 +644,16 @@ pub fn train_prepared_timed(
     let spec = &config.features;
     let mut out = Vec::with_capacity(prepared.len());
     for (p, result) in prepared.iter().zip(results) {
-        let (solution, selection, grid_secs, refit_secs) = result.map_err(wrap(p))?;
+        let OutcomeFit {
+            solution,
+            selection,
+            grid_secs,
+            refit_secs,
+            polish_secs,
+        } = result.map_err(wrap(p))?;
         times.grid_secs += grid_secs;
         times.refit_secs += refit_secs;
+        times.polish_secs += polish_secs;
         let fitted = p.model(solution);
         let holdout = if p.holdout.is_empty() {
             None

@@ -65,8 +65,9 @@ fn grid_picks_the_l2_with_the_best_validation_auc() {
         ..SearchPlan::around(&plan.fit)
     };
     let prepared = prepare(&c, &plan, &search);
-    let (_, selection, _, _) =
-        fit_one(&c, &prepared[0], &search.candidates(1.0), &plan, &search).unwrap();
+    let selection = fit_one(&c, &prepared[0], &search.candidates(1.0), &plan, &search)
+        .unwrap()
+        .selection;
     assert_eq!(selection.grid.len(), 4, "{selection:?}");
     let aucs: Vec<f64> = selection
         .grid
@@ -99,16 +100,18 @@ fn ties_go_to_the_stronger_penalty_and_one_candidate_skips_the_grid() {
         ..SearchPlan::around(&plan.fit)
     };
     let prepared = prepare(&c, &plan, &search);
-    let (_, sel, _, _) =
-        fit_one(&c, &prepared[0], &search.candidates(1.0), &plan, &search).unwrap();
+    let sel = fit_one(&c, &prepared[0], &search.candidates(1.0), &plan, &search)
+        .unwrap()
+        .selection;
     assert_eq!(sel.grid[0].validation_auc, sel.grid[1].validation_auc);
     assert_eq!(sel.l2, 1.000_000_001);
     let single = SearchPlan {
         l2_grid: vec![5.0],
         ..search
     };
-    let (_, sel, _, _) =
-        fit_one(&c, &prepared[0], &single.candidates(1.0), &plan, &single).unwrap();
+    let sel = fit_one(&c, &prepared[0], &single.candidates(1.0), &plan, &single)
+        .unwrap()
+        .selection;
     assert_eq!((sel.l2, sel.grid.len()), (5.0, 0));
     assert!(sel.skipped.is_some());
 }
@@ -131,7 +134,11 @@ fn parallel_and_sequential_fits_are_identical() {
             })
             .into_iter()
             .map(|r| {
-                let (s, sel, _, _) = r.unwrap();
+                let OutcomeFit {
+                    solution: s,
+                    selection: sel,
+                    ..
+                } = r.unwrap();
                 (s, sel)
             })
             .collect();
@@ -180,7 +187,9 @@ fn majority_outcome_still_predicts_the_true_class() {
     let p = &prepared[0];
     let rate = p.y.iter().filter(|&&b| b).count() as f64 / p.y.len() as f64;
     assert!(rate > 0.6, "positives must be the majority: {rate}");
-    let (solution, _, _, _) = fit_one(&c, p, &search.candidates(1.0), &plan, &search).unwrap();
+    let solution = fit_one(&c, p, &search.candidates(1.0), &plan, &search)
+        .unwrap()
+        .solution;
     let model = p.model(solution);
     assert!(model.weights[0] > 0.5, "{:?}", model.weights);
     let src = p.rows(&c, &p.train);
