@@ -12,8 +12,24 @@
 //!   anchor exists in `docs/operations.md`;
 //! - the Kubernetes probes point at `/readyz` and `/healthz`, and the
 //!   Kubernetes and Compose grace periods exceed `kafka.drain_timeout_secs`;
-//! - the Kubernetes ConfigMap holds a valid configuration whose engine
-//!   sections match `config/propensity.toml`.
+//! - the Kubernetes ConfigMap is generated from `config/propensity.toml`
+//!   (`deploy/kubernetes/generate.sh --check` passes, the copy is the
+//!   shipped file), and the cluster's settings (`cluster.env`) are valid
+//!   overrides the binary accepts;
+//! - one scrape path: the pods carry `prometheus.io` annotations, the
+//!   Service none, and the Prometheus Operator overlay removes them and
+//!   adds a PodMonitor that selects the pods, plus a PrometheusRule equal
+//!   to `alerts.yml`; no alert or dashboard query selects on a job name;
+//! - topics are created by an init container of every pod (`topics create`
+//!   is idempotent), never by a Job, whose pod template is immutable;
+//! - Compose runs the Kafka version `deploy/local/kafka` tests with;
+//! - docs agree: figures of memory per visitor only in README's Performance
+//!   section, the build prerequisites `.ci/run` installs listed in README,
+//!   the first build's duration stated, no stray lines in manifest headers;
+//! - with `kubectl` installed, `kubectl kustomize` renders the base (with
+//!   the StatefulSet and, swapped in, the Deployment) and the operator
+//!   overlay, and the rendered objects keep these promises (skipped, saying
+//!   so, without kubectl).
 //!
 //! The YAML files are read with `serde_yaml_ng` (every document of a
 //! `---` stream, merge keys `<<` applied), into the typed structs below
@@ -51,9 +67,22 @@ const REQUIRED_ALERTS: &[&str] = &[
     "ModelReloadFailures",
 ];
 
-/// Sections of the Kubernetes configuration that are about the deployment
-/// rather than the engine, and so may differ from config/propensity.toml.
+/// Sections of the configuration the Kubernetes cluster settings
+/// (`cluster.env`) may override: the deployment's, never the engine's (a
+/// difference in `[features]` alone would make every model trained with the
+/// shipped config fail).
 const DEPLOYMENT_SECTIONS: &[&str] = &["kafka", "http", "logging", "models"];
+
+/// The Kubernetes manifests of the base (`deploy/kubernetes`).
+const KUBERNETES_DIR: &str = "deploy/kubernetes";
+/// The Prometheus Operator overlay.
+const OPERATOR_DIR: &str = "deploy/prometheus/operator";
+/// The annotations of annotation-based scraping.
+const SCRAPE_ANNOTATIONS: &[&str] = &[
+    "prometheus.io/scrape",
+    "prometheus.io/port",
+    "prometheus.io/path",
+];
 
 fn path(rel: &str) -> PathBuf {
     workspace_root().join(rel)
@@ -255,6 +284,8 @@ struct Rule {
 /// A StatefulSet or Deployment: only what the checks read.
 #[derive(Deserialize)]
 struct Workload {
+    #[serde(default)]
+    metadata: ObjectMeta,
     spec: WorkloadSpec,
 }
 
@@ -266,26 +297,132 @@ struct WorkloadSpec {
 
 #[derive(Deserialize)]
 struct PodTemplate {
+    #[serde(default)]
+    metadata: ObjectMeta,
     spec: PodSpec,
+}
+
+/// Metadata of any Kubernetes object: only what the checks read.
+#[derive(Deserialize, Default)]
+struct ObjectMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PodSpec {
     termination_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    init_containers: Vec<Container>,
     containers: Vec<Container>,
+    #[serde(default)]
+    volumes: Vec<Volume>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Container {
     name: String,
+    image: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
     #[serde(default)]
     env: Vec<EnvVar>,
     #[serde(default)]
+    env_from: Vec<EnvFromSource>,
+    #[serde(default)]
     ports: Vec<ContainerPort>,
+    #[serde(default)]
+    volume_mounts: Vec<VolumeMount>,
     readiness_probe: Option<Probe>,
     liveness_probe: Option<Probe>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvFromSource {
+    config_map_ref: Option<NameRef>,
+}
+
+#[derive(Deserialize)]
+struct NameRef {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VolumeMount {
+    name: String,
+    mount_path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Volume {
+    name: String,
+    config_map: Option<NameRef>,
+}
+
+/// A Service: only what the checks read.
+#[derive(Deserialize)]
+struct Service {
+    metadata: ObjectMeta,
+}
+
+/// A kustomization: only what the checks read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Kustomization {
+    #[serde(default)]
+    resources: Vec<String>,
+    #[serde(default)]
+    config_map_generator: Vec<ConfigMapGenerator>,
+}
+
+#[derive(Deserialize)]
+struct ConfigMapGenerator {
+    name: String,
+    #[serde(default)]
+    files: Vec<String>,
+    #[serde(default)]
+    envs: Vec<String>,
+}
+
+/// The Prometheus Operator's PodMonitor: only what the checks read.
+#[derive(Deserialize)]
+struct PodMonitor {
+    spec: PodMonitorSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodMonitorSpec {
+    selector: LabelSelector,
+    pod_metrics_endpoints: Vec<PodMetricsEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LabelSelector {
+    #[serde(default)]
+    match_labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct PodMetricsEndpoint {
+    port: String,
+    path: Option<String>,
+}
+
+/// The Prometheus Operator's PrometheusRule: its groups, compared whole.
+#[derive(Deserialize)]
+struct PrometheusRule {
+    spec: serde_yaml_ng::Value,
 }
 
 #[derive(Deserialize)]
@@ -382,19 +519,72 @@ fn shipped_config() -> toml::Table {
     toml::from_str(&read("config/propensity.toml")).expect("config/propensity.toml is not TOML")
 }
 
-/// The `propensity.toml` entry of the Kubernetes ConfigMap.
+/// The base kustomization.
+fn kustomization() -> Kustomization {
+    yaml(&format!("{KUBERNETES_DIR}/kustomization.yaml"))
+}
+
+/// The configMapGenerator entry `name` of the base kustomization.
+fn generator(name: &str) -> ConfigMapGenerator {
+    kustomization()
+        .config_map_generator
+        .into_iter()
+        .find(|g| g.name == name)
+        .unwrap_or_else(|| {
+            panic!("{KUBERNETES_DIR}/kustomization.yaml generates no ConfigMap {name}")
+        })
+}
+
+/// The `propensity.toml` the Kubernetes ConfigMap is generated from.
 fn configmap_toml() -> String {
-    let file = "deploy/kubernetes/configmap.yaml";
-    let mut configmap: ConfigMap = kubernetes_object(file, "ConfigMap");
-    let text = configmap
-        .data
-        .remove("propensity.toml")
-        .unwrap_or_else(|| panic!("{file}: no data entry propensity.toml"));
+    let files = generator("propensity-config").files;
+    assert_eq!(
+        files,
+        ["propensity.toml"],
+        "the ConfigMap propensity-config must hold exactly the file propensity.toml"
+    );
+    let text = read(&format!("{KUBERNETES_DIR}/propensity.toml"));
     assert!(
         !text.trim().is_empty(),
         "the ConfigMap's propensity.toml is empty"
     );
     text
+}
+
+/// The cluster settings (`cluster.env`, the ConfigMap propensity-env): the
+/// `NAME=value` lines, comments and blank lines skipped, as kustomize reads
+/// an env file.
+fn cluster_env() -> Vec<(String, String)> {
+    let envs = generator("propensity-env").envs;
+    assert_eq!(
+        envs,
+        ["cluster.env"],
+        "propensity-env must come from cluster.env"
+    );
+    read(&format!("{KUBERNETES_DIR}/cluster.env"))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!("cluster.env: not NAME=value: {l}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// The value `cluster.env` sets for `section.key`, if any.
+fn cluster_setting(section: &str, key: &str) -> Option<String> {
+    let name = format!(
+        "PROPENSITY__{}__{}",
+        section.to_uppercase(),
+        key.to_uppercase()
+    );
+    cluster_env()
+        .into_iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 #[test]
@@ -605,7 +795,10 @@ fn kubernetes_probes_and_grace_period() {
     let drain = drain_timeout_secs(&shipped_config());
     let configmap: toml::Table =
         toml::from_str(&configmap_toml()).expect("the ConfigMap's propensity.toml is not TOML");
-    let drain = drain.max(drain_timeout_secs(&configmap));
+    let drain = drain.max(drain_timeout_secs(&configmap)).max(
+        cluster_setting("kafka", "drain_timeout_secs")
+            .map_or(0.0, |v| v.parse().expect("cluster.env: drain_timeout_secs")),
+    );
     let mut replicas = None;
     for (file, kind) in [
         ("deploy/kubernetes/statefulset.yaml", "StatefulSet"),
@@ -667,10 +860,14 @@ fn kubernetes_probes_and_grace_period() {
         }
     }
     let replicas = replicas.expect("replicas");
-    let partitions = configmap
-        .get("kafka")
-        .and_then(|k| k.get("partitions"))
-        .and_then(toml::Value::as_integer)
+    let partitions = cluster_setting("kafka", "partitions")
+        .map(|v| v.parse::<i64>().expect("cluster.env: partitions"))
+        .or_else(|| {
+            configmap
+                .get("kafka")
+                .and_then(|k| k.get("partitions"))
+                .and_then(toml::Value::as_integer)
+        })
         .unwrap_or_else(|| KafkaSettings::default().partitions.into());
     assert!(
         replicas <= partitions,
@@ -709,46 +906,505 @@ fn compose_grace_period_covers_the_drain() {
         Some("kafka:9092"),
         "{file}: PROPENSITY__KAFKA__BROKERS of service propensity"
     );
+    // The broker version the system tests run on (deploy/local/kafka's
+    // default KAFKA_VERSION) is the one Compose deploys.
+    let script = read("deploy/local/kafka");
+    let version = script
+        .lines()
+        .find_map(|l| l.strip_prefix("KAFKA_VERSION=\"${KAFKA_VERSION:-"))
+        .and_then(|rest| rest.strip_suffix("}\""))
+        .expect("deploy/local/kafka: no line KAFKA_VERSION=\"${KAFKA_VERSION:-X}\"");
     assert_eq!(
         service("kafka").image.as_deref(),
-        Some("apache/kafka:4.1.0"),
-        "{file}: image of service kafka"
+        Some(format!("apache/kafka:{version}").as_str()),
+        "{file}: the kafka service must run the version deploy/local/kafka tests with"
     );
 }
 
-#[test]
-fn kubernetes_configmap_is_a_valid_configuration() {
-    let text = configmap_toml();
-    let configmap: toml::Table = toml::from_str(&text).expect("the ConfigMap's TOML");
-    let shipped = shipped_config();
-    // Engine sections are the shipped ones (a difference in [features]
-    // alone would make every model trained with the shipped config fail).
-    let keys: BTreeSet<&String> = shipped.keys().chain(configmap.keys()).collect();
-    for key in keys {
-        if DEPLOYMENT_SECTIONS.contains(&key.as_str()) {
-            continue;
-        }
-        assert_eq!(
-            shipped.get(key),
-            configmap.get(key),
-            "section `{key}` of deploy/kubernetes/configmap.yaml differs from \
-             config/propensity.toml: carry the change over"
-        );
-    }
-    // And the binary accepts it (unknown keys are errors).
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("propensity.toml");
-    std::fs::write(&file, &text).expect("write config");
+/// `propensity check-config FILE` with `env` as the only `PROPENSITY__`
+/// variables (none from this environment); returns what it printed.
+fn check_config(file: &std::path::Path, env: &[(String, String)]) -> Result<String, String> {
     let mut cmd = Command::new(binary());
     cmd.args(["check-config", &file.display().to_string()]);
-    // The file alone, without overrides from this environment.
     for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("PROPENSITY__")) {
         cmd.env_remove(name);
     }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let out = cmd.output().expect("run propensity check-config");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn kubernetes_configmap_is_generated_from_the_shipped_config() {
+    // The script that writes the copies agrees with what is committed …
+    let out = Command::new("bash")
+        .args(["deploy/kubernetes/generate.sh", "--check"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("run deploy/kubernetes/generate.sh");
     assert!(
         out.status.success(),
-        "propensity check-config rejects the ConfigMap's configuration:\n{}",
+        "deploy/kubernetes/generate.sh --check: a generated file is stale (run the script):\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // … and, whatever the script does, the ConfigMap's file is the shipped
+    // one behind a comment header: byte for byte, so nothing drifts.
+    let text = configmap_toml();
+    let shipped = read("config/propensity.toml");
+    let header = text.strip_suffix(shipped.as_str()).unwrap_or_else(|| {
+        panic!("{KUBERNETES_DIR}/propensity.toml is not config/propensity.toml behind a header")
+    });
+    assert!(
+        header.lines().all(|l| l.starts_with('#')),
+        "{KUBERNETES_DIR}/propensity.toml: its header holds more than comments:\n{header}"
+    );
+    // No hand-written ConfigMap beside the generated ones.
+    for resource in kustomization().resources {
+        let kinds: Vec<String> = yaml_documents(&format!("{KUBERNETES_DIR}/{resource}"))
+            .iter()
+            .filter_map(|d| d.get("kind")?.as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            !kinds.iter().any(|k| k == "ConfigMap"),
+            "{resource}: a hand-written ConfigMap drifts; generate it in kustomization.yaml"
+        );
+    }
+}
+
+#[test]
+fn kubernetes_cluster_settings_are_valid_overrides() {
+    let env = cluster_env();
+    assert!(!env.is_empty(), "cluster.env sets nothing");
+    let shipped = shipped_config();
+    for (name, value) in &env {
+        let path: Vec<String> = name
+            .strip_prefix("PROPENSITY__")
+            .unwrap_or_else(|| panic!("cluster.env: {name} is not a PROPENSITY__ override"))
+            .split("__")
+            .map(str::to_lowercase)
+            .collect();
+        assert!(
+            DEPLOYMENT_SECTIONS.contains(&path[0].as_str()),
+            "cluster.env: {name} overrides [{}], an engine section; change config/propensity.toml instead",
+            path[0]
+        );
+        assert!(!value.trim().is_empty(), "cluster.env: {name} is empty");
+        assert!(
+            shipped.contains_key(&path[0]),
+            "cluster.env: {name}: config/propensity.toml has no section [{}]",
+            path[0]
+        );
+    }
+    // The binary accepts the pods' configuration: the generated file with
+    // the cluster's overrides, and they take effect.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("propensity.toml");
+    std::fs::write(&file, configmap_toml()).expect("write config");
+    let printed = check_config(&file, &env).unwrap_or_else(|e| {
+        panic!("propensity check-config rejects the pods' configuration (propensity.toml + cluster.env):\n{e}")
+    });
+    for (name, value) in &env {
+        assert!(
+            printed.contains(value.as_str()),
+            "check-config does not show {name}={value} in the effective configuration:\n{printed}"
+        );
+    }
+}
+
+/// The pod templates of the StatefulSet and the Deployment.
+fn workloads() -> Vec<(&'static str, Workload)> {
+    [
+        ("deploy/kubernetes/statefulset.yaml", "StatefulSet"),
+        ("deploy/kubernetes/deployment.yaml", "Deployment"),
+    ]
+    .into_iter()
+    .map(|(file, kind)| (file, kubernetes_object(file, kind)))
+    .collect()
+}
+
+#[test]
+fn one_scrape_path_annotated_pods_or_the_operator() {
+    let service: Service = kubernetes_object("deploy/kubernetes/service.yaml", "Service");
+    for a in SCRAPE_ANNOTATIONS {
+        assert!(
+            !service.metadata.annotations.contains_key(*a),
+            "service.yaml carries {a}: annotation-based scraping would scrape every pod twice \
+             (through the pod and through the service); annotate the pods only"
+        );
+    }
+    for (file, workload) in workloads() {
+        let annotations = &workload.spec.template.metadata.annotations;
+        for a in SCRAPE_ANNOTATIONS {
+            assert!(annotations.contains_key(*a), "{file}: the pods lack {a}");
+        }
+        assert_eq!(annotations["prometheus.io/port"], "9464", "{file}");
+    }
+    // The operator overlay: the base, a PodMonitor selecting the pipeline
+    // pods on their `http` port, the rules, and the annotations removed.
+    let overlay: Kustomization = yaml(&format!("{OPERATOR_DIR}/kustomization.yaml"));
+    assert!(
+        overlay.resources.iter().any(|r| r == "../../kubernetes"),
+        "{OPERATOR_DIR} does not build on deploy/kubernetes"
+    );
+    let overlay_text = read(&format!("{OPERATOR_DIR}/kustomization.yaml"));
+    assert!(
+        overlay_text.contains("path: /spec/template/metadata/annotations"),
+        "{OPERATOR_DIR} must remove the pods' scrape annotations (one scrape path)"
+    );
+    let monitor: PodMonitor =
+        kubernetes_object(&format!("{OPERATOR_DIR}/podmonitor.yaml"), "PodMonitor");
+    let (_, statefulset) = workloads().remove(0);
+    let pod_labels = &statefulset.spec.template.metadata.labels;
+    for (k, v) in &monitor.spec.selector.match_labels {
+        assert_eq!(
+            pod_labels.get(k),
+            Some(v),
+            "the PodMonitor selects {k}={v}, which the pods do not carry"
+        );
+    }
+    let endpoint = &monitor.spec.pod_metrics_endpoints[0];
+    assert_eq!(endpoint.port, "http");
+    assert_eq!(endpoint.path.as_deref().unwrap_or("/metrics"), "/metrics");
+    let rule: PrometheusRule = kubernetes_object(
+        &format!("{OPERATOR_DIR}/prometheusrule.yaml"),
+        "PrometheusRule",
+    );
+    let alerts = yaml_documents("deploy/prometheus/alerts.yml").remove(0);
+    assert_eq!(
+        rule.spec, alerts,
+        "prometheusrule.yaml's spec is not deploy/prometheus/alerts.yml: run deploy/kubernetes/generate.sh"
+    );
+}
+
+/// Whether `expr` selects series by the value of their `job` label.
+fn uses_job_label(expr: &str) -> bool {
+    let e: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
+    // Matchers on the job's value (`on (job, instance)` only matches
+    // series of the same target, whatever the job is called).
+    ["job=", "job!"].iter().any(|p| e.contains(p))
+}
+
+#[test]
+fn alerts_and_dashboard_do_not_depend_on_a_job_name() {
+    // Scrape jobs are named by whoever deploys (`kubernetes-pods`, the
+    // Operator's `podMonitor/<ns>/<name>/0`, …): a rule that selects
+    // job="propensity" never matches there, and PipelineDown fires forever.
+    let alerts: Value = yaml("deploy/prometheus/alerts.yml");
+    let mut exprs = Vec::new();
+    strings_under(&alerts, "expr", &mut exprs);
+    let dash = dashboard();
+    strings_under(&dash, "expr", &mut exprs);
+    assert!(exprs.len() > 20);
+    for e in exprs {
+        assert!(
+            !uses_job_label(e),
+            "this query depends on the scrape job's name: {e}"
+        );
+    }
+}
+
+#[test]
+fn topics_are_created_by_an_init_container_not_a_job() {
+    for resource in kustomization().resources {
+        let file = format!("{KUBERNETES_DIR}/{resource}");
+        for doc in yaml_documents(&file) {
+            assert_ne!(
+                doc.get("kind").and_then(serde_yaml_ng::Value::as_str),
+                Some("Job"),
+                "{file}: a Job's pod template is immutable, so `kubectl apply -k` after an image \
+                 bump fails while the finished Job exists; create topics in an init container"
+            );
+        }
+    }
+    for (file, workload) in workloads() {
+        let pod = &workload.spec.template.spec;
+        let main = pod
+            .containers
+            .iter()
+            .find(|c| c.name == "propensity")
+            .unwrap_or_else(|| panic!("{file}: no container `propensity`"));
+        let init = pod
+            .init_containers
+            .iter()
+            .find(|c| {
+                c.args
+                    .starts_with(&["topics".to_owned(), "create".to_owned()])
+            })
+            .unwrap_or_else(|| panic!("{file}: no init container running `topics create`"));
+        assert_eq!(init.image, main.image, "{file}: the init container's image");
+        // The same configuration as the pipeline: file and cluster settings.
+        let config_arg = |c: &Container| {
+            c.args
+                .windows(2)
+                .find(|w| w[0] == "--config")
+                .map(|w| w[1].clone())
+        };
+        assert_eq!(config_arg(init), config_arg(main), "{file}: --config");
+        let env_maps = |c: &Container| -> Vec<String> {
+            c.env_from
+                .iter()
+                .filter_map(|e| Some(e.config_map_ref.as_ref()?.name.clone()))
+                .collect()
+        };
+        assert_eq!(env_maps(init), env_maps(main), "{file}: envFrom");
+        assert!(
+            env_maps(main).iter().any(|n| n == "propensity-env"),
+            "{file}: the cluster settings (propensity-env) are not given to the pipeline"
+        );
+        let mounts = |c: &Container| -> BTreeSet<(String, String)> {
+            c.volume_mounts
+                .iter()
+                .map(|m| (m.name.clone(), m.mount_path.clone()))
+                .collect()
+        };
+        let config_mount = mounts(main)
+            .into_iter()
+            .find(|(_, p)| p == "/etc/propensity")
+            .unwrap_or_else(|| panic!("{file}: no config mount"));
+        assert!(
+            mounts(init).contains(&config_mount),
+            "{file}: init container lacks the config"
+        );
+        let volume = pod
+            .volumes
+            .iter()
+            .find(|v| v.name == config_mount.0)
+            .and_then(|v| v.config_map.as_ref())
+            .map(|c| c.name.as_str());
+        assert_eq!(volume, Some("propensity-config"), "{file}: config volume");
+        assert_eq!(workload.metadata.name, "propensity", "{file}");
+    }
+}
+
+#[test]
+fn docs_agree_with_readme_and_ci() {
+    // Memory per visitor is measured once, in README's Performance section;
+    // everything else refers to it (two copies drifted to 661 MiB/700 B
+    // against 604.6 MiB/634 B).
+    let mut files: Vec<String> = Vec::new();
+    for dir in ["docs", "deploy/kubernetes", "deploy/docker", "deploy/local"] {
+        for entry in std::fs::read_dir(path(dir)).expect("read dir") {
+            let p = entry.expect("dir entry").path();
+            if p.is_file() {
+                files.push(format!(
+                    "{dir}/{}",
+                    p.file_name().unwrap_or_default().to_string_lossy()
+                ));
+            }
+        }
+    }
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(path(file)) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            let lower = line.to_lowercase();
+            let figure = lower
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| {
+                    let number = w[0].trim_matches(|c: char| !c.is_alphanumeric());
+                    !number.is_empty()
+                        && number
+                            .chars()
+                            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+                        && ["mib", "bytes", "b"]
+                            .contains(&w[1].trim_matches(|c: char| !c.is_alphabetic()))
+                });
+            assert!(
+                !(figure && lower.contains("visitor")),
+                "{file}:{}: states a memory-per-visitor figure; refer to README's Performance section instead: {line}",
+                n + 1
+            );
+        }
+    }
+    // The build prerequisites .ci/run installs are listed in README.
+    let readme = read("README.md");
+    let ci = read(".ci/run");
+    let packages = ci
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("for pkg in "))
+        .and_then(|l| l.split_once(';'))
+        .map(|(list, _)| list.split_whitespace().collect::<Vec<_>>())
+        .expect(".ci/run: no `for pkg in …; do` line");
+    assert!(packages.len() >= 4);
+    for pkg in packages {
+        assert!(
+            readme.contains(&format!("`{pkg}`")),
+            "README does not list `{pkg}`, a build prerequisite .ci/run installs"
+        );
+    }
+    // The first build's time is stated next to the "< 1 minute" demo.
+    assert!(
+        readme.contains("first build") && readme.contains("minutes"),
+        "README must say how long the first build takes"
+    );
+    // Headers of the manifests speak about the manifest (a line addressed
+    // to a requester once slipped into deployment.yaml's).
+    for dir in [KUBERNETES_DIR, OPERATOR_DIR] {
+        for entry in std::fs::read_dir(path(dir)).expect("read dir") {
+            let p = entry.expect("dir entry").path();
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            for line in text.lines().take_while(|l| l.starts_with('#')) {
+                let lower = line.to_lowercase();
+                for stray in ["request", "todo", "fixme", "xxx", "issue"] {
+                    assert!(
+                        !lower.contains(stray),
+                        "{}: stray header line: {line}",
+                        p.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `kubectl kustomize DIR` parsed into its objects, or `None` (with the
+/// reason printed) when kubectl is not installed.
+fn kustomize(dir: &std::path::Path) -> Option<Vec<serde_yaml_ng::Value>> {
+    let out = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "SKIPPED: kubectl is not installed, so `kubectl kustomize` cannot render \
+                 deploy/kubernetes here; the file-level checks above still ran"
+            );
+            return None;
+        }
+        Err(e) => panic!("cannot run kubectl: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Some(
+        serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde_yaml_ng::Value::deserialize(d).expect("rendered YAML"))
+            .filter(|v| !v.is_null())
+            .collect(),
+    )
+}
+
+fn of_kind<'a>(objects: &'a [serde_yaml_ng::Value], kind: &str) -> Vec<&'a serde_yaml_ng::Value> {
+    objects
+        .iter()
+        .filter(|o| o.get("kind").and_then(serde_yaml_ng::Value::as_str) == Some(kind))
+        .collect()
+}
+
+/// The checks of one rendered kustomization: generated ConfigMaps wired
+/// into the pods, the configuration file the shipped one, one scrape path.
+fn check_rendered(what: &str, objects: &[serde_yaml_ng::Value], kind: &str, annotated: bool) {
+    let configmaps = of_kind(objects, "ConfigMap");
+    let name_of = |prefix: &str| -> String {
+        configmaps
+            .iter()
+            .filter_map(|c| c.get("metadata")?.get("name")?.as_str())
+            .find(|n| n.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{what}: no ConfigMap {prefix}*"))
+            .to_owned()
+    };
+    let (config, env) = (name_of("propensity-config-"), name_of("propensity-env-"));
+    let config_map: ConfigMap = configmaps
+        .iter()
+        .find(|c| {
+            c.get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                == Some(config.as_str())
+        })
+        .map(|c| serde_yaml_ng::from_value((*c).clone()).expect("ConfigMap"))
+        .expect("the config ConfigMap");
+    assert!(
+        config_map.data["propensity.toml"].ends_with(&read("config/propensity.toml")),
+        "{what}: the rendered configuration is not config/propensity.toml"
+    );
+    let workloads = of_kind(objects, kind);
+    assert_eq!(workloads.len(), 1, "{what}: one {kind}");
+    let workload: Workload = serde_yaml_ng::from_value(workloads[0].clone()).expect(kind);
+    let pod = &workload.spec.template.spec;
+    assert!(
+        pod.volumes
+            .iter()
+            .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == config)),
+        "{what}: the pods do not mount {config}"
+    );
+    for c in pod.containers.iter().chain(&pod.init_containers) {
+        assert!(
+            c.env_from
+                .iter()
+                .any(|e| e.config_map_ref.as_ref().is_some_and(|r| r.name == env)),
+            "{what}: container {} does not read {env}",
+            c.name
+        );
+    }
+    assert!(of_kind(objects, "Job").is_empty(), "{what}: a Job");
+    let service: Service =
+        serde_yaml_ng::from_value(of_kind(objects, "Service")[0].clone()).expect("Service");
+    let pod_annotations = &workload.spec.template.metadata.annotations;
+    for a in SCRAPE_ANNOTATIONS {
+        assert!(
+            !service.metadata.annotations.contains_key(*a),
+            "{what}: Service has {a}"
+        );
+        assert_eq!(
+            pod_annotations.contains_key(*a),
+            annotated,
+            "{what}: pods and {a}"
+        );
+    }
+}
+
+#[test]
+fn kustomize_renders_what_the_files_promise() {
+    let base = path(KUBERNETES_DIR);
+    let Some(objects) = kustomize(&base) else {
+        return;
+    };
+    check_rendered("deploy/kubernetes", &objects, "StatefulSet", true);
+    let Some(objects) = kustomize(&path(OPERATOR_DIR)) else {
+        return;
+    };
+    check_rendered(OPERATOR_DIR, &objects, "StatefulSet", false);
+    assert_eq!(
+        of_kind(&objects, "PodMonitor").len(),
+        1,
+        "{OPERATOR_DIR}: PodMonitor"
+    );
+    assert_eq!(
+        of_kind(&objects, "PrometheusRule").len(),
+        1,
+        "{OPERATOR_DIR}: PrometheusRule"
+    );
+    // The Deployment alternative, swapped in as the kustomization says.
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(&base).expect("read deploy/kubernetes") {
+        let p = entry.expect("entry").path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap_or_default())).expect("copy");
+    }
+    let k = dir.path().join("kustomization.yaml");
+    let text = std::fs::read_to_string(&k).expect("kustomization");
+    assert!(text.contains("  - statefulset.yaml\n"));
+    std::fs::write(
+        &k,
+        text.replace("  - statefulset.yaml\n", "  - deployment.yaml\n"),
+    )
+    .expect("write");
+    let Some(objects) = kustomize(dir.path()) else {
+        return;
+    };
+    check_rendered(
+        "deploy/kubernetes with deployment.yaml",
+        &objects,
+        "Deployment",
+        true,
     );
 }

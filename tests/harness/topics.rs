@@ -22,8 +22,13 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     /// Value.
     pub value: Option<Vec<u8>>,
-    /// Headers.
+    /// Headers, values as (lossy) UTF-8 text; a repeated name keeps its
+    /// last value.
     pub headers: BTreeMap<String, String>,
+    /// Headers exactly as on the record, in order: contract tests need to
+    /// see repeated names and bytes that are not UTF-8, which `headers`
+    /// hides.
+    pub raw_headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Reads every committed record of `topic` (read_committed, to the end).
@@ -54,8 +59,17 @@ pub fn read_topic(settings: &KafkaSettings, topic: &str) -> Vec<Record> {
                         .collect()
                 })
                 .unwrap_or_default();
+            let raw_headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default();
             out.push(Record {
                 partition: p,
+                raw_headers,
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),
                 headers,
