@@ -2,6 +2,11 @@
 //! the offline commands (files), the benchmark and the Kafka runtime. All
 //! logic lives in the library crates and the modules here; this file only
 //! wires them together.
+//!
+//! Why one file of this size: clap's derive keeps every subcommand's flags
+//! in one `Command` enum and `main` matches it once; a command's flags and
+//! its dispatch arm are read together, and each arm only calls into a
+//! module.
 
 mod bench;
 mod config_file;

@@ -1,6 +1,10 @@
 //! The offline commands on JSON-lines files: generate, train, evaluate and
 //! replay. Each is a function from arguments to a report, so `demo` can
 //! chain them and tests can call them without a process.
+//!
+//! Why one file of this size: the four commands share the replay helpers
+//! and the two-pass example collection, and each report's printer sits
+//! beside the command that builds it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The report's charts, drawn with `plotters`: ROC, calibration (reliability), score
-//! distribution by class, and cumulative gains by decile. Each chart is drawn once, generic
+//! distribution by class, and cumulative gains by decile. (Why one file of this size: the
+//! four charts share the frame, axes, legend and font code that is most of its length.) Each chart is drawn once, generic
 //! over the backend, and rendered either to PNG (bitmap backend into an RGB buffer, encoded
 //! with the `png` crate) or to SVG text for inline use in `report.html`.
 //!
