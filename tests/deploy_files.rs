@@ -77,6 +77,29 @@ const DEPLOYMENT_SECTIONS: &[&str] = &["kafka", "http", "logging", "models"];
 const KUBERNETES_DIR: &str = "deploy/kubernetes";
 /// The Prometheus Operator overlay.
 const OPERATOR_DIR: &str = "deploy/prometheus/operator";
+/// The dev and prod overlays of the base, with the replicas, namespace and
+/// cluster settings each promises.
+const OVERLAYS: [(&str, i64, &str, &[(&str, &str)]); 2] = [
+    (
+        "deploy/overlays/dev",
+        1,
+        "propensity-dev",
+        &[
+            ("PROPENSITY__KAFKA__BROKERS", "kafka:9092"),
+            ("PROPENSITY__KAFKA__PARTITIONS", "3"),
+            ("PROPENSITY__KAFKA__REPLICATION_FACTOR", "1"),
+        ],
+    ),
+    (
+        "deploy/overlays/prod",
+        3,
+        "propensity",
+        &[
+            ("PROPENSITY__KAFKA__PARTITIONS", "12"),
+            ("PROPENSITY__KAFKA__REPLICATION_FACTOR", "3"),
+        ],
+    ),
+];
 /// The annotations of annotation-based scraping.
 const SCRAPE_ANNOTATIONS: &[&str] = &[
     "prometheus.io/scrape",
@@ -1407,4 +1430,48 @@ fn kustomize_renders_what_the_files_promise() {
         "Deployment",
         true,
     );
+}
+
+/// The dev and prod overlays render, keep everything the base promises, and
+/// set the replicas, namespace and cluster settings their headers state.
+#[test]
+fn dev_and_prod_overlays_render_what_they_promise() {
+    for (dir, replicas, namespace, env) in OVERLAYS {
+        let Some(objects) = kustomize(&path(dir)) else {
+            return;
+        };
+        check_rendered(dir, &objects, "StatefulSet", true);
+        let sets = of_kind(&objects, "StatefulSet");
+        let set = sets.first().unwrap_or_else(|| panic!("{dir}: no StatefulSet"));
+        assert_eq!(
+            set.get("spec").and_then(|s| s.get("replicas")).and_then(|r| r.as_i64()),
+            Some(replicas),
+            "{dir}: replicas"
+        );
+        for o in &objects {
+            let ns = o
+                .get("metadata")
+                .and_then(|m| m.get("namespace"))
+                .and_then(|n| n.as_str());
+            assert_eq!(ns, Some(namespace), "{dir}: namespace of {o:?}");
+        }
+        let maps = of_kind(&objects, "ConfigMap");
+        let data = maps
+            .iter()
+            .find(|c| {
+                c.get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(|n| n.as_str())
+                    .is_some_and(|n| n.starts_with("propensity-env-"))
+            })
+            .and_then(|c| c.get("data"))
+            .unwrap_or_else(|| panic!("{dir}: no propensity-env ConfigMap"));
+        for (key, want) in env {
+            assert_eq!(
+                data.get(*key).and_then(|v| v.as_str()),
+                Some(*want),
+                "{dir}: {key}"
+            );
+        }
+    }
 }
