@@ -1442,9 +1442,13 @@ fn dev_and_prod_overlays_render_what_they_promise() {
         };
         check_rendered(dir, &objects, "StatefulSet", true);
         let sets = of_kind(&objects, "StatefulSet");
-        let set = sets.first().unwrap_or_else(|| panic!("{dir}: no StatefulSet"));
+        let set = sets
+            .first()
+            .unwrap_or_else(|| panic!("{dir}: no StatefulSet"));
         assert_eq!(
-            set.get("spec").and_then(|s| s.get("replicas")).and_then(|r| r.as_i64()),
+            set.get("spec")
+                .and_then(|s| s.get("replicas"))
+                .and_then(|r| r.as_i64()),
             Some(replicas),
             "{dir}: replicas"
         );

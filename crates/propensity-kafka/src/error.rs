@@ -104,6 +104,16 @@ impl KafkaError {
         }
     }
 
+    /// This error as a person reads it in logs and `/readyz`: a client
+    /// error that means the brokers did not answer names them and what to
+    /// check ([`KafkaError::Unreachable`]); anything else is unchanged.
+    pub fn reported(self, brokers: &str) -> Self {
+        match self {
+            KafkaError::Client(e) => KafkaError::from_call(brokers, e),
+            other => other,
+        }
+    }
+
     /// Whether this is a broker outage (retry later) rather than something
     /// a user must change.
     pub fn is_unreachable(&self) -> bool {
@@ -152,5 +162,27 @@ mod tests {
             RdKafkaError::AdminOp(RDKafkaErrorCode::TopicAuthorizationFailed),
         );
         assert!(!refused.is_unreachable(), "an answer is not an outage");
+    }
+
+    /// Errors of the running pipeline (a batch, a restore) are reported the
+    /// same way: an outage names the brokers, other errors are unchanged.
+    #[test]
+    fn pipeline_errors_report_an_outage_with_the_brokers() {
+        let outage = KafkaError::Client(RdKafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ))
+        .reported("k:9092");
+        assert!(outage.is_unreachable(), "{outage}");
+        assert!(
+            outage.to_string().contains("broker k:9092 unreachable"),
+            "{outage}"
+        );
+        let other = KafkaError::Client(RdKafkaError::MessageConsumption(
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ))
+        .reported("k:9092");
+        assert!(!other.is_unreachable(), "{other}");
+        let fatal = KafkaError::Fatal("fenced".into()).reported("k:9092");
+        assert_eq!(fatal.to_string(), "fatal producer error: fenced");
     }
 }

@@ -39,6 +39,7 @@ impl Core {
         if matches!(e, KafkaError::Shutdown) {
             return;
         }
+        let e = e.reported(&self.opts.settings.brokers);
         tracing::warn!(error = %e, "restore failed, retrying");
         self.opts.status.error(e.to_string());
         self.abort_and_rewind();

@@ -222,6 +222,7 @@ fn run_with(consumer: &BaseConsumer<GroupContext>, core: &Mutex<Core>) -> Result
             Ok(()) => {}
             Err(e) => {
                 if !matches!(e, KafkaError::Shutdown) {
+                    let e = e.reported(&c.opts.settings.brokers);
                     tracing::warn!(error = %e, "batch failed; aborting and rewinding");
                     c.opts.status.error(e.to_string());
                 }
