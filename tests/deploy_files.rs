@@ -77,28 +77,36 @@ const DEPLOYMENT_SECTIONS: &[&str] = &["kafka", "http", "logging", "models"];
 const KUBERNETES_DIR: &str = "deploy/kubernetes";
 /// The Prometheus Operator overlay.
 const OPERATOR_DIR: &str = "deploy/prometheus/operator";
-/// The dev and prod overlays of the base, with the replicas, namespace and
-/// cluster settings each promises.
-const OVERLAYS: [(&str, i64, &str, &[(&str, &str)]); 2] = [
-    (
-        "deploy/overlays/dev",
-        1,
-        "propensity-dev",
-        &[
+/// An overlay of the base and what its header promises.
+struct Overlay {
+    dir: &'static str,
+    replicas: i64,
+    namespace: &'static str,
+    /// Cluster settings (`propensity-env`) it must render.
+    env: &'static [(&'static str, &'static str)],
+}
+
+/// The dev and prod overlays.
+const OVERLAYS: [Overlay; 2] = [
+    Overlay {
+        dir: "deploy/overlays/dev",
+        replicas: 1,
+        namespace: "propensity-dev",
+        env: &[
             ("PROPENSITY__KAFKA__BROKERS", "kafka:9092"),
             ("PROPENSITY__KAFKA__PARTITIONS", "3"),
             ("PROPENSITY__KAFKA__REPLICATION_FACTOR", "1"),
         ],
-    ),
-    (
-        "deploy/overlays/prod",
-        3,
-        "propensity",
-        &[
+    },
+    Overlay {
+        dir: "deploy/overlays/prod",
+        replicas: 3,
+        namespace: "propensity",
+        env: &[
             ("PROPENSITY__KAFKA__PARTITIONS", "12"),
             ("PROPENSITY__KAFKA__REPLICATION_FACTOR", "3"),
         ],
-    ),
+    },
 ];
 /// The annotations of annotation-based scraping.
 const SCRAPE_ANNOTATIONS: &[&str] = &[
@@ -1436,7 +1444,13 @@ fn kustomize_renders_what_the_files_promise() {
 /// set the replicas, namespace and cluster settings their headers state.
 #[test]
 fn dev_and_prod_overlays_render_what_they_promise() {
-    for (dir, replicas, namespace, env) in OVERLAYS {
+    for Overlay {
+        dir,
+        replicas,
+        namespace,
+        env,
+    } in OVERLAYS
+    {
         let Some(objects) = kustomize(&path(dir)) else {
             return;
         };

@@ -24,12 +24,11 @@
 //! passes, except under CI (`CI` set), where `.ci/run` installs it and a
 //! missing binary is a failure.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use propensity_system_tests::{workspace_root, Deployment};
+use propensity_system_tests::{http_get, workspace_root, Deployment};
 use serde_json::Value;
 
 /// Alerts whose `for:` the test shortens, and to what.
@@ -104,24 +103,10 @@ impl Prometheus {
         Self { child, port, log }
     }
 
-    /// `GET path`: (status, body). HTTP/1.0, so the answer is never chunked.
+    /// `GET path`: (status, body).
     fn get(&self, path: &str) -> (u16, String) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))
-            .unwrap_or_else(|e| panic!("prometheus on port {}: {e}", self.port));
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read");
-        let status = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        http_get(self.port, path, "")
+            .unwrap_or_else(|e| panic!("prometheus on port {}: {e}", self.port))
     }
 
     /// `GET /api/v1/<path>`'s `data`, asserting success.

@@ -548,31 +548,13 @@ impl Instance {
     /// `GET path` on the instance's HTTP endpoints: (status, body). Retries
     /// while the server is not listening yet.
     pub fn http_get(&self, path: &str, token: Option<&str>) -> (u16, String) {
-        use std::io::{Read, Write};
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let started = Instant::now();
         loop {
-            match std::net::TcpStream::connect(("127.0.0.1", self.http_port)) {
-                Ok(mut s) => {
-                    let auth = token
-                        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-                        .unwrap_or_default();
-                    let req = format!(
-                        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-                    );
-                    s.write_all(req.as_bytes()).expect("write");
-                    let mut resp = String::new();
-                    s.read_to_string(&mut resp).expect("read");
-                    let status = resp
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|c| c.parse().ok())
-                        .unwrap_or(0);
-                    let body = resp
-                        .split_once("\r\n\r\n")
-                        .map(|(_, b)| b.to_owned())
-                        .unwrap_or_default();
-                    return (status, body);
-                }
+            match crate::http::http_get(self.http_port, path, &auth) {
+                Ok(answer) => return answer,
                 Err(e) => {
                     assert!(
                         started.elapsed() < Duration::from_secs(30),

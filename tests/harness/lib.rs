@@ -6,7 +6,8 @@
 //! One module per job: [`deployment`] runs the deployment under test
 //! ([`Deployment`], [`Instance`]), [`topics`] reads topics back, [`load`]
 //! makes background load, [`acked`] sends with the broker's
-//! acknowledgement, [`fixtures`] builds events and consent records, and
+//! acknowledgement, [`fixtures`] builds events and consent records, [`http`]
+//! makes one loopback GET, and
 //! [`metrics`] parses `/metrics`; this file finds the environment (broker,
 //! binary, models) and re-exports everything at the crate root.
 //!
@@ -21,6 +22,7 @@
 pub mod acked;
 pub mod deployment;
 pub mod fixtures;
+pub mod http;
 pub mod load;
 pub mod metrics;
 pub mod topics;
@@ -28,6 +30,7 @@ pub mod topics;
 pub use acked::{AckProducer, Acked};
 pub use deployment::{Deployment, Instance, PartitionProgress, Traffic};
 pub use fixtures::{consent_record, now_epoch_ms, page_view, rfc3339};
+pub use http::http_get;
 pub use load::{background_load, load_requested, LoadGuard};
 pub use metrics::{Metrics, Reconciliation};
 pub use topics::{
