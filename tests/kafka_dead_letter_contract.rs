@@ -23,14 +23,13 @@
 //! against `dead-letter.schema.json` by the engine's schema tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use propensity_engine::wire::DeadLetterReason;
 use propensity_kafka::shard::UNPRODUCIBLE_REASON;
-use propensity_system_tests::{workspace_root, AckProducer, Deployment, Record};
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
+use propensity_system_tests::{
+    set_max_message_bytes, workspace_root, AckProducer, Deployment, Record,
+};
 use serde_json::Value;
 
 /// `input.max_record_bytes` of the instance: small, so that `too_large`
@@ -137,47 +136,6 @@ fn documented_header_table_and_schema_agree() {
     );
 }
 
-/// Sets the dead-letter topic's `max.message.bytes` and waits until the
-/// broker reports it (a dead letter produced before would meet the old
-/// limit).
-fn set_topic_limit(brokers: &str, topic: &str, limit: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", limit);
-    for r in rt
-        .block_on(admin.alter_configs(&[change], &AdminOptions::new()))
-        .expect("alter configs")
-    {
-        r.expect("max.message.bytes accepted");
-    }
-    let started = Instant::now();
-    loop {
-        let described = rt
-            .block_on(
-                admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
-            )
-            .expect("describe configs");
-        let current = described
-            .into_iter()
-            .filter_map(Result::ok)
-            .find_map(|r| r.get("max.message.bytes").and_then(|e| e.value.clone()));
-        if current.as_deref() == Some(limit) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{topic}: max.message.bytes still {current:?}, not {limit}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// An input record sent to the pipeline and the dead letter it must give.
 struct Case {
     what: &'static str,
@@ -214,7 +172,7 @@ fn every_real_dead_letter_matches_the_documented_headers() {
         d.settings.events_topic.clone(),
         d.settings.consent_topic.clone(),
     );
-    set_topic_limit(
+    set_max_message_bytes(
         &d.settings.brokers,
         &d.settings.dead_letter_topic,
         DLQ_LIMIT_SMALL,
@@ -285,7 +243,7 @@ fn every_real_dead_letter_matches_the_documented_headers() {
         d.wait_processed(Duration::from_secs(120));
     };
     send_all(&mut phase_one);
-    set_topic_limit(
+    set_max_message_bytes(
         &d.settings.brokers,
         &d.settings.dead_letter_topic,
         DLQ_LIMIT_LARGE,

@@ -8,37 +8,19 @@
 use std::time::Duration;
 
 use propensity_kafka::produce::{OutgoingRecord, TrafficProducer};
-use propensity_system_tests::Deployment;
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
+use propensity_system_tests::{set_max_message_bytes, Deployment};
 
 /// The dead-letter topic's record limit in this test.
 const TOPIC_LIMIT: &str = "3000";
 
-fn limit_topic(brokers: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let change =
-        AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", TOPIC_LIMIT);
-    let results = rt
-        .block_on(admin.alter_configs(&[change], &AdminOptions::new()))
-        .expect("alter configs");
-    for r in results {
-        r.expect("max.message.bytes accepted");
-    }
-}
-
 #[test]
 fn an_event_whose_dead_letter_the_broker_refuses_is_dead_lettered_once_without_its_value() {
     let d = Deployment::new("refused", 3, false);
-    limit_topic(&d.settings.brokers, &d.settings.dead_letter_topic);
+    set_max_message_bytes(
+        &d.settings.brokers,
+        &d.settings.dead_letter_topic,
+        TOPIC_LIMIT,
+    );
     let producer = TrafficProducer::new(&d.settings).expect("producer");
     let send = |topic: &str, key: &str, value: &[u8]| {
         producer

@@ -1,14 +1,17 @@
 //! Reading topics back: [`Record`] and [`read_topic`], JSON and JSON-lines
-//! helpers, and the comparison of offers between the Kafka run and the replay.
+//! helpers, and the comparison of offers between the Kafka run and the replay;
+//! and [`set_max_message_bytes`], the one topic setting tests change.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use propensity_kafka::reader::PartitionReader;
 use propensity_kafka::{CancellationToken, KafkaSettings};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::message::Headers;
-use rdkafka::Message;
+use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 
 use crate::random_suffix;
@@ -184,4 +187,44 @@ pub fn json_values(records: &[Record], what: &str) -> Vec<Value> {
                 .unwrap_or_else(|e| panic!("{what}: not JSON: {e}"))
         })
         .collect()
+}
+
+/// Sets a topic's `max.message.bytes` and waits until the broker reports
+/// it (a record produced before would meet the old limit).
+pub fn set_max_message_bytes(brokers: &str, topic: &str, limit: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", limit);
+    for r in rt
+        .block_on(admin.alter_configs(&[change], &AdminOptions::new()))
+        .expect("alter configs")
+    {
+        r.expect("max.message.bytes accepted");
+    }
+    let started = Instant::now();
+    loop {
+        let described = rt
+            .block_on(
+                admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
+            )
+            .expect("describe configs");
+        let current = described
+            .into_iter()
+            .filter_map(Result::ok)
+            .find_map(|r| r.get("max.message.bytes").and_then(|e| e.value.clone()));
+        if current.as_deref() == Some(limit) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{topic}: max.message.bytes still {current:?}, not {limit}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
