@@ -7,6 +7,7 @@
 //! - Scaling from one instance to three while events flow loses nothing,
 //!   stalls nothing and duplicates no offer (equal to the replay's).
 //! - `propensity_consumer_lag` is the group's real committed lag.
+//! - An instance with nothing to do waits for records instead of spinning.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -597,4 +598,49 @@ fn consumer_lag_metric_matches_the_groups_committed_lag() {
     );
     assert_eq!(real_sum, 0);
     assert!(instance.terminate(Duration::from_secs(30)).success());
+}
+
+/// CPU seconds (user + system) the process has used so far, from
+/// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // The command name (field 2) may hold spaces: count from its ')'.
+    let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .expect("getconf");
+    let per_sec: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    ticks / per_sec
+}
+
+#[test]
+fn an_idle_instance_waits_for_records_instead_of_spinning() {
+    const IDLE: Duration = Duration::from_secs(6);
+    let d = Deployment::new("idle", 3, false);
+    let instance = d.start("a");
+    instance.wait_ready(Duration::from_secs(120));
+    // Some work first, so that the idle period follows commits (the spin
+    // this guards against began once the last commit was older than the
+    // commit interval).
+    let traffic = d.generate(40, 5, 0.0);
+    d.produce_paced(&traffic, |_, _| {});
+    d.wait_processed(Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2));
+    let before = cpu_seconds(instance.pid());
+    std::thread::sleep(IDLE);
+    let used = cpu_seconds(instance.pid()) - before;
+    println!("idle instance used {used:.2} CPU-s in {} s", IDLE.as_secs());
+    // A spinning loop used a whole core (about 0.5-0.6 CPU-s per second
+    // measured on the 2-core test machine, shared with the broker); waiting
+    // on the poll uses a few hundredths. A fifth of a core leaves room for
+    // the metrics, HTTP and librdkafka threads on a loaded machine.
+    assert!(
+        used < 0.2 * IDLE.as_secs_f64(),
+        "an instance with nothing to do used {used:.2} CPU-s in {} s: its loop is spinning",
+        IDLE.as_secs()
+    );
+    instance.kill9();
 }

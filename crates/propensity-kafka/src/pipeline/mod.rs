@@ -392,11 +392,21 @@ impl Core {
             .collect()
     }
 
+    /// How long the next poll may wait for events: until the open
+    /// transaction is due for its commit, and never more than the loop's
+    /// tick. Without an open transaction nothing is due, so an idle instance
+    /// waits the whole tick: computing the wait from the last commit alone
+    /// made it 0 once a commit was older than the interval, and an idle
+    /// instance spun at a core's worth of CPU.
     fn poll_wait(&self) -> Duration {
+        const TICK: Duration = Duration::from_millis(50);
+        if !self.txn_open {
+            return TICK;
+        }
         let interval = Duration::from_millis(self.opts.settings.commit_interval_ms);
         interval
             .saturating_sub(self.last_commit.elapsed())
-            .min(Duration::from_millis(50))
+            .min(TICK)
     }
 
     /// Everything between batches: rewind or restore, models, access
