@@ -607,12 +607,16 @@ fn cpu_seconds(pid: u32) -> f64 {
     // The command name (field 2) may hold spaces: count from its ')'.
     let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let field = |i: usize| -> f64 { fields[i].parse().expect("CPU ticks in /proc stat") };
+    let ticks = field(11) + field(12);
     let out = std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
         .expect("getconf");
-    let per_sec: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let per_sec: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("CLK_TCK");
     ticks / per_sec
 }
 
