@@ -54,6 +54,7 @@ const HISTOGRAMS: &[&str] = &[
     "propensity_outcome_probability",
     "propensity_batch_processing_seconds",
     "propensity_event_to_offer_latency_seconds",
+    "propensity_restore_seconds",
 ];
 
 /// Alerts the runbooks cover; alerts.yml must define at least these.

@@ -9,16 +9,22 @@
 //! does everything (decode, consent, sessions, features, scoring of every
 //! outcome, action maps, encoding offers). Rounds alternate between the two
 //! so machine noise hits both alike; medians are reported with their ratio.
+//!
+//! Per-stage cost: each round also runs cumulative pipelines, the engine
+//! with parts of its work switched off by configuration (no models, no
+//! action maps, offers dropped unencoded), so that each stage's cost is the
+//! difference between two pipelines of the same round (see [`Stage`]).
 
 use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use propensity_engine::replay::{merge_order, RecordKind};
+use propensity_engine::replay::{merge_order, OrderedRecord, RecordKind};
 use propensity_engine::wire::decode_event;
-use propensity_engine::{DeadLetter, Engine, EngineSink, ModelSet, Offer, Origin};
+use propensity_engine::{DeadLetter, Engine, EngineConfig, EngineSink, ModelSet, Offer, Origin};
 use propensity_simulator::{generate, SimulationParams};
 use serde::Serialize;
 
@@ -65,6 +71,62 @@ pub struct BenchResult {
     pub memory_rss_mib: f64,
     /// Resident bytes per visitor.
     pub memory_bytes_per_visitor: f64,
+    /// Median cost of each stage of the engine, in pipeline order; their
+    /// sum is the median engine cost per event up to noise.
+    pub stages: Vec<StageCost>,
+}
+
+/// One stage's median cost per event.
+#[derive(Debug, Serialize)]
+pub struct StageCost {
+    /// Stage name (see [`Stage`]).
+    pub stage: &'static str,
+    /// Median over rounds of the difference between the pipeline ending
+    /// with this stage and the one before it, nanoseconds per event line.
+    pub ns_per_event: f64,
+    /// That cost over the median engine cost per event.
+    pub share: f64,
+}
+
+/// The cumulative pipelines the per-stage measurement runs, each doing the
+/// work of the previous one and its own stage. The engine cannot be cut
+/// between gate, session and features without hooks in the pure core, so
+/// those three are measured together: with no models and no action maps
+/// the engine still decodes, gates, folds every event into its session and
+/// computes the feature vector (scoring computes it before asking the
+/// models), and only skips the dot products and the decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `decode_event` alone (the parse-only baseline).
+    Decode,
+    /// Consent gate, session state and feature vector.
+    GateSessionFeatures,
+    /// Every outcome's probability.
+    Score,
+    /// Action maps, caps and the offer record (with its explanation).
+    Decide,
+    /// Encoding the offers as JSON (what an adapter sends).
+    Emit,
+}
+
+impl Stage {
+    const ALL: [Stage; 5] = [
+        Stage::Decode,
+        Stage::GateSessionFeatures,
+        Stage::Score,
+        Stage::Decide,
+        Stage::Emit,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::GateSessionFeatures => "gate+session+features",
+            Stage::Score => "score",
+            Stage::Decide => "decide",
+            Stage::Emit => "emit",
+        }
+    }
 }
 
 /// A sink that encodes offers like a real adapter, into a reused buffer.
@@ -85,6 +147,73 @@ impl EngineSink for EncodingSink {
     fn dead_letter(&mut self, dead_letter: DeadLetter<'_>) {
         black_box(dead_letter.reason);
     }
+}
+
+/// A sink that takes offers without encoding them (the `decide` pipeline:
+/// the offer record is built, the JSON is not).
+#[derive(Default)]
+struct DroppingSink {
+    offers: u64,
+}
+
+impl EngineSink for DroppingSink {
+    fn offer(&mut self, offer: Offer) {
+        black_box(&offer);
+        self.offers += 1;
+    }
+    fn dead_letter(&mut self, dead_letter: DeadLetter<'_>) {
+        black_box(dead_letter.reason);
+    }
+}
+
+/// The generated records of a round, in processing order.
+struct Traffic<'a> {
+    events: &'a [&'a [u8]],
+    consent: &'a [&'a [u8]],
+    order: &'a [OrderedRecord],
+}
+
+/// Runs one fresh engine over every record; returns the elapsed seconds.
+fn run_engine(
+    config: &Arc<EngineConfig>,
+    models: &Arc<ModelSet>,
+    traffic: &Traffic<'_>,
+    sink: &mut impl EngineSink,
+) -> f64 {
+    let origin = Origin::Unknown;
+    let mut engine = Engine::new(config.clone(), models.clone());
+    let t0 = Instant::now();
+    for rec in traffic.order {
+        match rec.kind {
+            RecordKind::Event => {
+                engine.process_event(None, traffic.events[rec.index], &origin, None, sink)
+            }
+            RecordKind::Consent => engine.process_consent(
+                None,
+                Some(traffic.consent[rec.index]),
+                rec.time_ms,
+                &origin,
+                None,
+                sink,
+            ),
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    black_box(&engine);
+    secs
+}
+
+/// Decodes every event line; returns the elapsed seconds.
+fn run_decode(events: &[&[u8]], max: usize) -> f64 {
+    let t0 = Instant::now();
+    let mut ok = 0usize;
+    for line in events {
+        if black_box(decode_event(black_box(line), max)).is_ok() {
+            ok += 1;
+        }
+    }
+    black_box(ok);
+    t0.elapsed().as_secs_f64()
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -129,42 +258,64 @@ pub fn run_bench(
     let events: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
     let consent: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
     let order = merge_order(&events, &consent);
-    let origin = Origin::Unknown;
     let max = config.engine.max_record_bytes;
+    let traffic_ref = Traffic {
+        events: &events,
+        consent: &consent,
+        order: &order,
+    };
+    // The configurations of the cumulative pipelines.
+    let no_maps = {
+        let mut c = EngineConfig::clone(&config.engine);
+        c.action_maps.clear();
+        Arc::new(c)
+    };
+    let no_models = ModelSet::empty(config.engine.outcomes.len());
 
     let (mut engine_rates, mut parse_rates) = (Vec::new(), Vec::new());
+    // Per stage, every round's marginal cost in ns per event line.
+    let mut marginal: Vec<Vec<f64>> = vec![Vec::new(); Stage::ALL.len()];
+    let mut engine_ns = Vec::new();
     let mut offers_per_round = 0;
+    let per_event_ns = |secs: f64| secs * 1e9 / events.len() as f64;
     for round in 0..opts.rounds.max(1) {
-        let t0 = Instant::now();
-        let mut ok = 0usize;
-        for line in &events {
-            if black_box(decode_event(black_box(line), max)).is_ok() {
-                ok += 1;
-            }
-        }
-        black_box(ok);
-        parse_rates.push(events.len() as f64 / t0.elapsed().as_secs_f64());
-
-        let mut engine = Engine::new(config.engine.clone(), models.clone());
-        let mut sink = EncodingSink::default();
-        let t0 = Instant::now();
-        for rec in &order {
-            match rec.kind {
-                RecordKind::Event => {
-                    engine.process_event(None, events[rec.index], &origin, None, &mut sink)
-                }
-                RecordKind::Consent => engine.process_consent(
-                    None,
-                    Some(consent[rec.index]),
-                    rec.time_ms,
-                    &origin,
-                    None,
-                    &mut sink,
+        let mut cumulative = [0.0f64; Stage::ALL.len()];
+        for (k, stage) in Stage::ALL.iter().enumerate() {
+            let secs = match stage {
+                Stage::Decode => run_decode(&events, max),
+                Stage::GateSessionFeatures => run_engine(
+                    &no_maps,
+                    &no_models,
+                    &traffic_ref,
+                    &mut DroppingSink::default(),
                 ),
-            }
+                Stage::Score => {
+                    run_engine(&no_maps, models, &traffic_ref, &mut DroppingSink::default())
+                }
+                Stage::Decide => run_engine(
+                    &config.engine,
+                    models,
+                    &traffic_ref,
+                    &mut DroppingSink::default(),
+                ),
+                Stage::Emit => {
+                    let mut sink = EncodingSink::default();
+                    let secs = run_engine(&config.engine, models, &traffic_ref, &mut sink);
+                    offers_per_round = sink.offers;
+                    secs
+                }
+            };
+            cumulative[k] = per_event_ns(secs);
+            let before = if k == 0 { 0.0 } else { cumulative[k - 1] };
+            marginal[k].push(cumulative[k] - before);
         }
-        engine_rates.push(events.len() as f64 / t0.elapsed().as_secs_f64());
-        offers_per_round = sink.offers;
+        let (parse_secs, engine_secs) = (
+            cumulative[0] * events.len() as f64 / 1e9,
+            cumulative[Stage::ALL.len() - 1] * events.len() as f64 / 1e9,
+        );
+        parse_rates.push(events.len() as f64 / parse_secs);
+        engine_rates.push(events.len() as f64 / engine_secs);
+        engine_ns.push(cumulative[Stage::ALL.len() - 1]);
         writeln!(
             log,
             "round {}: engine {:>10.0} events/s, parse-only {:>10.0} events/s",
@@ -173,6 +324,19 @@ pub fn run_bench(
             parse_rates[round]
         )?;
     }
+    let total_ns = median(&engine_ns);
+    let stages: Vec<StageCost> = Stage::ALL
+        .iter()
+        .zip(&marginal)
+        .map(|(stage, ns)| {
+            let ns = median(ns);
+            StageCost {
+                stage: stage.name(),
+                ns_per_event: (ns * 10.0).round() / 10.0,
+                share: (ns / total_ns * 1000.0).round() / 1000.0,
+            }
+        })
+        .collect();
     let engine_rate = median(&engine_rates);
     let parse_rate = median(&parse_rates);
 
@@ -196,6 +360,7 @@ pub fn run_bench(
         memory_visitors: opts.memory_visitors,
         memory_rss_mib: (mem_mib * 10.0).round() / 10.0,
         memory_bytes_per_visitor: per_visitor.round(),
+        stages,
     })
 }
 

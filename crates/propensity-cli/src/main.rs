@@ -537,6 +537,15 @@ fn run(cli: Cli) -> Result<()> {
                 "engine: {:.0} events/s (median of {}), parse-only: {:.0} events/s, ratio {:.3}",
                 r.engine_events_per_sec, r.rounds, r.parse_only_events_per_sec, r.ratio
             )?;
+            for s in &r.stages {
+                writeln!(
+                    out,
+                    "  stage {:<22} {:>8.1} ns/event {:>6.1}% of the engine",
+                    s.stage,
+                    s.ns_per_event,
+                    s.share * 100.0
+                )?;
+            }
             if r.memory_visitors > 0 {
                 writeln!(
                     out,

@@ -23,6 +23,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_assigned_partitions",
     "propensity_restoring_partitions",
     "propensity_changelog_restored_records_total",
+    "propensity_restore_seconds",
+    "propensity_restore_records_total",
     "propensity_events_consumed_total",
     "propensity_events_processed_total",
     "propensity_events_dropped_total",
@@ -55,6 +57,10 @@ pub struct PipelineMetrics {
     assigned: IntGauge,
     restoring: IntGauge,
     restored_records: IntCounter,
+    /// Wall time of one restore (all partitions restored together).
+    pub restore_seconds: Histogram,
+    /// Records read while restoring, by source (`changelog`, `consent`).
+    pub restore_records: IntCounterVec,
     events_consumed: IntCounterVec,
     processed: IntCounter,
     dropped: IntCounterVec,
@@ -184,6 +190,16 @@ impl PipelineMetrics {
             ]),
         )?;
         r.register(Box::new(offer_latency.clone()))?;
+        let restore_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "propensity_restore_seconds",
+                "Wall time of restoring newly assigned (or rebuilt) partitions from the changelog and consent, seconds.",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )?;
+        r.register(Box::new(restore_seconds.clone()))?;
         let m = Self {
             ready: gauge(
                 &r,
@@ -204,6 +220,13 @@ impl PipelineMetrics {
                 &r,
                 "propensity_changelog_restored_records_total",
                 "State changelog records read while restoring partitions.",
+            )?,
+            restore_seconds,
+            restore_records: counter_vec(
+                &r,
+                "propensity_restore_records_total",
+                "Records read while restoring partitions, by source (changelog, consent).",
+                &["source"],
             )?,
             events_consumed: counter_vec(
                 &r,

@@ -161,6 +161,12 @@ impl Core {
         let status = self.opts.status.clone();
         RuntimeStatus::set(&status.ready, false);
         tracing::info!(partitions = ?partitions, "restoring partition state");
+        // Timed from here (the restore proper) to the shards' hand-over;
+        // a failed restore is not observed (it is retried, and the retry
+        // that succeeds is).
+        let started = Instant::now();
+        let mut changelog_records: u64 = 0;
+        let mut consent_records: u64 = 0;
         let models = self.opts.models.current();
         self.models_version = self.opts.models.version();
         self.opts.metrics.set_models(&models);
@@ -185,6 +191,7 @@ impl Core {
                 let Some(shard) = fresh.get_mut(&p) else {
                     return;
                 };
+                changelog_records += 1;
                 status.restored_records.fetch_add(1, Ordering::Relaxed);
                 let is_position = msg
                     .headers()
@@ -240,6 +247,7 @@ impl Core {
                 let Some(shard) = fresh.get_mut(&p) else {
                     return;
                 };
+                consent_records += 1;
                 let ts = msg.timestamp().to_millis().unwrap_or(now);
                 if msg.offset() < shard.consent_committed {
                     shard.engine.load_consent(msg.key(), msg.payload(), ts);
@@ -284,7 +292,25 @@ impl Core {
         self.note_assignment(consumer);
         self.publish_progress();
         RuntimeStatus::set(&status.broker_reachable, true);
-        tracing::info!(partitions = partitions.len(), "partition state restored");
+        let seconds = started.elapsed().as_secs_f64();
+        let metrics = &self.opts.metrics;
+        metrics.restore_seconds.observe(seconds);
+        for (source, n) in [
+            ("changelog", changelog_records),
+            ("consent", consent_records),
+        ] {
+            metrics
+                .restore_records
+                .with_label_values(&[source])
+                .inc_by(n);
+        }
+        tracing::info!(
+            partitions = partitions.len(),
+            changelog_records,
+            consent_records,
+            seconds,
+            "partition state restored"
+        );
         Ok(())
     }
 }
