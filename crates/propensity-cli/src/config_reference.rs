@@ -93,6 +93,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("kafka.statistics_interval_ms", "how often consumer lag and the stall check are refreshed (100 … 3,600,000)"),
     ("kafka.stall_timeout_secs", "a partition with lag that commits nothing for this long is stalled (`/readyz` 503)"),
     ("kafka.probe_timeout_secs", "how long a command waits for the brokers' first answer: `topics create`, `produce` and `bench --kafka` then fail naming the broker, `run` reports it in `/readyz` and retries with backoff"),
+    ("kafka.workers", "threads that process a batch's events, one partition at a time per thread; 0: one per core; outputs are the same for any value"),
     (CLIENT_PROPERTY, "librdkafka properties passed to every client as strings (SASL, SSL, timeouts); the environment variable reads `_` as `.`; properties exactly-once depends on are refused"),
     ("http.listen", "address of `/metrics`, `/healthz`, `/readyz` and the admin API"),
     ("http.admin_token", "bearer token of the admin API; empty: the admin API is off"),

@@ -57,6 +57,10 @@ pub struct KafkaSettings {
     /// retries. librdkafka's own timeouts are a minute, far too long to
     /// learn that a broker address is wrong.
     pub probe_timeout_secs: f64,
+    /// Threads that process a batch's events, one partition's events on one
+    /// thread at a time; 0: one per core. Consumption, consent catch-up
+    /// and the transaction stay on the loop thread.
+    pub workers: usize,
     /// librdkafka properties passed to every client as-is (security,
     /// SASL, SSL, timeouts…).
     pub client: BTreeMap<String, String>,
@@ -82,6 +86,7 @@ impl Default for KafkaSettings {
             statistics_interval_ms: 5000,
             stall_timeout_secs: 60.0,
             probe_timeout_secs: 5.0,
+            workers: 0,
             client: BTreeMap::new(),
         }
     }
@@ -113,6 +118,14 @@ pub const SECRET_MARKERS: &[&str] = &[
 ];
 
 impl KafkaSettings {
+    /// `workers` resolved: 0 means the number of cores.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
+    }
+
     /// Validates the settings; errors name the key.
     pub fn validate(&self) -> Result<(), KafkaError> {
         let cfg = |key: &str, msg: &str| KafkaError::Config {

@@ -71,6 +71,62 @@ pub struct Outputs {
     pub offer_times: Vec<i64>,
 }
 
+/// The half of [`Outputs`] that several workers send through at once: the
+/// producer is thread-safe (librdkafka's produce and poll are), the rest is
+/// read-only.
+#[derive(Clone, Copy)]
+pub struct OutputTarget<'a> {
+    /// The transactional producer.
+    pub producer: &'a TxProducer,
+    /// Where records go.
+    pub topics: &'a OutputTopics,
+    /// Metrics (probability histogram).
+    pub metrics: &'a PipelineMetrics,
+}
+
+/// What one worker's sends report back to the transaction; merged into
+/// [`Outputs`] by the loop once the workers are done.
+#[derive(Default)]
+pub struct SendReport {
+    /// First produce error (the transaction is then aborted).
+    pub error: Option<RdKafkaError>,
+    /// Record timestamps of the offers sent.
+    pub offer_times: Vec<i64>,
+}
+
+impl Outputs {
+    /// The shared target and this transaction's report, borrowed apart.
+    fn split(&mut self) -> (OutputTarget<'_>, &mut Option<RdKafkaError>, &mut Vec<i64>) {
+        (
+            OutputTarget {
+                producer: &self.producer,
+                topics: &self.topics,
+                metrics: &self.metrics,
+            },
+            &mut self.error,
+            &mut self.offer_times,
+        )
+    }
+
+    /// The target shared by the workers of a batch.
+    pub fn target(&self) -> OutputTarget<'_> {
+        OutputTarget {
+            producer: &self.producer,
+            topics: &self.topics,
+            metrics: &self.metrics,
+        }
+    }
+
+    /// Takes in a worker's report: its offers' times, and its error unless
+    /// an earlier one is already kept.
+    pub fn merge(&mut self, report: SendReport) {
+        self.offer_times.extend(report.offer_times);
+        if self.error.is_none() {
+            self.error = report.error;
+        }
+    }
+}
+
 /// One partition's state.
 pub struct Shard {
     /// Partition number (same in events, consent and changelog).
@@ -135,14 +191,17 @@ impl Shard {
 
     fn sink<'a>(
         &'a mut self,
-        out: &'a mut Outputs,
+        target: OutputTarget<'a>,
+        report: (&'a mut Option<RdKafkaError>, &'a mut Vec<i64>),
         key: Option<&'a [u8]>,
         record_time_ms: Option<i64>,
     ) -> (&'a mut Engine, KafkaSink<'a>) {
         (
             &mut self.engine,
             KafkaSink {
-                out,
+                target,
+                error: report.0,
+                offer_times: report.1,
                 dirty: &mut self.dirty,
                 recent_offers: &mut self.recent_offers,
                 key,
@@ -151,10 +210,23 @@ impl Shard {
         )
     }
 
-    /// Processes one event record into the open transaction.
-    pub fn process_event(&mut self, out: &mut Outputs, msg: &BorrowedMessage<'_>, now_ms: i64) {
+    /// Processes one event record into the open transaction. Called by
+    /// one worker at a time per shard (the shard is `&mut`), so this
+    /// partition's outputs are sent in its events' order.
+    pub fn process_event(
+        &mut self,
+        target: OutputTarget<'_>,
+        report: &mut SendReport,
+        msg: &BorrowedMessage<'_>,
+        now_ms: i64,
+    ) {
         let origin = origin_of(msg);
-        let (engine, mut sink) = self.sink(out, msg.key(), msg.timestamp().to_millis());
+        let (engine, mut sink) = self.sink(
+            target,
+            (&mut report.error, &mut report.offer_times),
+            msg.key(),
+            msg.timestamp().to_millis(),
+        );
         engine.process_event(
             msg.key(),
             msg.payload().unwrap_or_default(),
@@ -170,7 +242,8 @@ impl Shard {
         // A tombstone is dated by its Kafka timestamp.
         let record_time_ms = msg.timestamp().to_millis().unwrap_or(now_ms);
         let origin = origin_of(msg);
-        let (engine, mut sink) = self.sink(out, msg.key(), None);
+        let (target, error, offer_times) = out.split();
+        let (engine, mut sink) = self.sink(target, (error, offer_times), msg.key(), None);
         engine.process_consent(
             msg.key(),
             msg.payload(),
@@ -379,7 +452,10 @@ impl DeadLetterSource<'_> {
 /// Dead-letters an input event whose outputs the broker refuses: no value
 /// (so it cannot be refused again for its size), the usual headers, and the
 /// original size. The record never reaches the engine.
-pub fn send_unproducible(out: &mut Outputs, msg: &BorrowedMessage<'_>) -> Result<(), RdKafkaError> {
+pub fn send_unproducible(
+    target: OutputTarget<'_>,
+    msg: &BorrowedMessage<'_>,
+) -> Result<(), RdKafkaError> {
     let source = DeadLetterSource {
         topic: msg.topic(),
         partition: msg.partition(),
@@ -391,16 +467,20 @@ pub fn send_unproducible(out: &mut Outputs, msg: &BorrowedMessage<'_>) -> Result
     let original = msg.payload().unwrap_or_default();
     // Limit 0: nothing of the value fits, so the size headers are always set.
     let (headers, _) = source.record(original, 0);
-    let mut record = BaseRecord::<[u8], [u8]>::to(&out.topics.dead_letters).headers(headers);
+    let mut record = BaseRecord::<[u8], [u8]>::to(&target.topics.dead_letters).headers(headers);
     if let Some(k) = msg.key() {
         record = record.key(k);
     }
-    send_record(&out.producer, record)
+    send_record(target.producer, record)
 }
 
 /// The engine sink of one shard while a transaction is open.
 pub struct KafkaSink<'a> {
-    out: &'a mut Outputs,
+    target: OutputTarget<'a>,
+    /// First produce error (later sends are skipped).
+    error: &'a mut Option<RdKafkaError>,
+    /// Record timestamps of the offers sent.
+    offer_times: &'a mut Vec<i64>,
     dirty: &'a mut AHashSet<Box<str>>,
     recent_offers: &'a mut VecDeque<Offer>,
     /// Key of the record being processed (dead letters keep it).
@@ -411,14 +491,14 @@ pub struct KafkaSink<'a> {
 
 impl KafkaSink<'_> {
     fn send(&mut self, record: BaseRecord<'_, [u8], [u8]>) {
-        if self.out.error.is_some() {
+        if self.error.is_some() {
             return;
         }
-        if let Err(e) = send_record(&self.out.producer, record) {
+        if let Err(e) = send_record(self.target.producer, record) {
             if is_refusal(&e) {
-                self.out.producer.context().note_refused();
+                self.target.producer.context().note_refused();
             }
-            self.out.error = Some(e);
+            *self.error = Some(e);
         }
     }
 }
@@ -431,15 +511,15 @@ impl EngineSink for KafkaSink<'_> {
                     key: "propensity.offer_id",
                     value: Some(offer.offer_id.as_bytes()),
                 });
-                let topic = self.out.topics.offers.clone();
+                let topic = self.target.topics.offers.as_str();
                 self.send(
-                    BaseRecord::to(&topic)
+                    BaseRecord::to(topic)
                         .key(offer.visitor_id.as_bytes())
                         .payload(json.as_slice())
                         .headers(headers),
                 );
                 if let Some(t) = self.record_time_ms {
-                    self.out.offer_times.push(t);
+                    self.offer_times.push(t);
                 }
                 if self.recent_offers.len() >= RECENT_OFFERS_PER_PARTITION {
                     self.recent_offers.pop_front();
@@ -467,10 +547,10 @@ impl EngineSink for KafkaSink<'_> {
             reason: dl.reason.code(),
             message: &dl.error,
         };
-        let limit = self.out.topics.max_record_bytes;
+        let limit = self.target.topics.max_record_bytes;
         let (headers, value) = source.record(dl.payload, limit);
-        let dlq = self.out.topics.dead_letters.clone();
-        let mut record = BaseRecord::<[u8], [u8]>::to(&dlq).headers(headers);
+        let dlq = self.target.topics.dead_letters.as_str();
+        let mut record = BaseRecord::<[u8], [u8]>::to(dlq).headers(headers);
         if let Some(k) = self.key {
             record = record.key(k);
         }
@@ -481,19 +561,21 @@ impl EngineSink for KafkaSink<'_> {
     }
 
     fn wants_scores(&self) -> bool {
-        !self.out.topics.scores.is_empty()
+        !self.target.topics.scores.is_empty()
     }
 
     fn probability(&mut self, outcome: usize, probability: f64) {
         // Every score feeds the histogram, published or not.
-        self.out.metrics.observe_probability(outcome, probability);
+        self.target
+            .metrics
+            .observe_probability(outcome, probability);
     }
 
     fn score(&mut self, score: &OutcomeScore<'_>) {
         if let Ok(json) = serde_json::to_vec(score) {
-            let topic = self.out.topics.scores.clone();
+            let topic = self.target.topics.scores.as_str();
             self.send(
-                BaseRecord::to(&topic)
+                BaseRecord::to(topic)
                     .key(score.visitor_id.as_bytes())
                     .payload(json.as_slice()),
             );

@@ -47,12 +47,13 @@ use crate::model_handle::ModelHandle;
 use crate::progress::Progress;
 use crate::reader::{OffsetQuery, PartitionReader};
 use crate::settings::KafkaSettings;
-use crate::shard::{send_unproducible, OutputTopics, Outputs, Shard};
+use crate::shard::{OutputTopics, Outputs, Shard};
 use crate::status::RuntimeStatus;
 
 mod assignment;
 mod reporting;
 mod transaction_control;
+mod workers;
 
 use transaction_control::create_producer;
 
@@ -307,6 +308,8 @@ struct Core {
     /// Unproducible dead letters in the open transaction (counted once
     /// committed).
     unproducible_in_txn: u64,
+    /// Threads that process a batch's events (`[kafka] workers`, resolved).
+    workers: usize,
 }
 
 impl Core {
@@ -329,6 +332,8 @@ impl Core {
         let changelog = PartitionReader::new(s, "changelog", &s.changelog_topic)?;
         let events = OffsetQuery::new(s, "events-lag", &s.events_topic)?;
         let models_version = opts.models.version();
+        let workers = s.worker_threads();
+        tracing::info!(workers = workers, "batch workers");
         Ok(Self {
             out: Outputs {
                 producer,
@@ -357,6 +362,7 @@ impl Core {
             isolated_event: None,
             unproducible: BTreeSet::new(),
             unproducible_in_txn: 0,
+            workers,
         })
     }
 
@@ -526,28 +532,25 @@ impl Core {
         }
         self.ensure_txn()?;
         let timer = self.opts.metrics.batch_seconds.start_timer();
-        let now = now_ms();
+        let run = workers::process_events(
+            &mut self.shards,
+            batch,
+            &self.unproducible,
+            self.out.target(),
+            self.workers,
+            now_ms(),
+        );
         let mut consumed = 0u64;
-        for msg in batch {
-            let p = msg.partition();
-            // Records of partitions revoked while the batch was polled.
-            let Some(shard) = self.shards.get_mut(&p) else {
-                continue;
-            };
-            // Kept until committed: a failed transaction reads it again.
-            if self.unproducible.contains(&(p, msg.offset())) {
-                send_unproducible(&mut self.out, msg)?;
-                self.unproducible_in_txn += 1;
-                self.offsets.insert(p, msg.offset() + 1);
-                consumed += 1;
-                continue;
+        for (p, tally) in &run.tallies {
+            self.offsets.insert(*p, tally.next_offset);
+            self.unproducible_in_txn += tally.unproducible;
+            consumed += tally.consumed;
+            if self.isolation.is_some() && tally.consumed > tally.unproducible {
+                self.isolated_event = Some((*p, tally.last_offset));
             }
-            shard.process_event(&mut self.out, msg, now);
-            if self.isolation.is_some() {
-                self.isolated_event = Some((p, msg.offset()));
-            }
-            self.offsets.insert(p, msg.offset() + 1);
-            consumed += 1;
+        }
+        for report in run.reports {
+            self.out.merge(report);
         }
         self.opts
             .status
