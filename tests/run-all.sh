@@ -19,3 +19,12 @@ export PROPENSITY_TEST_BROKER_SCRIPT="$kafka"
 # The system tests run the real binary.
 cargo build --locked -p propensity-cli
 cargo test --locked --workspace "$@"
+# Benchmarks are not part of the tests, but a smoke run of the Kafka Streams
+# comparison is (it builds the Java app with Maven and fails when either
+# side makes no offers or they disagree where their semantics agree).
+# Skipped when arguments select tests.
+if [ "$#" -eq 0 ]; then
+  python3 benches/kstreams_vs_propensity.py --smoke \
+    --bin "${CARGO_TARGET_DIR:-$root/target}/debug/propensity" \
+    --brokers "$PROPENSITY_TEST_BROKERS"
+fi

@@ -14,6 +14,12 @@
 //! with parts of its work switched off by configuration (no models, no
 //! action maps, offers dropped unencoded), so that each stage's cost is the
 //! difference between two pipelines of the same round (see [`Stage`]).
+//!
+//! With `--threads N` (and no `--training`): engine-only scaling. The same
+//! traffic is split by partition into one engine per partition, as `run`
+//! holds them, and run with every engine on one thread, then spread over N
+//! threads, in alternating rounds: the ceiling of what `[kafka] workers`
+//! can give, without a broker sharing the cores.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -22,6 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use propensity_engine::partitioning::partition_of_u32;
 use propensity_engine::replay::{merge_order, OrderedRecord, RecordKind};
 use propensity_engine::wire::decode_event;
 use propensity_engine::{DeadLetter, Engine, EngineConfig, EngineSink, ModelSet, Offer, Origin};
@@ -361,6 +368,146 @@ pub fn run_bench(
         memory_rss_mib: (mem_mib * 10.0).round() / 10.0,
         memory_bytes_per_visitor: per_visitor.round(),
         stages,
+    })
+}
+
+/// Engine-only scaling options (`bench --threads N` without `--training`).
+pub struct ScalingOptions {
+    /// Visitors of generated traffic.
+    pub visitors: usize,
+    /// Alternating rounds (1 thread, then N threads).
+    pub rounds: usize,
+    /// Threads of the parallel runs.
+    pub threads: usize,
+}
+
+/// Engine-only scaling results.
+#[derive(Debug, Serialize)]
+pub struct ScalingResult {
+    /// Partitions the traffic is split into (one engine each, as `run`).
+    pub partitions: u32,
+    /// Threads of the parallel runs.
+    pub threads: usize,
+    /// Event lines per round.
+    pub events: usize,
+    /// Median rate with every partition's engine on one thread.
+    pub one_thread_events_per_sec: f64,
+    /// Median rate with the engines spread over `threads` threads.
+    pub threads_events_per_sec: f64,
+    /// Median of the per-round ratios N threads / 1 thread.
+    pub speedup: f64,
+    /// Per-round ratios.
+    pub speedup_rounds: Vec<f64>,
+}
+
+/// One partition's records, in the merged time order, as `run` hands them
+/// to its shard.
+struct PartitionTraffic {
+    order: Vec<OrderedRecord>,
+    events: usize,
+}
+
+/// Runs every partition's engine, spread over `threads` threads (each
+/// engine on one thread, as `run`'s workers do); returns the wall seconds.
+fn run_partitions(
+    config: &Arc<EngineConfig>,
+    models: &Arc<ModelSet>,
+    events: &[&[u8]],
+    consent: &[&[u8]],
+    parts: &[PartitionTraffic],
+    threads: usize,
+) -> f64 {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || loop {
+        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(part) = parts.get(k) else { break };
+        let traffic = Traffic {
+            events,
+            consent,
+            order: &part.order,
+        };
+        run_engine(config, models, &traffic, &mut EncodingSink::default());
+    };
+    let t0 = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 1..threads.max(1) {
+            scope.spawn(work);
+        }
+        work();
+    });
+    t0.elapsed().as_secs_f64()
+}
+
+/// Engine-only scaling: the same traffic, split by partition into one
+/// engine per partition, run with every engine on one thread and spread
+/// over `threads` threads, in alternating rounds. No Kafka: this is the
+/// ceiling of what `[kafka] workers` can give on this machine.
+pub fn run_scaling_bench(
+    config: &Config,
+    opts: &ScalingOptions,
+    log: &mut impl Write,
+) -> Result<ScalingResult> {
+    writeln!(log, "training models on 3000 generated visitors…")?;
+    let served = crate::offline::train_in_memory(config, 3000, 11)?;
+    let (config, models) = (&served.config, &served.models);
+    let partitions = config.engine.partitions.max(1);
+    writeln!(log, "generating {} visitors of traffic…", opts.visitors)?;
+    let traffic = generate(&SimulationParams {
+        visitors: opts.visitors,
+        seed: 12,
+        invalid_rate: 0.002,
+        ..SimulationParams::default()
+    })?;
+    let events: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
+    let consent: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
+    let mut parts: Vec<PartitionTraffic> = (0..partitions)
+        .map(|_| PartitionTraffic {
+            order: Vec::new(),
+            events: 0,
+        })
+        .collect();
+    for rec in merge_order(&events, &consent) {
+        let (visitor, is_event) = match rec.kind {
+            RecordKind::Event => (&traffic.events[rec.index].visitor_id, true),
+            RecordKind::Consent => (&traffic.consent[rec.index].visitor_id, false),
+        };
+        let p = partition_of_u32(visitor.as_bytes(), partitions) as usize;
+        parts[p].events += usize::from(is_event);
+        parts[p].order.push(rec);
+    }
+    // Largest first, so that the threads finish together.
+    parts.sort_by_key(|p| std::cmp::Reverse(p.events));
+    let threads = if opts.threads > 0 {
+        opts.threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    let (mut one, mut many, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..opts.rounds.max(1) {
+        let single = run_partitions(&config.engine, models, &events, &consent, &parts, 1);
+        let spread = run_partitions(&config.engine, models, &events, &consent, &parts, threads);
+        one.push(events.len() as f64 / single);
+        many.push(events.len() as f64 / spread);
+        ratios.push(single / spread);
+        writeln!(
+            log,
+            "round {}: 1 thread {:>10.0} events/s, {threads} threads {:>10.0} events/s",
+            round + 1,
+            one[round],
+            many[round]
+        )?;
+    }
+    Ok(ScalingResult {
+        partitions,
+        threads,
+        events: events.len(),
+        one_thread_events_per_sec: median(&one).round(),
+        threads_events_per_sec: median(&many).round(),
+        speedup: (median(&ratios) * 1000.0).round() / 1000.0,
+        speedup_rounds: ratios
+            .iter()
+            .map(|r| (r * 1000.0).round() / 1000.0)
+            .collect(),
     })
 }
 

@@ -1,7 +1,9 @@
 //! `propensity bench --kafka`: the pipeline against the local broker, in
 //! the same run as its baseline. Throughput: `propensity run`'s end-to-end
 //! events/s with exactly-once on vs a pass-through copy with the same client
-//! settings (rounds alternate; medians and their ratio). Latency: events
+//! settings (rounds alternate; medians and their ratio); the pipeline runs
+//! once with one worker and once with `[kafka] workers` per round, so the
+//! speed-up of the workers is measured in the same run. Latency: events
 //! produced at a fixed rate, time from producing an event to its offer
 //! becoming visible to a read_committed consumer (p50/p99).
 
@@ -42,12 +44,21 @@ pub struct KafkaBenchOptions {
 /// Results.
 #[derive(Debug, Serialize)]
 pub struct KafkaBenchResult {
-    /// Median pipeline rate (events/s, exactly-once).
+    /// Median pipeline rate (events/s, exactly-once) with the configured
+    /// workers.
     pub pipeline_events_per_sec: f64,
     /// Median pass-through rate.
     pub passthrough_events_per_sec: f64,
     /// pipeline / pass-through.
     pub ratio: f64,
+    /// Workers of the pipeline runs (`[kafka] workers`, resolved).
+    pub workers: usize,
+    /// Median pipeline rate with one worker.
+    pub one_worker_events_per_sec: f64,
+    /// one worker / pass-through.
+    pub one_worker_ratio: f64,
+    /// Rounds with one worker.
+    pub one_worker_rounds: Vec<f64>,
     /// Rounds of each.
     pub pipeline_rounds: Vec<f64>,
     /// Rounds of the baseline.
@@ -163,6 +174,45 @@ impl RunningPipeline {
     }
 }
 
+/// Runs the pipeline with `workers` threads over the whole preloaded
+/// `input` with a fresh group and outputs; returns the time from its first
+/// consumed event to the group's commit of the last.
+fn time_pipeline(
+    config: &Config,
+    base: &KafkaSettings,
+    input: &KafkaSettings,
+    workers: usize,
+    models: &Arc<ModelHandle>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Duration> {
+    let out = suffixed(base, "run");
+    let run = KafkaSettings {
+        group_id: out.group_id.clone(),
+        offers_topic: out.offers_topic.clone(),
+        dead_letter_topic: out.dead_letter_topic.clone(),
+        changelog_topic: out.changelog_topic.clone(),
+        workers,
+        ..input.clone()
+    };
+    rt.block_on(create_topics(&run))?;
+    let pipeline = start_pipeline(config, &run, models)?;
+    let started = Instant::now();
+    let first = loop {
+        if pipeline.status.events_consumed.load(Ordering::Relaxed) > 0 {
+            break Instant::now();
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the pipeline consumed nothing in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    wait_committed(&run, Duration::from_secs(600))?;
+    let took = first.elapsed();
+    pipeline.stop()?;
+    Ok(took)
+}
+
 /// Runs the Kafka benchmark.
 pub fn run_kafka_bench(
     config: &Config,
@@ -229,7 +279,8 @@ pub fn run_kafka_bench(
         input.partitions
     )?;
 
-    let (mut pipe_rates, mut pass_rates) = (Vec::new(), Vec::new());
+    let workers = input.worker_threads();
+    let (mut pipe_rates, mut one_rates, mut pass_rates) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..opts.rounds.max(1) {
         // Pass-through.
         let pass = KafkaSettings {
@@ -246,38 +297,17 @@ pub fn run_kafka_bench(
         )?;
         pass_rates.push(ev.len() as f64 / took.as_secs_f64());
 
-        // Pipeline: same input, fresh group and outputs.
-        let out = suffixed(base, "run");
-        let run = KafkaSettings {
-            group_id: out.group_id.clone(),
-            offers_topic: out.offers_topic.clone(),
-            dead_letter_topic: out.dead_letter_topic.clone(),
-            changelog_topic: out.changelog_topic.clone(),
-            ..input.clone()
-        };
-        rt.block_on(create_topics(&run))?;
-        let pipeline = start_pipeline(config, &run, &models)?;
-        let mut first = None;
-        let started = Instant::now();
-        while first.is_none() {
-            if pipeline.status.events_consumed.load(Ordering::Relaxed) > 0 {
-                first = Some(Instant::now());
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(120),
-                "the pipeline consumed nothing in 120 s"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        wait_committed(&run, Duration::from_secs(600))?;
-        let took = first.map_or(Duration::ZERO, |f| f.elapsed());
-        pipeline.stop()?;
+        // The pipeline with one worker, then with the configured workers.
+        let took = time_pipeline(config, base, &input, 1, &models, &rt)?;
+        one_rates.push(ev.len() as f64 / took.as_secs_f64());
+        let took = time_pipeline(config, base, &input, workers, &models, &rt)?;
         pipe_rates.push(ev.len() as f64 / took.as_secs_f64());
         writeln!(
             log,
-            "round {}: pipeline {:>8.0} events/s, pass-through {:>8.0} events/s",
+            "round {}: pipeline {:>8.0} events/s ({workers} workers), {:>8.0} events/s (1 worker), pass-through {:>8.0} events/s",
             round + 1,
             pipe_rates[round],
+            one_rates[round],
             pass_rates[round]
         )?;
     }
@@ -366,11 +396,16 @@ pub fn run_kafka_bench(
     samples.sort_by(f64::total_cmp);
 
     let pipe = median(&pipe_rates);
+    let one = median(&one_rates);
     let pass = median(&pass_rates);
     Ok(KafkaBenchResult {
         pipeline_events_per_sec: pipe.round(),
         passthrough_events_per_sec: pass.round(),
         ratio: (pipe / pass * 1000.0).round() / 1000.0,
+        workers,
+        one_worker_events_per_sec: one.round(),
+        one_worker_ratio: (one / pass * 1000.0).round() / 1000.0,
+        one_worker_rounds: one_rates.iter().map(|r| r.round()).collect(),
         pipeline_rounds: pipe_rates.iter().map(|r| r.round()).collect(),
         passthrough_rounds: pass_rates.iter().map(|r| r.round()).collect(),
         events: ev.len(),

@@ -191,7 +191,9 @@ enum Command {
         /// generated traffic (--visitors, --rounds); see benches/README.md.
         #[arg(long, conflicts_with = "kafka")]
         training: bool,
-        /// With --training: threads running fits (0: every core).
+        /// With --training: threads running fits (0: every core). Without
+        /// it: engine-only scaling, one engine per partition on 1 thread vs
+        /// on this many threads (0: the single-thread throughput bench).
         #[arg(long, default_value_t = 0)]
         threads: usize,
         /// With --training: write the exact matrices and labels (.npy) and a
@@ -503,13 +505,52 @@ fn run(cli: Cli) -> Result<()> {
             let _ = memory_visitors;
             writeln!(
                 out,
-                "pipeline (exactly-once): {:.0} events/s, pass-through: {:.0} events/s, ratio {:.3} (medians of {} rounds, {} partitions)",
-                r.pipeline_events_per_sec, r.passthrough_events_per_sec, r.ratio, r.pipeline_rounds.len(), r.partitions
+                "pipeline (exactly-once, {} workers): {:.0} events/s, pass-through: {:.0} events/s, ratio {:.3} (medians of {} rounds, {} partitions)",
+                r.workers, r.pipeline_events_per_sec, r.passthrough_events_per_sec, r.ratio, r.pipeline_rounds.len(), r.partitions
+            )?;
+            writeln!(
+                out,
+                "pipeline with 1 worker: {:.0} events/s, ratio to pass-through {:.3}; {} workers / 1 worker {:.3}",
+                r.one_worker_events_per_sec,
+                r.one_worker_ratio,
+                r.workers,
+                r.pipeline_events_per_sec / r.one_worker_events_per_sec
             )?;
             writeln!(
                 out,
                 "event-to-offer latency at {:.0} events/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} offers, commit interval {} ms)",
                 r.latency_rate, r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, r.latency_max_ms, r.latency_samples, r.commit_interval_ms
+            )?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            }
+        }
+        Command::Bench {
+            visitors,
+            rounds,
+            threads,
+            json,
+            ..
+        } if threads > 0 => {
+            let config = load_config(cli.config.as_deref())?;
+            let r = bench::run_scaling_bench(
+                &config,
+                &bench::ScalingOptions {
+                    visitors,
+                    rounds,
+                    threads,
+                },
+                &mut out,
+            )?;
+            writeln!(
+                out,
+                "engine, {} partitions: 1 thread {:.0} events/s, {} threads {:.0} events/s (medians of {}), speed-up {:.3}",
+                r.partitions,
+                r.one_thread_events_per_sec,
+                r.threads,
+                r.threads_events_per_sec,
+                r.speedup_rounds.len(),
+                r.speedup
             )?;
             if json {
                 writeln!(out, "{}", serde_json::to_string(&r)?)?;

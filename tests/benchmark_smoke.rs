@@ -1,0 +1,110 @@
+//! Smoke runs of the benchmarks (the benchmarks themselves are not part of
+//! the tests: their figures come from release builds on a quiet machine).
+//! Each runs on tiny traffic and must finish and report every figure it
+//! promises, with values that can be true: `bench` with its per-stage
+//! costs, `bench --threads` (engine-only scaling), `bench --kafka` (the
+//! pipeline with one worker and with the configured workers, the
+//! pass-through and the latency run, against the test broker). The Kafka
+//! Streams comparison has its own smoke run in tests/run-all.sh.
+
+use propensity_system_tests::Deployment;
+use serde_json::Value;
+
+/// Runs `propensity <args>` and returns its last line (the `--json` line).
+fn json_of(d: &Deployment, args: &[&str]) -> Value {
+    let out = d.command(args).output().expect("run propensity");
+    assert!(
+        out.status.success(),
+        "propensity {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    let last = stdout.lines().last().expect("some output");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {last}"))
+}
+
+fn positive(v: &Value, field: &str) -> f64 {
+    let x = v[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} missing in {v}"));
+    assert!(x > 0.0 && x.is_finite(), "{field} = {x} in {v}");
+    x
+}
+
+#[test]
+fn engine_bench_reports_every_stage() {
+    let d = Deployment::new("bench-engine", 1, false);
+    let r = json_of(
+        &d,
+        &[
+            "bench",
+            "--visitors",
+            "400",
+            "--rounds",
+            "1",
+            "--memory-visitors",
+            "50000",
+            "--json",
+        ],
+    );
+    positive(&r, "engine_events_per_sec");
+    positive(&r, "parse_only_events_per_sec");
+    positive(&r, "memory_bytes_per_visitor");
+    let stages: Vec<&str> = r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["stage"].as_str().expect("stage name"))
+        .collect();
+    assert_eq!(stages.len(), 5, "stages: {stages:?}");
+}
+
+#[test]
+fn engine_scaling_bench_runs_one_and_n_threads() {
+    let d = Deployment::new("bench-threads", 1, false);
+    let r = json_of(
+        &d,
+        &[
+            "bench",
+            "--threads",
+            "2",
+            "--visitors",
+            "400",
+            "--rounds",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(r["threads"], 2, "{r}");
+    positive(&r, "one_thread_events_per_sec");
+    positive(&r, "threads_events_per_sec");
+    positive(&r, "speedup");
+    assert_eq!(r["speedup_rounds"].as_array().map(Vec::len), Some(2), "{r}");
+}
+
+#[test]
+fn kafka_bench_runs_one_worker_n_workers_and_the_pass_through() {
+    let d = Deployment::new("bench-kafka", 1, false);
+    let r = json_of(
+        &d,
+        &[
+            "bench",
+            "--kafka",
+            "--visitors",
+            "300",
+            "--rounds",
+            "1",
+            "--latency-rate",
+            "300",
+            "--latency-secs",
+            "3",
+            "--json",
+        ],
+    );
+    assert!(r["workers"].as_u64().is_some_and(|w| w >= 1), "{r}");
+    positive(&r, "pipeline_events_per_sec");
+    positive(&r, "one_worker_events_per_sec");
+    positive(&r, "passthrough_events_per_sec");
+    positive(&r, "latency_p99_ms");
+    assert!(r["latency_samples"].as_u64().is_some_and(|n| n > 0), "{r}");
+}
