@@ -342,18 +342,7 @@ fn a_real_prometheus_scrapes_the_instance_with_the_shipped_config_and_rules() {
     // Healthy traffic while Prometheus watches: offers, suppressed offers,
     // dead letters (2 % malformed lines).
     let traffic = d.generate(200, 3, 0.02);
-    let out = d
-        .command(&["produce", "--events"])
-        .arg(&traffic.events)
-        .arg("--consent")
-        .arg(&traffic.consent)
-        .output()
-        .expect("propensity produce");
-    assert!(
-        out.status.success(),
-        "produce: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.produce_with_cli(&traffic);
     d.wait_processed(Duration::from_secs(120));
     // Scrapes after the last commit: every counter's final value is in.
     let scrapes_before = prometheus.query(&format!("count_over_time(up{{job=\"{JOB}\"}}[10m])"));

@@ -43,18 +43,7 @@ fn as_text(value: &[u8]) -> String {
 /// Offers, scores and dead letters (per input line) of a run with
 /// `workers` batch workers over `traffic` preloaded into `d`.
 fn outputs_with(d: &mut Deployment, traffic: &Traffic, workers: usize) -> [PerKey; 3] {
-    let out = d
-        .command(&["produce", "--events"])
-        .arg(&traffic.events)
-        .arg("--consent")
-        .arg(&traffic.consent)
-        .output()
-        .expect("propensity produce");
-    assert!(
-        out.status.success(),
-        "produce: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.produce_with_cli(traffic);
     d.env
         .push(("PROPENSITY__KAFKA__WORKERS".into(), workers.to_string()));
     let instance = d.start("a");

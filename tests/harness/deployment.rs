@@ -245,6 +245,23 @@ impl Deployment {
         read_topic(&self.settings, topic)
     }
 
+    /// Produces traffic with `propensity produce` (the CLI's own producer,
+    /// in time order, without pacing), failing the test if it fails.
+    pub fn produce_with_cli(&self, traffic: &Traffic) {
+        let out = self
+            .command(&["produce", "--events"])
+            .arg(&traffic.events)
+            .arg("--consent")
+            .arg(&traffic.consent)
+            .output()
+            .expect("propensity produce");
+        assert!(
+            out.status.success(),
+            "produce: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Produces traffic in time order with consent barriers (see the
     /// module doc). `between(i)` is called before record `i`, so a test can
     /// kill, restart or scale instances mid-stream.

@@ -32,10 +32,11 @@ use propensity_engine::partitioning::partition_of_u32;
 use propensity_engine::replay::{merge_order, OrderedRecord, RecordKind};
 use propensity_engine::wire::decode_event;
 use propensity_engine::{DeadLetter, Engine, EngineConfig, EngineSink, ModelSet, Offer, Origin};
-use propensity_simulator::{generate, SimulationParams};
+use propensity_simulator::{generate, GeneratedTraffic, SimulationParams};
 use serde::Serialize;
 
 use crate::config_file::Config;
+use crate::model_files::ServedModels;
 
 /// Bench options.
 pub struct BenchOptions {
@@ -245,23 +246,34 @@ fn rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The models every engine benchmark scores with (trained on 3,000
+/// generated visitors) and its traffic (`visitors`, another seed, 0.2 %
+/// malformed lines), the same for every run of `bench`.
+fn models_and_traffic(
+    config: &Config,
+    visitors: usize,
+    log: &mut impl Write,
+) -> Result<(ServedModels, GeneratedTraffic)> {
+    writeln!(log, "training models on 3000 generated visitors…")?;
+    let served = crate::offline::train_in_memory(config, 3000, 11)?;
+    writeln!(log, "generating {visitors} visitors of traffic…")?;
+    let traffic = generate(&SimulationParams {
+        visitors,
+        seed: 12,
+        invalid_rate: 0.002,
+        ..SimulationParams::default()
+    })?;
+    Ok((served, traffic))
+}
+
 /// Runs the benchmark.
 pub fn run_bench(
     config: &Config,
     opts: &BenchOptions,
     log: &mut impl Write,
 ) -> Result<BenchResult> {
-    writeln!(log, "training models on 3000 generated visitors…")?;
-    let served = crate::offline::train_in_memory(config, 3000, 11)?;
+    let (served, traffic) = models_and_traffic(config, opts.visitors, log)?;
     let (config, models) = (&served.config, &served.models);
-
-    writeln!(log, "generating {} visitors of traffic…", opts.visitors)?;
-    let traffic = generate(&SimulationParams {
-        visitors: opts.visitors,
-        seed: 12,
-        invalid_rate: 0.002,
-        ..SimulationParams::default()
-    })?;
     let events: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
     let consent: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
     let order = merge_order(&events, &consent);
@@ -447,17 +459,9 @@ pub fn run_scaling_bench(
     opts: &ScalingOptions,
     log: &mut impl Write,
 ) -> Result<ScalingResult> {
-    writeln!(log, "training models on 3000 generated visitors…")?;
-    let served = crate::offline::train_in_memory(config, 3000, 11)?;
+    let (served, traffic) = models_and_traffic(config, opts.visitors, log)?;
     let (config, models) = (&served.config, &served.models);
     let partitions = config.engine.partitions.max(1);
-    writeln!(log, "generating {} visitors of traffic…", opts.visitors)?;
-    let traffic = generate(&SimulationParams {
-        visitors: opts.visitors,
-        seed: 12,
-        invalid_rate: 0.002,
-        ..SimulationParams::default()
-    })?;
     let events: Vec<&[u8]> = traffic.events.iter().map(|l| l.line.as_bytes()).collect();
     let consent: Vec<&[u8]> = traffic.consent.iter().map(|l| l.line.as_bytes()).collect();
     let mut parts: Vec<PartitionTraffic> = (0..partitions)
