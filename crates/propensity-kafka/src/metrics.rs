@@ -24,7 +24,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_restoring_partitions",
     "propensity_changelog_restored_records_total",
     "propensity_restore_seconds",
-    "propensity_restore_records_total",
+    "propensity_consent_restored_records_total",
     "propensity_events_consumed_total",
     "propensity_events_processed_total",
     "propensity_events_dropped_total",
@@ -59,8 +59,9 @@ pub struct PipelineMetrics {
     restored_records: IntCounter,
     /// Wall time of one restore (all partitions restored together).
     pub restore_seconds: Histogram,
-    /// Records read while restoring, by source (`changelog`, `consent`).
-    pub restore_records: IntCounterVec,
+    /// Consent records read while restoring (the changelog side is
+    /// `restored_records`).
+    pub consent_restored_records: IntCounter,
     events_consumed: IntCounterVec,
     processed: IntCounter,
     dropped: IntCounterVec,
@@ -111,6 +112,17 @@ fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounte
     let c = IntCounter::new(name, help)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+) -> prometheus::Result<Histogram> {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
 }
 
 fn counter_vec(
@@ -170,36 +182,28 @@ impl PipelineMetrics {
             .iter()
             .map(|o| probability_vec.with_label_values(&[o.name.as_str()]))
             .collect();
-        let batch_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "propensity_batch_processing_seconds",
-                "Engine time per batch of events (decode to offers), seconds.",
-            )
-            .buckets(vec![
+        let batch_seconds = histogram(
+            &r,
+            "propensity_batch_processing_seconds",
+            "Engine time per batch of events (decode to offers), seconds.",
+            &[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            ]),
+            ],
         )?;
-        r.register(Box::new(batch_seconds.clone()))?;
-        let offer_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "propensity_event_to_offer_latency_seconds",
-                "From the triggering event's Kafka timestamp to the commit of its offer, seconds.",
-            )
-            .buckets(vec![
+        let offer_latency = histogram(
+            &r,
+            "propensity_event_to_offer_latency_seconds",
+            "From the triggering event's Kafka timestamp to the commit of its offer, seconds.",
+            &[
                 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
+            ],
         )?;
-        r.register(Box::new(offer_latency.clone()))?;
-        let restore_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "propensity_restore_seconds",
-                "Wall time of restoring newly assigned (or rebuilt) partitions from the changelog and consent, seconds.",
-            )
-            .buckets(vec![
-                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-            ]),
+        let restore_seconds = histogram(
+            &r,
+            "propensity_restore_seconds",
+            "Wall time of restoring newly assigned (or rebuilt) partitions from the changelog and consent, seconds.",
+            &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,],
         )?;
-        r.register(Box::new(restore_seconds.clone()))?;
         let m = Self {
             ready: gauge(
                 &r,
@@ -222,11 +226,10 @@ impl PipelineMetrics {
                 "State changelog records read while restoring partitions.",
             )?,
             restore_seconds,
-            restore_records: counter_vec(
+            consent_restored_records: counter(
                 &r,
-                "propensity_restore_records_total",
-                "Records read while restoring partitions, by source (changelog, consent).",
-                &["source"],
+                "propensity_consent_restored_records_total",
+                "Consent topic records read while restoring partitions.",
             )?,
             events_consumed: counter_vec(
                 &r,

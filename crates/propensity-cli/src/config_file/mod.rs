@@ -123,7 +123,10 @@ impl Default for LoggingSettings {
     }
 }
 
-/// The whole file as written.
+/// The whole file as written. The engine's sections repeat
+/// [`EngineSettings`]'s fields instead of `#[serde(flatten)]`-ing it:
+/// serde does not support `deny_unknown_fields` together with `flatten`,
+/// and a misspelt key must stay an error naming it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {

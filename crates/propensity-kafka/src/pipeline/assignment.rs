@@ -295,15 +295,9 @@ impl Core {
         let seconds = started.elapsed().as_secs_f64();
         let metrics = &self.opts.metrics;
         metrics.restore_seconds.observe(seconds);
-        for (source, n) in [
-            ("changelog", changelog_records),
-            ("consent", consent_records),
-        ] {
-            metrics
-                .restore_records
-                .with_label_values(&[source])
-                .inc_by(n);
-        }
+        // The changelog side is counted as it is read (status.restored_records,
+        // exported as propensity_changelog_restored_records_total).
+        metrics.consent_restored_records.inc_by(consent_records);
         tracing::info!(
             partitions = partitions.len(),
             changelog_records,
