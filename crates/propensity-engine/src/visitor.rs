@@ -2,10 +2,12 @@
 //! session with its feature accumulators and frequency-cap counters, and
 //! events waiting for a first consent record. This is the unit of the
 //! state changelog: [`VisitorSnapshot`] is what survives a crash or moves
-//! with a partition (consent is not in it: it is rebuilt from the compacted
-//! consent topic, the source of truth — except the start of the current
-//! granted interval, which compaction can erase from that topic and which
-//! the snapshot therefore carries).
+//! with a partition. Since format 2 it carries the visitor's whole consent
+//! state as of the commit that wrote it, so a restore reads only the consent
+//! records committed after that (a bounded tail) instead of the whole
+//! consent topic. Format 1 snapshots carried no consent but the start of the
+//! current granted interval (which compaction can erase from the consent
+//! topic); they still restore, with consent rebuilt from the topic.
 
 use std::ops::Deref;
 
@@ -349,11 +351,20 @@ pub struct VisitorEntry {
     pub activity: Option<Box<Activity>>,
 }
 
-/// The changelog form of a visitor: everything but consent.
+/// The snapshot format written now: 2 carries the consent state.
+pub const SNAPSHOT_FORMAT: u32 = 2;
+
+/// The changelog form of a visitor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VisitorSnapshot {
-    /// Snapshot format version.
+    /// Snapshot format version ([`SNAPSHOT_FORMAT`] when written now; 1:
+    /// no `consent` field, consent is rebuilt from the consent topic).
     pub v: u32,
+    /// The latest consent state (format 2; `None`: no consent record seen,
+    /// or a format 1 snapshot). An erased visitor keeps its erasure here
+    /// and nothing else: the suppression that keeps dropping its events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentState>,
     /// Current session.
     pub session: Option<Session>,
     /// Events waiting for consent.
@@ -367,7 +378,9 @@ pub struct VisitorSnapshot {
     /// bound): compaction keeps only a visitor's latest consent record, so
     /// the denial or erasure before a grant may be gone from the topic
     /// after a restart; this keeps the bound, and so the gate's decisions,
-    /// independent of restarts.
+    /// independent of restarts. Format 2 has it in `consent` too, and still
+    /// writes it here so that a binary of format 1 reading the snapshot
+    /// (a rollback) keeps the bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_since_ms: Option<i64>,
     /// [`ConsentState::prior_denial`], with `tracking_since_ms`.
@@ -415,17 +428,17 @@ impl VisitorEntry {
         self.consent.and_then(|c| c.bound())
     }
 
-    /// The changelog form, or `None` when only a tombstone is due: nothing
-    /// but consent is held and the granted interval is unbounded (an erased
-    /// or denying visitor always gets a tombstone).
+    /// The changelog form, or `None` when only a tombstone is due: neither
+    /// consent nor anything else is held.
     pub fn snapshot(&self) -> Option<VisitorSnapshot> {
-        let since = self.tracking_since();
-        if !self.has_state() && since.is_none() {
+        if self.consent.is_none() && !self.has_state() {
             return None;
         }
+        let since = self.tracking_since();
         let a = self.activity.as_deref();
         Some(VisitorSnapshot {
-            v: 1,
+            v: SNAPSHOT_FORMAT,
+            consent: self.consent,
             session: a.and_then(|a| a.session.clone()),
             buffer: a.map_or_else(Vec::new, |a| a.buffer.to_vec()),
             last_offer_ms: a.and_then(|a| a.last_offer_ms.get()),

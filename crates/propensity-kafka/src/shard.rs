@@ -25,6 +25,16 @@ pub const CONSENT_POSITION_HEADER: &str = "propensity.consent_position";
 /// Key of that record. It carries the header, so it can never be mistaken
 /// for a visitor snapshot even if a visitor had this id.
 pub const CONSENT_POSITION_KEY: &str = "__propensity.consent_position";
+/// Header on every changelog record this version writes (snapshots,
+/// tombstones, the consent position), value [`CHANGELOG_FORMAT`]: its
+/// snapshots carry the visitors' consent. A partition whose latest consent
+/// position record has it, and no record after which lacks it, restores
+/// consent from that position on (a bounded tail); anything else (a
+/// changelog written before, or since, by a version without it) from the
+/// start of the consent topic.
+pub const CHANGELOG_FORMAT_HEADER: &str = "propensity.changelog_format";
+/// See [`CHANGELOG_FORMAT_HEADER`].
+pub const CHANGELOG_FORMAT: &str = "2";
 /// Dead-letter header: the value was cut to fit the producer's limits.
 pub const TRUNCATED_HEADER: &str = "propensity.truncated";
 /// Dead-letter header: the original value's size in bytes (when cut).
@@ -139,6 +149,10 @@ pub struct Shard {
     pub consent_next: i64,
     /// `consent_next` as of the last commit (changelog'd when it moves).
     pub consent_committed: i64,
+    /// The next commit rewrites every visitor held and the consent
+    /// position: after a restore that had to read the consent topic from
+    /// its start, this makes the changelog one the next restore can bound.
+    rewrite_due: bool,
     /// The latest offers of this partition, for data-subject access
     /// requests; bounded, and purged of a visitor on erasure.
     recent_offers: VecDeque<Offer>,
@@ -156,6 +170,7 @@ impl Shard {
             dirty: AHashSet::new(),
             consent_next: 0,
             consent_committed: 0,
+            rewrite_due: false,
             recent_offers: VecDeque::new(),
             committed_counters: EngineCounters::default(),
         }
@@ -272,23 +287,46 @@ impl Shard {
             .filter(move |o| o.visitor_id == visitor)
     }
 
+    /// Has the next commit rewrite every visitor held and the consent
+    /// position (see `rewrite_due`).
+    pub fn rewrite_all_at_next_commit(&mut self) {
+        self.rewrite_due = true;
+    }
+
+    /// Whether a commit is needed for this shard's changelog alone.
+    pub fn changelog_rewrite_due(&self) -> bool {
+        self.rewrite_due
+    }
+
     /// Writes the changelog records of the dirty visitors (snapshot or
-    /// tombstone) and, when it moved, the consent position, into the open
-    /// transaction.
+    /// tombstone) and, when it moved (or a rewrite is due), the consent
+    /// position, into the open transaction. If the transaction aborts, the
+    /// shard is dropped and restored again, so nothing here needs undoing.
     pub fn write_changelog(&mut self, out: &Outputs) -> Result<(), RdKafkaError> {
+        let rewrite = std::mem::take(&mut self.rewrite_due);
+        if rewrite {
+            self.dirty.extend(self.engine.visitor_ids().map(Box::from));
+        }
+        let format = || {
+            OwnedHeaders::new().insert(Header {
+                key: CHANGELOG_FORMAT_HEADER,
+                value: Some(CHANGELOG_FORMAT),
+            })
+        };
         for visitor in self.dirty.drain() {
             let snapshot = self.engine.snapshot(&visitor);
             let mut record = BaseRecord::<[u8], [u8]>::to(&out.topics.changelog)
                 .partition(self.partition)
-                .key(visitor.as_bytes());
+                .key(visitor.as_bytes())
+                .headers(format());
             if let Some(bytes) = &snapshot {
                 record = record.payload(bytes.as_slice());
             }
             send_record(&out.producer, record)?;
         }
-        if self.consent_next != self.consent_committed {
+        if rewrite || self.consent_next != self.consent_committed {
             let value = self.consent_next.to_string();
-            let headers = OwnedHeaders::new().insert(Header {
+            let headers = format().insert(Header {
                 key: CONSENT_POSITION_HEADER,
                 value: Some("1"),
             });

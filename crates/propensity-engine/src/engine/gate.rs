@@ -23,9 +23,9 @@
 //!   by the same count.
 //! - A stale consent record changes nothing but `consent_stale`.
 //!   Revocation forgets the session at once; erasure forgets all but the
-//!   consent state. The changelog is told whenever the visitor's state or
-//!   granted-interval start changes, since compaction may remove the
-//!   record that denied before a grant.
+//!   consent state. The changelog is told of every record that changes the
+//!   consent state (the snapshot carries it, so that a restore need not
+//!   read the consent topic from its start).
 
 use crate::config::{ConsentMode, EngineConfig};
 use crate::purpose::{Purpose, PurposeSet};
@@ -174,10 +174,6 @@ impl Engine {
             ConsentChange::State(purposes) => {
                 let was_tracking = current.map_or(no_record_tracks, |c| c.tracking());
                 let tracking = next.tracking();
-                // A new granted interval (after a denial, revocation or
-                // erasure) must reach the changelog: compaction may remove
-                // the record that denied before it.
-                let since_changed = entry.tracking_since() != next.bound();
                 entry.consent = Some(next);
                 self.counters.consent_applied += 1;
                 let buffered = entry
@@ -188,8 +184,10 @@ impl Engine {
                 entry.tidy();
                 self.counters.buffered_events -= buffered.len() as u64;
                 self.parts[part].buffered -= buffered.len() as u64;
+                // The snapshot carries the consent state: every record
+                // applied reaches the changelog.
+                sink.state_changed(visitor);
                 if tracking {
-                    let changed = !buffered.is_empty() || since_changed;
                     for b in &buffered {
                         if b.time_ms + self.config.buffer_ttl_ms < update.time_ms {
                             self.drop_event(DropReason::PreConsentTtl);
@@ -206,9 +204,6 @@ impl Engine {
                             self.apply_event(part, &event, purposes, now_ms, sink);
                         }
                     }
-                    if changed {
-                        sink.state_changed(visitor);
-                    }
                 } else {
                     self.counters.events_dropped[DropReason::NoConsent as usize] +=
                         buffered.len() as u64;
@@ -221,9 +216,6 @@ impl Engine {
                             a.session = None;
                         }
                         entry.tidy();
-                    }
-                    if was_tracking || !buffered.is_empty() || since_changed {
-                        sink.state_changed(visitor);
                     }
                 }
             }

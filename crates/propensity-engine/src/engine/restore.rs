@@ -5,12 +5,18 @@
 //! requests from the same state.
 //!
 //! Invariants kept here:
-//! - Consent is not in the changelog, except the start of the current
-//!   granted interval (invariant 2 of the engine), which compaction of the
-//!   consent topic would otherwise lose. A restored start is merged into
-//!   consent (the later start wins) or, while the visitor's consent is not
-//!   loaded yet, kept in `restored_since` — and written in its snapshots —
-//!   until the first consent record merges it.
+//! - A snapshot of format 2 carries the visitor's consent state as of the
+//!   commit that wrote it: restoring it sets that state, so only consent
+//!   records committed after it need reading (applied with their effects,
+//!   like any new record). A tombstone means nothing is held, consent
+//!   included.
+//! - A snapshot of format 1 carries no consent, only the start of the
+//!   current granted interval (invariant 2 of the engine), which compaction
+//!   of the consent topic would otherwise lose; consent is then rebuilt from
+//!   the whole topic. A restored start is merged into consent (the later
+//!   start wins) or, while the visitor's consent is not loaded yet, kept in
+//!   `restored_since` — and written in its snapshots — until the first
+//!   consent record merges it.
 //! - The changelog is last-write-wins: a restore replaces what is held
 //!   about the visitor, moving the gauges (buffered events, sessions) out
 //!   for the old state and in for the new, so they describe what is held.
@@ -27,7 +33,9 @@ use compact_str::CompactString;
 
 use crate::compact::MaybeMs;
 use crate::error::EngineError;
-use crate::visitor::{Activity, ConsentState, PriorDenial, VisitorEntry, VisitorSnapshot};
+use crate::visitor::{
+    Activity, ConsentState, PriorDenial, VisitorEntry, VisitorSnapshot, SNAPSHOT_FORMAT,
+};
 use crate::wire::decode_consent;
 
 use super::expiry::IdleItem;
@@ -50,7 +58,8 @@ impl Engine {
         if entry.is_none_or(|e| e.consent.is_none()) {
             if let Some(&(since, prior)) = self.restored_since.get(visitor_id) {
                 let s = snap.get_or_insert_with(|| VisitorSnapshot {
-                    v: 1,
+                    v: SNAPSHOT_FORMAT,
+                    consent: None,
                     session: None,
                     buffer: Vec::new(),
                     last_offer_ms: None,
@@ -65,11 +74,12 @@ impl Engine {
         snap
     }
 
-    /// Restores a visitor's changelog state (`None`: tombstone). Consent is
-    /// not part of it and is left as it is, except the granted-interval
-    /// start the snapshot carries: merged into consent (the later start
-    /// wins), or kept until the visitor's first consent record is loaded or
-    /// applied and merged then.
+    /// Restores a visitor's changelog state (`None`: tombstone). A format 2
+    /// snapshot or a tombstone replaces the consent state too; a format 1
+    /// snapshot leaves consent as it is, except the granted-interval start
+    /// it carries: merged into consent (the later start wins), or kept until
+    /// the visitor's first consent record is loaded or applied and merged
+    /// then.
     pub fn restore(&mut self, visitor_id: &str, value: Option<&[u8]>) -> Result<(), EngineError> {
         let snapshot: Option<VisitorSnapshot> = match value {
             Some(v) => {
@@ -80,12 +90,24 @@ impl Engine {
         let slot = self.visitor_slot(visitor_id);
         let ps = &mut self.parts[slot];
         let entry = self.visitors.entry(visitor_id.into()).or_default();
+        match &snapshot {
+            Some(s) if s.v < 2 => {}
+            // Last-write-wins covers consent: the restore reads the
+            // changelog before any consent record of the partition.
+            _ => entry.consent = snapshot.as_ref().and_then(|s| s.consent),
+        }
         let since = snapshot
             .as_ref()
             .and_then(|s| s.tracking_since_ms.map(|t| (t, s.prior_denial)));
         match (&mut entry.consent, since) {
-            (Some(c), Some((t, prior))) => c.merge_restored_since(t, prior),
-            (Some(_), None) => {}
+            (Some(c), since) => {
+                if let Some((t, prior)) = since {
+                    c.merge_restored_since(t, prior);
+                }
+                // Merged (or carried by a format 2 consent state): nothing
+                // left to wait for.
+                self.restored_since.remove(visitor_id);
+            }
             // The changelog is last-write-wins: a later snapshot replaces.
             (None, Some(since)) => {
                 self.restored_since.insert(visitor_id.into(), since);

@@ -1,5 +1,8 @@
 //! Partition ownership of the loop: what happens when partitions are
-//! assigned (their shards are restored from the changelog, then consent),
+//! assigned (their shards are restored from the changelog, then from the
+//! consent records committed after it — or, for a changelog of an older
+//! format, from the whole consent topic, after which the changelog is
+//! rewritten so the next restore is bounded),
 //! revoked (the open transaction is committed first, inside the revocation
 //! callback, so the next owner starts exactly where this one ended) or
 //! must be rebuilt after an abort (every shard restored, the consumer
@@ -16,7 +19,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{now_ms, Core, GroupContext};
 use crate::error::KafkaError;
-use crate::shard::{Shard, CONSENT_POSITION_HEADER};
+use crate::shard::{Shard, CHANGELOG_FORMAT, CHANGELOG_FORMAT_HEADER, CONSENT_POSITION_HEADER};
 use crate::status::RuntimeStatus;
 
 impl Core {
@@ -147,9 +150,15 @@ impl Core {
     }
 
     /// Restores the shards of newly assigned partitions: changelog
-    /// snapshots, then consent (records already reflected in the snapshots
-    /// are loaded without effects, newer ones applied normally). The other
-    /// shards are untouched.
+    /// snapshots, then consent. The snapshots carry consent as of the
+    /// committed consent position, so only the records from there on are
+    /// read, and applied with their effects like any new record. A
+    /// partition whose changelog a version without consent in its snapshots
+    /// wrote (see [`CHANGELOG_FORMAT_HEADER`]) reads the consent topic from
+    /// its start instead: records below the position loaded without
+    /// effects (they are reflected in the snapshots), newer ones applied;
+    /// its next commit rewrites the changelog in the current format. The
+    /// other shards are untouched.
     pub(super) fn restore_pending(
         &mut self,
         consumer: &BaseConsumer<GroupContext>,
@@ -186,6 +195,13 @@ impl Core {
         // minutes, and a restore waiting for it never ran (a stall).
         let ends = self.changelog.end_offsets(&partitions)?;
         let mut restore_error = None;
+        // Per partition: whether its snapshots carry consent up to the
+        // committed position: its latest position record, and every record
+        // after it, were written in the current format. A record of an
+        // older version after the position (a rolling upgrade moved the
+        // partition back and forth) may have replaced a snapshot that
+        // carried consent by one that does not.
+        let mut bounded: BTreeMap<i32, bool> = partitions.iter().map(|p| (*p, false)).collect();
         self.changelog
             .read_until(&ends, &self.opts.shutdown, |p, msg| {
                 let Some(shard) = fresh.get_mut(&p) else {
@@ -193,9 +209,19 @@ impl Core {
                 };
                 changelog_records += 1;
                 status.restored_records.fetch_add(1, Ordering::Relaxed);
-                let is_position = msg
-                    .headers()
-                    .is_some_and(|h| h.iter().any(|x| x.key == CONSENT_POSITION_HEADER));
+                let header = |key: &str| {
+                    msg.headers()
+                        .and_then(|h| h.iter().find(|x| x.key == key))
+                        .map(|x| x.value)
+                };
+                let current_format =
+                    header(CHANGELOG_FORMAT_HEADER) == Some(Some(CHANGELOG_FORMAT.as_bytes()));
+                let is_position = header(CONSENT_POSITION_HEADER).is_some();
+                if is_position {
+                    bounded.insert(p, current_format);
+                } else if !current_format {
+                    bounded.insert(p, false);
+                }
                 if is_position {
                     if let Some(v) = msg
                         .payload()
@@ -229,7 +255,10 @@ impl Core {
             .filter(|(p, _)| !fresh.contains_key(p))
             .map(|(p, pos)| (p, Some(pos)))
             .collect();
-        consent_assignment.extend(from_start.iter().copied());
+        consent_assignment.extend(fresh.values().map(|s| {
+            let from = bounded[&s.partition].then_some(s.consent_committed);
+            (s.partition, from)
+        }));
         self.consent.assign(&consent_assignment)?;
         let ends = self.consent.end_offsets(&partitions)?;
         let has_effects = fresh.values().any(|s| {
@@ -262,10 +291,19 @@ impl Core {
         if let Some(e) = self.out.error.take() {
             return Err(e.into());
         }
+        let mut from_start_partitions = 0;
         for shard in fresh.values_mut() {
             shard.consent_next = shard
                 .consent_next
                 .max(self.consent.position(shard.partition));
+            if !bounded[&shard.partition] {
+                from_start_partitions += 1;
+                shard.rewrite_all_at_next_commit();
+            }
+        }
+        if from_start_partitions > 0 {
+            // The rewrite is committed soon, not only once events arrive.
+            self.ensure_txn()?;
         }
 
         // 3. Lag bookkeeping from the group's committed offsets.
@@ -302,6 +340,7 @@ impl Core {
             partitions = partitions.len(),
             changelog_records,
             consent_records,
+            consent_from_start_partitions = from_start_partitions,
             seconds,
             "partition state restored"
         );
