@@ -4,8 +4,9 @@
 //! promises, with values that can be true: `bench` with its per-stage
 //! costs, `bench --threads` (engine-only scaling), `bench --kafka` (the
 //! pipeline with one worker and with the configured workers, the
-//! pass-through and the latency run, against the test broker). The Kafka
-//! Streams comparison has its own smoke run in tests/run-all.sh.
+//! pass-through and the latency run, against the test broker), `bench
+//! --restore` (a partition's restore against plain reads of its topics).
+//! The Kafka Streams comparison has its own smoke run in tests/run-all.sh.
 
 use propensity_system_tests::Deployment;
 use serde_json::Value;
@@ -107,4 +108,34 @@ fn kafka_bench_runs_one_worker_n_workers_and_the_pass_through() {
     positive(&r, "passthrough_events_per_sec");
     positive(&r, "latency_p99_ms");
     assert!(r["latency_samples"].as_u64().is_some_and(|n| n > 0), "{r}");
+}
+
+#[test]
+fn restore_bench_times_restores_of_a_bounded_consent_tail() {
+    let d = Deployment::new("bench-restore", 1, false);
+    let r = json_of(
+        &d,
+        &[
+            "bench",
+            "--restore",
+            "--restore-visitors",
+            "500",
+            "--rounds",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(r["visitors"], 500, "{r}");
+    positive(&r, "restore_seconds");
+    positive(&r, "changelog_read_seconds");
+    positive(&r, "consent_topic_read_seconds");
+    assert_eq!(r["restore_rounds"].as_array().map(Vec::len), Some(2), "{r}");
+    // Every visitor has a snapshot; the restore reads the consent changes
+    // of its round only (5 = 1 % of 500), not the 500 grants before them.
+    assert!(
+        r["changelog_records"].as_u64().is_some_and(|n| n >= 500),
+        "{r}"
+    );
+    assert_eq!(r["consent_records"], 5, "{r}");
+    assert_eq!(r["consent_topic_records"], 510, "{r}");
 }

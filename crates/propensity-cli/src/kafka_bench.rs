@@ -83,7 +83,8 @@ pub struct KafkaBenchResult {
     pub latency_max_ms: f64,
 }
 
-fn suffixed(base: &KafkaSettings, tag: &str) -> KafkaSettings {
+/// `base` with topics and group of its own, named after `tag`.
+pub(crate) fn suffixed(base: &KafkaSettings, tag: &str) -> KafkaSettings {
     let s = format!(
         "bench-{tag}-{}-{}",
         std::process::id(),
@@ -103,7 +104,8 @@ fn suffixed(base: &KafkaSettings, tag: &str) -> KafkaSettings {
     }
 }
 
-fn median(v: &[f64]) -> f64 {
+/// Median (NaN when empty).
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     if s.is_empty() {
@@ -126,23 +128,30 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Waits until the pipeline's group has committed the whole events topic.
-fn wait_committed(settings: &KafkaSettings, timeout: Duration) -> Result<()> {
+pub(crate) fn wait_committed(settings: &KafkaSettings, timeout: Duration) -> Result<()> {
     Ok(CommitProbe::new(settings)?.wait_until_committed(timeout)?)
 }
 
-struct RunningPipeline {
+/// A pipeline running in this process, on a thread of its own.
+pub(crate) struct RunningPipeline {
     shutdown: CancellationToken,
-    status: Arc<RuntimeStatus>,
+    pub(crate) status: Arc<RuntimeStatus>,
+    pub(crate) metrics: Arc<propensity_kafka::PipelineMetrics>,
     thread: std::thread::JoinHandle<Result<(), propensity_kafka::KafkaError>>,
 }
 
-fn start_pipeline(
+/// Starts `propensity run`'s pipeline with `settings`.
+pub(crate) fn start_pipeline(
     config: &Config,
     settings: &KafkaSettings,
     models: &Arc<ModelHandle>,
 ) -> Result<RunningPipeline> {
     let shutdown = CancellationToken::new();
     let status = Arc::new(RuntimeStatus::default());
+    let metrics = Arc::new(
+        propensity_kafka::PipelineMetrics::new(&config.engine)
+            .map_err(|e| anyhow::anyhow!("metrics: {e}"))?,
+    );
     let opts = PipelineOptions {
         settings: settings.clone(),
         instance_id: "bench".into(),
@@ -150,22 +159,21 @@ fn start_pipeline(
         models: models.clone(),
         status: status.clone(),
         shutdown: shutdown.clone(),
-        metrics: Arc::new(
-            propensity_kafka::PipelineMetrics::new(&config.engine)
-                .map_err(|e| anyhow::anyhow!("metrics: {e}"))?,
-        ),
+        metrics: metrics.clone(),
         access: None,
     };
     let thread = std::thread::spawn(move || run_pipeline(opts));
     Ok(RunningPipeline {
         shutdown,
         status,
+        metrics,
         thread,
     })
 }
 
 impl RunningPipeline {
-    fn stop(self) -> Result<()> {
+    /// Cancels it and waits for it to end (it commits first).
+    pub(crate) fn stop(self) -> Result<()> {
         self.shutdown.cancel();
         self.thread
             .join()

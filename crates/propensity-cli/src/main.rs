@@ -22,6 +22,7 @@ mod model_files;
 mod offline;
 mod progress;
 mod report;
+mod restore_bench;
 mod shell_integration;
 mod tail;
 mod topics_describe;
@@ -187,6 +188,14 @@ enum Command {
         /// With --kafka: seconds of the latency run.
         #[arg(long, default_value_t = 20.0)]
         latency_secs: f64,
+        /// Benchmark the restore of one partition holding
+        /// --restore-visitors visitors, against plain reads of its changelog
+        /// and consent topic (needs the configured broker).
+        #[arg(long, conflicts_with_all = ["kafka", "training"])]
+        restore: bool,
+        /// With --restore: visitors held by the partition.
+        #[arg(long, default_value_t = 200_000)]
+        restore_visitors: usize,
         /// Benchmark training instead: split, matrix, l2 grid and refit on
         /// generated traffic (--visitors, --rounds); see benches/README.md.
         #[arg(long, conflicts_with = "kafka")]
@@ -520,6 +529,43 @@ fn run(cli: Cli) -> Result<()> {
                 out,
                 "event-to-offer latency at {:.0} events/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} offers, commit interval {} ms)",
                 r.latency_rate, r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, r.latency_max_ms, r.latency_samples, r.commit_interval_ms
+            )?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            }
+        }
+        Command::Bench {
+            rounds,
+            json,
+            restore: true,
+            restore_visitors,
+            ..
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            if std::env::var_os("RUST_LOG").is_some() || verbosity != logging::Verbosity::Configured
+            {
+                logging::init(&config, verbosity)?;
+            }
+            let r = restore_bench::run_restore_bench(
+                &config,
+                &restore_bench::RestoreBenchOptions {
+                    visitors: restore_visitors,
+                    rounds,
+                },
+                &mut out,
+            )?;
+            writeln!(
+                out,
+                "restore of one partition holding {} visitors: {:.3} s (median of {}; {} changelog records, {} consent records of the {} in the topic); plain read of the changelog {:.3} s, ratio {:.2}; plain read of the whole consent topic {:.3} s",
+                r.visitors,
+                r.restore_seconds,
+                r.restore_rounds.len(),
+                r.changelog_records,
+                r.consent_records,
+                r.consent_topic_records,
+                r.changelog_read_seconds,
+                r.ratio_to_changelog_read,
+                r.consent_topic_read_seconds
             )?;
             if json {
                 writeln!(out, "{}", serde_json::to_string(&r)?)?;

@@ -45,7 +45,17 @@ pub fn events_consumer(settings: &KafkaSettings, instance_id: &str) -> ClientCon
         .set("enable.partition.eof", "false");
     set_default(&mut c, settings, "session.timeout.ms", "10000");
     set_default(&mut c, settings, "heartbeat.interval.ms", "1000");
+    set_prefetch_backoff(&mut c, settings);
     c
+}
+
+/// librdkafka stops fetching a partition whose prefetch queue is full for
+/// `fetch.queue.backoff.ms` (1 s by default). A reader that drains the
+/// queue faster than that then idles until the backoff ends: restores were
+/// seen taking whole extra seconds this way. A short backoff keeps the
+/// prefetch going as soon as there is room.
+fn set_prefetch_backoff(c: &mut ClientConfig, settings: &KafkaSettings) {
+    set_default(c, settings, "fetch.queue.backoff.ms", "10");
 }
 
 /// A consumer that reads partitions by assignment (consent and changelog
@@ -61,6 +71,7 @@ pub fn reader(settings: &KafkaSettings, purpose: &str) -> ClientConfig {
     .set("isolation.level", "read_committed")
     .set("auto.offset.reset", "earliest")
     .set("enable.partition.eof", "false");
+    set_prefetch_backoff(&mut c, settings);
     c
 }
 

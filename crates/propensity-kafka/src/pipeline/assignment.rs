@@ -240,6 +240,7 @@ impl Core {
                 }
             })?;
         self.changelog.assign(&[])?;
+        let changelog_seconds = started.elapsed().as_secs_f64();
         if let Some(e) = restore_error {
             // A snapshot we cannot read means state we cannot trust: refuse
             // to process rather than guess.
@@ -341,6 +342,7 @@ impl Core {
             changelog_records,
             consent_records,
             consent_from_start_partitions = from_start_partitions,
+            changelog_seconds,
             seconds,
             "partition state restored"
         );
