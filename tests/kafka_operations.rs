@@ -246,7 +246,8 @@ fn metrics_health_access_and_erasure() {
         "erase-me has a session before erasure"
     );
 
-    // Erasure by tombstone: forgotten now, and tombstoned in the changelog.
+    // Erasure by tombstone: forgotten now, and in the changelog nothing but
+    // the erasure.
     t.consent("erase-me", None);
     t.flush();
     wait_for("the erasure to apply", Duration::from_secs(20), || {
@@ -265,10 +266,17 @@ fn metrics_health_access_and_erasure() {
         .rev()
         .find(|r| r.key.as_deref() == Some(b"erase-me".as_slice()))
         .expect("erase-me had changelog records");
-    assert!(
-        last.value.is_none(),
-        "the visitor's last changelog record is a tombstone"
-    );
+    let snapshot: Value = serde_json::from_slice(
+        last.value
+            .as_deref()
+            .expect("the erasure is the visitor's last changelog record"),
+    )
+    .expect("JSON");
+    assert_eq!(snapshot["consent"]["erased"], true, "{snapshot}");
+    for held in ["session", "last_offer_ms", "last_event_ms"] {
+        assert!(snapshot[held].is_null(), "{held} kept: {snapshot}");
+    }
+    assert_eq!(snapshot["buffer"], json!([]), "{snapshot}");
 
     // A restore from the changelog brings nothing of the visitor back, and
     // does bring back the others (so the check can fail).

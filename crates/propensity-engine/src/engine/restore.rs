@@ -199,15 +199,24 @@ impl Engine {
         true
     }
 
-    /// What is held about a visitor (data-subject access): consent and the
-    /// changelog snapshot.
+    /// What is held about a visitor (data-subject access): consent, and
+    /// the rest of its changelog snapshot (without the consent it repeats)
+    /// when anything besides consent is held — activity, or the start of a
+    /// granted interval; `None` for a visitor known only by its consent
+    /// (an erased one, for instance).
     pub fn visitor_view(
         &self,
         visitor_id: &str,
     ) -> Option<(Option<ConsentState>, Option<VisitorSnapshot>)> {
-        self.visitors
-            .get(visitor_id)
-            .map(|e| (e.consent, self.visitor_snapshot(visitor_id)))
+        let entry = self.visitors.get(visitor_id)?;
+        let beyond_consent = entry.has_state()
+            || entry.tracking_since().is_some()
+            || self.restored_since.contains_key(visitor_id);
+        let rest = self
+            .visitor_snapshot(visitor_id)
+            .filter(|_| beyond_consent)
+            .map(|s| VisitorSnapshot { consent: None, ..s });
+        Some((entry.consent, rest))
     }
 
     /// Visitor ids currently held (for tests and access requests).
