@@ -4,9 +4,10 @@
 //! promises, with values that can be true: `bench` with its per-stage
 //! costs, `bench --threads` (engine-only scaling), `bench --kafka` (the
 //! pipeline with one worker and with the configured workers, the
-//! pass-through and the latency run, against the test broker), `bench
-//! --restore` (a partition's restore against plain reads of its topics).
-//! The Kafka Streams comparison has its own smoke run in tests/run-all.sh.
+//! pass-through and the latency run, quiet and under background load,
+//! against the test broker), `bench --restore` (a partition's restore
+//! against plain reads of its topics). The Kafka Streams comparison has
+//! its own smoke run in tests/run-all.sh.
 
 use propensity_system_tests::Deployment;
 use serde_json::Value;
@@ -84,7 +85,7 @@ fn engine_scaling_bench_runs_one_and_n_threads() {
 }
 
 #[test]
-fn kafka_bench_runs_one_worker_n_workers_and_the_pass_through() {
+fn kafka_bench_runs_one_worker_n_workers_the_pass_through_and_loaded_latency() {
     let d = Deployment::new("bench-kafka", 1, false);
     let r = json_of(
         &d,
@@ -99,6 +100,8 @@ fn kafka_bench_runs_one_worker_n_workers_and_the_pass_through() {
             "300",
             "--latency-secs",
             "3",
+            "--background-load",
+            "500",
             "--json",
         ],
     );
@@ -108,6 +111,14 @@ fn kafka_bench_runs_one_worker_n_workers_and_the_pass_through() {
     positive(&r, "passthrough_events_per_sec");
     positive(&r, "latency_p99_ms");
     assert!(r["latency_samples"].as_u64().is_some_and(|n| n > 0), "{r}");
+    // The latency run repeated under background load, which really ran.
+    let loaded = &r["loaded"];
+    positive(loaded, "load_acked_per_sec");
+    positive(&loaded["latency"], "p99_ms");
+    assert!(
+        loaded["latency"]["samples"].as_u64().is_some_and(|n| n > 0),
+        "{r}"
+    );
 }
 
 #[test]

@@ -34,6 +34,14 @@ use crate::{
     read_topic, run_ok, LoadGuard, Metrics, Record,
 };
 
+/// `[kafka] workers` of every deployment's instances, unless a test sets
+/// its own: more than one, so that every system test checks the trust
+/// guarantees (consent first, one transaction per batch, per-partition
+/// order, reconciling counts, exactly-once) with a batch's partitions
+/// processed on several threads at once; more than this machine's 2 cores,
+/// so that workers also interleave on one core.
+pub const TEST_WORKERS: usize = 3;
+
 /// Generated traffic files.
 pub struct Traffic {
     /// Events file.
@@ -142,6 +150,7 @@ impl Deployment {
                 format!("\"{}\"", settings.scores_topic),
             ),
             ("PROPENSITY__KAFKA__PARTITIONS", partitions.to_string()),
+            ("PROPENSITY__KAFKA__WORKERS", TEST_WORKERS.to_string()),
             ("PROPENSITY__MODELS__DIR", models.display().to_string()),
         ]
         .into_iter()

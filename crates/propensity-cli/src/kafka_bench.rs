@@ -5,7 +5,9 @@
 //! once with one worker and once with `[kafka] workers` per round, so the
 //! speed-up of the workers is measured in the same run. Latency: events
 //! produced at a fixed rate, time from producing an event to its offer
-//! becoming visible to a read_committed consumer (p50/p99).
+//! becoming visible to a read_committed consumer (p50/p90/p99), quiet and,
+//! with `--background-load`, again on fresh topics while a
+//! [`BackgroundLoad`] writes to a scratch topic nothing reads.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use propensity_engine::replay::{merge_order, RecordKind};
+use propensity_kafka::background_load::{BackgroundLoad, LOAD_RECORD_BYTES};
 use propensity_kafka::passthrough::run_passthrough;
 use propensity_kafka::probe::{CommitProbe, TopicTail};
 use propensity_kafka::produce::{visitor_key, OutgoingRecord, TrafficProducer};
@@ -23,7 +26,7 @@ use propensity_kafka::topics::create_topics;
 use propensity_kafka::{
     run_pipeline, CancellationToken, KafkaSettings, ModelHandle, PipelineOptions, RuntimeStatus,
 };
-use propensity_simulator::{generate, SimulationParams};
+use propensity_simulator::{generate, GeneratedTraffic, SimulationParams};
 use serde::Serialize;
 
 use crate::config_file::Config;
@@ -39,6 +42,52 @@ pub struct KafkaBenchOptions {
     pub latency_rate: f64,
     /// Duration of the latency run, seconds.
     pub latency_secs: f64,
+    /// When set, the latency run is repeated while a background producer
+    /// writes this many ~1 KiB records/s (0: as fast as it can) to a
+    /// scratch topic of its own (see `propensity_kafka::background_load`).
+    pub background_load: Option<f64>,
+}
+
+/// Event-to-offer latency of one latency run.
+#[derive(Debug, Serialize)]
+pub struct LatencyFigures {
+    /// Offers measured.
+    pub samples: usize,
+    /// p50, ms.
+    pub p50_ms: f64,
+    /// p90, ms.
+    pub p90_ms: f64,
+    /// p99, ms.
+    pub p99_ms: f64,
+    /// max, ms.
+    pub max_ms: f64,
+}
+
+impl LatencyFigures {
+    fn of(mut samples: Vec<f64>) -> Self {
+        samples.sort_by(f64::total_cmp);
+        let tenth = |v: f64| (v * 10.0).round() / 10.0;
+        Self {
+            samples: samples.len(),
+            p50_ms: tenth(percentile(&samples, 0.5)),
+            p90_ms: tenth(percentile(&samples, 0.9)),
+            p99_ms: tenth(percentile(&samples, 0.99)),
+            max_ms: tenth(samples.last().copied().unwrap_or(f64::NAN)),
+        }
+    }
+}
+
+/// The latency run repeated under background load.
+#[derive(Debug, Serialize)]
+pub struct LoadedLatency {
+    /// Requested load, records/s (0: as fast as it could).
+    pub load_rate: f64,
+    /// Load records the broker acknowledged per second during the run.
+    pub load_acked_per_sec: f64,
+    /// Load record size, bytes.
+    pub load_record_bytes: usize,
+    /// Latency under the load.
+    pub latency: LatencyFigures,
 }
 
 /// Results.
@@ -73,7 +122,7 @@ pub struct KafkaBenchResult {
     pub latency_rate: f64,
     /// Offers measured.
     pub latency_samples: usize,
-    /// Event-to-offer latency p50, ms.
+    /// Event-to-offer latency p50, ms (no background load).
     pub latency_p50_ms: f64,
     /// p90, ms.
     pub latency_p90_ms: f64,
@@ -81,6 +130,9 @@ pub struct KafkaBenchResult {
     pub latency_p99_ms: f64,
     /// max, ms.
     pub latency_max_ms: f64,
+    /// The same latency run under background load, with
+    /// `--background-load`.
+    pub loaded: Option<LoadedLatency>,
 }
 
 /// `base` with topics and group of its own, named after `tag`.
@@ -320,15 +372,78 @@ pub fn run_kafka_bench(
         )?;
     }
 
-    // Latency at a fixed rate.
     writeln!(
         log,
         "latency: {} events/s for {} s…",
         opts.latency_rate, opts.latency_secs
     )?;
+    let quiet = LatencyFigures::of(measure_latency(config, base, &models, &traffic, opts, &rt)?);
+    let loaded = match opts.background_load {
+        Some(load_rate) => {
+            writeln!(
+                log,
+                "latency under background load ({load_rate} records/s of {LOAD_RECORD_BYTES} bytes, 0 = as fast as it can): {} events/s for {} s…",
+                opts.latency_rate, opts.latency_secs
+            )?;
+            let scratch = suffixed(base, "load");
+            let load = BackgroundLoad::start(
+                base,
+                &format!("load-{}", scratch.group_id),
+                load_rate,
+                Duration::from_secs(3600),
+            )?;
+            let measured = measure_latency(config, base, &models, &traffic, opts, &rt);
+            let report = load.stop();
+            Some(LoadedLatency {
+                load_rate,
+                load_acked_per_sec: report.acked_per_sec().round(),
+                load_record_bytes: LOAD_RECORD_BYTES,
+                latency: LatencyFigures::of(measured?),
+            })
+        }
+        None => None,
+    };
+
+    let pipe = median(&pipe_rates);
+    let one = median(&one_rates);
+    let pass = median(&pass_rates);
+    Ok(KafkaBenchResult {
+        pipeline_events_per_sec: pipe.round(),
+        passthrough_events_per_sec: pass.round(),
+        ratio: (pipe / pass * 1000.0).round() / 1000.0,
+        workers,
+        one_worker_events_per_sec: one.round(),
+        one_worker_ratio: (one / pass * 1000.0).round() / 1000.0,
+        one_worker_rounds: one_rates.iter().map(|r| r.round()).collect(),
+        pipeline_rounds: pipe_rates.iter().map(|r| r.round()).collect(),
+        passthrough_rounds: pass_rates.iter().map(|r| r.round()).collect(),
+        events: ev.len(),
+        partitions: input.partitions,
+        commit_interval_ms: input.commit_interval_ms,
+        latency_rate: opts.latency_rate,
+        latency_samples: quiet.samples,
+        latency_p50_ms: quiet.p50_ms,
+        latency_p90_ms: quiet.p90_ms,
+        latency_p99_ms: quiet.p99_ms,
+        latency_max_ms: quiet.max_ms,
+        loaded,
+    })
+}
+
+/// Produces the consent, then events at `opts.latency_rate` for
+/// `opts.latency_secs`, into fresh topics of a running pipeline; returns
+/// each offer's time from producing its event to reading it committed, ms.
+fn measure_latency(
+    config: &Config,
+    base: &KafkaSettings,
+    models: &Arc<ModelHandle>,
+    traffic: &GeneratedTraffic,
+    opts: &KafkaBenchOptions,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Vec<f64>> {
     let lat = suffixed(base, "latency");
     rt.block_on(create_topics(&lat))?;
-    let pipeline = start_pipeline(config, &lat, &models)?;
+    let pipeline = start_pipeline(config, &lat, models)?;
     let ready_wait = Instant::now();
     while !pipeline.status.ready.load(Ordering::Relaxed) {
         anyhow::ensure!(
@@ -338,14 +453,11 @@ pub fn run_kafka_bench(
         std::thread::sleep(Duration::from_millis(10));
     }
     let lp = TrafficProducer::new(&lat)?;
-    for (line, key) in co
-        .iter()
-        .zip(traffic.consent.iter().map(|l| l.visitor_id.as_bytes()))
-    {
+    for line in &traffic.consent {
         lp.send(OutgoingRecord {
             topic: &lat.consent_topic,
-            key: Some(key),
-            value: Some(line),
+            key: Some(line.visitor_id.as_bytes()),
+            value: Some(line.line.as_bytes()),
         })?;
     }
     lp.flush(Duration::from_secs(60))?;
@@ -358,7 +470,11 @@ pub fn run_kafka_bench(
         let tail = TopicTail::new(&reader_settings, &reader_settings.offers_topic)?;
         let mut lat = Vec::new();
         while !reader_stop.load(Ordering::Relaxed) {
-            if let Some(value) = tail.next_value(Duration::from_millis(5)) {
+            // A poll returns at its first record, so a long one delays
+            // nothing but noticing `stop`; a short one busy-loops its
+            // last millisecond (rdkafka rounds the time left down to whole
+            // ms): 5 ms polls spun a fifth of a core beside the pipeline.
+            if let Some(value) = tail.next_value(Duration::from_millis(100)) {
                 let now = Instant::now();
                 let offer: serde_json::Value = serde_json::from_slice(&value)?;
                 if let Some(t) = offer["trigger_event_id"]
@@ -371,7 +487,7 @@ pub fn run_kafka_bench(
         }
         Ok(lat)
     });
-    let n = ((opts.latency_rate * opts.latency_secs) as usize).min(ev.len());
+    let n = ((opts.latency_rate * opts.latency_secs) as usize).min(traffic.events.len());
     let started = Instant::now();
     for (i, line) in traffic.events.iter().take(n).enumerate() {
         let due = started + Duration::from_secs_f64(i as f64 / opts.latency_rate);
@@ -397,33 +513,9 @@ pub fn run_kafka_bench(
     wait_committed(&lat, Duration::from_secs(120))?;
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
-    let mut samples = reader
+    let samples = reader
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;
     pipeline.stop()?;
-    samples.sort_by(f64::total_cmp);
-
-    let pipe = median(&pipe_rates);
-    let one = median(&one_rates);
-    let pass = median(&pass_rates);
-    Ok(KafkaBenchResult {
-        pipeline_events_per_sec: pipe.round(),
-        passthrough_events_per_sec: pass.round(),
-        ratio: (pipe / pass * 1000.0).round() / 1000.0,
-        workers,
-        one_worker_events_per_sec: one.round(),
-        one_worker_ratio: (one / pass * 1000.0).round() / 1000.0,
-        one_worker_rounds: one_rates.iter().map(|r| r.round()).collect(),
-        pipeline_rounds: pipe_rates.iter().map(|r| r.round()).collect(),
-        passthrough_rounds: pass_rates.iter().map(|r| r.round()).collect(),
-        events: ev.len(),
-        partitions: input.partitions,
-        commit_interval_ms: input.commit_interval_ms,
-        latency_rate: opts.latency_rate,
-        latency_samples: samples.len(),
-        latency_p50_ms: (percentile(&samples, 0.5) * 10.0).round() / 10.0,
-        latency_p90_ms: (percentile(&samples, 0.9) * 10.0).round() / 10.0,
-        latency_p99_ms: (percentile(&samples, 0.99) * 10.0).round() / 10.0,
-        latency_max_ms: (samples.last().copied().unwrap_or(f64::NAN) * 10.0).round() / 10.0,
-    })
+    Ok(samples)
 }

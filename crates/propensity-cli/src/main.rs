@@ -196,6 +196,11 @@ enum Command {
         /// With --restore: visitors held by the partition.
         #[arg(long, default_value_t = 200_000)]
         restore_visitors: usize,
+        /// With --kafka: repeat the latency run while a background producer
+        /// writes this many ~1 KiB records/s to a scratch topic of its own
+        /// (0: as fast as it can), loading the broker and the machine.
+        #[arg(long, requires = "kafka")]
+        background_load: Option<f64>,
         /// Benchmark training instead: split, matrix, l2 grid and refit on
         /// generated traffic (--visitors, --rounds); see benches/README.md.
         #[arg(long, conflicts_with = "kafka")]
@@ -494,6 +499,7 @@ fn run(cli: Cli) -> Result<()> {
             kafka: true,
             latency_rate,
             latency_secs,
+            background_load,
             ..
         } => {
             let config = load_config(cli.config.as_deref())?;
@@ -508,6 +514,7 @@ fn run(cli: Cli) -> Result<()> {
                     rounds: rounds.min(3),
                     latency_rate,
                     latency_secs,
+                    background_load,
                 },
                 &mut out,
             )?;
@@ -530,6 +537,14 @@ fn run(cli: Cli) -> Result<()> {
                 "event-to-offer latency at {:.0} events/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} offers, commit interval {} ms)",
                 r.latency_rate, r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, r.latency_max_ms, r.latency_samples, r.commit_interval_ms
             )?;
+            if let Some(loaded) = &r.loaded {
+                let l = &loaded.latency;
+                writeln!(
+                    out,
+                    "event-to-offer latency at {:.0} events/s under background load ({:.0} records/s of {} bytes acknowledged): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} offers)",
+                    r.latency_rate, loaded.load_acked_per_sec, loaded.load_record_bytes, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.samples
+                )?;
+            }
             if json {
                 writeln!(out, "{}", serde_json::to_string(&r)?)?;
             }

@@ -10,6 +10,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::client_config;
 use crate::client_log::LoggedContext;
+use crate::delivery::{serve_then_pause, DELIVERY_POLL_PAUSE};
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
 
@@ -60,7 +61,7 @@ impl TrafficProducer {
                 }
                 Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    self.producer.poll(Duration::from_millis(5));
+                    serve_then_pause(&self.producer, DELIVERY_POLL_PAUSE);
                 }
                 Err((e, _)) => return Err(e.into()),
             }

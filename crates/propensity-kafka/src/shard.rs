@@ -17,7 +17,7 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
 
-use crate::delivery::{is_refusal, DeliveryWatch};
+use crate::delivery::{is_refusal, serve_then_pause, DeliveryWatch, DELIVERY_POLL_PAUSE};
 use crate::metrics::PipelineMetrics;
 
 /// Header marking the changelog record that stores the consent position.
@@ -369,7 +369,7 @@ pub fn send_record(
             }
             Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
-                producer.poll(Duration::from_millis(5));
+                serve_then_pause(producer, DELIVERY_POLL_PAUSE);
             }
             Err((e, _)) => return Err(e),
         }
@@ -377,18 +377,22 @@ pub fn send_record(
 }
 
 /// Waits until every queued record is acknowledged, serving delivery
-/// reports in 1 ms steps. Called before `commit_transaction`, whose own
+/// reports in [`DELIVERY_POLL_PAUSE`] steps (without spinning: see
+/// [`serve_then_pause`]). Called before `commit_transaction`, whose own
 /// flush (in rust-rdkafka) waits in 100 ms poll steps and so added up to
 /// 100 ms to every commit.
 pub fn drain_deliveries(producer: &TxProducer, timeout: Duration) -> Result<(), RdKafkaError> {
     let started = std::time::Instant::now();
-    while producer.in_flight_count() > 0 {
+    loop {
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            return Ok(());
+        }
         if started.elapsed() > timeout {
             return Err(RdKafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
         }
-        producer.poll(Duration::from_millis(1));
+        std::thread::sleep(DELIVERY_POLL_PAUSE);
     }
-    Ok(())
 }
 
 /// Room a record needs besides its key, value and headers (record and batch

@@ -25,6 +25,7 @@ use std::time::Duration;
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::producer::Producer;
 
+use crate::delivery::serve_until;
 use crate::shard::{drain_deliveries, TxProducer};
 
 /// How a failed transactional call must be handled.
@@ -183,13 +184,11 @@ pub fn abort(
 pub fn while_polling<T>(producer: &TxProducer, call: impl FnOnce() -> T) -> T {
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !done.load(Ordering::Acquire) {
-                producer.poll(Duration::from_millis(1));
-            }
-        });
+        let server = scope.spawn(|| serve_until(producer, &done));
         let result = call();
         done.store(true, Ordering::Release);
+        // Ends the server's pause now rather than up to a pause later.
+        server.thread().unpark();
         result
     })
 }
