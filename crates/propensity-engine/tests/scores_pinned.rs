@@ -7,9 +7,9 @@
 //! bits), every offer (as JSON, explanations included) and the final
 //! counters must equal `tests/golden/generated-scores.txt`.
 //!
-//! The golden was written by the engine before its hot path was optimized
-//! (incremental buffers, caches, lazy explanation vectors): the hot path
-//! may get faster, but the vectors training records and the scores the
+//! The golden pins what the engine computes today: its hot path may get
+//! faster (buffers kept between events, caches, explanation vectors built
+//! only when needed), but the vectors training records and the scores the
 //! engine serves must not change. To regenerate after a deliberate change
 //! of the features or the models, run with `UPDATE_GOLDEN=1` and say so in
 //! the change (models trained under the old features must be retrained).
