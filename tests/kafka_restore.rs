@@ -64,6 +64,14 @@ fn restart(d: &Deployment, name: &str) -> (Instance, f64) {
     (instance, restored)
 }
 
+/// A grant of every purpose at `t0` for each visitor.
+fn grants(visitors: &[String], t0: i64) -> Vec<Value> {
+    visitors
+        .iter()
+        .map(|v| consent_record(v, t0, true, true))
+        .collect()
+}
+
 fn views(visitors: &[String], n: usize, t0: i64) -> Vec<Value> {
     visitors
         .iter()
@@ -76,11 +84,7 @@ fn a_restart_reads_only_the_consent_committed_after_the_changelog() {
     let d = Deployment::new("restore-tail", 2, true);
     let t0 = now_epoch_ms() - 600_000;
     let visitors: Vec<String> = (0..400).map(|i| format!("rt-{i}")).collect();
-    let grants: Vec<Value> = visitors
-        .iter()
-        .map(|v| consent_record(v, t0, true, true))
-        .collect();
-    send_all(&d, &d.settings.consent_topic, &grants);
+    send_all(&d, &d.settings.consent_topic, &grants(&visitors, t0));
     send_all(&d, &d.settings.events_topic, &views(&visitors, 0, t0));
     let (first, _) = restart(&d, "a");
     assert!(first.terminate(Duration::from_secs(30)).success());
@@ -124,10 +128,7 @@ fn a_changelog_of_the_previous_format_is_read_with_all_consent_once_then_rewritt
     let d = Deployment::new("restore-upgrade", 1, true);
     let t0 = now_epoch_ms() - 600_000;
     let visitors: Vec<String> = (0..60).map(|i| format!("ru-{i}")).collect();
-    let grants: Vec<Value> = visitors
-        .iter()
-        .map(|v| consent_record(v, t0, true, true))
-        .collect();
+    let grants = grants(&visitors, t0);
     send_all(&d, &d.settings.consent_topic, &grants);
     // What the previous version left: the consent position past every
     // grant (their effects are in the changelog), no format header, no

@@ -293,11 +293,6 @@ impl Shard {
         self.rewrite_due = true;
     }
 
-    /// Whether a commit is needed for this shard's changelog alone.
-    pub fn changelog_rewrite_due(&self) -> bool {
-        self.rewrite_due
-    }
-
     /// Writes the changelog records of the dirty visitors (snapshot or
     /// tombstone) and, when it moved (or a rewrite is due), the consent
     /// position, into the open transaction. If the transaction aborts, the
