@@ -247,8 +247,9 @@ impl Core {
             return Err(e.into());
         }
 
-        // 2. Consent: rebuilt from the compacted topic itself. Records
-        // below the committed consent position are loaded without effects.
+        // 2. Consent: a bounded partition from its committed position (every
+        // record read is newer than its snapshots); any other from the start
+        // of the topic, records below the position loaded without effects.
         let mut consent_assignment: Vec<(i32, Option<i64>)> = self
             .consent
             .assigned()
