@@ -30,6 +30,7 @@ use propensity_simulator::{generate, GeneratedTraffic, SimulationParams};
 use serde::Serialize;
 
 use crate::config_file::Config;
+use crate::model_files::ServedModels;
 use crate::offline::train_in_memory;
 
 /// Options.
@@ -273,20 +274,29 @@ fn time_pipeline(
     Ok(took)
 }
 
+/// Checks that the broker answers, then trains the benchmark's models on
+/// generated traffic. Training takes a while: learn first whether there is
+/// a broker to measure.
+pub(crate) fn broker_and_models(
+    config: &Config,
+    log: &mut impl Write,
+) -> Result<(ServedModels, Arc<ModelHandle>)> {
+    probe_brokers(&config.file.kafka)?;
+    writeln!(log, "training models…")?;
+    let served = train_in_memory(config, 3000, 11)?;
+    let models = Arc::new(ModelHandle::new(served.models.clone()));
+    Ok((served, models))
+}
+
 /// Runs the Kafka benchmark.
 pub fn run_kafka_bench(
     config: &Config,
     opts: &KafkaBenchOptions,
     log: &mut impl Write,
 ) -> Result<KafkaBenchResult> {
-    // Training and generating take half a minute: learn first whether
-    // there is a broker to measure.
-    probe_brokers(&config.file.kafka)?;
-    writeln!(log, "training models…")?;
-    let served = train_in_memory(config, 3000, 11)?;
+    let (served, models) = broker_and_models(config, log)?;
     let config = &served.config;
     let base = &config.file.kafka;
-    let models = Arc::new(ModelHandle::new(served.models.clone()));
     writeln!(log, "generating {} visitors…", opts.visitors)?;
     let traffic = generate(&SimulationParams {
         visitors: opts.visitors,

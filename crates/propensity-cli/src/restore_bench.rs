@@ -11,22 +11,19 @@
 //! timed by `propensity_restore_seconds`.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use propensity_engine::timestamp::format_rfc3339_ms;
 use propensity_kafka::produce::{OutgoingRecord, TrafficProducer};
-use propensity_kafka::reachability::probe_brokers;
 use propensity_kafka::reader::PartitionReader;
 use propensity_kafka::topics::create_topics;
-use propensity_kafka::{CancellationToken, KafkaSettings, ModelHandle};
+use propensity_kafka::{CancellationToken, KafkaSettings};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::config_file::Config;
-use crate::kafka_bench::{median, start_pipeline, suffixed, wait_committed};
-use crate::offline::train_in_memory;
+use crate::kafka_bench::{broker_and_models, median, start_pipeline, suffixed, wait_committed};
 
 /// Options.
 pub struct RestoreBenchOptions {
@@ -81,11 +78,8 @@ pub fn run_restore_bench(
     opts: &RestoreBenchOptions,
     out: &mut impl Write,
 ) -> Result<RestoreBenchResult> {
-    probe_brokers(&config.file.kafka)?;
-    writeln!(out, "training models…")?;
-    let served = train_in_memory(config, 3000, 11)?;
+    let (served, models) = broker_and_models(config, out)?;
     let config = &served.config;
-    let models = Arc::new(ModelHandle::new(served.models.clone()));
     let settings = KafkaSettings {
         partitions: 1,
         ..suffixed(&config.file.kafka, "restore")

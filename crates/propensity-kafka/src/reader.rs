@@ -37,6 +37,9 @@ use crate::settings::KafkaSettings;
 
 /// Timeout of one offset query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an assignment waits for the topic's metadata (see
+/// [`assign_with_metadata`]).
+const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a tail probe may read before it gives up (an error, retried by
 /// the caller's loop; never taken as "caught up").
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -229,13 +232,17 @@ fn is_gone(e: &RdKafkaError) -> bool {
 /// whole consent tail of a restore took that long, whatever its size); with
 /// the leaders already known, within milliseconds. A failed metadata
 /// request is not an error here: the client then finds the leaders itself.
+/// The wait is short ([`METADATA_TIMEOUT`]): assignments also change inside
+/// the rebalance callback, which must not stall on an unreachable broker.
 fn assign_with_metadata(
     consumer: &BaseConsumer<ReaderContext>,
     topic: &str,
     tpl: &TopicPartitionList,
 ) -> Result<(), KafkaError> {
-    if let Err(e) = consumer.fetch_metadata(Some(topic), QUERY_TIMEOUT) {
-        tracing::debug!(topic, error = %e, "metadata before assigning failed");
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+            tracing::debug!(topic, error = %e, "metadata before assigning failed");
+        }
     }
     consumer.assign(tpl)?;
     Ok(())

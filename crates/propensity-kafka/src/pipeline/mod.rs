@@ -290,16 +290,11 @@ impl CommitClock {
         self.until_due(now).is_zero()
     }
 
-    /// A commit that started at `started` succeeded at `finished`.
-    fn committed(&mut self, started: Instant, finished: Instant) {
-        debug_assert!(started <= finished);
-        self.last_start = started;
-    }
-
-    /// The open transaction ended without a commit (aborted) at `now`:
-    /// the next one gets a whole interval.
-    fn restart(&mut self, now: Instant) {
-        self.last_start = now;
+    /// Counts the next interval from `at`: the start of a commit that
+    /// succeeded, or the moment a transaction ended without one (an abort:
+    /// the next transaction gets a whole interval).
+    fn count_from(&mut self, at: Instant) {
+        self.last_start = at;
     }
 }
 
@@ -623,16 +618,20 @@ mod tests {
 
     const INTERVAL: Duration = Duration::from_millis(100);
 
+    fn clock_from(t0: Instant) -> CommitClock {
+        CommitClock {
+            interval: INTERVAL,
+            last_start: t0,
+        }
+    }
+
     #[test]
     fn the_next_commit_is_due_one_interval_after_the_previous_one_started() {
         let t0 = Instant::now();
-        let mut clock = CommitClock {
-            interval: INTERVAL,
-            last_start: t0,
-        };
+        let mut clock = clock_from(t0);
         // A commit started at 100 ms and took 60 ms.
         let (started, finished) = (t0 + INTERVAL, t0 + Duration::from_millis(160));
-        clock.committed(started, finished);
+        clock.count_from(started);
         assert_eq!(clock.until_due(finished), Duration::from_millis(40));
         assert!(!clock.due(finished));
         assert!(clock.due(started + INTERVAL));
@@ -641,12 +640,9 @@ mod tests {
     #[test]
     fn a_commit_longer_than_the_interval_makes_the_next_due_at_once() {
         let t0 = Instant::now();
-        let mut clock = CommitClock {
-            interval: INTERVAL,
-            last_start: t0,
-        };
+        let mut clock = clock_from(t0);
         let finished = t0 + Duration::from_millis(250);
-        clock.committed(t0, finished);
+        clock.count_from(t0);
         assert!(clock.due(finished));
         assert_eq!(clock.until_due(finished), Duration::ZERO);
     }
@@ -654,12 +650,9 @@ mod tests {
     #[test]
     fn after_an_abort_the_next_commit_gets_a_whole_interval() {
         let t0 = Instant::now();
-        let mut clock = CommitClock {
-            interval: INTERVAL,
-            last_start: t0,
-        };
+        let mut clock = clock_from(t0);
         let aborted = t0 + Duration::from_millis(500);
-        clock.restart(aborted);
+        clock.count_from(aborted);
         assert_eq!(clock.until_due(aborted), INTERVAL);
     }
 }

@@ -85,7 +85,7 @@ impl Core {
         self.offsets.clear();
         self.out.offer_times.clear();
         self.out.error = None;
-        self.commit_clock.restart(Instant::now());
+        self.commit_clock.count_from(Instant::now());
     }
 
     /// Replaces the producer; a new one with the same transactional id
@@ -167,7 +167,7 @@ impl Core {
                 for (p, o) in std::mem::take(&mut self.offsets) {
                     self.progress.committed(p, o, now);
                 }
-                self.commit_clock.committed(started, now);
+                self.commit_clock.count_from(started);
                 for shard in self.shards.values_mut() {
                     shard.consent_committed = shard.consent_next;
                     shard.mark_committed();
@@ -233,7 +233,7 @@ impl Core {
         self.offsets.clear();
         self.out.offer_times.clear();
         self.out.error = None;
-        self.commit_clock.restart(Instant::now());
+        self.commit_clock.count_from(Instant::now());
         self.rewind = true;
         RuntimeStatus::set(&self.opts.status.ready, false);
     }
