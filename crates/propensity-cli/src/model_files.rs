@@ -8,12 +8,20 @@
 //! loading refuses artifacts of different runs side by side, naming both
 //! files, and a hot reload ([`reload_models`]) refuses a vocabulary other
 //! than the one the running engine was started with.
+//!
+//! An outcome that `train` skipped (too few positives: a site without
+//! webinars yet) leaves `<dir>/<outcome>.skipped.json` instead of an
+//! artifact ([`SkipMarker`]). The engine then runs without that outcome's
+//! model: it is not scored and its action maps never fire, and loading
+//! says so with the reason. Without an artifact or a marker, loading still
+//! fails, naming the file it expected: a missing model is never silent.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use propensity_engine::{EngineConfig, EngineError, ModelArtifact, ModelSet};
+use serde::{Deserialize, Serialize};
 
 use crate::config_file::Config;
 
@@ -32,20 +40,78 @@ pub fn artifact_path(dir: &Path, outcome: &str) -> PathBuf {
     dir.join(format!("{outcome}.json"))
 }
 
+/// The skip-marker path of an outcome.
+pub fn skip_marker_path(dir: &Path, outcome: &str) -> PathBuf {
+    dir.join(format!("{outcome}.skipped.json"))
+}
+
+/// What `train` leaves for an outcome it did not train: the engine serves
+/// the other outcomes and leaves this one unscored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkipMarker {
+    /// The outcome.
+    pub outcome: String,
+    /// Why training skipped it (positives against the minimum).
+    pub reason: String,
+}
+
 /// Loads one artifact per configured outcome and the configuration to serve
-/// them with.
+/// them with. Outcomes with a skip marker instead of an artifact are logged
+/// as unscored.
 pub fn load_models(dir: &Path, config: &Config) -> Result<ServedModels> {
-    serve(config, read_artifacts(dir, &config.engine)?)
+    let found = read_artifacts(dir, &config.engine)?;
+    warn_unscored(&found.skipped);
+    serve(config, found.artifacts)
 }
 
 /// Loads one artifact per configured outcome for an engine already
 /// running under `running` (a hot reload): models of another vocabulary
 /// are refused, since sessions in flight hold features of the running one.
 pub fn reload_models(dir: &Path, running: &EngineConfig) -> Result<Arc<ModelSet>> {
-    Ok(ModelSet::from_artifacts(
-        running,
-        read_artifacts(dir, running)?,
-    )?)
+    let found = read_artifacts(dir, running)?;
+    warn_unscored(&found.skipped);
+    Ok(ModelSet::from_artifacts(running, found.artifacts)?)
+}
+
+fn warn_unscored(skipped: &[SkipMarker]) {
+    for s in skipped {
+        tracing::warn!(
+            outcome = %s.outcome,
+            reason = %s.reason,
+            "outcome not scored: training skipped it, so it has no model (its action maps never fire)"
+        );
+    }
+}
+
+/// Writes `train`'s marker for a skipped outcome (atomically, like an
+/// artifact). A previous artifact of the outcome stays when it can still be
+/// served with this run's models (same vocabulary); otherwise it is moved
+/// to `<outcome>.json.previous`, since loading would refuse it next to the
+/// new ones. Returns where the previous artifact went, if it moved.
+pub fn save_skip_marker(
+    dir: &Path,
+    marker: &SkipMarker,
+    vocabulary: &propensity_engine::features::Vocabulary,
+) -> Result<Option<PathBuf>> {
+    let artifact = artifact_path(dir, &marker.outcome);
+    let mut moved = None;
+    if artifact.exists() {
+        let previous = read_artifact(&artifact, &marker.outcome)?;
+        if &previous.vocabulary == vocabulary {
+            return Ok(None);
+        }
+        let aside = dir.join(format!("{}.json.previous", marker.outcome));
+        std::fs::rename(&artifact, &aside)
+            .with_context(|| format!("cannot move {} aside", artifact.display()))?;
+        moved = Some(aside);
+    }
+    write_atomically(
+        dir,
+        &skip_marker_path(dir, &marker.outcome),
+        &serde_json::to_string_pretty(marker)?,
+    )?;
+    Ok(moved)
 }
 
 /// Validates `artifacts` (origin, artifact) of one training run and the
@@ -69,37 +135,95 @@ pub fn serve(config: &Config, artifacts: Vec<(String, ModelArtifact)>) -> Result
     Ok(ServedModels { config, models })
 }
 
-fn read_artifacts(dir: &Path, config: &EngineConfig) -> Result<Vec<(String, ModelArtifact)>> {
-    let mut artifacts = Vec::new();
+/// The artifacts of a model directory, and the configured outcomes that
+/// have a skip marker instead.
+struct FoundModels {
+    artifacts: Vec<(String, ModelArtifact)>,
+    skipped: Vec<SkipMarker>,
+}
+
+fn read_artifacts(dir: &Path, config: &EngineConfig) -> Result<FoundModels> {
+    let mut found = FoundModels {
+        artifacts: Vec::new(),
+        skipped: Vec::new(),
+    };
     for outcome in &config.outcomes {
         let path = artifact_path(dir, &outcome.name);
-        if !path.exists() {
+        if path.exists() {
+            let artifact = read_artifact(&path, &outcome.name)?;
+            found.artifacts.push((path.display().to_string(), artifact));
+            continue;
+        }
+        let marker_path = skip_marker_path(dir, &outcome.name);
+        if !marker_path.exists() {
             return Err(EngineError::MissingModel {
                 outcome: outcome.name.clone(),
                 expected: format!("{} (train one with `propensity train`)", path.display()),
             }
             .into());
         }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read model file {}", path.display()))?;
-        let artifact: ModelArtifact =
-            serde_json::from_str(&text).map_err(|e| EngineError::Model {
-                outcome: outcome.name.clone(),
-                origin: path.display().to_string(),
-                message: format!("not a model artifact: {e}"),
-            })?;
-        artifacts.push((path.display().to_string(), artifact));
+        let text = std::fs::read_to_string(&marker_path)
+            .with_context(|| format!("cannot read {}", marker_path.display()))?;
+        let marker: SkipMarker = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a skip marker", marker_path.display()))?;
+        if marker.outcome != outcome.name {
+            bail!(
+                "{}: field `outcome` is `{}`, expected `{}`",
+                marker_path.display(),
+                marker.outcome,
+                outcome.name
+            );
+        }
+        found.skipped.push(marker);
     }
-    Ok(artifacts)
+    if found.artifacts.is_empty() {
+        bail!(
+            "no model artifacts in {}: training skipped every configured outcome ({})",
+            dir.display(),
+            found
+                .skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.outcome, s.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(found)
 }
 
-/// Writes an artifact atomically (temp file + rename).
+fn read_artifact(path: &Path, outcome: &str) -> Result<ModelArtifact> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read model file {}", path.display()))?;
+    Ok(serde_json::from_str(&text).map_err(|e| EngineError::Model {
+        outcome: outcome.to_owned(),
+        origin: path.display().to_string(),
+        message: format!("not a model artifact: {e}"),
+    })?)
+}
+
+/// Writes an artifact atomically (temp file + rename) and removes the
+/// outcome's skip marker, if an earlier run left one.
 pub fn save_artifact(dir: &Path, artifact: &ModelArtifact) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = artifact_path(dir, &artifact.outcome);
-    let tmp = dir.join(format!(".{}.json.tmp", artifact.outcome));
-    let json = serde_json::to_string_pretty(artifact)?;
-    std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    write_atomically(dir, &path, &serde_json::to_string_pretty(artifact)?)?;
+    let marker = skip_marker_path(dir, &artifact.outcome);
+    if marker.exists() {
+        std::fs::remove_file(&marker)
+            .with_context(|| format!("cannot remove {}", marker.display()))?;
+    }
     Ok(path)
+}
+
+/// Writes `text` to `path` in `dir` through a temporary file and a rename,
+/// so a watcher never sees half a file.
+fn write_atomically(dir: &Path, path: &Path, text: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }

@@ -25,7 +25,9 @@ use serde::Serialize;
 
 use crate::config_file::Config;
 use crate::jsonl::{create_output, read_inputs, FileSink, InputFile};
-use crate::model_files::{load_models, save_artifact, serve, ServedModels};
+use crate::model_files::{
+    load_models, save_artifact, save_skip_marker, serve, ServedModels, SkipMarker,
+};
 use crate::progress::{Progress, Unit};
 use crate::vocabulary_pass::learn_vocabulary;
 
@@ -333,6 +335,20 @@ pub fn train(
     }
     for t in &checked.trained {
         save_artifact(out, &t.artifact)?;
+    }
+    for s in &checked.skipped {
+        let marker = SkipMarker {
+            outcome: s.outcome.clone(),
+            reason: s.reason.clone(),
+        };
+        let vocabulary = config.engine.features.vocabulary();
+        if let Some(aside) = save_skip_marker(out, &marker, vocabulary)? {
+            warnings.push(format!(
+                "outcome '{}' was skipped and its previous model, from another vocabulary, was moved to {}",
+                s.outcome,
+                aside.display()
+            ));
+        }
     }
     Ok(TrainReport {
         outcomes: checked.trained,

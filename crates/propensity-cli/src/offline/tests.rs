@@ -126,7 +126,11 @@ fn train_skips_an_outcome_without_positives_and_trains_the_rest() {
     let r = train_with(&config, &files, &out, &TrainOptions::default()).unwrap();
     assert_eq!(
         artifacts(&out),
-        vec!["application_complete.json", "purchase.json"]
+        vec![
+            "application_complete.json",
+            "purchase.json",
+            "webinar_signup.skipped.json"
+        ]
     );
     assert_eq!(r.skipped.len(), 1, "{:?}", r.skipped);
     assert_eq!(
@@ -162,6 +166,96 @@ fn train_skips_an_outcome_without_positives_and_trains_the_rest() {
     );
     assert_eq!(err.matches("positive examples").count(), 1, "{err}");
     assert!(artifacts(&dir.path().join("none")).is_empty());
+}
+
+/// The engine serves the outcomes that were trained and leaves a skipped one unscored
+/// (its marker says why); without the marker a missing model still fails, naming the file.
+/// A skipped outcome's previous model stays only if it can be served with the new ones.
+#[test]
+fn a_skipped_outcome_is_served_unscored_and_a_stale_model_moves_aside() {
+    use crate::model_files::load_models;
+    let dir = tempfile::tempdir().unwrap();
+    let files = traffic_files(dir.path(), 0.0);
+    let skipping = Config::from_text(
+        "never.toml",
+        &EMBEDDED_CONFIG.replace("form_id = \"webinar-signup\"", "form_id = \"no-such-form\""),
+        std::iter::empty(),
+    )
+    .unwrap();
+    let webinar = skipping.engine.outcome_index("webinar_signup").unwrap();
+
+    // A directory holding a full run of another vocabulary, then a run that skips one.
+    let out = dir.path().join("models");
+    let other = Config::from_text(
+        "small.toml",
+        &EMBEDDED_CONFIG.replace("vocabulary_max_values = 12", "vocabulary_max_values = 2"),
+        std::iter::empty(),
+    )
+    .unwrap();
+    train_with(&other, &files, &out, &TrainOptions::default()).unwrap();
+    let r = train_with(&skipping, &files, &out, &TrainOptions::default()).unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("webinar_signup.json.previous")),
+        "{:?}",
+        r.warnings
+    );
+    assert_eq!(
+        artifacts(&out),
+        vec![
+            "application_complete.json",
+            "purchase.json",
+            "webinar_signup.json.previous",
+            "webinar_signup.skipped.json"
+        ]
+    );
+    let served = load_models(&out, &skipping).unwrap();
+    assert!(served.models.get(webinar).is_none());
+    for o in ["purchase", "application_complete"] {
+        let i = served.config.engine.outcome_index(o).unwrap();
+        assert!(served.models.get(i).is_some(), "{o}");
+    }
+
+    // Scored without it: probabilities of the other outcomes only.
+    let (offers, scores) = (
+        dir.path().join("offers.jsonl"),
+        dir.path().join("scores.jsonl"),
+    );
+    let args = ReplayArgs {
+        events: &files.0,
+        consent: &files.1,
+        models: &out,
+        offers_out: &offers,
+        scores_out: Some(&scores),
+        dead_letters_out: None,
+        summary_json: None,
+    };
+    replay_files(&skipping, &args, None, &Progress::hidden()).unwrap();
+    let mut by_outcome = std::collections::BTreeMap::<String, usize>::new();
+    for line in std::fs::read_to_string(&scores).unwrap().lines() {
+        let score: serde_json::Value = serde_json::from_str(line).unwrap();
+        *by_outcome
+            .entry(score["outcome"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert!(
+        by_outcome.get("purchase").is_some_and(|&n| n > 100),
+        "{by_outcome:?}"
+    );
+    assert!(!by_outcome.contains_key("webinar_signup"), "{by_outcome:?}");
+
+    // A later run that trains it removes the marker.
+    train_with(&config(), &files, &out, &TrainOptions::default()).unwrap();
+    assert!(!artifacts(&out).contains(&"webinar_signup.skipped.json".to_owned()));
+
+    // No artifact and no marker: refused, naming the expected file.
+    std::fs::remove_file(out.join("webinar_signup.json")).unwrap();
+    let err = format!("{:#}", load_models(&out, &skipping).unwrap_err());
+    assert!(
+        err.contains("webinar_signup") && err.contains("webinar_signup.json"),
+        "{err}"
+    );
 }
 
 /// `--outcomes` trains the subset only; an unknown name fails naming it, the flag and
