@@ -18,6 +18,7 @@ use std::time::Duration;
 use propensity_kafka::produce::{OutgoingRecord, TrafficProducer};
 use propensity_kafka::shard::{
     CHANGELOG_FORMAT, CHANGELOG_FORMAT_HEADER, CONSENT_POSITION_HEADER, CONSENT_POSITION_KEY,
+    PARTITION_CLOCK_HEADER,
 };
 use propensity_system_tests::{consent_record, now_epoch_ms, page_view, Deployment, Instance};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -64,6 +65,28 @@ fn restart(d: &Deployment, name: &str) -> (Instance, f64) {
     (instance, restored)
 }
 
+/// Per partition, the clock (`propensity.partition_clock`) of the latest
+/// consent position record in the changelog.
+fn committed_clocks(d: &Deployment) -> std::collections::BTreeMap<i32, i64> {
+    let mut latest = std::collections::BTreeMap::new();
+    for r in d.read_topic(&d.settings.changelog_topic) {
+        if r.key.as_deref() == Some(CONSENT_POSITION_KEY.as_bytes()) {
+            latest.insert(r.partition, r.headers.get(PARTITION_CLOCK_HEADER).cloned());
+        }
+    }
+    latest
+        .into_iter()
+        .map(|(p, clock)| {
+            let clock = clock
+                .unwrap_or_else(|| panic!("partition {p}: no clock in the latest position record"));
+            let ms = clock
+                .parse::<i64>()
+                .unwrap_or_else(|_| panic!("partition {p}: clock {clock:?} is not a number"));
+            (p, ms)
+        })
+        .collect()
+}
+
 /// A grant of every purpose at `t0` for each visitor.
 fn grants(visitors: &[String], t0: i64) -> Vec<Value> {
     visitors
@@ -88,6 +111,13 @@ fn a_restart_reads_only_the_consent_committed_after_the_changelog() {
     send_all(&d, &d.settings.events_topic, &views(&visitors, 0, t0));
     let (first, _) = restart(&d, "a");
     assert!(first.terminate(Duration::from_secs(30)).success());
+    // Each partition's event-time clock is committed with its consent
+    // position: every event so far is dated t0.
+    assert_eq!(
+        committed_clocks(&d),
+        (0..2).map(|p| (p, t0)).collect(),
+        "committed partition clocks"
+    );
 
     // While no instance runs: 25 revocations, then everyone's next event
     // (produced without waiting for anything, so the restart lags).
@@ -100,6 +130,12 @@ fn a_restart_reads_only_the_consent_committed_after_the_changelog() {
     send_all(&d, &d.settings.events_topic, &views(&visitors, 1, t0));
 
     let (second, restored) = restart(&d, "b");
+    // The restored clock moved on with the tail's events (t0 + 1 s).
+    let clocks = committed_clocks(&d);
+    assert!(
+        clocks.values().all(|&c| c == t0 + 1_000) && clocks.len() == 2,
+        "committed partition clocks after the restart: {clocks:?}"
+    );
     assert_eq!(
         restored,
         revocations.len() as f64,
@@ -181,6 +217,13 @@ fn a_changelog_of_the_previous_format_is_read_with_all_consent_once_then_rewritt
 
     send_all(&d, &d.settings.events_topic, &views(&visitors, 1, t0));
     let (second, restored) = restart(&d, "b");
+    // Position records now carry the partition's clock (a format-1 one
+    // has none): the latest events are dated t0 + 1 s.
+    assert_eq!(
+        committed_clocks(&d),
+        [(0, t0 + 1_000)].into_iter().collect(),
+        "committed partition clock after the rewrite"
+    );
     assert_eq!(restored, 0.0, "the rewritten changelog bounds the restore");
     assert!(second.terminate(Duration::from_secs(30)).success());
     let scored = scored(&d);

@@ -35,6 +35,13 @@ pub const CONSENT_POSITION_KEY: &str = "__propensity.consent_position";
 pub const CHANGELOG_FORMAT_HEADER: &str = "propensity.changelog_format";
 /// See [`CHANGELOG_FORMAT_HEADER`].
 pub const CHANGELOG_FORMAT: &str = "2";
+/// Header on the consent position record: the partition's event-time
+/// clock at that commit, in epoch milliseconds (decimal). A restore hands
+/// it back to the engine ([`Engine::restore_partition_clock`]), so waiting
+/// events and idle sessions expire at the moments they would have without
+/// the restart. Absent (a changelog written before it): the clock restarts
+/// from the restored visitors' latest event times, as before.
+pub const PARTITION_CLOCK_HEADER: &str = "propensity.partition_clock";
 /// Dead-letter header: the value was cut to fit the producer's limits.
 pub const TRUNCATED_HEADER: &str = "propensity.truncated";
 /// Dead-letter header: the original value's size in bytes (when cut).
@@ -149,6 +156,9 @@ pub struct Shard {
     pub consent_next: i64,
     /// `consent_next` as of the last commit (changelog'd when it moves).
     pub consent_committed: i64,
+    /// The engine's partition clock as of the last commit (changelog'd
+    /// with the consent position when it moves).
+    clock_committed: Option<i64>,
     /// The next commit rewrites every visitor held and the consent
     /// position: after a restore that had to read the consent topic from
     /// its start, this makes the changelog one the next restore can bound.
@@ -170,6 +180,7 @@ impl Shard {
             dirty: AHashSet::new(),
             consent_next: 0,
             consent_committed: 0,
+            clock_committed: None,
             rewrite_due: false,
             recent_offers: VecDeque::new(),
             committed_counters: EngineCounters::default(),
@@ -319,12 +330,20 @@ impl Shard {
             }
             send_record(&out.producer, record)?;
         }
-        if rewrite || self.consent_next != self.consent_committed {
+        let clock = self.clock();
+        if rewrite || self.consent_next != self.consent_committed || clock != self.clock_committed {
             let value = self.consent_next.to_string();
-            let headers = format().insert(Header {
+            let mut headers = format().insert(Header {
                 key: CONSENT_POSITION_HEADER,
                 value: Some("1"),
             });
+            let clock_text = clock.map(|ms| ms.to_string());
+            if let Some(ms) = &clock_text {
+                headers = headers.insert(Header {
+                    key: PARTITION_CLOCK_HEADER,
+                    value: Some(ms.as_str()),
+                });
+            }
             send_record(
                 &out.producer,
                 BaseRecord::<[u8], [u8]>::to(&out.topics.changelog)
@@ -333,8 +352,27 @@ impl Shard {
                     .payload(value.as_bytes())
                     .headers(headers),
             )?;
+            // Committed together with the position itself; an abort drops
+            // the shard, so this needs no undoing either.
+            self.clock_committed = clock;
         }
         Ok(())
+    }
+
+    /// The engine's event-time clock of this partition.
+    fn clock(&self) -> Option<i64> {
+        u32::try_from(self.partition)
+            .ok()
+            .and_then(|p| self.engine.partition_clock(p))
+    }
+
+    /// Restores the partition clock read from the changelog's consent
+    /// position record ([`PARTITION_CLOCK_HEADER`]).
+    pub fn restore_clock(&mut self, clock_ms: i64) {
+        if let Ok(p) = u32::try_from(self.partition) {
+            self.engine.restore_partition_clock(p, clock_ms);
+        }
+        self.clock_committed = self.clock_committed.max(Some(clock_ms));
     }
 }
 

@@ -7,6 +7,10 @@
 //! - Time is event time only: a partition's watermark is the greatest
 //!   event time seen in it, it never moves back, and a sweep touches only
 //!   that partition's visitors, by that partition's clock (invariant 5).
+//! - What expires is a function of the clock and the state alone: waiting
+//!   events in deadline order, idle sweeps whenever the clock crosses a
+//!   multiple of their period. A restart that restores both expires at the
+//!   same moments as the run it continues.
 //! - Expiry never forgets consent, which must outlive sessions to gate
 //!   future events; a visitor leaves the map only once it holds neither
 //!   consent nor activity.
@@ -16,7 +20,7 @@
 //! - The idle queue finds exactly the visitors a full scan of the map
 //!   would (see [`Engine::sweep_idle`]).
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 
 use compact_str::CompactString;
 
@@ -62,13 +66,13 @@ impl Engine {
         if t <= ps.watermark_ms {
             return;
         }
-        ps.watermark_ms = t;
+        let previous = std::mem::replace(&mut ps.watermark_ms, t);
         let ttl = self.config.buffer_ttl_ms;
-        while let Some((deadline, _)) = ps.ttl_queue.front() {
+        while let Some(Reverse((deadline, _))) = ps.ttl_queue.peek() {
             if *deadline >= t {
                 break;
             }
-            let Some((_, visitor)) = ps.ttl_queue.pop_front() else {
+            let Some(Reverse((_, visitor))) = ps.ttl_queue.pop() else {
                 break;
             };
             if let Some(entry) = self.visitors.get_mut(visitor.as_str()) {
@@ -92,12 +96,12 @@ impl Engine {
                 }
             }
         }
-        if t >= ps.next_idle_sweep_ms {
-            let first = ps.next_idle_sweep_ms == i64::MIN;
-            ps.next_idle_sweep_ms = t + (self.config.visitor_idle_ms / 4).max(1000);
-            if !first {
-                self.sweep_idle(part, t, sink);
-            }
+        // Idle sweeps at fixed multiples of a quarter of the idle expiry:
+        // whether one runs depends on the clock alone, which the changelog
+        // keeps, not on when this engine started.
+        let period = (self.config.visitor_idle_ms / 4).max(1000);
+        if previous != i64::MIN && t.div_euclid(period) > previous.div_euclid(period) {
+            self.sweep_idle(part, t, sink);
         }
     }
 

@@ -127,8 +127,10 @@ impl Engine {
         });
         self.counters.buffered_events += 1;
         ps.buffered += 1;
-        ps.ttl_queue
-            .push_back((t + cfg.buffer_ttl_ms, event.visitor_id.as_ref().into()));
+        ps.ttl_queue.push(std::cmp::Reverse((
+            t + cfg.buffer_ttl_ms,
+            event.visitor_id.as_ref().into(),
+        )));
         sink.state_changed(&event.visitor_id);
     }
 

@@ -13,10 +13,15 @@
 //! - A partition's state is created on first use and kept for the
 //!   engine's life; `slot_of` is allocated only when a second partition
 //!   appears, so an engine of one partition pays nothing for it.
+//! - A partition's clock is the only clock its expiry reads: TTL
+//!   deadlines come out of a heap in deadline order and idle sweeps run at
+//!   fixed multiples of their period, so a restart that restores the clock
+//!   (and the visitors) expires exactly what the uninterrupted run would.
 //! - Session serials are the partition in the top bits and a count of the
 //!   partition's sessions below: unique across the engines of one run.
 
-use std::collections::{BinaryHeap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use compact_str::CompactString;
 
@@ -34,16 +39,19 @@ pub(super) struct PartitionState {
     /// Which partition.
     partition: u32,
     /// Greatest event time seen in the partition: drives its TTL and idle
-    /// expiry.
+    /// expiry. Written to the changelog with the consent position (see
+    /// [`Engine::partition_clock`]), so a restart expires at the same
+    /// moments as the run it continues.
     pub(super) watermark_ms: i64,
-    /// `(deadline, visitor)` in insertion order, for pre-consent TTL sweeps.
-    pub(super) ttl_queue: VecDeque<(i64, CompactString)>,
+    /// `(deadline, visitor)`, earliest deadline first (ties by visitor), for
+    /// pre-consent TTL sweeps: a sweep expires exactly the waiting events
+    /// past their deadline, whatever order they arrived or were restored in.
+    pub(super) ttl_queue: BinaryHeap<Reverse<(i64, CompactString)>>,
     /// Visitors that may go idle, earliest first (see [`Engine::sweep_idle`]).
     pub(super) idle_queue: BinaryHeap<IdleItem>,
     /// Visitors left holding nothing by [`Engine::finish`]: removed at the
     /// partition's next idle sweep, as a full scan of the map would.
     pub(super) idle_recheck: Vec<CompactString>,
-    pub(super) next_idle_sweep_ms: i64,
     /// Events of the partition waiting for consent, checked against
     /// [`EngineConfig::buffer_max_total`](crate::config::EngineConfig::buffer_max_total).
     pub(super) buffered: u64,
@@ -60,10 +68,9 @@ impl PartitionState {
         Self {
             partition,
             watermark_ms: i64::MIN,
-            ttl_queue: VecDeque::new(),
+            ttl_queue: BinaryHeap::new(),
             idle_queue: BinaryHeap::new(),
             idle_recheck: Vec::new(),
-            next_idle_sweep_ms: i64::MIN,
             buffered: 0,
             next_session_serial: u64::from(partition) << 44,
         }
@@ -71,6 +78,29 @@ impl PartitionState {
 }
 
 impl Engine {
+    /// The event-time clock of a Kafka partition: the greatest event time
+    /// seen in it (restored visitors' included), `None` before any. The
+    /// pipeline writes it to the changelog at each commit and hands it back
+    /// with [`Engine::restore_partition_clock`].
+    pub fn partition_clock(&self, partition: u32) -> Option<i64> {
+        self.parts
+            .iter()
+            .find(|ps| ps.partition == partition)
+            .map(|ps| ps.watermark_ms)
+            .filter(|&ms| ms != i64::MIN)
+    }
+
+    /// Restores a partition's clock from the changelog: raises it to
+    /// `watermark_ms`, expiring nothing (whatever was past its deadline at
+    /// that clock had expired before the commit that wrote it). The next
+    /// events then expire waiting events and idle visitors at the moments
+    /// the run before the restart would have.
+    pub fn restore_partition_clock(&mut self, partition: u32, watermark_ms: i64) {
+        let slot = self.slot(partition);
+        let ps = &mut self.parts[slot];
+        ps.watermark_ms = ps.watermark_ms.max(watermark_ms);
+    }
+
     /// The partition of a visitor among
     /// [`EngineConfig::partitions`](crate::config::EngineConfig::partitions):
     /// murmur2 of the id, as Kafka's producers place it; no hashing with

@@ -123,8 +123,10 @@ impl Engine {
         entry.last_event_ms = MaybeMs::NONE;
         if let Some(s) = snapshot {
             for b in &s.buffer {
-                ps.ttl_queue
-                    .push_back((b.time_ms + self.config.buffer_ttl_ms, visitor_id.into()));
+                ps.ttl_queue.push(std::cmp::Reverse((
+                    b.time_ms + self.config.buffer_ttl_ms,
+                    visitor_id.into(),
+                )));
             }
             ps.buffered += s.buffer.len() as u64;
             self.counters.buffered_events += s.buffer.len() as u64;

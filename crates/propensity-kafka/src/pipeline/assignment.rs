@@ -19,7 +19,10 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{now_ms, Core, GroupContext};
 use crate::error::KafkaError;
-use crate::shard::{Shard, CHANGELOG_FORMAT, CHANGELOG_FORMAT_HEADER, CONSENT_POSITION_HEADER};
+use crate::shard::{
+    Shard, CHANGELOG_FORMAT, CHANGELOG_FORMAT_HEADER, CONSENT_POSITION_HEADER,
+    PARTITION_CLOCK_HEADER,
+};
 use crate::status::RuntimeStatus;
 
 impl Core {
@@ -229,6 +232,15 @@ impl Core {
                         .and_then(|s| s.parse().ok())
                     {
                         shard.consent_committed = v;
+                    }
+                    // Clocks only move forward, so restoring each one read
+                    // (the engine keeps the greatest) leaves the latest.
+                    if let Some(clock) = header(PARTITION_CLOCK_HEADER)
+                        .flatten()
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .and_then(|s| s.parse().ok())
+                    {
+                        shard.restore_clock(clock);
                     }
                     return;
                 }
