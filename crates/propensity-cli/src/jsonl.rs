@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
+use propensity_engine::wire::Decision;
 use propensity_engine::{DeadLetter, EngineSink, Offer, OutcomeScore};
 
 use crate::progress::{Progress, Unit};
@@ -108,6 +109,7 @@ pub fn create_output(path: &Path) -> Result<Box<dyn Write>> {
 pub struct FileSink {
     offers: Box<dyn Write>,
     scores: Option<Box<dyn Write>>,
+    decisions: Option<Box<dyn Write>>,
     dead_letters: Option<Box<dyn Write>>,
     /// Offers written.
     pub offers_written: u64,
@@ -127,6 +129,7 @@ impl FileSink {
         Ok(Self {
             offers: create_output(offers)?,
             scores: scores.map(create_output).transpose()?,
+            decisions: None,
             dead_letters: dead_letters.map(create_output).transpose()?,
             offers_written: 0,
             dead_letters_seen: 0,
@@ -137,6 +140,15 @@ impl FileSink {
                 .map(Path::to_path_buf)
                 .collect(),
         })
+    }
+
+    /// Also writes decision records to `decisions`, when given.
+    pub fn with_decisions(mut self, decisions: Option<&Path>) -> Result<Self> {
+        if let Some(path) = decisions {
+            self.decisions = Some(create_output(path)?);
+            self.paths.push(path.to_path_buf());
+        }
+        Ok(self)
     }
 
     fn write_line(out: &mut dyn Write, line: &[u8], error: &mut Option<io::Error>) {
@@ -156,6 +168,9 @@ impl FileSink {
         self.offers.flush()?;
         if let Some(s) = &mut self.scores {
             s.flush()?;
+        }
+        if let Some(d) = &mut self.decisions {
+            d.flush()?;
         }
         if let Some(d) = &mut self.dead_letters {
             d.flush()?;
@@ -191,6 +206,19 @@ impl EngineSink for FileSink {
     fn score(&mut self, score: &OutcomeScore<'_>) {
         if let Some(out) = &mut self.scores {
             match serde_json::to_vec(score) {
+                Ok(line) => Self::write_line(&mut **out, &line, &mut self.error),
+                Err(e) => self.error = Some(io::Error::other(e)),
+            }
+        }
+    }
+
+    fn wants_decisions(&self) -> bool {
+        self.decisions.is_some()
+    }
+
+    fn decision(&mut self, decision: &Decision<'_>) {
+        if let Some(out) = &mut self.decisions {
+            match serde_json::to_vec(decision) {
                 Ok(line) => Self::write_line(&mut **out, &line, &mut self.error),
                 Err(e) => self.error = Some(io::Error::other(e)),
             }

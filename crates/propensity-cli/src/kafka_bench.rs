@@ -153,6 +153,7 @@ pub(crate) fn suffixed(base: &KafkaSettings, tag: &str) -> KafkaSettings {
         dead_letter_topic: format!("dlq-{s}"),
         changelog_topic: format!("changelog-{s}"),
         scores_topic: String::new(),
+        decisions_topic: String::new(),
         ..base.clone()
     }
 }

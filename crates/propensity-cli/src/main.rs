@@ -145,6 +145,11 @@ enum Command {
         /// Outcome scores output.
         #[arg(long)]
         scores_out: Option<PathBuf>,
+        /// Decision records output: one per action map whose trigger and
+        /// conditions held (offered, held_out, capped, no_purpose,
+        /// lower_priority).
+        #[arg(long)]
+        decisions_out: Option<PathBuf>,
         /// Dead letters output.
         #[arg(long)]
         dead_letters_out: Option<PathBuf>,
@@ -416,6 +421,7 @@ fn run(cli: Cli) -> Result<()> {
             models,
             offers_out,
             scores_out,
+            decisions_out,
             dead_letters_out,
             summary_json,
         } => {
@@ -423,6 +429,7 @@ fn run(cli: Cli) -> Result<()> {
             let to_stdout = [
                 Some(&offers_out),
                 scores_out.as_ref(),
+                decisions_out.as_ref(),
                 dead_letters_out.as_ref(),
             ]
             .into_iter()
@@ -436,6 +443,7 @@ fn run(cli: Cli) -> Result<()> {
                     models: &models,
                     offers_out: &offers_out,
                     scores_out: scores_out.as_deref(),
+                    decisions_out: decisions_out.as_deref(),
                     dead_letters_out: dead_letters_out.as_deref(),
                     summary_json: summary_json.as_deref(),
                 },

@@ -516,6 +516,8 @@ pub struct ReplayArgs<'a> {
     pub offers_out: &'a Path,
     /// Scores output.
     pub scores_out: Option<&'a Path>,
+    /// Decisions output.
+    pub decisions_out: Option<&'a Path>,
     /// Dead letters output.
     pub dead_letters_out: Option<&'a Path>,
     /// Summary output.
@@ -535,7 +537,8 @@ pub fn replay_files(
     };
     let config = &config;
     let (ev, co) = read_inputs(args.events, args.consent, progress)?;
-    let mut sink = FileSink::create(args.offers_out, args.scores_out, args.dead_letters_out)?;
+    let mut sink = FileSink::create(args.offers_out, args.scores_out, args.dead_letters_out)?
+        .with_decisions(args.decisions_out)?;
     // One engine for every partition, with a watermark, TTL and idle sweep,
     // buffer cap and session serials per partition (`kafka.partitions`):
     // the same outputs as `run`'s engine per partition for the same

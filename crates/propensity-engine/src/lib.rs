@@ -14,6 +14,7 @@
 
 pub mod compact;
 pub mod config;
+pub mod control_group;
 pub mod engine;
 pub mod error;
 pub mod features;

@@ -130,6 +130,12 @@ pub fn format_rfc3339_ms(epoch_ms: i64) -> String {
     )
 }
 
+/// The UTC calendar month of epoch ms, counted from January 1970 (= 0).
+pub fn utc_month_index(epoch_ms: i64) -> i64 {
+    let (y, m, _) = civil_from_days(epoch_ms.div_euclid(86_400_000));
+    (y - 1970) * 12 + (m - 1)
+}
+
 /// Hour of day (0–23) and weekday (0 = Monday … 6 = Sunday) of local epoch ms.
 pub fn hour_and_weekday(local_ms: i64) -> (u32, u32) {
     let c = calendar(local_ms);

@@ -963,6 +963,22 @@ fn run_checked(v: &Variant, records: &[Record]) -> Result<RunResult, TestCaseErr
         let mut dead_letters = 0;
         for out in new {
             match out {
+                Output::Decision(d) => {
+                    let d: serde_json::Value = serde_json::from_str(d).expect("decision JSON");
+                    prop_assert_eq!(
+                        d["visitor_id"].as_str(),
+                        Some(name),
+                        "record {}: decision for another visitor",
+                        i
+                    );
+                    prop_assert!(
+                        gate.tracking(visitor),
+                        "record {} ({}): decision on {} while its consent does not grant tracking",
+                        i,
+                        v.name,
+                        name
+                    );
+                }
                 Output::Score(s) => {
                     prop_assert_eq!(
                         &s.visitor_id,
@@ -1332,6 +1348,7 @@ fn serialized_outputs(sink: &RecordingSink) -> Vec<String> {
                 serde_json::to_string(o).expect("offer serializes")
             ),
             Output::DeadLetter(d) => format!("dead {}", d.line),
+            Output::Decision(d) => format!("decision {d}"),
         })
         .collect()
 }

@@ -38,7 +38,7 @@ use common::{
     test_models, BASE_MS,
 };
 use propensity_engine::partitioning::partition_of;
-use propensity_engine::wire::{DeadLetter, Offer, OutcomeScore};
+use propensity_engine::wire::{DeadLetter, Decision, Offer, OutcomeScore};
 use propensity_engine::{
     DropReason, Engine, EngineConfig, EngineCounters, EngineSettings, EngineSink, Origin,
 };
@@ -82,6 +82,12 @@ fn config_with(partitions: i32, change: impl Fn(&mut EngineSettings)) -> Arc<Eng
     s.sessions.inactivity_timeout_secs = 60.0;
     s.sessions.visitor_idle_expiry_secs = 120.0;
     s.sessions.allowed_lateness_secs = 30.0;
+    // Control groups on half the maps: held-out decisions consume caps and
+    // their assignment must not depend on the engine or a restart either.
+    for (i, m) in s.action_maps.iter_mut().enumerate() {
+        m.holdout_fraction = if i % 2 == 0 { 0.4 } else { 0.0 };
+    }
+    s.offers.holdout_period = propensity_engine::control_group::HoldoutPeriod::Day;
     change(&mut s);
     let c = config_from(&s);
     Arc::new(
@@ -333,6 +339,7 @@ fn render(case: &Case) -> Vec<Record> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Out {
     Offer(String),
+    Decision(String),
     Score(String),
     DeadLetter(String),
     StateChanged(String),
@@ -378,6 +385,13 @@ impl EngineSink for ShardSink {
     }
     fn wants_scores(&self) -> bool {
         true
+    }
+    fn wants_decisions(&self) -> bool {
+        true
+    }
+    fn decision(&mut self, decision: &Decision<'_>) {
+        let line = serde_json::to_string(decision).expect("a decision serializes");
+        self.push(Some(decision.visitor_id), Out::Decision(line));
     }
     fn score(&mut self, score: &OutcomeScore<'_>) {
         let line = serde_json::to_string(score).expect("a score serializes");
@@ -487,12 +501,17 @@ fn feed(engine: &mut Engine, sink: &mut ShardSink, p: i32, i: usize, rec: &Recor
     }
 }
 
-/// What leaves the pipeline: offers, scores and dead letters. (Training
+/// What leaves the pipeline: offers, decisions, scores and dead letters. (Training
 /// examples carry session serials, which a restore assigns afresh, and
 /// state-change notices only drive the changelog.)
 fn published(outs: &[Out]) -> Vec<&Out> {
     outs.iter()
-        .filter(|o| matches!(o, Out::Offer(_) | Out::Score(_) | Out::DeadLetter(_)))
+        .filter(|o| {
+            matches!(
+                o,
+                Out::Offer(_) | Out::Decision(_) | Out::Score(_) | Out::DeadLetter(_)
+            )
+        })
         .collect()
 }
 
@@ -817,6 +836,7 @@ fn generated_streams_reach_every_bound() {
     let strategy = case_strategy();
     let mut dropped = [0u64; 7];
     let (mut revocations, mut erasures, mut offers) = (0u64, 0u64, 0u64);
+    let (mut held_out, mut lower_priority) = (0u64, 0u64);
     let (mut idle_matters, mut total_cap_matters) = (0u32, 0u32);
     for _ in 0..100 {
         let case = strategy.new_tree(&mut runner).expect("a case").current();
@@ -830,6 +850,8 @@ fn generated_streams_reach_every_bound() {
         revocations += c.revocations;
         erasures += c.erasures;
         offers += c.offers_by_map.iter().sum::<u64>();
+        held_out += c.held_out_by_map.iter().sum::<u64>();
+        lower_priority += c.lower_priority_by_map.iter().sum::<u64>();
         let no_idle = config_with(case.partitions, |s| {
             s.sessions.visitor_idle_expiry_secs = 1e6;
         });
@@ -853,6 +875,10 @@ fn generated_streams_reach_every_bound() {
         );
     }
     assert!(revocations > 0 && erasures > 0 && offers > 0);
+    assert!(
+        held_out > 0 && lower_priority > 0,
+        "held out {held_out}, lower priority {lower_priority}"
+    );
     assert!(idle_matters > 0, "the idle expiry never mattered");
     assert!(total_cap_matters > 0, "the total buffer cap never mattered");
 }

@@ -30,11 +30,12 @@ use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{json, Value};
 
 const MAX: usize = 65_536;
-const SCHEMAS: [&str; 5] = [
+const SCHEMAS: [&str; 6] = [
     "visitor-event",
     "consent-record",
     "engagement-offer",
     "outcome-score",
+    "decision",
     "dead-letter",
 ];
 
@@ -217,7 +218,11 @@ fn every_json_example_of_the_contract_document_validates_as_marked() {
 /// Runs journeys of two visitors under the low-threshold config, plus
 /// malformed records from files, Kafka and tests, and returns the sink.
 fn run_outputs(seed_events: &[(usize, u8, i64)]) -> RecordingSink {
-    let config = config_from(&low_threshold_settings());
+    // Control groups on, so decisions of every kind and both arms appear.
+    let mut settings = low_threshold_settings();
+    // (One map: with two visitors, more would leave too few offers.)
+    settings.action_maps[0].holdout_fraction = 0.5;
+    let config = config_from(&settings);
     let mut engine = Engine::new(config.clone(), test_models(&config));
     let mut sink = RecordingSink::default();
     let visitors = ["ana", "ben"];
@@ -299,6 +304,11 @@ fn check_outputs(sink: &RecordingSink) -> Result<(), TestCaseError> {
         let errs = errors("outcome-score", &v);
         prop_assert!(errs.is_empty(), "{}\n{:#?}", v, errs);
     }
+    for d in sink.decisions() {
+        let v: Value = serde_json::from_str(d).expect("decision JSON");
+        let errs = errors("decision", &v);
+        prop_assert!(errs.is_empty(), "{}\n{:#?}", v, errs);
+    }
     for d in sink.dead_letters() {
         let v: Value = serde_json::from_str(&d.line).expect("dead-letter JSON");
         let errs = errors("dead-letter", &v);
@@ -315,6 +325,18 @@ fn engine_outputs_validate_against_their_schemas() {
     let sink = run_outputs(&journey);
     assert!(sink.offers().len() >= 4, "offers: {}", sink.offers().len());
     assert!(sink.scores().len() >= 40);
+    let decisions: Vec<Value> = sink
+        .decisions()
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("JSON"))
+        .collect();
+    for kind in ["offered", "held_out", "capped", "lower_priority"] {
+        assert!(
+            decisions.iter().any(|d| d["decision"] == kind),
+            "no `{kind}` decision among {}",
+            decisions.len()
+        );
+    }
     assert_eq!(sink.dead_letters().len(), 7);
     let lines: Vec<Value> = sink
         .dead_letters()

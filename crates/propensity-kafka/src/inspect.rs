@@ -122,6 +122,7 @@ pub fn role_name(role: TopicRole) -> &'static str {
         TopicRole::Consent => "consent",
         TopicRole::Offers => "offers",
         TopicRole::Scores => "scores",
+        TopicRole::Decisions => "decisions",
         TopicRole::DeadLetters => "dead-letters",
         TopicRole::Changelog => "changelog",
     }

@@ -27,6 +27,8 @@ pub struct KafkaSettings {
     pub offers_topic: String,
     /// Outcome scores (output); empty: not published.
     pub scores_topic: String,
+    /// Decision records (output); empty: not published.
+    pub decisions_topic: String,
     /// Dead letters (output).
     pub dead_letter_topic: String,
     /// Session-state changelog (compacted, co-partitioned with events).
@@ -75,6 +77,7 @@ impl Default for KafkaSettings {
             consent_topic: "visitor-consent".into(),
             offers_topic: "engagement-offers".into(),
             scores_topic: String::new(),
+            decisions_topic: String::new(),
             dead_letter_topic: "propensity-dead-letters".into(),
             changelog_topic: "propensity-state-changelog".into(),
             partitions: 6,
@@ -181,13 +184,19 @@ impl KafkaSettings {
         if !(self.drain_timeout_secs.is_finite() && self.drain_timeout_secs > 0.0) {
             return Err(cfg("drain_timeout_secs", "must be a positive number"));
         }
-        let topics = [
+        // The optional outputs count only when set.
+        let topics: Vec<&String> = [
             &self.events_topic,
             &self.consent_topic,
             &self.offers_topic,
             &self.dead_letter_topic,
             &self.changelog_topic,
-        ];
+            &self.scores_topic,
+            &self.decisions_topic,
+        ]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect();
         for (i, a) in topics.iter().enumerate() {
             if topics[i + 1..].contains(a) {
                 return Err(cfg(

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use ahash::AHashSet;
+use propensity_engine::wire::Decision;
 use propensity_engine::{
     DeadLetter, Engine, EngineCounters, EngineSink, Offer, Origin, OutcomeScore,
 };
@@ -60,6 +61,8 @@ pub struct OutputTopics {
     pub offers: String,
     /// Scores (empty: off).
     pub scores: String,
+    /// Decisions (empty: off).
+    pub decisions: String,
     /// Dead letters.
     pub dead_letters: String,
     /// Changelog.
@@ -652,6 +655,21 @@ impl EngineSink for KafkaSink<'_> {
             self.send(
                 BaseRecord::to(topic)
                     .key(score.visitor_id.as_bytes())
+                    .payload(json.as_slice()),
+            );
+        }
+    }
+
+    fn wants_decisions(&self) -> bool {
+        !self.target.topics.decisions.is_empty()
+    }
+
+    fn decision(&mut self, decision: &Decision<'_>) {
+        if let Ok(json) = serde_json::to_vec(decision) {
+            let topic = self.target.topics.decisions.as_str();
+            self.send(
+                BaseRecord::to(topic)
+                    .key(decision.visitor_id.as_bytes())
                     .payload(json.as_slice()),
             );
         }

@@ -28,6 +28,8 @@ pub enum TopicRole {
     Offers,
     /// Scores (output).
     Scores,
+    /// Decisions (output).
+    Decisions,
     /// Dead letters (output).
     DeadLetters,
     /// State changelog (compacted).
@@ -57,6 +59,9 @@ pub fn topics(settings: &KafkaSettings) -> Vec<(String, TopicRole)> {
     ];
     if !settings.scores_topic.is_empty() {
         t.push((settings.scores_topic.clone(), TopicRole::Scores));
+    }
+    if !settings.decisions_topic.is_empty() {
+        t.push((settings.decisions_topic.clone(), TopicRole::Decisions));
     }
     t
 }

@@ -228,6 +228,7 @@ fn a_skipped_outcome_is_served_unscored_and_a_stale_model_moves_aside() {
         models: &out,
         offers_out: &offers,
         scores_out: Some(&scores),
+        decisions_out: None,
         dead_letters_out: None,
         summary_json: None,
     };

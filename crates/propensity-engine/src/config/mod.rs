@@ -11,6 +11,7 @@ mod settings;
 
 pub use settings::*;
 
+use crate::control_group::{holdout_threshold, HoldoutPeriod};
 use crate::error::EngineError;
 use crate::features::{FeatureSpec, Vocabulary};
 use crate::glob::UrlPattern;
@@ -54,6 +55,9 @@ pub struct ActionMap {
     pub priority: i32,
     /// Per-session cap of this map.
     pub max_per_session: u32,
+    /// The control group's share as a threshold on the assignment hash
+    /// ([`crate::control_group::holdout_threshold`]); 0: no control group.
+    pub holdout_threshold: u64,
     /// Minimum events in session.
     pub min_events: u32,
     /// Current-page pattern.
@@ -105,6 +109,8 @@ pub struct EngineConfig {
     pub max_offers_per_session: u32,
     /// Minimum gap between offers to a visitor.
     pub min_offer_gap_ms: i64,
+    /// How long a visitor stays in one arm of a control group.
+    pub holdout_period: HoldoutPeriod,
     /// Action maps sorted by priority (descending), then name: the first
     /// map that fires on an event wins, which makes ties deterministic.
     pub action_maps: Vec<ActionMap>,
@@ -227,6 +233,7 @@ impl EngineConfig {
             outcomes,
             max_offers_per_session: s.offers.max_per_session,
             min_offer_gap_ms: secs_to_ms("offers.min_gap_secs", s.offers.min_gap_secs, true)?,
+            holdout_period: s.offers.holdout_period,
             action_maps,
             partitions: 1,
         })
@@ -342,6 +349,15 @@ fn compile_action_map(
             format!("must be within [0, 1], got {threshold}"),
         ));
     }
+    if !(0.0..1.0).contains(&m.holdout_fraction) {
+        return Err(EngineError::config(
+            format!("{key}.holdout_fraction"),
+            format!(
+                "must be within [0, 1) (0.05 holds out 5 % of visitors), got {}",
+                m.holdout_fraction
+            ),
+        ));
+    }
     if m.max_per_session == 0 {
         return Err(EngineError::config(
             format!("{key}.max_per_session"),
@@ -385,6 +401,7 @@ fn compile_action_map(
         purpose: m.purpose,
         priority: m.priority,
         max_per_session: m.max_per_session,
+        holdout_threshold: holdout_threshold(m.holdout_fraction),
         min_events: m.conditions.min_events.unwrap_or(0),
         url_pattern,
         device_categories: m.conditions.device_categories.clone(),

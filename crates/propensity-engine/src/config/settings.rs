@@ -4,6 +4,7 @@
 //! [`super::EngineConfig::from_settings`] turns them into the form the
 //! engine runs on.
 
+use crate::control_group::HoldoutPeriod;
 use serde::{Deserialize, Serialize};
 
 use crate::features::FeatureSettings;
@@ -136,6 +137,10 @@ pub struct OfferSettings {
     pub max_per_session: u32,
     /// Minimum event-time gap between two offers to the same visitor.
     pub min_gap_secs: f64,
+    /// How long a visitor stays in one arm of a map's control group
+    /// (`day`, `week`, `month` or `never`): the period of the event time,
+    /// UTC.
+    pub holdout_period: HoldoutPeriod,
 }
 
 impl Default for OfferSettings {
@@ -143,6 +148,7 @@ impl Default for OfferSettings {
         Self {
             max_per_session: 3,
             min_gap_secs: 10.0,
+            holdout_period: HoldoutPeriod::Month,
         }
     }
 }
@@ -196,6 +202,12 @@ pub struct ActionMapSettings {
     /// At most this many offers of this map per session.
     #[serde(default = "one")]
     pub max_per_session: u32,
+    /// Share of visitors in this map's control group, in [0, 1): where the
+    /// map would make an offer to one of them, the decision is recorded as
+    /// `held_out`, consumes the caps like an offer, and nothing is sent.
+    /// 0 (the default) means no control group.
+    #[serde(default)]
+    pub holdout_fraction: f64,
     /// Optional conditions.
     #[serde(default)]
     pub conditions: ConditionSettings,

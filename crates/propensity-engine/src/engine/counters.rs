@@ -116,6 +116,13 @@ pub struct EngineCounters {
     pub suppressed_by_cap: Vec<u64>,
     /// Offers a map would have made but its purpose was not granted.
     pub suppressed_by_purpose: Vec<u64>,
+    /// Decisions held out (control group) per action map: the caps were
+    /// consumed as by an offer, nothing was sent.
+    pub held_out_by_map: Vec<u64>,
+    /// Decisions of a map whose trigger and conditions held on an event a
+    /// higher-priority map took. With the three above, every decision:
+    /// decisions = offers + held out + capped + no purpose + lower priority.
+    pub lower_priority_by_map: Vec<u64>,
     /// Gauge: events waiting for consent.
     pub buffered_events: u64,
     /// Gauge: sessions held.
@@ -171,6 +178,11 @@ impl EngineCounters {
         add_list(
             &mut self.suppressed_by_purpose,
             &other.suppressed_by_purpose,
+        );
+        add_list(&mut self.held_out_by_map, &other.held_out_by_map);
+        add_list(
+            &mut self.lower_priority_by_map,
+            &other.lower_priority_by_map,
         );
         self.buffered_events += other.buffered_events;
         self.active_sessions += other.active_sessions;
@@ -243,6 +255,10 @@ pub struct EngineSummary {
     pub suppressed_by_cap: std::collections::BTreeMap<String, u64>,
     /// Suppressed for lack of purpose consent, per action map.
     pub suppressed_by_purpose: std::collections::BTreeMap<String, u64>,
+    /// Held out (control group), per action map.
+    pub held_out_by_action_map: std::collections::BTreeMap<String, u64>,
+    /// Taken by a map of higher priority, per action map.
+    pub lower_priority_by_action_map: std::collections::BTreeMap<String, u64>,
 }
 
 impl EngineSummary {
@@ -296,6 +312,8 @@ impl EngineSummary {
             offers: c.offers_by_map.iter().sum(),
             suppressed_by_cap: per_map(&c.suppressed_by_cap),
             suppressed_by_purpose: per_map(&c.suppressed_by_purpose),
+            held_out_by_action_map: per_map(&c.held_out_by_map),
+            lower_priority_by_action_map: per_map(&c.lower_priority_by_map),
         }
     }
 }

@@ -1,13 +1,20 @@
 //! Decisions: what a processed event's session leads to. Every outcome the
 //! session has not achieved is scored (where a model exists), then the
 //! action maps are tried in priority order — trigger, conditions, purpose
-//! consent, frequency caps — and the first that passes them all makes the
-//! offer.
+//! consent, frequency caps — and the first that passes them all takes the
+//! event: it makes the offer, or, for a visitor in the map's control group,
+//! holds it out. Every map whose trigger and conditions held gets one
+//! decision record (`offered`, `held_out`, `capped`, `no_purpose`,
+//! `lower_priority`).
 //!
 //! Invariants kept here:
 //! - At most one offer per event, and caps are checked before an offer
 //!   exists: a map stopped by its purpose or a cap counts as suppressed and
 //!   changes no cap state.
+//! - A held-out decision changes the cap state exactly as an offer would
+//!   and sends nothing, so both arms of a control group see the same caps.
+//! - Every counted decision is one of the five kinds, so decisions =
+//!   offered + held out + capped + no purpose + lower priority, per map.
 //! - An achieved outcome is neither scored nor offered on for the rest of
 //!   the session (its probability stays `None`).
 //! - Offer ids are a stable hash of visitor, session, map and event, so a
@@ -21,12 +28,13 @@
 
 use crate::compact::MaybeMs;
 use crate::config::{ActionMap, Trigger};
+use crate::control_group::in_control_arm;
 use crate::model::OutcomeModel;
 use crate::purpose::PurposeSet;
 use crate::stable_hash::stable_hash_parts;
 use crate::timestamp::format_rfc3339_ms;
 use crate::visitor::Session;
-use crate::wire::{Contribution, Event, Offer, OutcomeScore};
+use crate::wire::{Arm, Contribution, Decision, DecisionKind, Event, Offer, OutcomeScore};
 
 use super::session::{EventCtx, Scratch};
 use super::EngineSink;
@@ -109,8 +117,13 @@ impl EventCtx<'_> {
         let t = event.time.epoch_ms;
         let visitor = event.visitor_id.as_ref();
         let scratch = &*self.scratch;
+        let wants_decisions = sink.wants_decisions();
+        let mut event_time = None;
         // Action maps, highest priority first: the first that fires and
-        // passes consent and caps makes the only offer for this event.
+        // passes consent and caps takes the event (an offer, or a held-out
+        // decision in its control group); every map that fires gets a
+        // decision.
+        let mut taken = false;
         for (mi, map) in cfg.action_maps.iter().enumerate() {
             let Some(p) = scratch.probabilities[map.outcome] else {
                 continue;
@@ -119,26 +132,47 @@ impl EventCtx<'_> {
             if !fires(map, p, prev) || !conditions_hold(map, session) {
                 continue;
             }
-            if !purposes.grants(map.purpose) {
-                self.counters.suppressed_by_purpose[mi] += 1;
-                continue;
-            }
-            let capped = session.offers_per_map[mi] >= map.max_per_session
-                || session.offers_total >= cfg.max_offers_per_session
-                || last_offer_ms
-                    .get()
-                    .is_some_and(|last| t - last < cfg.min_offer_gap_ms);
-            if capped {
-                self.counters.suppressed_by_cap[mi] += 1;
-                continue;
-            }
-            session.offers_per_map[mi] += 1;
-            session.offers_total += 1;
-            *last_offer_ms = MaybeMs::new(Some(t));
-            self.counters.offers_by_map[mi] += 1;
             let Some(model) = self.models.get(map.outcome) else {
                 continue;
             };
+            let control = in_control_arm(
+                visitor,
+                &map.name,
+                cfg.holdout_period,
+                map.holdout_threshold,
+                t,
+            );
+            let kind = if taken {
+                self.counters.lower_priority_by_map[mi] += 1;
+                DecisionKind::LowerPriority
+            } else if !purposes.grants(map.purpose) {
+                self.counters.suppressed_by_purpose[mi] += 1;
+                DecisionKind::NoPurpose
+            } else if session.offers_per_map[mi] >= map.max_per_session
+                || session.offers_total >= cfg.max_offers_per_session
+                || last_offer_ms
+                    .get()
+                    .is_some_and(|last| t - last < cfg.min_offer_gap_ms)
+            {
+                self.counters.suppressed_by_cap[mi] += 1;
+                DecisionKind::Capped
+            } else {
+                // Both arms consume the caps alike, so they stay comparable.
+                taken = true;
+                session.offers_per_map[mi] += 1;
+                session.offers_total += 1;
+                *last_offer_ms = MaybeMs::new(Some(t));
+                if control {
+                    self.counters.held_out_by_map[mi] += 1;
+                    DecisionKind::HeldOut
+                } else {
+                    self.counters.offers_by_map[mi] += 1;
+                    DecisionKind::Offered
+                }
+            };
+            if !wants_decisions && kind != DecisionKind::Offered {
+                continue;
+            }
             let session_id = session.id.as_str();
             let parts: [&[u8]; 4] = [
                 visitor.as_bytes(),
@@ -146,23 +180,44 @@ impl EventCtx<'_> {
                 map.name.as_bytes(),
                 event.event_id.as_bytes(),
             ];
-            let offer_id = hex_id(stable_hash_parts(1, &parts), stable_hash_parts(2, &parts));
-            sink.offer(Offer {
-                offer_id,
-                visitor_id: visitor.to_owned(),
-                session_id: session_id.to_owned(),
-                action_map: map.name.clone(),
-                action: map.action.clone(),
-                purpose: map.purpose,
-                outcome: cfg.outcomes[map.outcome].name.clone(),
-                probability: p,
-                model_version: model.version.clone(),
-                trigger_event_id: event.event_id.to_string(),
-                event_time: format_rfc3339_ms(t),
-                decided_at: format_rfc3339_ms(now_ms.unwrap_or(t)),
-                explanation: explain(model, map, scratch, t, cfg.features.names()),
-            });
-            break;
+            let decision_id = hex_id(stable_hash_parts(1, &parts), stable_hash_parts(2, &parts));
+            let time = event_time.get_or_insert_with(|| format_rfc3339_ms(t));
+            if wants_decisions {
+                sink.decision(&Decision {
+                    decision_id: &decision_id,
+                    visitor_id: visitor,
+                    session_id,
+                    action_map: &map.name,
+                    outcome: &cfg.outcomes[map.outcome].name,
+                    decision: kind,
+                    arm: if control {
+                        Arm::Control
+                    } else {
+                        Arm::Treatment
+                    },
+                    probability: p,
+                    model_version: &model.version,
+                    trigger_event_id: &event.event_id,
+                    event_time: time,
+                });
+            }
+            if kind == DecisionKind::Offered {
+                sink.offer(Offer {
+                    offer_id: decision_id,
+                    visitor_id: visitor.to_owned(),
+                    session_id: session_id.to_owned(),
+                    action_map: map.name.clone(),
+                    action: map.action.clone(),
+                    purpose: map.purpose,
+                    outcome: cfg.outcomes[map.outcome].name.clone(),
+                    probability: p,
+                    model_version: model.version.clone(),
+                    trigger_event_id: event.event_id.to_string(),
+                    event_time: time.clone(),
+                    decided_at: format_rfc3339_ms(now_ms.unwrap_or(t)),
+                    explanation: explain(model, map, scratch, t, cfg.features.names()),
+                });
+            }
         }
         for (i, p) in scratch.probabilities.iter().enumerate() {
             if let Some(p) = p {

@@ -78,8 +78,8 @@ use crate::config::EngineConfig;
 use crate::model::ModelSet;
 use crate::visitor::{PriorDenial, VisitorEntry};
 use crate::wire::{
-    check_key, decode_consent, decode_event, DeadLetter, DecodeError, Event, Offer, Origin,
-    OutcomeScore,
+    check_key, decode_consent, decode_event, DeadLetter, Decision, DecodeError, Event, Offer,
+    Origin, OutcomeScore,
 };
 
 use counters::reason_index;
@@ -100,6 +100,13 @@ pub trait EngineSink {
     }
     /// An outcome was scored after an event.
     fn score(&mut self, _score: &OutcomeScore<'_>) {}
+    /// Whether [`EngineSink::decision`] should be called.
+    fn wants_decisions(&self) -> bool {
+        false
+    }
+    /// An action map's trigger and conditions held on an event: what was
+    /// decided (every decision, offered or not).
+    fn decision(&mut self, _decision: &Decision<'_>) {}
     /// Every scored probability, by outcome index (config order): cheaper
     /// than [`EngineSink::score`] (no record is built), for histograms.
     fn probability(&mut self, _outcome: usize, _probability: f64) {}
@@ -161,6 +168,8 @@ impl Engine {
                 offers_by_map: vec![0; n_maps],
                 suppressed_by_cap: vec![0; n_maps],
                 suppressed_by_purpose: vec![0; n_maps],
+                held_out_by_map: vec![0; n_maps],
+                lower_priority_by_map: vec![0; n_maps],
                 ..EngineCounters::default()
             },
             config,

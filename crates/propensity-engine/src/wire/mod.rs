@@ -42,5 +42,7 @@ pub use errors::{DeadLetterReason, DecodeError};
 pub use event::{
     decode_event, Custom, Device, Event, Form, Page, PropertyValue, Search, Traffic, MAX_URL_LEN,
 };
-pub use output::{ActionSpec, Contribution, DeadLetter, Offer, Origin, OutcomeScore};
+pub use output::{
+    ActionSpec, Arm, Contribution, DeadLetter, Decision, DecisionKind, Offer, Origin, OutcomeScore,
+};
 pub use vocab::{ChatAction, DeviceCategory, EventKind, FormAction};

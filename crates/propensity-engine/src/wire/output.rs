@@ -1,6 +1,6 @@
 //! The records the engine emits: offers (with the action they ask for and
-//! the contributions that explain them), outcome scores, and dead letters
-//! with their JSON-lines form.
+//! the contributions that explain them), decisions, outcome scores, and
+//! dead letters with their JSON-lines form.
 //!
 //! Invariants: these serialized forms are the output contract (consumers
 //! read them and golden tests pin them), so a field is never renamed,
@@ -125,6 +125,84 @@ pub struct OutcomeScore<'a> {
     /// Model version.
     pub model_version: &'a str,
     /// Event time, RFC 3339.
+    pub event_time: &'a str,
+}
+
+/// What an action map's decision was (see [`Decision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// An offer went out.
+    Offered,
+    /// The visitor is in the map's control group: the caps were consumed
+    /// as by an offer, and nothing was sent.
+    HeldOut,
+    /// A frequency cap stopped it.
+    Capped,
+    /// The visitor's consent lacks the map's purpose.
+    NoPurpose,
+    /// A map of higher priority took the event (offered or held out).
+    LowerPriority,
+}
+
+impl DecisionKind {
+    /// Every kind, in counter order.
+    pub const ALL: [DecisionKind; 5] = [
+        DecisionKind::Offered,
+        DecisionKind::HeldOut,
+        DecisionKind::Capped,
+        DecisionKind::NoPurpose,
+        DecisionKind::LowerPriority,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Offered => "offered",
+            DecisionKind::HeldOut => "held_out",
+            DecisionKind::Capped => "capped",
+            DecisionKind::NoPurpose => "no_purpose",
+            DecisionKind::LowerPriority => "lower_priority",
+        }
+    }
+}
+
+/// The arm of a map's control group a visitor is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arm {
+    /// Offers are made (every visitor, when the map has no control group).
+    Treatment,
+    /// Offers are held out.
+    Control,
+}
+
+/// A decision (optional output, key = `visitor_id`): one per action map
+/// whose trigger and conditions held on an event, whether or not an offer
+/// went out. An `offered` decision's id is its offer's id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision<'a> {
+    /// Deterministic id: a stable hash of visitor, session, map and event.
+    pub decision_id: &'a str,
+    /// Visitor id.
+    pub visitor_id: &'a str,
+    /// Session id.
+    pub session_id: &'a str,
+    /// The action map.
+    pub action_map: &'a str,
+    /// The outcome whose probability fired the map.
+    pub outcome: &'a str,
+    /// What was decided.
+    pub decision: DecisionKind,
+    /// The visitor's arm of the map's control group in this period.
+    pub arm: Arm,
+    /// P(outcome achieved in this session).
+    pub probability: f64,
+    /// Version of the model that scored it.
+    pub model_version: &'a str,
+    /// The event after which it was decided.
+    pub trigger_event_id: &'a str,
+    /// That event's time, RFC 3339.
     pub event_time: &'a str,
 }
 

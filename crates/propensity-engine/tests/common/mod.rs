@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use propensity_engine::config::Trigger;
 use propensity_engine::model::MODEL_FORMAT;
-use propensity_engine::wire::{DeadLetterReason, Offer, OutcomeScore};
+use propensity_engine::wire::{DeadLetterReason, Decision, Offer, OutcomeScore};
 use propensity_engine::{
     DeadLetter, EngineConfig, EngineSettings, EngineSink, ModelArtifact, ModelSet,
 };
@@ -201,6 +201,8 @@ pub enum Output {
     Offer(Offer),
     /// A dead letter.
     DeadLetter(DeadLetterRecord),
+    /// A decision, serialized as the engine's sink would publish it.
+    Decision(String),
 }
 
 /// A sink that records offers, scores and dead letters in order.
@@ -230,6 +232,17 @@ impl RecordingSink {
             .iter()
             .filter_map(|o| match o {
                 Output::Score(x) => Some(x),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The decisions (JSON), in order.
+    pub fn decisions(&self) -> Vec<&str> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Decision(x) => Some(x.as_str()),
                 _ => None,
             })
             .collect()
@@ -266,6 +279,16 @@ impl EngineSink for RecordingSink {
 
     fn state_changed(&mut self, visitor_id: &str) {
         self.state_changes.push(visitor_id.to_owned());
+    }
+
+    fn wants_decisions(&self) -> bool {
+        true
+    }
+
+    fn decision(&mut self, decision: &Decision<'_>) {
+        self.outputs.push(Output::Decision(
+            serde_json::to_string(decision).expect("a decision serializes"),
+        ));
     }
 
     fn score(&mut self, score: &OutcomeScore<'_>) {

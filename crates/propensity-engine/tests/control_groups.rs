@@ -1,0 +1,222 @@
+//! Control groups and decision records, end to end through the engine.
+//!
+//! - Every map whose trigger and conditions hold on an event gets exactly
+//!   one decision; the records and the counters agree, kind by kind
+//!   (decisions = offered + held out + capped + no purpose + lower
+//!   priority), and an `offered` decision has its offer's id.
+//! - Held-out decisions never produce offers, and they consume the caps
+//!   exactly as an offer would: the same traffic with the control group
+//!   switched off makes the treatment visitors' offers unchanged and turns
+//!   each held-out decision into an offer with the same id.
+//! - The control arm holds the configured share of visitors, and a
+//!   visitor's arm does not change within the period.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use common::{
+    bytes, config_from, consent, low_threshold_settings, page_view, test_models, BASE_MS,
+};
+use propensity_engine::control_group::HoldoutPeriod;
+use propensity_engine::wire::{DeadLetter, Decision, Offer};
+use propensity_engine::{Engine, EngineConfig, EngineSink, Origin};
+use serde_json::Value;
+
+const URLS: [&str; 5] = [
+    "/",
+    "/products/widget",
+    "/cart",
+    "/checkout",
+    "/webinars/ai",
+];
+
+#[derive(Default)]
+struct Recorder {
+    offers: Vec<Offer>,
+    decisions: Vec<Value>,
+}
+
+impl EngineSink for Recorder {
+    fn offer(&mut self, offer: Offer) {
+        self.offers.push(offer);
+    }
+    fn dead_letter(&mut self, _dead_letter: DeadLetter<'_>) {}
+    fn wants_decisions(&self) -> bool {
+        true
+    }
+    fn decision(&mut self, decision: &Decision<'_>) {
+        self.decisions
+            .push(serde_json::to_value(decision).expect("a decision serializes"));
+    }
+}
+
+fn config(holdout_fraction: f64) -> Arc<EngineConfig> {
+    let mut s = low_threshold_settings();
+    for m in &mut s.action_maps {
+        m.holdout_fraction = holdout_fraction;
+    }
+    s.offers.holdout_period = HoldoutPeriod::Month;
+    config_from(&s)
+}
+
+/// 600 visitors; one in five lacks the `sales` purpose; each visits the
+/// site in two sessions (the second 2 h later) of 8 page views 7 s apart.
+fn run(config: &Arc<EngineConfig>) -> Recorder {
+    let mut engine = Engine::new(config.clone(), test_models(config));
+    let mut sink = Recorder::default();
+    let origin = Origin::File {
+        file: "control".into(),
+        line: 0,
+    };
+    for v in 0..600 {
+        let visitor = format!("cg-{v}");
+        let purposes: &[&str] = if v % 5 == 0 {
+            &["tracking", "support", "marketing"]
+        } else {
+            &["tracking", "support", "sales", "marketing"]
+        };
+        let grant = bytes(&consent(&visitor, BASE_MS, purposes));
+        engine.process_consent(None, Some(&grant), BASE_MS, &origin, None, &mut sink);
+        for session in 0..2 {
+            for n in 0..8 {
+                let t = BASE_MS + session * 7_200_000 + n * 7_000;
+                let url = format!("https://shop.example.com{}", URLS[(v + n as usize) % 5]);
+                let event = bytes(&page_view(
+                    &format!("{visitor}-{session}-{n}"),
+                    &visitor,
+                    t,
+                    &url,
+                ));
+                engine.process_event(None, &event, &origin, None, &mut sink);
+            }
+        }
+    }
+    let c = engine.counters();
+    // The counters and the records agree, kind by kind and map by map.
+    for (mi, map) in config.action_maps.iter().enumerate() {
+        let count = |kind: &str| {
+            sink.decisions
+                .iter()
+                .filter(|d| d["action_map"] == map.name.as_str() && d["decision"] == kind)
+                .count() as u64
+        };
+        assert_eq!(count("offered"), c.offers_by_map[mi], "{}", map.name);
+        assert_eq!(count("held_out"), c.held_out_by_map[mi], "{}", map.name);
+        assert_eq!(count("capped"), c.suppressed_by_cap[mi], "{}", map.name);
+        assert_eq!(
+            count("no_purpose"),
+            c.suppressed_by_purpose[mi],
+            "{}",
+            map.name
+        );
+        assert_eq!(
+            count("lower_priority"),
+            c.lower_priority_by_map[mi],
+            "{}",
+            map.name
+        );
+        let all = sink
+            .decisions
+            .iter()
+            .filter(|d| d["action_map"] == map.name.as_str())
+            .count() as u64;
+        assert_eq!(
+            all,
+            count("offered")
+                + count("held_out")
+                + count("capped")
+                + count("no_purpose")
+                + count("lower_priority"),
+            "{}: a decision of another kind",
+            map.name
+        );
+    }
+    sink
+}
+
+fn ids(decisions: &[Value], kind: &str) -> BTreeSet<String> {
+    decisions
+        .iter()
+        .filter(|d| d["decision"] == kind)
+        .map(|d| d["decision_id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+#[test]
+fn held_out_decisions_are_the_offers_the_control_group_would_have_had() {
+    let with = run(&config(0.3));
+    let without = run(&config(0.0));
+    assert!(ids(&without.decisions, "held_out").is_empty());
+    assert!(without.decisions.iter().all(|d| d["arm"] == "treatment"));
+
+    let offered: BTreeSet<String> = with.offers.iter().map(|o| o.offer_id.clone()).collect();
+    let held_out = ids(&with.decisions, "held_out");
+    assert_eq!(
+        offered,
+        ids(&with.decisions, "offered"),
+        "offers = offered decisions"
+    );
+    assert!(
+        offered.is_disjoint(&held_out),
+        "a held-out decision made an offer"
+    );
+    assert!(with
+        .decisions
+        .iter()
+        .filter(|d| d["decision"] == "held_out")
+        .all(|d| d["arm"] == "control"));
+    // Caps consumed alike: without the control group, exactly these offers
+    // and the held-out ones go out, with the same ids (so every decision of
+    // a control visitor matches the offer it would have been).
+    let all_without: BTreeSet<String> = without.offers.iter().map(|o| o.offer_id.clone()).collect();
+    let expected: BTreeSet<String> = offered.union(&held_out).cloned().collect();
+    assert_eq!(all_without, expected);
+    for kind in ["capped", "no_purpose", "lower_priority"] {
+        assert!(!ids(&with.decisions, kind).is_empty(), "no {kind} decision");
+    }
+    assert!(held_out.len() > 100, "held out: {}", held_out.len());
+}
+
+#[test]
+fn the_control_arm_holds_the_configured_share_of_visitors_for_the_period() {
+    let with = run(&config(0.3));
+    // visitor → map → arms seen (all events fall in one month).
+    let mut arms: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for d in &with.decisions {
+        arms.entry((
+            d["visitor_id"].as_str().unwrap_or_default().to_owned(),
+            d["action_map"].as_str().unwrap_or_default().to_owned(),
+        ))
+        .or_default()
+        .insert(d["arm"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(
+        arms.values().all(|a| a.len() == 1),
+        "an arm changed within the month"
+    );
+    let control = arms.values().filter(|a| a.contains("control")).count();
+    let share = control as f64 / arms.len() as f64;
+    // Over ~2,000 (visitor, map) pairs the binomial deviation is about 0.01.
+    assert!(
+        (share - 0.3).abs() < 0.05,
+        "control share {share} of {} pairs",
+        arms.len()
+    );
+}
+
+#[test]
+fn a_holdout_fraction_outside_zero_to_one_is_refused_naming_the_key() {
+    for bad in [1.0, -0.1, f64::NAN] {
+        let mut s = low_threshold_settings();
+        s.action_maps[0].holdout_fraction = bad;
+        let err = EngineConfig::from_settings(&s)
+            .expect_err("an invalid fraction")
+            .to_string();
+        assert!(
+            err.contains("action_maps[0].holdout_fraction") && err.contains("[0, 1)"),
+            "{err}"
+        );
+    }
+}
