@@ -117,6 +117,10 @@ impl Deployment {
         if scores {
             settings.scores_topic = format!("scores-{suffix}");
         }
+        // Decisions are always published: every system test then checks
+        // that they are written without disturbing anything else, and the
+        // crash tests compare them with `replay`'s.
+        settings.decisions_topic = format!("decisions-{suffix}");
         let dir = tempfile::Builder::new()
             .prefix(&format!("propensity-{name}-"))
             .tempdir()
@@ -148,6 +152,10 @@ impl Deployment {
             (
                 "PROPENSITY__KAFKA__SCORES_TOPIC",
                 format!("\"{}\"", settings.scores_topic),
+            ),
+            (
+                "PROPENSITY__KAFKA__DECISIONS_TOPIC",
+                settings.decisions_topic.clone(),
             ),
             ("PROPENSITY__KAFKA__PARTITIONS", partitions.to_string()),
             ("PROPENSITY__KAFKA__WORKERS", TEST_WORKERS.to_string()),
@@ -230,7 +238,15 @@ impl Deployment {
     /// The offers and the summary of `propensity replay` on the same
     /// records.
     pub fn replay(&self, traffic: &Traffic) -> (Vec<Value>, Value) {
+        let (offers, _, summary) = self.replay_with_decisions(traffic);
+        (offers, summary)
+    }
+
+    /// The offers, the decisions and the summary of `propensity replay` on
+    /// the same records.
+    pub fn replay_with_decisions(&self, traffic: &Traffic) -> (Vec<Value>, Vec<Value>, Value) {
         let out = self.dir.path().join("replay-offers.jsonl");
+        let decisions = self.dir.path().join("replay-decisions.jsonl");
         let summary = self.dir.path().join("replay-summary.json");
         run_ok(
             self.command(&["replay", "--events"])
@@ -241,12 +257,14 @@ impl Deployment {
                 .arg(models_dir())
                 .arg("--offers-out")
                 .arg(&out)
+                .arg("--decisions-out")
+                .arg(&decisions)
                 .arg("--summary-json")
                 .arg(&summary),
         );
         let summary = serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary"))
             .expect("summary JSON");
-        (read_json_lines(&out), summary)
+        (read_json_lines(&out), read_json_lines(&decisions), summary)
     }
 
     /// Every committed record of a topic.
@@ -441,6 +459,7 @@ impl Deployment {
             &s.dead_letter_topic,
             &s.changelog_topic,
             &s.scores_topic,
+            &s.decisions_topic,
         ];
         let started = Instant::now();
         for topic in topics.into_iter().filter(|t| !t.is_empty()) {

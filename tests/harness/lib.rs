@@ -34,8 +34,8 @@ pub use http::http_get;
 pub use load::{background_load, load_requested, LoadGuard};
 pub use metrics::{Metrics, Reconciliation};
 pub use topics::{
-    assert_same_offers, json_values, offers_by_id, offers_in, read_json, read_json_lines,
-    read_lines, read_topic, set_max_message_bytes, Record,
+    assert_same_decisions, assert_same_offers, json_values, offers_by_id, offers_in, read_json,
+    read_json_lines, read_lines, read_topic, set_max_message_bytes, Record,
 };
 
 use std::path::{Path, PathBuf};

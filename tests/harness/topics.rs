@@ -136,6 +136,57 @@ pub fn offers_in(records: &[Record]) -> Vec<Value> {
         .collect()
 }
 
+/// Decisions published on Kafka equal `replay`'s: each exactly once (no
+/// duplicate id), the same ids, and the same kind, arm, map and event for
+/// each; and the `offered` ones are exactly the offers published.
+pub fn assert_same_decisions(kafka: &[Value], replay: &[Value], kafka_offers: &[Value]) {
+    let by_id = |records: &[Value], what: &str| {
+        let mut map = std::collections::BTreeMap::new();
+        for d in records {
+            let id = d["decision_id"].as_str().expect("decision_id").to_owned();
+            assert!(
+                map.insert(id.clone(), d.clone()).is_none(),
+                "{what}: decision {id} twice"
+            );
+        }
+        map
+    };
+    let k = by_id(kafka, "kafka");
+    let r = by_id(replay, "replay");
+    assert!(!r.is_empty(), "replay made no decision");
+    let missing = r.keys().filter(|id| !k.contains_key(*id)).count();
+    let extra = k.keys().filter(|id| !r.contains_key(*id)).count();
+    assert!(
+        missing == 0 && extra == 0,
+        "decisions differ: {missing} missing from Kafka, {extra} extra (of {} replayed)",
+        r.len()
+    );
+    for (id, d) in &r {
+        for field in [
+            "decision",
+            "arm",
+            "action_map",
+            "trigger_event_id",
+            "session_id",
+        ] {
+            assert_eq!(
+                k[id][field], d[field],
+                "decision {id}: field {field} differs"
+            );
+        }
+    }
+    let offered: std::collections::BTreeSet<&str> = k
+        .values()
+        .filter(|d| d["decision"] == "offered")
+        .map(|d| d["decision_id"].as_str().unwrap_or_default())
+        .collect();
+    let offers: std::collections::BTreeSet<&str> = kafka_offers
+        .iter()
+        .map(|o| o["offer_id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(offered, offers, "offered decisions vs offers published");
+}
+
 /// Asserts that Kafka's offers equal the replay's, naming what differs.
 pub fn assert_same_offers(kafka: &[Value], replay: &[Value]) {
     let k = offers_by_id(kafka, "kafka");
