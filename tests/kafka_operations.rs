@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_kafka::produce::{OutgoingRecord, TrafficProducer};
 use propensity_system_tests::Traffic as Files;
-use propensity_system_tests::{models_dir, read_lines, workspace_root, Deployment, Instance};
+use propensity_system_tests::{
+    json_values, models_dir, read_lines, workspace_root, Deployment, Instance,
+};
 use serde_json::{json, Value};
 
 fn promtool_check(metrics: &str) {
@@ -603,6 +605,37 @@ fn metrics_match_the_documentation() {
         std::thread::sleep(Duration::from_millis(250));
         exported = exported_metrics(&instance.http_get("/metrics", None).1);
     }
+    // The decision counter, kind by kind, equals the records on the
+    // decisions topic (both count committed work).
+    let records = json_values(&d.read_topic(&d.settings.decisions_topic), "decision");
+    assert!(!records.is_empty(), "no decision published");
+    let kinds = [
+        "offered",
+        "held_out",
+        "capped",
+        "no_purpose",
+        "lower_priority",
+    ];
+    let on_topic: Vec<f64> = kinds
+        .iter()
+        .map(|k| records.iter().filter(|r| r["decision"] == *k).count() as f64)
+        .collect();
+    let counted = || -> Vec<f64> {
+        let m = instance.metrics();
+        kinds
+            .iter()
+            .map(|k| m.sum_where("propensity_decisions_total", &[("decision", k)]))
+            .collect()
+    };
+    let started = Instant::now();
+    while counted() != on_topic && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        counted(),
+        on_topic,
+        "decisions by kind {kinds:?}: metric vs topic"
+    );
     assert!(instance.terminate(Duration::from_secs(30)).success());
     let undocumented: Vec<&String> = exported.difference(&documented).collect();
     let missing: Vec<&String> = documented.difference(&exported).collect();

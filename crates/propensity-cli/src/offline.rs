@@ -615,6 +615,43 @@ pub fn print_replay_summary(s: &EngineSummary, w: &mut impl Write) -> Result<()>
         w,
         "suppressed: {capped} by frequency caps, {purpose} for lack of purpose consent"
     )?;
+    let held_out: u64 = s.held_out_by_action_map.values().sum();
+    let lower: u64 = s.lower_priority_by_action_map.values().sum();
+    writeln!(
+        w,
+        "decisions: {} ({} offered, {held_out} held out, {capped} capped, {purpose} no purpose, {lower} lower priority)",
+        s.offers + held_out + capped + purpose + lower,
+        s.offers
+    )?;
+    let rate = |x: u64, n: u64| {
+        if n == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1} %", 100.0 * x as f64 / n as f64)
+        }
+    };
+    for (map, g) in &s.control_groups {
+        let uplift = match &g.uplift {
+            Some(u) => format!(
+                "uplift {:+.1} points (95 % CI {:+.1} to {:+.1}), {:+.1} outcomes caused",
+                100.0 * u.difference,
+                100.0 * u.ci_low,
+                100.0 * u.ci_high,
+                u.incremental_outcomes
+            ),
+            None => "uplift: needs sessions in both arms".to_owned(),
+        };
+        writeln!(
+            w,
+            "control group {map}: offered {} sessions, {} converted ({}); held out {}, {} converted ({}); {uplift}",
+            g.offered_sessions,
+            g.offered_converted,
+            rate(g.offered_converted, g.offered_sessions),
+            g.held_out_sessions,
+            g.held_out_converted,
+            rate(g.held_out_converted, g.held_out_sessions),
+        )?;
+    }
     Ok(())
 }
 

@@ -242,7 +242,19 @@ pub struct Session {
     pub offers_total: u32,
     /// Offers per action map (index into the sorted action maps).
     pub offers_per_map: SmallVec<[u32; INLINE_SLOTS]>,
+    /// Control-group attribution: bit m, this session had an `offered`
+    /// decision of action map m; bit 16 + m, a `held_out` one (at most
+    /// [`MAX_ACTION_MAPS`] maps; a `u32` fits the session's padding, so
+    /// it costs no memory). When the session achieves a map's outcome,
+    /// the conversion is counted in those arms. Absent in snapshots of
+    /// earlier versions: read as none.
+    #[serde(default)]
+    pub decided_arms: u32,
 }
+
+/// Action maps a configuration may have: [`Session::decided_arms`] keeps
+/// two bits per map in a `u32`.
+pub const MAX_ACTION_MAPS: usize = 16;
 
 /// Reads `last_probability`, mapping `null` (how a NaN was written) to NaN.
 fn probabilities<'de, D: serde::Deserializer<'de>>(

@@ -80,9 +80,16 @@ fn run(config: &Arc<EngineConfig>) -> Recorder {
         let grant = bytes(&consent(&visitor, BASE_MS, purposes));
         engine.process_consent(None, Some(&grant), BASE_MS, &origin, None, &mut sink);
         for session in 0..2 {
-            for n in 0..8 {
+            // A third of the first sessions end in a purchase.
+            let views = if session == 0 && v % 3 == 0 { 9 } else { 8 };
+            for n in 0..views {
                 let t = BASE_MS + session * 7_200_000 + n * 7_000;
-                let url = format!("https://shop.example.com{}", URLS[(v + n as usize) % 5]);
+                let path = if n == 8 {
+                    "/checkout/complete"
+                } else {
+                    URLS[(v + n as usize) % 5]
+                };
+                let url = format!("https://shop.example.com{path}");
                 let event = bytes(&page_view(
                     &format!("{visitor}-{session}-{n}"),
                     &visitor,
@@ -94,6 +101,63 @@ fn run(config: &Arc<EngineConfig>) -> Recorder {
         }
     }
     let c = engine.counters();
+    // Attribution, counted from the records: per map, the sessions with an
+    // offered (held-out) decision, and those of them that then completed a
+    // purchase (for purchase maps; the only completions are purchases).
+    for (mi, map) in config.action_maps.iter().enumerate() {
+        for (kind, sessions, converted) in [
+            (
+                "offered",
+                &c.sessions_offered_by_map,
+                &c.converted_offered_by_map,
+            ),
+            (
+                "held_out",
+                &c.sessions_held_out_by_map,
+                &c.converted_held_out_by_map,
+            ),
+        ] {
+            // (visitor number, session number), from the trigger event's id
+            // `cg-{v}-{session}-{n}`.
+            let decided: BTreeSet<(usize, usize)> = sink
+                .decisions
+                .iter()
+                .filter(|d| d["action_map"] == map.name.as_str() && d["decision"] == kind)
+                .map(|d| {
+                    let id = d["trigger_event_id"].as_str().unwrap_or_default();
+                    let parts: Vec<usize> = id
+                        .split('-')
+                        .skip(1)
+                        .take(2)
+                        .map(|x| x.parse().unwrap_or(0))
+                        .collect();
+                    (parts[0], parts[1])
+                })
+                .collect();
+            assert_eq!(
+                sessions[mi],
+                decided.len() as u64,
+                "{} {kind} sessions",
+                map.name
+            );
+            let is_purchase = config.outcomes[map.outcome].name == "purchase";
+            let bought = decided
+                .iter()
+                .filter(|&&(v, session)| is_purchase && session == 0 && v % 3 == 0)
+                .count() as u64;
+            assert_eq!(converted[mi], bought, "{} {kind} converted", map.name);
+        }
+    }
+    assert!(
+        c.converted_offered_by_map.iter().sum::<u64>() > 0,
+        "no offered session converted"
+    );
+    if config.action_maps.iter().any(|m| m.holdout_threshold > 0) {
+        assert!(
+            c.converted_held_out_by_map.iter().sum::<u64>() > 0,
+            "no held-out session converted"
+        );
+    }
     // The counters and the records agree, kind by kind and map by map.
     for (mi, map) in config.action_maps.iter().enumerate() {
         let count = |kind: &str| {

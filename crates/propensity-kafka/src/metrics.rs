@@ -12,6 +12,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use propensity_engine::wire::DecisionKind;
 use propensity_engine::{DeadLetterReason, DropReason, EngineConfig, EngineCounters, ModelSet};
 
 use crate::status::RuntimeStatus;
@@ -35,6 +36,9 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_events_scored_total",
     "propensity_offers_published_total",
     "propensity_offers_suppressed_total",
+    "propensity_decisions_total",
+    "propensity_control_group_sessions_total",
+    "propensity_control_group_conversions_total",
     "propensity_outcome_probability",
     "propensity_batch_processing_seconds",
     "propensity_event_to_offer_latency_seconds",
@@ -72,6 +76,14 @@ pub struct PipelineMetrics {
     scored: IntCounter,
     offers: IntCounterVec,
     suppressed: IntCounterVec,
+    /// Every decision of an action map, by kind (offered, held_out, capped,
+    /// no_purpose, lower_priority): what a control group is measured with.
+    decisions: IntCounterVec,
+    /// Sessions with an `offered` (arm `treatment`) or `held_out` (arm
+    /// `control`) decision of a map, and those of them that then achieved
+    /// its outcome: a dashboard's uplift is the difference of the ratios.
+    control_sessions: IntCounterVec,
+    control_conversions: IntCounterVec,
     /// Outcome probability per outcome, in config order.
     probability: Vec<Histogram>,
     /// Engine time per batch.
@@ -283,6 +295,24 @@ impl PipelineMetrics {
                 "Offers an action map would have made, suppressed by reason.",
                 &["action_map", "reason"],
             )?,
+            control_sessions: counter_vec(
+                &r,
+                "propensity_control_group_sessions_total",
+                "Sessions with an offered (arm treatment) or held-out (arm control) decision of an action map.",
+                &["action_map", "arm"],
+            )?,
+            control_conversions: counter_vec(
+                &r,
+                "propensity_control_group_conversions_total",
+                "Of those sessions, the ones that then achieved the map's outcome.",
+                &["action_map", "arm"],
+            )?,
+            decisions: counter_vec(
+                &r,
+                "propensity_decisions_total",
+                "Decisions of an action map whose trigger and conditions held, by kind (offered, held_out, capped, no_purpose, lower_priority).",
+                &["action_map", "decision"],
+            )?,
             probability,
             batch_seconds,
             offer_latency,
@@ -357,6 +387,11 @@ impl PipelineMetrics {
         }
         for (name, kind) in &m.maps {
             m.offers.with_label_values(&[name.as_str(), kind]);
+            for arm in ["treatment", "control"] {
+                m.control_sessions.with_label_values(&[name.as_str(), arm]);
+                m.control_conversions
+                    .with_label_values(&[name.as_str(), arm]);
+            }
         }
         Ok(m)
     }
@@ -474,6 +509,71 @@ impl PipelineMetrics {
                         .with_label_values(&[name.as_str(), reason])
                         .inc_by(d);
                 }
+            }
+            for (kind, new, old) in [
+                (
+                    DecisionKind::Offered,
+                    &totals.offers_by_map,
+                    &old.offers_by_map,
+                ),
+                (
+                    DecisionKind::HeldOut,
+                    &totals.held_out_by_map,
+                    &old.held_out_by_map,
+                ),
+                (
+                    DecisionKind::Capped,
+                    &totals.suppressed_by_cap,
+                    &old.suppressed_by_cap,
+                ),
+                (
+                    DecisionKind::NoPurpose,
+                    &totals.suppressed_by_purpose,
+                    &old.suppressed_by_purpose,
+                ),
+                (
+                    DecisionKind::LowerPriority,
+                    &totals.lower_priority_by_map,
+                    &old.lower_priority_by_map,
+                ),
+            ] {
+                let d = delta(get(new), get(old));
+                if d > 0 {
+                    self.decisions
+                        .with_label_values(&[name.as_str(), kind.as_str()])
+                        .inc_by(d);
+                }
+            }
+            for (arm, sessions, converted) in [
+                (
+                    "treatment",
+                    (
+                        &totals.sessions_offered_by_map,
+                        &old.sessions_offered_by_map,
+                    ),
+                    (
+                        &totals.converted_offered_by_map,
+                        &old.converted_offered_by_map,
+                    ),
+                ),
+                (
+                    "control",
+                    (
+                        &totals.sessions_held_out_by_map,
+                        &old.sessions_held_out_by_map,
+                    ),
+                    (
+                        &totals.converted_held_out_by_map,
+                        &old.converted_held_out_by_map,
+                    ),
+                ),
+            ] {
+                self.control_sessions
+                    .with_label_values(&[name.as_str(), arm])
+                    .inc_by(delta(get(sessions.0), get(sessions.1)));
+                self.control_conversions
+                    .with_label_values(&[name.as_str(), arm])
+                    .inc_by(delta(get(converted.0), get(converted.1)));
             }
         }
         self.active_sessions.set(totals.active_sessions as i64);

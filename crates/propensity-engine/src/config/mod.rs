@@ -16,6 +16,7 @@ use crate::error::EngineError;
 use crate::features::{FeatureSpec, Vocabulary};
 use crate::glob::UrlPattern;
 use crate::purpose::{Purpose, PurposeSet};
+use crate::visitor::MAX_ACTION_MAPS;
 use crate::wire::{DeviceCategory, EventKind, FormAction};
 
 // The action type is part of the offer record, so the wire contract owns
@@ -204,6 +205,15 @@ impl EngineConfig {
             outcomes.push(compile_outcome(&key, o)?);
         }
 
+        if s.action_maps.len() > MAX_ACTION_MAPS {
+            return Err(EngineError::config(
+                "action_maps",
+                format!(
+                    "at most {MAX_ACTION_MAPS} action maps, got {}",
+                    s.action_maps.len()
+                ),
+            ));
+        }
         let mut action_maps = Vec::with_capacity(s.action_maps.len());
         for (i, m) in s.action_maps.iter().enumerate() {
             let key = format!("action_maps[{i}]");

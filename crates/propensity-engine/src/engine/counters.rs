@@ -20,6 +20,7 @@
 use serde::Serialize;
 
 use crate::config::EngineConfig;
+use crate::control_group::{uplift, Uplift};
 use crate::visitor::PriorDenial;
 use crate::wire::{DeadLetterReason, EventKind};
 
@@ -123,6 +124,14 @@ pub struct EngineCounters {
     /// higher-priority map took. With the three above, every decision:
     /// decisions = offers + held out + capped + no purpose + lower priority.
     pub lower_priority_by_map: Vec<u64>,
+    /// Sessions with at least one `offered` decision, per action map.
+    pub sessions_offered_by_map: Vec<u64>,
+    /// Sessions with at least one `held_out` decision, per action map.
+    pub sessions_held_out_by_map: Vec<u64>,
+    /// Of those offered, the sessions that then achieved the map's outcome.
+    pub converted_offered_by_map: Vec<u64>,
+    /// Of those held out, the sessions that then achieved the map's outcome.
+    pub converted_held_out_by_map: Vec<u64>,
     /// Gauge: events waiting for consent.
     pub buffered_events: u64,
     /// Gauge: sessions held.
@@ -184,6 +193,26 @@ impl EngineCounters {
             &mut self.lower_priority_by_map,
             &other.lower_priority_by_map,
         );
+        for (mine, theirs) in [
+            (
+                &mut self.sessions_offered_by_map,
+                &other.sessions_offered_by_map,
+            ),
+            (
+                &mut self.sessions_held_out_by_map,
+                &other.sessions_held_out_by_map,
+            ),
+            (
+                &mut self.converted_offered_by_map,
+                &other.converted_offered_by_map,
+            ),
+            (
+                &mut self.converted_held_out_by_map,
+                &other.converted_held_out_by_map,
+            ),
+        ] {
+            add_list(mine, theirs);
+        }
         self.buffered_events += other.buffered_events;
         self.active_sessions += other.active_sessions;
         self.visitors += other.visitors;
@@ -259,6 +288,26 @@ pub struct EngineSummary {
     pub held_out_by_action_map: std::collections::BTreeMap<String, u64>,
     /// Taken by a map of higher priority, per action map.
     pub lower_priority_by_action_map: std::collections::BTreeMap<String, u64>,
+    /// Per action map with a control group at work (sessions in both
+    /// arms or either): sessions offered and held out, how many of each
+    /// then achieved the map's outcome, and the uplift.
+    pub control_groups: std::collections::BTreeMap<String, ControlGroupResult>,
+}
+
+/// One action map's control-group reading (see [`EngineSummary::control_groups`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ControlGroupResult {
+    /// Sessions with an `offered` decision of the map.
+    pub offered_sessions: u64,
+    /// Of those, sessions that then achieved the map's outcome.
+    pub offered_converted: u64,
+    /// Sessions with a `held_out` decision of the map.
+    pub held_out_sessions: u64,
+    /// Of those, sessions that then achieved the map's outcome.
+    pub held_out_converted: u64,
+    /// Conversion difference with its 95 % interval; `None` until both arms
+    /// have a session.
+    pub uplift: Option<Uplift>,
 }
 
 impl EngineSummary {
@@ -314,6 +363,28 @@ impl EngineSummary {
             suppressed_by_purpose: per_map(&c.suppressed_by_purpose),
             held_out_by_action_map: per_map(&c.held_out_by_map),
             lower_priority_by_action_map: per_map(&c.lower_priority_by_map),
+            control_groups: config
+                .action_maps
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
+                    let r = ControlGroupResult {
+                        offered_sessions: at(&c.sessions_offered_by_map),
+                        offered_converted: at(&c.converted_offered_by_map),
+                        held_out_sessions: at(&c.sessions_held_out_by_map),
+                        held_out_converted: at(&c.converted_held_out_by_map),
+                        uplift: uplift(
+                            at(&c.sessions_offered_by_map),
+                            at(&c.converted_offered_by_map),
+                            at(&c.sessions_held_out_by_map),
+                            at(&c.converted_held_out_by_map),
+                        ),
+                    };
+                    (m.holdout_threshold > 0 || r.held_out_sessions > 0)
+                        .then(|| (m.name.clone(), r))
+                })
+                .collect(),
         }
     }
 }

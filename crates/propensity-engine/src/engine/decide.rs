@@ -162,11 +162,18 @@ impl EventCtx<'_> {
                 session.offers_per_map[mi] += 1;
                 session.offers_total += 1;
                 *last_offer_ms = MaybeMs::new(Some(t));
+                // The session's first decision of each arm counts it in
+                // that arm for attribution.
+                let bit = 1u32 << (mi + if control { 16 } else { 0 });
+                let first_in_arm = session.decided_arms & bit == 0;
+                session.decided_arms |= bit;
                 if control {
                     self.counters.held_out_by_map[mi] += 1;
+                    self.counters.sessions_held_out_by_map[mi] += u64::from(first_in_arm);
                     DecisionKind::HeldOut
                 } else {
                     self.counters.offers_by_map[mi] += 1;
+                    self.counters.sessions_offered_by_map[mi] += u64::from(first_in_arm);
                     DecisionKind::Offered
                 }
             };

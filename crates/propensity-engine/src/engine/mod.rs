@@ -66,7 +66,7 @@ mod partition;
 mod restore;
 mod session;
 
-pub use counters::{DropReason, EngineCounters, EngineSummary};
+pub use counters::{ControlGroupResult, DropReason, EngineCounters, EngineSummary};
 pub use session::achieves;
 
 use std::sync::Arc;
@@ -170,6 +170,10 @@ impl Engine {
                 suppressed_by_purpose: vec![0; n_maps],
                 held_out_by_map: vec![0; n_maps],
                 lower_priority_by_map: vec![0; n_maps],
+                sessions_offered_by_map: vec![0; n_maps],
+                sessions_held_out_by_map: vec![0; n_maps],
+                converted_offered_by_map: vec![0; n_maps],
+                converted_held_out_by_map: vec![0; n_maps],
                 ..EngineCounters::default()
             },
             config,

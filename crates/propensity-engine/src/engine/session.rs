@@ -181,6 +181,7 @@ impl EventCtx<'_> {
                 traffic_source: None,
                 offers_total: 0,
                 offers_per_map: SmallVec::from_elem(0, cfg.action_maps.len()),
+                decided_arms: 0,
             });
             self.part.next_session_serial += 1;
         }
@@ -240,6 +241,22 @@ impl EventCtx<'_> {
                 session.achieved |= 1 << i;
                 self.counters.outcomes_achieved[i] += 1;
                 sink.achieved(session.serial, i);
+                // Attribution: the session converted in every arm it was
+                // decided in, for each map of this outcome (the window is
+                // the rest of the session).
+                if session.decided_arms != 0 {
+                    for (mi, map) in cfg.action_maps.iter().enumerate() {
+                        if map.outcome != i {
+                            continue;
+                        }
+                        if session.decided_arms & (1 << mi) != 0 {
+                            self.counters.converted_offered_by_map[mi] += 1;
+                        }
+                        if session.decided_arms & (1 << (16 + mi)) != 0 {
+                            self.counters.converted_held_out_by_map[mi] += 1;
+                        }
+                    }
+                }
             }
         }
 
