@@ -284,3 +284,110 @@ fn a_holdout_fraction_outside_zero_to_one_is_refused_naming_the_key() {
         );
     }
 }
+
+/// Visitors whose purchase depends on whether they got the checkout chat:
+/// each browses to the checkout (where the chat map fires), then buys with
+/// probability `base`, plus `effect` if an offer of that map reached them.
+/// Returns the map's control-group reading.
+fn measured_uplift(effect: f64, seed: u64) -> propensity_engine::control_group::Uplift {
+    const BASE: f64 = 0.3;
+    let mut s = low_threshold_settings();
+    for m in &mut s.action_maps {
+        m.holdout_fraction = if m.name == "checkout-assist-chat" {
+            0.5
+        } else {
+            0.0
+        };
+    }
+    let config = config_from(&s);
+    let mut engine = Engine::new(config.clone(), test_models(&config));
+    let mut sink = Recorder::default();
+    let origin = Origin::File {
+        file: "uplift".into(),
+        line: 0,
+    };
+    // A 64-bit LCG (Knuth's MMIX constants): the draws need no quality
+    // beyond uniformity, and the test must not depend on a crate's stream.
+    let mut state = seed;
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for v in 0..4000 {
+        let visitor = format!("up-{seed}-{v}");
+        let t0 = BASE_MS + v as i64 * 1_000;
+        let grant = bytes(&consent(
+            &visitor,
+            t0,
+            &["tracking", "support", "sales", "marketing"],
+        ));
+        engine.process_consent(None, Some(&grant), t0, &origin, None, &mut sink);
+        let before = sink.offers.len();
+        for (n, path) in ["/", "/products/widget", "/cart", "/checkout"]
+            .iter()
+            .enumerate()
+        {
+            let t = t0 + n as i64 * 7_000;
+            let url = format!("https://shop.example.com{path}");
+            let event = bytes(&page_view(&format!("{visitor}-{n}"), &visitor, t, &url));
+            engine.process_event(None, &event, &origin, None, &mut sink);
+        }
+        let chatted = sink.offers[before..]
+            .iter()
+            .any(|o| o.action_map == "checkout-assist-chat");
+        let p = BASE + if chatted { effect } else { 0.0 };
+        if uniform() < p {
+            let t = t0 + 40_000;
+            let url = "https://shop.example.com/checkout/complete";
+            let event = bytes(&page_view(&format!("{visitor}-buy"), &visitor, t, url));
+            engine.process_event(None, &event, &origin, None, &mut sink);
+        }
+    }
+    let summary = propensity_engine::EngineSummary::new(engine.counters(), &config);
+    let group = &summary.control_groups["checkout-assist-chat"];
+    assert!(
+        group.offered_sessions > 1000 && group.held_out_sessions > 1000,
+        "{group:?}"
+    );
+    group.uplift.expect("both arms have sessions")
+}
+
+/// The measured uplift recovers a true effect of offers within its
+/// interval, and with no effect the interval covers 0. Each reading is a
+/// 95 % interval, so over 20 seeds per effect at least 16 must cover the
+/// truth (a binomial(20, 0.95) falls below that with probability 0.016),
+/// the mean of the readings must be within 0.01 of it, and a large effect
+/// must be detected (interval above 0) every time.
+#[test]
+fn the_uplift_interval_recovers_the_true_effect() {
+    for effect in [0.15, 0.05, 0.0] {
+        let readings: Vec<_> = (0..20)
+            .map(|seed| measured_uplift(effect, 100 + seed))
+            .collect();
+        let covered = readings
+            .iter()
+            .filter(|u| u.ci_low <= effect && effect <= u.ci_high)
+            .count();
+        let mean = readings.iter().map(|u| u.difference).sum::<f64>() / readings.len() as f64;
+        eprintln!(
+            "true {effect:.2}: {covered}/20 intervals cover it; mean measured {mean:+.4}; first {:+.4} [{:+.4}, {:+.4}], {:+.1} outcomes caused",
+            readings[0].difference, readings[0].ci_low, readings[0].ci_high, readings[0].incremental_outcomes
+        );
+        assert!(
+            covered >= 16,
+            "true effect {effect}: {covered}/20 intervals cover it"
+        );
+        assert!(
+            (mean - effect).abs() < 0.01,
+            "true effect {effect}: mean measured {mean}"
+        );
+        if effect >= 0.15 {
+            assert!(
+                readings.iter().all(|u| u.ci_low > 0.0),
+                "a large effect went undetected"
+            );
+        }
+    }
+}
