@@ -207,7 +207,31 @@ fn tail_shows_what_a_run_published_and_describe_the_group_offsets() {
     assert!(!offers.is_empty(), "the run made no offers");
     let n = offers.len().to_string();
     let tailed = tail(&d, &["offers", "--from-beginning", "--count", &n, "--json"]);
-    assert_eq!(sorted(tailed), sorted(offers));
+    assert_eq!(sorted(tailed), sorted(offers.clone()));
+
+    // Decisions (the harness publishes them): the records as published,
+    // and one readable line each.
+    let decisions: Vec<String> = d
+        .read_topic(&d.settings.decisions_topic)
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    assert!(
+        decisions.len() >= offers.len(),
+        "fewer decisions than offers"
+    );
+    let k = decisions.len().to_string();
+    let tailed = tail(
+        &d,
+        &["decisions", "--from-beginning", "--count", &k, "--json"],
+    );
+    assert_eq!(sorted(tailed), sorted(decisions.clone()));
+    let pretty = tail(&d, &["decisions", "--from-beginning", "--count", &k]);
+    assert_eq!(pretty.len(), decisions.len());
+    assert!(
+        pretty.iter().all(|l| l.contains("  decision ")),
+        "{pretty:?}"
+    );
 
     let dlq = d.read_topic(&d.settings.dead_letter_topic);
     assert!(!dlq.is_empty(), "the traffic has no malformed lines");

@@ -35,6 +35,8 @@ pub enum TailTopic {
     Offers,
     /// Outcome scores (`kafka.scores_topic`; published only when set).
     Scores,
+    /// Decision records (`kafka.decisions_topic`; published only when set).
+    Decisions,
     /// Dead letters (`kafka.dead_letter_topic`): the raw record and its
     /// headers (reason, origin, error).
     DeadLetters,
@@ -72,11 +74,20 @@ pub fn run(config: &Config, args: &TailArgs, out: &mut dyn Write) -> Result<()> 
     let (topic, key) = match args.topic {
         TailTopic::Offers => (&settings.offers_topic, "kafka.offers_topic"),
         TailTopic::Scores => (&settings.scores_topic, "kafka.scores_topic"),
+        TailTopic::Decisions => (&settings.decisions_topic, "kafka.decisions_topic"),
         TailTopic::DeadLetters => (&settings.dead_letter_topic, "kafka.dead_letter_topic"),
     };
     if topic.is_empty() {
+        let what = match args.topic {
+            TailTopic::Decisions => "decisions are not published",
+            _ => "scores are not published",
+        };
+        let publishes = match args.topic {
+            TailTopic::Decisions => "one record per action map decision",
+            _ => "one score per scored event",
+        };
         bail!(
-            "scores are not published: `{key}` is empty in {}; set it (and restart `propensity run`) to publish one score per scored event",
+            "{what}: `{key}` is empty in {}; set it (and restart `propensity run`) to publish {publishes}",
             config.origin
         );
     }
@@ -201,6 +212,7 @@ pub fn pretty_line(topic: TailTopic, r: &TailRecord) -> String {
         (TailTopic::DeadLetters, _) => pretty_dead_letter(r),
         (TailTopic::Offers, Some(o)) => pretty_offer(&o),
         (TailTopic::Scores, Some(s)) => pretty_score(&s),
+        (TailTopic::Decisions, Some(d)) => pretty_decision(&d),
         (_, None) => format!(
             "p{}@{} not JSON ({} bytes)",
             r.partition,
@@ -249,6 +261,22 @@ fn pretty_score(s: &Value) -> String {
         text(s, "session_id"),
         text(s, "event_id"),
         text(s, "model_version"),
+    )
+}
+
+/// `<event time>  decision <map> <kind> (<arm>) <outcome> <p>  visitor <id> session <id> event <id>`.
+fn pretty_decision(d: &Value) -> String {
+    format!(
+        "{}  decision {} {} ({}) {} {:.3}  visitor {} session {} event {}",
+        text(d, "event_time"),
+        text(d, "action_map"),
+        text(d, "decision"),
+        text(d, "arm"),
+        text(d, "outcome"),
+        d["probability"].as_f64().unwrap_or(f64::NAN),
+        text(d, "visitor_id"),
+        text(d, "session_id"),
+        text(d, "trigger_event_id"),
     )
 }
 
@@ -341,6 +369,19 @@ mod tests {
         assert_eq!(
             pretty_line(TailTopic::Scores, &record(s.as_bytes(), &[])),
             "2026-11-29T10:00:02.000Z  score purchase 0.336  visitor ben session s2 event b1 (purchase-c3)"
+        );
+    }
+
+    #[test]
+    fn a_decision_reads_as_one_line() {
+        let d = r#"{"decision_id":"4f1c2b9e8d7a6b5c4d3e2f1a0b9c8d7e","visitor_id":"ana","session_id":"s1","action_map":"checkout-assist-chat","outcome":"purchase","decision":"held_out","arm":"control","probability":0.6123,"model_version":"purchase-c3","trigger_event_id":"a7","event_time":"2026-11-29T10:00:35.000Z"}"#;
+        assert_eq!(
+            pretty_line(TailTopic::Decisions, &record(d.as_bytes(), &[])),
+            "2026-11-29T10:00:35.000Z  decision checkout-assist-chat held_out (control) purchase 0.612  visitor ana session s1 event a7"
+        );
+        assert_eq!(
+            json_line(TailTopic::Decisions, &record(d.as_bytes(), &[])),
+            d
         );
     }
 

@@ -257,4 +257,12 @@ fn tail_refuses_scores_when_none_are_published() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("`kafka.scores_topic` is empty"), "{err}");
+    let out = propensity(&["tail", "decisions", "--timeout", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("decisions are not published")
+            && err.contains("`kafka.decisions_topic` is empty"),
+        "{err}"
+    );
 }
