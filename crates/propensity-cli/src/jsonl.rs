@@ -151,6 +151,19 @@ impl FileSink {
         Ok(self)
     }
 
+    /// Writes `value` as one JSON line to `out`, when that output is open.
+    fn write_json(
+        out: Option<&mut (dyn Write + 'static)>,
+        value: &impl serde::Serialize,
+        error: &mut Option<io::Error>,
+    ) {
+        let Some(out) = out else { return };
+        match serde_json::to_vec(value) {
+            Ok(line) => Self::write_line(out, &line, error),
+            Err(e) => *error = Some(io::Error::other(e)),
+        }
+    }
+
     fn write_line(out: &mut dyn Write, line: &[u8], error: &mut Option<io::Error>) {
         if error.is_some() {
             return;
@@ -204,12 +217,7 @@ impl EngineSink for FileSink {
     }
 
     fn score(&mut self, score: &OutcomeScore<'_>) {
-        if let Some(out) = &mut self.scores {
-            match serde_json::to_vec(score) {
-                Ok(line) => Self::write_line(&mut **out, &line, &mut self.error),
-                Err(e) => self.error = Some(io::Error::other(e)),
-            }
-        }
+        Self::write_json(self.scores.as_deref_mut(), score, &mut self.error);
     }
 
     fn wants_decisions(&self) -> bool {
@@ -217,11 +225,6 @@ impl EngineSink for FileSink {
     }
 
     fn decision(&mut self, decision: &Decision<'_>) {
-        if let Some(out) = &mut self.decisions {
-            match serde_json::to_vec(decision) {
-                Ok(line) => Self::write_line(&mut **out, &line, &mut self.error),
-                Err(e) => self.error = Some(io::Error::other(e)),
-            }
-        }
+        Self::write_json(self.decisions.as_deref_mut(), decision, &mut self.error);
     }
 }

@@ -568,6 +568,18 @@ pub struct KafkaSink<'a> {
 }
 
 impl KafkaSink<'_> {
+    /// Sends `value` as JSON to `topic`, keyed by the visitor id (scores
+    /// and decisions).
+    fn send_json(&mut self, topic: &str, visitor_id: &str, value: &impl serde::Serialize) {
+        if let Ok(json) = serde_json::to_vec(value) {
+            self.send(
+                BaseRecord::to(topic)
+                    .key(visitor_id.as_bytes())
+                    .payload(json.as_slice()),
+            );
+        }
+    }
+
     fn send(&mut self, record: BaseRecord<'_, [u8], [u8]>) {
         if self.error.is_some() {
             return;
@@ -650,14 +662,8 @@ impl EngineSink for KafkaSink<'_> {
     }
 
     fn score(&mut self, score: &OutcomeScore<'_>) {
-        if let Ok(json) = serde_json::to_vec(score) {
-            let topic = self.target.topics.scores.as_str();
-            self.send(
-                BaseRecord::to(topic)
-                    .key(score.visitor_id.as_bytes())
-                    .payload(json.as_slice()),
-            );
-        }
+        let topics = self.target.topics;
+        self.send_json(&topics.scores, score.visitor_id, score);
     }
 
     fn wants_decisions(&self) -> bool {
@@ -665,14 +671,8 @@ impl EngineSink for KafkaSink<'_> {
     }
 
     fn decision(&mut self, decision: &Decision<'_>) {
-        if let Ok(json) = serde_json::to_vec(decision) {
-            let topic = self.target.topics.decisions.as_str();
-            self.send(
-                BaseRecord::to(topic)
-                    .key(decision.visitor_id.as_bytes())
-                    .payload(json.as_slice()),
-            );
-        }
+        let topics = self.target.topics;
+        self.send_json(&topics.decisions, decision.visitor_id, decision);
     }
 
     fn state_changed(&mut self, visitor_id: &str) {
