@@ -22,7 +22,7 @@ use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_kafka::produce::{OutgoingRecord, TrafficProducer};
 use propensity_system_tests::Traffic as Files;
 use propensity_system_tests::{
-    json_values, models_dir, read_lines, workspace_root, Deployment, Instance,
+    json_values, models_dir, read_lines, workspace_root, Deployment, Instance, CONTROL_GROUP_MAP,
 };
 use serde_json::{json, Value};
 
@@ -636,6 +636,54 @@ fn metrics_match_the_documentation() {
         on_topic,
         "decisions by kind {kinds:?}: metric vs topic"
     );
+    // `propensity report`, computed from the decisions and conversions
+    // topics, equals the metrics map by map: decisions by kind, and each
+    // arm's sessions and conversions.
+    let out = d
+        .command(&["report", "--from-kafka", "--json", "-"])
+        .output()
+        .expect("propensity report");
+    assert!(
+        out.status.success(),
+        "report: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let m = instance.metrics();
+    let maps = report.as_object().expect("report by map");
+    assert!(maps.contains_key(CONTROL_GROUP_MAP.0), "{report}");
+    for (map, row) in maps {
+        for kind in kinds {
+            assert_eq!(
+                row["decisions"][kind].as_f64(),
+                Some(m.sum_where(
+                    "propensity_decisions_total",
+                    &[("action_map", map), ("decision", kind)]
+                )),
+                "{map} {kind}: report vs metric"
+            );
+        }
+        let g = &row["control_group"];
+        for (arm, sessions, converted) in [
+            ("treatment", "offered_sessions", "offered_converted"),
+            ("control", "held_out_sessions", "held_out_converted"),
+        ] {
+            let labels = [("action_map", map.as_str()), ("arm", arm)];
+            assert_eq!(
+                g[sessions].as_f64(),
+                Some(m.sum_where("propensity_control_group_sessions_total", &labels)),
+                "{map} {arm} sessions: report vs metric"
+            );
+            assert_eq!(
+                g[converted].as_f64(),
+                Some(m.sum_where("propensity_control_group_conversions_total", &labels)),
+                "{map} {arm} conversions: report vs metric"
+            );
+        }
+    }
+    let g = &report[CONTROL_GROUP_MAP.0]["control_group"];
+    eprintln!("{}: {g}", CONTROL_GROUP_MAP.0);
+    assert!(g["held_out_sessions"].as_u64() > Some(0), "{g}");
     assert!(instance.terminate(Duration::from_secs(30)).success());
     let undocumented: Vec<&String> = exported.difference(&documented).collect();
     let missing: Vec<&String> = documented.difference(&exported).collect();

@@ -30,8 +30,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::{
-    binary, brokers, load_requested, models_dir, random_suffix, read_json_lines, read_lines,
-    read_topic, run_ok, LoadGuard, Metrics, Record,
+    assert_same_decisions, assert_same_records, binary, brokers, json_values, load_requested,
+    models_dir, random_suffix, read_json_lines, read_lines, read_topic, run_ok, workspace_root,
+    LoadGuard, Metrics, Record,
 };
 
 /// `[kafka] workers` of every deployment's instances, unless a test sets
@@ -48,6 +49,60 @@ pub struct Traffic {
     pub events: PathBuf,
     /// Consent file.
     pub consent: PathBuf,
+}
+
+/// The deployment's configuration file, in its directory.
+const CONFIG_FILE: &str = "propensity.toml";
+
+/// The map that has a control group in every deployment, and its share.
+pub const CONTROL_GROUP_MAP: (&str, f64) = ("checkout-assist-chat", 0.3);
+
+/// Writes the shipped configuration with a control group on
+/// [`CONTROL_GROUP_MAP`]: every system test then runs held-out decisions
+/// and conversions in both arms through its hard conditions, and `replay`
+/// (same file) must agree with them.
+fn write_config(path: &Path) {
+    let shipped = std::fs::read_to_string(workspace_root().join("config/propensity.toml"))
+        .expect("config/propensity.toml");
+    let (map, share) = CONTROL_GROUP_MAP;
+    let name_line = format!("name = \"{map}\"\n");
+    assert!(
+        shipped.contains(&name_line),
+        "no action map {map} in the shipped config"
+    );
+    let mut text = String::new();
+    let mut in_map = false;
+    for line in shipped.lines() {
+        if line.starts_with("[[") || line.starts_with('[') {
+            in_map = false;
+        }
+        if format!("{line}\n") == name_line {
+            in_map = true;
+        }
+        if in_map && line.starts_with("holdout_fraction") {
+            text.push_str(&format!("holdout_fraction = {share}\n"));
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    assert!(
+        text.contains(&format!("holdout_fraction = {share}")),
+        "{map}: no holdout_fraction line to set"
+    );
+    std::fs::write(path, text).expect("write the deployment config");
+}
+
+/// What `propensity replay` wrote.
+pub struct ReplayOutputs {
+    /// Offers.
+    pub offers: Vec<Value>,
+    /// Decision records.
+    pub decisions: Vec<Value>,
+    /// Conversion records.
+    pub conversions: Vec<Value>,
+    /// The summary (`--summary-json`).
+    pub summary: Value,
 }
 
 /// One test's deployment: its own topics and group, its own directory.
@@ -121,10 +176,12 @@ impl Deployment {
         // that they are written without disturbing anything else, and the
         // crash tests compare them with `replay`'s.
         settings.decisions_topic = format!("decisions-{suffix}");
+        settings.conversions_topic = format!("conversions-{suffix}");
         let dir = tempfile::Builder::new()
             .prefix(&format!("propensity-{name}-"))
             .tempdir()
             .expect("tempdir");
+        write_config(&dir.path().join(CONFIG_FILE));
         let models = models_dir();
         let env = vec![
             ("PROPENSITY__KAFKA__BROKERS", settings.brokers.clone()),
@@ -157,6 +214,10 @@ impl Deployment {
                 "PROPENSITY__KAFKA__DECISIONS_TOPIC",
                 settings.decisions_topic.clone(),
             ),
+            (
+                "PROPENSITY__KAFKA__CONVERSIONS_TOPIC",
+                settings.conversions_topic.clone(),
+            ),
             ("PROPENSITY__KAFKA__PARTITIONS", partitions.to_string()),
             ("PROPENSITY__KAFKA__WORKERS", TEST_WORKERS.to_string()),
             ("PROPENSITY__MODELS__DIR", models.display().to_string()),
@@ -188,9 +249,14 @@ impl Deployment {
         d
     }
 
-    /// A `propensity` command with this deployment's environment.
+    /// A `propensity` command with this deployment's configuration and
+    /// environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(binary());
+        // (`generate` reads no configuration and refuses one.)
+        if args.first() != Some(&"generate") {
+            c.arg("--config").arg(self.dir.path().join(CONFIG_FILE));
+        }
         c.args(args);
         for (k, v) in &self.env {
             c.env(k, v);
@@ -238,15 +304,15 @@ impl Deployment {
     /// The offers and the summary of `propensity replay` on the same
     /// records.
     pub fn replay(&self, traffic: &Traffic) -> (Vec<Value>, Value) {
-        let (offers, _, summary) = self.replay_with_decisions(traffic);
-        (offers, summary)
+        let r = self.replay_all(traffic);
+        (r.offers, r.summary)
     }
 
-    /// The offers, the decisions and the summary of `propensity replay` on
-    /// the same records.
-    pub fn replay_with_decisions(&self, traffic: &Traffic) -> (Vec<Value>, Vec<Value>, Value) {
+    /// Every output of `propensity replay` on the same records.
+    pub fn replay_all(&self, traffic: &Traffic) -> ReplayOutputs {
         let out = self.dir.path().join("replay-offers.jsonl");
         let decisions = self.dir.path().join("replay-decisions.jsonl");
+        let conversions = self.dir.path().join("replay-conversions.jsonl");
         let summary = self.dir.path().join("replay-summary.json");
         run_ok(
             self.command(&["replay", "--events"])
@@ -259,12 +325,52 @@ impl Deployment {
                 .arg(&out)
                 .arg("--decisions-out")
                 .arg(&decisions)
+                .arg("--conversions-out")
+                .arg(&conversions)
                 .arg("--summary-json")
                 .arg(&summary),
         );
         let summary = serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary"))
             .expect("summary JSON");
-        (read_json_lines(&out), read_json_lines(&decisions), summary)
+        ReplayOutputs {
+            offers: read_json_lines(&out),
+            decisions: read_json_lines(&decisions),
+            conversions: read_json_lines(&conversions),
+            summary,
+        }
+    }
+
+    /// The decisions and conversions on Kafka equal `replay`'s, each
+    /// exactly once (see [`assert_same_decisions`] and
+    /// [`assert_same_records`]), and the control group saw held-out
+    /// decisions and conversions in its control arm.
+    pub fn assert_decision_log_matches(&self, replay: &ReplayOutputs, kafka_offers: &[Value]) {
+        let decisions = json_values(&self.read_topic(&self.settings.decisions_topic), "decision");
+        assert_same_decisions(&decisions, &replay.decisions, kafka_offers);
+        let conversions = json_values(
+            &self.read_topic(&self.settings.conversions_topic),
+            "conversion",
+        );
+        assert_same_records(
+            &conversions,
+            &replay.conversions,
+            "conversion_id",
+            &["arm", "action_map", "session_id", "event_id"],
+        );
+        let held_out = decisions
+            .iter()
+            .filter(|x| x["decision"] == "held_out")
+            .count();
+        let control = conversions.iter().filter(|x| x["arm"] == "control").count();
+        eprintln!(
+            "{} decisions ({held_out} held out), {} conversions ({control} in control)",
+            decisions.len(),
+            conversions.len()
+        );
+        assert!(
+            held_out > 0 && control > 0,
+            "the control group saw no held-out decision or conversion"
+        );
     }
 
     /// Every committed record of a topic.
@@ -460,6 +566,7 @@ impl Deployment {
             &s.changelog_topic,
             &s.scores_topic,
             &s.decisions_topic,
+            &s.conversions_topic,
         ];
         let started = Instant::now();
         for topic in topics.into_iter().filter(|t| !t.is_empty()) {

@@ -28,14 +28,16 @@ pub mod metrics;
 pub mod topics;
 
 pub use acked::{AckProducer, Acked};
-pub use deployment::{Deployment, Instance, PartitionProgress, Traffic};
+pub use deployment::{
+    Deployment, Instance, PartitionProgress, ReplayOutputs, Traffic, CONTROL_GROUP_MAP,
+};
 pub use fixtures::{consent_record, now_epoch_ms, page_view, rfc3339};
 pub use http::http_get;
 pub use load::{background_load, load_requested, LoadGuard};
 pub use metrics::{Metrics, Reconciliation};
 pub use topics::{
-    assert_same_decisions, assert_same_offers, json_values, offers_by_id, offers_in, read_json,
-    read_json_lines, read_lines, read_topic, set_max_message_bytes, Record,
+    assert_same_decisions, assert_same_offers, assert_same_records, json_values, offers_by_id,
+    offers_in, read_json, read_json_lines, read_lines, read_topic, set_max_message_bytes, Record,
 };
 
 use std::path::{Path, PathBuf};

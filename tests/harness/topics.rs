@@ -140,41 +140,18 @@ pub fn offers_in(records: &[Record]) -> Vec<Value> {
 /// duplicate id), the same ids, and the same kind, arm, map and event for
 /// each; and the `offered` ones are exactly the offers published.
 pub fn assert_same_decisions(kafka: &[Value], replay: &[Value], kafka_offers: &[Value]) {
-    let by_id = |records: &[Value], what: &str| {
-        let mut map = std::collections::BTreeMap::new();
-        for d in records {
-            let id = d["decision_id"].as_str().expect("decision_id").to_owned();
-            assert!(
-                map.insert(id.clone(), d.clone()).is_none(),
-                "{what}: decision {id} twice"
-            );
-        }
-        map
-    };
-    let k = by_id(kafka, "kafka");
-    let r = by_id(replay, "replay");
-    assert!(!r.is_empty(), "replay made no decision");
-    let missing = r.keys().filter(|id| !k.contains_key(*id)).count();
-    let extra = k.keys().filter(|id| !r.contains_key(*id)).count();
-    assert!(
-        missing == 0 && extra == 0,
-        "decisions differ: {missing} missing from Kafka, {extra} extra (of {} replayed)",
-        r.len()
-    );
-    for (id, d) in &r {
-        for field in [
+    let k = assert_same_records(
+        kafka,
+        replay,
+        "decision_id",
+        &[
             "decision",
             "arm",
             "action_map",
             "trigger_event_id",
             "session_id",
-        ] {
-            assert_eq!(
-                k[id][field], d[field],
-                "decision {id}: field {field} differs"
-            );
-        }
-    }
+        ],
+    );
     let offered: std::collections::BTreeSet<&str> = k
         .values()
         .filter(|d| d["decision"] == "offered")
@@ -185,6 +162,47 @@ pub fn assert_same_decisions(kafka: &[Value], replay: &[Value], kafka_offers: &[
         .map(|o| o["offer_id"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(offered, offers, "offered decisions vs offers published");
+}
+
+/// Records published on Kafka equal `replay`'s, matched by `id_field`:
+/// each exactly once (no duplicate id), the same ids, and the same
+/// `fields`; returns Kafka's by id. Replay must have made some.
+pub fn assert_same_records(
+    kafka: &[Value],
+    replay: &[Value],
+    id_field: &str,
+    fields: &[&str],
+) -> std::collections::BTreeMap<String, Value> {
+    let by_id = |records: &[Value], what: &str| {
+        let mut map = std::collections::BTreeMap::new();
+        for d in records {
+            let id = d[id_field].as_str().expect(id_field).to_owned();
+            assert!(
+                map.insert(id.clone(), d.clone()).is_none(),
+                "{what}: {id_field} {id} twice"
+            );
+        }
+        map
+    };
+    let k = by_id(kafka, "kafka");
+    let r = by_id(replay, "replay");
+    assert!(!r.is_empty(), "replay made no record with a {id_field}");
+    let missing = r.keys().filter(|id| !k.contains_key(*id)).count();
+    let extra = k.keys().filter(|id| !r.contains_key(*id)).count();
+    assert!(
+        missing == 0 && extra == 0,
+        "records by {id_field} differ: {missing} missing from Kafka, {extra} extra (of {} replayed)",
+        r.len()
+    );
+    for (id, d) in &r {
+        for field in fields {
+            assert_eq!(
+                k[id][field], d[field],
+                "{id_field} {id}: field {field} differs"
+            );
+        }
+    }
+    k
 }
 
 /// Asserts that Kafka's offers equal the replay's, naming what differs.

@@ -85,6 +85,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("kafka.offers_topic", "output: engagement offers (exactly once)"),
     ("kafka.scores_topic", "output: outcome scores; empty: not published"),
     ("kafka.decisions_topic", "output: decision records (one per action map whose trigger and conditions held: offered, held_out, capped, no_purpose, lower_priority); empty: not published"),
+    ("kafka.conversions_topic", "output: conversion records (a session with an offered or held_out decision of a map achieved its outcome; one per map and arm); empty: not published"),
     ("kafka.dead_letter_topic", "output: dead letters (original key and value, reason in headers)"),
     ("kafka.changelog_topic", "internal: session and frequency-cap state, compacted, co-partitioned"),
     ("kafka.partitions", "partitions of the topics `topics create` makes; caps how many instances do work"),

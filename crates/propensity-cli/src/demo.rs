@@ -99,6 +99,7 @@ pub fn run_demo(
             offers_out: &offers,
             scores_out: Some(&out.join("scores.jsonl")),
             decisions_out: Some(&out.join("decisions.jsonl")),
+            conversions_out: Some(&out.join("conversions.jsonl")),
             dead_letters_out: Some(&out.join("dead-letters.jsonl")),
             summary_json: Some(&out.join("summary.json")),
         },
@@ -108,7 +109,7 @@ pub fn run_demo(
     print_replay_summary(&summary, w)?;
     writeln!(
         w,
-        "\nfiles: {} (offers.jsonl, decisions.jsonl, scores.jsonl, dead-letters.jsonl, summary.json, models/, report/report.html and *.png)",
+        "\nfiles: {} (offers.jsonl, decisions.jsonl, conversions.jsonl, scores.jsonl, dead-letters.jsonl, summary.json, models/, report/report.html and *.png)",
         out.display()
     )?;
     writeln!(w, "done in {:.1} s", started.elapsed().as_secs_f64())?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
-use propensity_engine::wire::Decision;
+use propensity_engine::wire::{Conversion, Decision};
 use propensity_engine::{DeadLetter, EngineSink, Offer, OutcomeScore};
 
 use crate::progress::{Progress, Unit};
@@ -110,6 +110,7 @@ pub struct FileSink {
     offers: Box<dyn Write>,
     scores: Option<Box<dyn Write>>,
     decisions: Option<Box<dyn Write>>,
+    conversions: Option<Box<dyn Write>>,
     dead_letters: Option<Box<dyn Write>>,
     /// Offers written.
     pub offers_written: u64,
@@ -130,6 +131,7 @@ impl FileSink {
             offers: create_output(offers)?,
             scores: scores.map(create_output).transpose()?,
             decisions: None,
+            conversions: None,
             dead_letters: dead_letters.map(create_output).transpose()?,
             offers_written: 0,
             dead_letters_seen: 0,
@@ -142,11 +144,21 @@ impl FileSink {
         })
     }
 
-    /// Also writes decision records to `decisions`, when given.
-    pub fn with_decisions(mut self, decisions: Option<&Path>) -> Result<Self> {
-        if let Some(path) = decisions {
-            self.decisions = Some(create_output(path)?);
-            self.paths.push(path.to_path_buf());
+    /// Also writes decision records to `decisions` and conversion records
+    /// to `conversions`, when given.
+    pub fn with_decisions(
+        mut self,
+        decisions: Option<&Path>,
+        conversions: Option<&Path>,
+    ) -> Result<Self> {
+        for (path, out) in [
+            (decisions, &mut self.decisions),
+            (conversions, &mut self.conversions),
+        ] {
+            if let Some(path) = path {
+                *out = Some(create_output(path)?);
+                self.paths.push(path.to_path_buf());
+            }
         }
         Ok(self)
     }
@@ -182,8 +194,11 @@ impl FileSink {
         if let Some(s) = &mut self.scores {
             s.flush()?;
         }
-        if let Some(d) = &mut self.decisions {
-            d.flush()?;
+        for out in [&mut self.decisions, &mut self.conversions]
+            .into_iter()
+            .flatten()
+        {
+            out.flush()?;
         }
         if let Some(d) = &mut self.dead_letters {
             d.flush()?;
@@ -226,5 +241,13 @@ impl EngineSink for FileSink {
 
     fn decision(&mut self, decision: &Decision<'_>) {
         Self::write_json(self.decisions.as_deref_mut(), decision, &mut self.error);
+    }
+
+    fn wants_conversions(&self) -> bool {
+        self.conversions.is_some()
+    }
+
+    fn conversion(&mut self, conversion: &Conversion<'_>) {
+        Self::write_json(self.conversions.as_deref_mut(), conversion, &mut self.error);
     }
 }

@@ -154,6 +154,7 @@ pub(crate) fn suffixed(base: &KafkaSettings, tag: &str) -> KafkaSettings {
         changelog_topic: format!("changelog-{s}"),
         scores_topic: String::new(),
         decisions_topic: String::new(),
+        conversions_topic: String::new(),
         ..base.clone()
     }
 }

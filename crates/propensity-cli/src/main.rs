@@ -11,6 +11,7 @@
 mod bench;
 mod config_file;
 mod config_reference;
+mod decisions_report;
 mod demo;
 mod feature_list;
 mod http_server;
@@ -150,6 +151,11 @@ enum Command {
         /// lower_priority).
         #[arg(long)]
         decisions_out: Option<PathBuf>,
+        /// Conversion records output: one per action map and arm a session
+        /// had an offered or held_out decision in, when it then achieved
+        /// the map's outcome (`report` joins them with the decisions).
+        #[arg(long)]
+        conversions_out: Option<PathBuf>,
         /// Dead letters output.
         #[arg(long)]
         dead_letters_out: Option<PathBuf>,
@@ -259,6 +265,10 @@ enum Command {
     /// Print records of an output topic as its consumers see them
     /// (read_committed, nothing committed): one line per record.
     Tail(tail::TailArgs),
+    /// Decisions per action map and each control group's uplift, read back
+    /// from decision and conversion records (files, or the topics with
+    /// --from-kafka): a table, optionally JSON and an uplift chart.
+    Report(decisions_report::ReportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -335,6 +345,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Man => {
             refuse_config(cli.config.as_deref(), "man")?;
             shell_integration::man_page::<Cli>(&mut out)?;
+        }
+        Command::Report(args) => {
+            let config = load_config(cli.config.as_deref())?;
+            logging::init(&config, verbosity)?;
+            decisions_report::run(&config, &args, &mut out)?;
         }
         Command::Tail(args) => {
             let config = load_config(cli.config.as_deref())?;
@@ -422,6 +437,7 @@ fn run(cli: Cli) -> Result<()> {
             offers_out,
             scores_out,
             decisions_out,
+            conversions_out,
             dead_letters_out,
             summary_json,
         } => {
@@ -430,6 +446,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(&offers_out),
                 scores_out.as_ref(),
                 decisions_out.as_ref(),
+                conversions_out.as_ref(),
                 dead_letters_out.as_ref(),
             ]
             .into_iter()
@@ -444,6 +461,7 @@ fn run(cli: Cli) -> Result<()> {
                     offers_out: &offers_out,
                     scores_out: scores_out.as_deref(),
                     decisions_out: decisions_out.as_deref(),
+                    conversions_out: conversions_out.as_deref(),
                     dead_letters_out: dead_letters_out.as_deref(),
                     summary_json: summary_json.as_deref(),
                 },

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use propensity_engine::engine::ControlGroupResult;
 use propensity_engine::features::{Vocabulary, VocabularyField};
 use propensity_engine::replay::{replay, ReplaySources};
 use propensity_engine::{Engine, EngineSink, EngineSummary, ModelSet};
@@ -518,6 +519,8 @@ pub struct ReplayArgs<'a> {
     pub scores_out: Option<&'a Path>,
     /// Decisions output.
     pub decisions_out: Option<&'a Path>,
+    /// Conversions output.
+    pub conversions_out: Option<&'a Path>,
     /// Dead letters output.
     pub dead_letters_out: Option<&'a Path>,
     /// Summary output.
@@ -538,7 +541,7 @@ pub fn replay_files(
     let config = &config;
     let (ev, co) = read_inputs(args.events, args.consent, progress)?;
     let mut sink = FileSink::create(args.offers_out, args.scores_out, args.dead_letters_out)?
-        .with_decisions(args.decisions_out)?;
+        .with_decisions(args.decisions_out, args.conversions_out)?;
     // One engine for every partition, with a watermark, TTL and idle sweep,
     // buffer cap and session serials per partition (`kafka.partitions`):
     // the same outputs as `run`'s engine per partition for the same
@@ -623,6 +626,15 @@ pub fn print_replay_summary(s: &EngineSummary, w: &mut impl Write) -> Result<()>
         s.offers + held_out + capped + purpose + lower,
         s.offers
     )?;
+    for (map, g) in &s.control_groups {
+        writeln!(w, "{}", control_group_line(map, g))?;
+    }
+    Ok(())
+}
+
+/// One map's control group on one line: both arms' sessions, conversions
+/// and rates, and the uplift with its interval.
+pub fn control_group_line(map: &str, g: &ControlGroupResult) -> String {
     let rate = |x: u64, n: u64| {
         if n == 0 {
             "-".to_owned()
@@ -630,29 +642,25 @@ pub fn print_replay_summary(s: &EngineSummary, w: &mut impl Write) -> Result<()>
             format!("{:.1} %", 100.0 * x as f64 / n as f64)
         }
     };
-    for (map, g) in &s.control_groups {
-        let uplift = match &g.uplift {
-            Some(u) => format!(
-                "uplift {:+.1} points (95 % CI {:+.1} to {:+.1}), {:+.1} outcomes caused",
-                100.0 * u.difference,
-                100.0 * u.ci_low,
-                100.0 * u.ci_high,
-                u.incremental_outcomes
-            ),
-            None => "uplift: needs sessions in both arms".to_owned(),
-        };
-        writeln!(
-            w,
-            "control group {map}: offered {} sessions, {} converted ({}); held out {}, {} converted ({}); {uplift}",
-            g.offered_sessions,
-            g.offered_converted,
-            rate(g.offered_converted, g.offered_sessions),
-            g.held_out_sessions,
-            g.held_out_converted,
-            rate(g.held_out_converted, g.held_out_sessions),
-        )?;
-    }
-    Ok(())
+    let uplift = match &g.uplift {
+        Some(u) => format!(
+            "uplift {:+.1} points (95 % CI {:+.1} to {:+.1}), {:+.1} outcomes caused",
+            100.0 * u.difference,
+            100.0 * u.ci_low,
+            100.0 * u.ci_high,
+            u.incremental_outcomes
+        ),
+        None => "uplift: needs sessions in both arms".to_owned(),
+    };
+    format!(
+        "control group {map}: offered {} sessions, {} converted ({}); held out {}, {} converted ({}); {uplift}",
+        g.offered_sessions,
+        g.offered_converted,
+        rate(g.offered_converted, g.offered_sessions),
+        g.held_out_sessions,
+        g.held_out_converted,
+        rate(g.held_out_converted, g.held_out_sessions),
+    )
 }
 
 /// Training examples of generated traffic, collected by the engine (see

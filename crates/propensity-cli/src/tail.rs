@@ -1,4 +1,4 @@
-//! `propensity tail offers|scores|dead-letters`: prints what the pipeline
+//! `propensity tail offers|scores|decisions|conversions|dead-letters`: prints what the pipeline
 //! publishes, as its consumers see it (committed transactions only), one
 //! line per record on stdout, readable by default or as JSON lines with
 //! `--json`. Owns the command's options, how each topic's records are
@@ -37,6 +37,9 @@ pub enum TailTopic {
     Scores,
     /// Decision records (`kafka.decisions_topic`; published only when set).
     Decisions,
+    /// Conversion records (`kafka.conversions_topic`; published only when
+    /// set).
+    Conversions,
     /// Dead letters (`kafka.dead_letter_topic`): the raw record and its
     /// headers (reason, origin, error).
     DeadLetters,
@@ -75,15 +78,20 @@ pub fn run(config: &Config, args: &TailArgs, out: &mut dyn Write) -> Result<()> 
         TailTopic::Offers => (&settings.offers_topic, "kafka.offers_topic"),
         TailTopic::Scores => (&settings.scores_topic, "kafka.scores_topic"),
         TailTopic::Decisions => (&settings.decisions_topic, "kafka.decisions_topic"),
+        TailTopic::Conversions => (&settings.conversions_topic, "kafka.conversions_topic"),
         TailTopic::DeadLetters => (&settings.dead_letter_topic, "kafka.dead_letter_topic"),
     };
     if topic.is_empty() {
         let what = match args.topic {
             TailTopic::Decisions => "decisions are not published",
+            TailTopic::Conversions => "conversions are not published",
             _ => "scores are not published",
         };
         let publishes = match args.topic {
             TailTopic::Decisions => "one record per action map decision",
+            TailTopic::Conversions => {
+                "one record per session that converted after an offered or held-out decision"
+            }
             _ => "one score per scored event",
         };
         bail!(
@@ -213,6 +221,7 @@ pub fn pretty_line(topic: TailTopic, r: &TailRecord) -> String {
         (TailTopic::Offers, Some(o)) => pretty_offer(&o),
         (TailTopic::Scores, Some(s)) => pretty_score(&s),
         (TailTopic::Decisions, Some(d)) => pretty_decision(&d),
+        (TailTopic::Conversions, Some(c)) => pretty_conversion(&c),
         (_, None) => format!(
             "p{}@{} not JSON ({} bytes)",
             r.partition,
@@ -277,6 +286,20 @@ fn pretty_decision(d: &Value) -> String {
         text(d, "visitor_id"),
         text(d, "session_id"),
         text(d, "trigger_event_id"),
+    )
+}
+
+/// `<event time>  conversion <map> (<arm>) <outcome>  visitor <id> session <id> event <id>`.
+fn pretty_conversion(c: &Value) -> String {
+    format!(
+        "{}  conversion {} ({}) {}  visitor {} session {} event {}",
+        text(c, "event_time"),
+        text(c, "action_map"),
+        text(c, "arm"),
+        text(c, "outcome"),
+        text(c, "visitor_id"),
+        text(c, "session_id"),
+        text(c, "event_id"),
     )
 }
 
@@ -382,6 +405,15 @@ mod tests {
         assert_eq!(
             json_line(TailTopic::Decisions, &record(d.as_bytes(), &[])),
             d
+        );
+    }
+
+    #[test]
+    fn a_conversion_reads_as_one_line() {
+        let c = r#"{"conversion_id":"9a0c4e1f2b3d5a6c7e8f9a0b1c2d3e4f","visitor_id":"ana","session_id":"s1","action_map":"checkout-assist-chat","outcome":"purchase","arm":"control","event_id":"a9","event_time":"2026-11-29T10:01:05.000Z"}"#;
+        assert_eq!(
+            pretty_line(TailTopic::Conversions, &record(c.as_bytes(), &[])),
+            "2026-11-29T10:01:05.000Z  conversion checkout-assist-chat (control) purchase  visitor ana session s1 event a9"
         );
     }
 

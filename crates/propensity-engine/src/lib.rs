@@ -15,6 +15,7 @@
 pub mod compact;
 pub mod config;
 pub mod control_group;
+pub mod decision_log;
 pub mod engine;
 pub mod error;
 pub mod features;

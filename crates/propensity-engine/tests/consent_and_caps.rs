@@ -963,17 +963,17 @@ fn run_checked(v: &Variant, records: &[Record]) -> Result<RunResult, TestCaseErr
         let mut dead_letters = 0;
         for out in new {
             match out {
-                Output::Decision(d) => {
-                    let d: serde_json::Value = serde_json::from_str(d).expect("decision JSON");
+                Output::Decision(d) | Output::Conversion(d) => {
+                    let d: serde_json::Value = serde_json::from_str(d).expect("output JSON");
                     prop_assert_eq!(
                         d["visitor_id"].as_str(),
                         Some(name),
-                        "record {}: decision for another visitor",
+                        "record {}: decision or conversion for another visitor",
                         i
                     );
                     prop_assert!(
                         gate.tracking(visitor),
-                        "record {} ({}): decision on {} while its consent does not grant tracking",
+                        "record {} ({}): decision or conversion on {} while its consent does not grant tracking",
                         i,
                         v.name,
                         name
@@ -1349,6 +1349,7 @@ fn serialized_outputs(sink: &RecordingSink) -> Vec<String> {
             ),
             Output::DeadLetter(d) => format!("dead {}", d.line),
             Output::Decision(d) => format!("decision {d}"),
+            Output::Conversion(c) => format!("conversion {c}"),
         })
         .collect()
 }

@@ -20,7 +20,7 @@ use common::{
     bytes, config_from, consent, low_threshold_settings, page_view, test_models, BASE_MS,
 };
 use propensity_engine::control_group::HoldoutPeriod;
-use propensity_engine::wire::{DeadLetter, Decision, Offer};
+use propensity_engine::wire::{Conversion, DeadLetter, Decision, Offer};
 use propensity_engine::{Engine, EngineConfig, EngineSink, Origin};
 use serde_json::Value;
 
@@ -36,6 +36,7 @@ const URLS: [&str; 5] = [
 struct Recorder {
     offers: Vec<Offer>,
     decisions: Vec<Value>,
+    conversions: Vec<Value>,
 }
 
 impl EngineSink for Recorder {
@@ -49,6 +50,13 @@ impl EngineSink for Recorder {
     fn decision(&mut self, decision: &Decision<'_>) {
         self.decisions
             .push(serde_json::to_value(decision).expect("a decision serializes"));
+    }
+    fn wants_conversions(&self) -> bool {
+        true
+    }
+    fn conversion(&mut self, conversion: &Conversion<'_>) {
+        self.conversions
+            .push(serde_json::to_value(conversion).expect("a conversion serializes"));
     }
 }
 
@@ -351,6 +359,31 @@ fn measured_uplift(effect: f64, seed: u64) -> propensity_engine::control_group::
         group.offered_sessions > 1000 && group.held_out_sessions > 1000,
         "{group:?}"
     );
+    // The records say what the counters say: sessions per arm are the
+    // sessions with an offered (held-out) decision, conversions the
+    // conversion records of the arm, each session at most once.
+    let sessions = |kind: &str| {
+        sink.decisions
+            .iter()
+            .filter(|d| d["action_map"] == "checkout-assist-chat" && d["decision"] == kind)
+            .map(|d| d["session_id"].to_string())
+            .collect::<BTreeSet<_>>()
+    };
+    let converted = |arm: &str| {
+        let ids: Vec<String> = sink
+            .conversions
+            .iter()
+            .filter(|c| c["action_map"] == "checkout-assist-chat" && c["arm"] == arm)
+            .map(|c| c["session_id"].to_string())
+            .collect();
+        let distinct = ids.iter().collect::<BTreeSet<_>>().len();
+        assert_eq!(distinct, ids.len(), "a session converted twice in {arm}");
+        ids.len() as u64
+    };
+    assert_eq!(sessions("offered").len() as u64, group.offered_sessions);
+    assert_eq!(sessions("held_out").len() as u64, group.held_out_sessions);
+    assert_eq!(converted("treatment"), group.offered_converted);
+    assert_eq!(converted("control"), group.held_out_converted);
     group.uplift.expect("both arms have sessions")
 }
 

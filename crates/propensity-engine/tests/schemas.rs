@@ -30,12 +30,13 @@ use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{json, Value};
 
 const MAX: usize = 65_536;
-const SCHEMAS: [&str; 6] = [
+const SCHEMAS: [&str; 7] = [
     "visitor-event",
     "consent-record",
     "engagement-offer",
     "outcome-score",
     "decision",
+    "conversion",
     "dead-letter",
 ];
 
@@ -267,6 +268,17 @@ fn run_outputs(seed_events: &[(usize, u8, i64)]) -> RecordingSink {
         };
         engine.process_event(Some(v.as_bytes()), &e, &origin, Some(t + 5), &mut sink);
     }
+    // Both visitors then buy, so the sessions decided in an arm convert.
+    for v in visitors {
+        t += 1_000;
+        let e = bytes(&page_view(
+            &format!("buy-{v}"),
+            v,
+            t,
+            "https://s/checkout/complete",
+        ));
+        engine.process_event(Some(v.as_bytes()), &e, &Origin::Unknown, None, &mut sink);
+    }
     let file = Origin::File {
         file: "events.jsonl".into(),
         line: 9,
@@ -309,6 +321,11 @@ fn check_outputs(sink: &RecordingSink) -> Result<(), TestCaseError> {
         let errs = errors("decision", &v);
         prop_assert!(errs.is_empty(), "{}\n{:#?}", v, errs);
     }
+    for c in sink.conversions() {
+        let v: Value = serde_json::from_str(c).expect("conversion JSON");
+        let errs = errors("conversion", &v);
+        prop_assert!(errs.is_empty(), "{}\n{:#?}", v, errs);
+    }
     for d in sink.dead_letters() {
         let v: Value = serde_json::from_str(&d.line).expect("dead-letter JSON");
         let errs = errors("dead-letter", &v);
@@ -337,6 +354,7 @@ fn engine_outputs_validate_against_their_schemas() {
             decisions.len()
         );
     }
+    assert!(!sink.conversions().is_empty(), "no conversion was recorded");
     assert_eq!(sink.dead_letters().len(), 7);
     let lines: Vec<Value> = sink
         .dead_letters()

@@ -123,6 +123,7 @@ pub fn role_name(role: TopicRole) -> &'static str {
         TopicRole::Offers => "offers",
         TopicRole::Scores => "scores",
         TopicRole::Decisions => "decisions",
+        TopicRole::Conversions => "conversions",
         TopicRole::DeadLetters => "dead-letters",
         TopicRole::Changelog => "changelog",
     }

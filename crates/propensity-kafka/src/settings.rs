@@ -29,6 +29,8 @@ pub struct KafkaSettings {
     pub scores_topic: String,
     /// Decision records (output); empty: not published.
     pub decisions_topic: String,
+    /// Conversion records (output); empty: not published.
+    pub conversions_topic: String,
     /// Dead letters (output).
     pub dead_letter_topic: String,
     /// Session-state changelog (compacted, co-partitioned with events).
@@ -78,6 +80,7 @@ impl Default for KafkaSettings {
             offers_topic: "engagement-offers".into(),
             scores_topic: String::new(),
             decisions_topic: String::new(),
+            conversions_topic: String::new(),
             dead_letter_topic: "propensity-dead-letters".into(),
             changelog_topic: "propensity-state-changelog".into(),
             partitions: 6,
@@ -193,6 +196,7 @@ impl KafkaSettings {
             &self.changelog_topic,
             &self.scores_topic,
             &self.decisions_topic,
+            &self.conversions_topic,
         ]
         .into_iter()
         .filter(|t| !t.is_empty())

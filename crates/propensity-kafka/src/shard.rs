@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use ahash::AHashSet;
-use propensity_engine::wire::Decision;
+use propensity_engine::wire::{Conversion, Decision};
 use propensity_engine::{
     DeadLetter, Engine, EngineCounters, EngineSink, Offer, Origin, OutcomeScore,
 };
@@ -63,6 +63,8 @@ pub struct OutputTopics {
     pub scores: String,
     /// Decisions (empty: off).
     pub decisions: String,
+    /// Conversions (empty: off).
+    pub conversions: String,
     /// Dead letters.
     pub dead_letters: String,
     /// Changelog.
@@ -673,6 +675,15 @@ impl EngineSink for KafkaSink<'_> {
     fn decision(&mut self, decision: &Decision<'_>) {
         let topics = self.target.topics;
         self.send_json(&topics.decisions, decision.visitor_id, decision);
+    }
+
+    fn wants_conversions(&self) -> bool {
+        !self.target.topics.conversions.is_empty()
+    }
+
+    fn conversion(&mut self, conversion: &Conversion<'_>) {
+        let topics = self.target.topics;
+        self.send_json(&topics.conversions, conversion.visitor_id, conversion);
     }
 
     fn state_changed(&mut self, visitor_id: &str) {

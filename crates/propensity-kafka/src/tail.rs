@@ -14,8 +14,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::client_config;
 use crate::client_log::LoggedContext;
 use crate::error::KafkaError;
-use crate::reader::OffsetQuery;
+use crate::reader::{OffsetQuery, PartitionReader};
 use crate::settings::KafkaSettings;
+use crate::CancellationToken;
 
 /// Where a tail starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,4 +112,29 @@ impl TailConsumer {
             headers,
         }))
     }
+}
+
+/// Every record value committed to `partitions` of `topic` so far,
+/// read_committed from the log start up to the settled end offsets (a
+/// transaction open when it starts is waited for, up to `max_wait`), in
+/// offset order per partition. For reports over a whole output topic; like
+/// a tail it joins no group and commits nothing.
+pub fn read_committed_values(
+    settings: &KafkaSettings,
+    topic: &str,
+    partitions: &[i32],
+    max_wait: Duration,
+) -> Result<Vec<Vec<u8>>, KafkaError> {
+    let never = CancellationToken::new();
+    let mut reader = PartitionReader::new(settings, "report", topic)?;
+    let from: Vec<(i32, Option<i64>)> = partitions.iter().map(|p| (*p, None)).collect();
+    reader.assign(&from)?;
+    let ends = reader.settled_end_offsets(partitions, max_wait, &never)?;
+    let mut values = Vec::new();
+    reader.read_until(&ends, &never, |_, m| {
+        if let Some(v) = m.payload() {
+            values.push(v.to_vec());
+        }
+    })?;
+    Ok(values)
 }

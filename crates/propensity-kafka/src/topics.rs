@@ -30,6 +30,8 @@ pub enum TopicRole {
     Scores,
     /// Decisions (output).
     Decisions,
+    /// Conversions attributed to decisions (output).
+    Conversions,
     /// Dead letters (output).
     DeadLetters,
     /// State changelog (compacted).
@@ -62,6 +64,9 @@ pub fn topics(settings: &KafkaSettings) -> Vec<(String, TopicRole)> {
     }
     if !settings.decisions_topic.is_empty() {
         t.push((settings.decisions_topic.clone(), TopicRole::Decisions));
+    }
+    if !settings.conversions_topic.is_empty() {
+        t.push((settings.conversions_topic.clone(), TopicRole::Conversions));
     }
     t
 }

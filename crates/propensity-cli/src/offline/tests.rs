@@ -67,6 +67,27 @@ fn models_trained_on_simulated_traffic_are_useful_and_calibrated() {
             e.outcome
         );
     }
+    // Percentiles mean what they say on traffic like the training
+    // traffic: about 10 % of fresh events score in the top 10 %, and half
+    // at or above the median.
+    let dim = fresh.dim();
+    for (i, o) in fresh.outcomes.iter().enumerate() {
+        let model = models.get(i).expect("a model per outcome");
+        let percentiles: Vec<u8> = o
+            .rows
+            .chunks(dim)
+            .map(|row| model.percentile(model.probability(row)).expect("a distribution"))
+            .collect();
+        let share = |min: u8| {
+            percentiles.iter().filter(|p| **p >= min).count() as f64 / percentiles.len() as f64
+        };
+        let (top, upper) = (share(90), share(50));
+        eprintln!("outcome {i}: top 10 % {top:.3}, upper half {upper:.3}");
+        assert!(
+            (top - 0.10).abs() < 0.03 && (upper - 0.50).abs() < 0.06,
+            "outcome {i}: {top:.3} of fresh events in the top 10 %, {upper:.3} in the upper half"
+        );
+    }
 }
 
 /// Writes generated traffic (`invalid_rate` malformed event lines) under `dir`.
@@ -229,6 +250,7 @@ fn a_skipped_outcome_is_served_unscored_and_a_stale_model_moves_aside() {
         offers_out: &offers,
         scores_out: Some(&scores),
         decisions_out: None,
+        conversions_out: None,
         dead_letters_out: None,
         summary_json: None,
     };

@@ -350,14 +350,25 @@ fn compile_action_map(
                 ),
             )
         })?;
-    let threshold = match m.trigger {
-        Trigger::AtOrAbove { threshold } | Trigger::FallsTo { threshold } => threshold,
-    };
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(EngineError::config(
-            format!("{key}.trigger.threshold"),
-            format!("must be within [0, 1], got {threshold}"),
-        ));
+    match m.trigger {
+        Trigger::AtOrAbove { threshold } | Trigger::FallsTo { threshold } => {
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(EngineError::config(
+                    format!("{key}.trigger.threshold"),
+                    format!("must be within [0, 1], got {threshold}"),
+                ));
+            }
+        }
+        Trigger::TopPercent { value } => {
+            if !(1..=99).contains(&value) {
+                return Err(EngineError::config(
+                    format!("{key}.trigger.value"),
+                    format!(
+                        "must be a whole percent from 1 to 99 (10: the top 10 % of scores), got {value}"
+                    ),
+                ));
+            }
+        }
     }
     if !(0.0..1.0).contains(&m.holdout_fraction) {
         return Err(EngineError::config(

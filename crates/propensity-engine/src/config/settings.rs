@@ -168,6 +168,15 @@ pub enum Trigger {
         /// Threshold in [0, 1].
         threshold: f64,
     },
+    /// The score is in the top `value` % of the training population's
+    /// scores (its percentile is at least `100 − value`; see
+    /// `OutcomeModel::percentile`): a threshold that keeps its meaning
+    /// when a retrained model shifts every probability. Needs models with
+    /// a score distribution (trained by this version).
+    TopPercent {
+        /// Share of the training population, in percent, 1 to 99.
+        value: u8,
+    },
 }
 
 /// Optional conditions of an action map; all given ones must hold.

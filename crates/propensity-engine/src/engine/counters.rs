@@ -310,6 +310,30 @@ pub struct ControlGroupResult {
     pub uplift: Option<Uplift>,
 }
 
+impl ControlGroupResult {
+    /// The reading of these counts, with the uplift when both arms have a
+    /// session.
+    pub fn new(
+        offered_sessions: u64,
+        offered_converted: u64,
+        held_out_sessions: u64,
+        held_out_converted: u64,
+    ) -> Self {
+        Self {
+            offered_sessions,
+            offered_converted,
+            held_out_sessions,
+            held_out_converted,
+            uplift: uplift(
+                offered_sessions,
+                offered_converted,
+                held_out_sessions,
+                held_out_converted,
+            ),
+        }
+    }
+}
+
 impl EngineSummary {
     /// Summarises counters under a config.
     pub fn new(c: &EngineCounters, config: &EngineConfig) -> Self {
@@ -369,18 +393,12 @@ impl EngineSummary {
                 .enumerate()
                 .filter_map(|(i, m)| {
                     let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
-                    let r = ControlGroupResult {
-                        offered_sessions: at(&c.sessions_offered_by_map),
-                        offered_converted: at(&c.converted_offered_by_map),
-                        held_out_sessions: at(&c.sessions_held_out_by_map),
-                        held_out_converted: at(&c.converted_held_out_by_map),
-                        uplift: uplift(
-                            at(&c.sessions_offered_by_map),
-                            at(&c.converted_offered_by_map),
-                            at(&c.sessions_held_out_by_map),
-                            at(&c.converted_held_out_by_map),
-                        ),
-                    };
+                    let r = ControlGroupResult::new(
+                        at(&c.sessions_offered_by_map),
+                        at(&c.converted_offered_by_map),
+                        at(&c.sessions_held_out_by_map),
+                        at(&c.converted_held_out_by_map),
+                    );
                     (m.holdout_threshold > 0 || r.held_out_sessions > 0)
                         .then(|| (m.name.clone(), r))
                 })

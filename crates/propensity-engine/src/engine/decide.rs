@@ -34,7 +34,9 @@ use crate::purpose::PurposeSet;
 use crate::stable_hash::stable_hash_parts;
 use crate::timestamp::format_rfc3339_ms;
 use crate::visitor::Session;
-use crate::wire::{Arm, Contribution, Decision, DecisionKind, Event, Offer, OutcomeScore};
+use crate::wire::{
+    Arm, Contribution, Conversion, Decision, DecisionKind, Event, Offer, OutcomeScore,
+};
 
 use super::session::{EventCtx, Scratch};
 use super::EngineSink;
@@ -93,6 +95,7 @@ impl EventCtx<'_> {
                         session_id: session.id.as_str(),
                         outcome: &outcome.name,
                         probability: p,
+                        percentile: model.percentile(p),
                         model_version: &model.version,
                         event_time: time,
                     });
@@ -129,12 +132,12 @@ impl EventCtx<'_> {
                 continue;
             };
             let prev = session.last_probability[map.outcome];
-            if !fires(map, p, prev) || !conditions_hold(map, session) {
-                continue;
-            }
             let Some(model) = self.models.get(map.outcome) else {
                 continue;
             };
+            if !fires(map, model, p, prev) || !conditions_hold(map, session) {
+                continue;
+            }
             let control = in_control_arm(
                 visitor,
                 &map.name,
@@ -164,7 +167,14 @@ impl EventCtx<'_> {
                 *last_offer_ms = MaybeMs::new(Some(t));
                 // The session's first decision of each arm counts it in
                 // that arm for attribution.
-                let bit = 1u32 << (mi + if control { 16 } else { 0 });
+                let bit = arm_bit(
+                    mi,
+                    if control {
+                        Arm::Control
+                    } else {
+                        Arm::Treatment
+                    },
+                );
                 let first_in_arm = session.decided_arms & bit == 0;
                 session.decided_arms |= bit;
                 if control {
@@ -203,6 +213,7 @@ impl EventCtx<'_> {
                         Arm::Treatment
                     },
                     probability: p,
+                    percentile: model.percentile(p),
                     model_version: &model.version,
                     trigger_event_id: &event.event_id,
                     event_time: time,
@@ -218,6 +229,7 @@ impl EventCtx<'_> {
                     purpose: map.purpose,
                     outcome: cfg.outcomes[map.outcome].name.clone(),
                     probability: p,
+                    percentile: model.percentile(p),
                     model_version: model.version.clone(),
                     trigger_event_id: event.event_id.to_string(),
                     event_time: time.clone(),
@@ -232,6 +244,72 @@ impl EventCtx<'_> {
             }
         }
     }
+}
+
+impl EventCtx<'_> {
+    /// Attribution: `session` just achieved outcome `outcome`, so it
+    /// converted in every arm it was decided in, for each map of that
+    /// outcome (the window is the rest of the session). Counted, and one
+    /// conversion record per map and arm.
+    pub(super) fn attribute(
+        &mut self,
+        session: &Session,
+        event: &Event<'_>,
+        outcome: usize,
+        sink: &mut impl EngineSink,
+    ) {
+        let cfg = self.config;
+        let wants_conversions = sink.wants_conversions();
+        let mut event_time = None;
+        for (mi, map) in cfg.action_maps.iter().enumerate() {
+            if map.outcome != outcome {
+                continue;
+            }
+            for arm in [Arm::Treatment, Arm::Control] {
+                if session.decided_arms & arm_bit(mi, arm) == 0 {
+                    continue;
+                }
+                match arm {
+                    Arm::Treatment => self.counters.converted_offered_by_map[mi] += 1,
+                    Arm::Control => self.counters.converted_held_out_by_map[mi] += 1,
+                }
+                if !wants_conversions {
+                    continue;
+                }
+                let visitor = event.visitor_id.as_ref();
+                let session_id = session.id.as_str();
+                let parts: [&[u8]; 4] = [
+                    visitor.as_bytes(),
+                    session_id.as_bytes(),
+                    map.name.as_bytes(),
+                    arm.as_str().as_bytes(),
+                ];
+                let conversion_id =
+                    hex_id(stable_hash_parts(4, &parts), stable_hash_parts(5, &parts));
+                let time = event_time.get_or_insert_with(|| format_rfc3339_ms(event.time.epoch_ms));
+                sink.conversion(&Conversion {
+                    conversion_id: &conversion_id,
+                    visitor_id: visitor,
+                    session_id,
+                    action_map: &map.name,
+                    outcome: &cfg.outcomes[outcome].name,
+                    arm,
+                    event_id: &event.event_id,
+                    event_time: time,
+                });
+            }
+        }
+    }
+}
+
+/// The bit of `Session::decided_arms` that says the session had a decision
+/// of map `map_index` in `arm` (maps are at most 16: two 16-bit halves).
+fn arm_bit(map_index: usize, arm: Arm) -> u32 {
+    1 << (map_index
+        + match arm {
+            Arm::Treatment => 0,
+            Arm::Control => 16,
+        })
 }
 
 /// `format!("{a:016x}{b:016x}")`, written directly.
@@ -267,12 +345,15 @@ fn explain(
     }
 }
 
-fn fires(map: &ActionMap, p: f64, prev: f32) -> bool {
+fn fires(map: &ActionMap, model: &OutcomeModel, p: f64, prev: f32) -> bool {
     match map.trigger {
         Trigger::AtOrAbove { threshold } => p >= threshold,
         Trigger::FallsTo { threshold } => {
             !prev.is_nan() && f64::from(prev) > threshold && p <= threshold
         }
+        Trigger::TopPercent { value } => model
+            .percentile(p)
+            .is_some_and(|pc| u16::from(pc) + u16::from(value) >= 100),
     }
 }
 

@@ -78,8 +78,8 @@ use crate::config::EngineConfig;
 use crate::model::ModelSet;
 use crate::visitor::{PriorDenial, VisitorEntry};
 use crate::wire::{
-    check_key, decode_consent, decode_event, DeadLetter, Decision, DecodeError, Event, Offer,
-    Origin, OutcomeScore,
+    check_key, decode_consent, decode_event, Conversion, DeadLetter, Decision, DecodeError, Event,
+    Offer, Origin, OutcomeScore,
 };
 
 use counters::reason_index;
@@ -107,6 +107,13 @@ pub trait EngineSink {
     /// An action map's trigger and conditions held on an event: what was
     /// decided (every decision, offered or not).
     fn decision(&mut self, _decision: &Decision<'_>) {}
+    /// Whether [`EngineSink::conversion`] should be called.
+    fn wants_conversions(&self) -> bool {
+        false
+    }
+    /// A session achieved an outcome after offered or held-out decisions
+    /// of a map of that outcome: one call per map and arm.
+    fn conversion(&mut self, _conversion: &Conversion<'_>) {}
     /// Every scored probability, by outcome index (config order): cheaper
     /// than [`EngineSink::score`] (no record is built), for histograms.
     fn probability(&mut self, _outcome: usize, _probability: f64) {}

@@ -245,17 +245,7 @@ impl EventCtx<'_> {
                 // decided in, for each map of this outcome (the window is
                 // the rest of the session).
                 if session.decided_arms != 0 {
-                    for (mi, map) in cfg.action_maps.iter().enumerate() {
-                        if map.outcome != i {
-                            continue;
-                        }
-                        if session.decided_arms & (1 << mi) != 0 {
-                            self.counters.converted_offered_by_map[mi] += 1;
-                        }
-                        if session.decided_arms & (1 << (16 + mi)) != 0 {
-                            self.counters.converted_held_out_by_map[mi] += 1;
-                        }
-                    }
+                    self.attribute(session, event, i, sink);
                 }
             }
         }
@@ -298,7 +288,7 @@ impl EventCtx<'_> {
                         .get(m.outcome)
                         .is_some_and(|p| f64::from(*p) > threshold)
             }
-            Trigger::AtOrAbove { .. } => false,
+            Trigger::AtOrAbove { .. } | Trigger::TopPercent { .. } => false,
         });
         self.scratch.previous_ms = None;
         if !armed || session.events == 0 {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, Trigger};
 use crate::error::EngineError;
 use crate::features::{FeatureLabel, Vocabulary};
 use crate::stable_hash::stable_hash;
@@ -52,9 +52,36 @@ pub struct ModelArtifact {
     pub weights: Vec<f64>,
     /// Intercept: P = sigmoid(intercept + Σ w·(x−μ)/σ).
     pub intercept: f64,
+    /// The score distribution of the training population: its 1st, 2nd, …,
+    /// 99th percentiles (99 non-decreasing probabilities), so a score can
+    /// be placed among the scores of the training events
+    /// ([`OutcomeModel::percentile`]). Empty in artifacts trained before
+    /// percentiles existed: their scores carry no percentile, and a
+    /// `top_percent` trigger cannot use them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub score_percentiles: Vec<f64>,
     /// Training metadata (free-form, informational).
     #[serde(default)]
     pub training: serde_json::Value,
+}
+
+/// How many percentiles [`ModelArtifact::score_percentiles`] holds.
+pub const SCORE_PERCENTILES: usize = 99;
+
+/// The 1st…99th percentiles of `scores` (nearest rank on the sorted
+/// scores: the k-th is the score `k %` of the way up), for
+/// [`ModelArtifact::score_percentiles`]; empty for no scores. Not-a-number
+/// scores are left out.
+pub fn score_percentiles(scores: &[f64]) -> Vec<f64> {
+    let mut sorted: Vec<f64> = scores.iter().copied().filter(|s| !s.is_nan()).collect();
+    if sorted.is_empty() {
+        return Vec::new();
+    }
+    sorted.sort_unstable_by(f64::total_cmp);
+    let last = (sorted.len() - 1) as f64;
+    (1..=SCORE_PERCENTILES)
+        .map(|k| sorted[(k as f64 / 100.0 * last).round() as usize])
+        .collect()
 }
 
 impl ModelArtifact {
@@ -87,6 +114,8 @@ pub struct OutcomeModel {
     /// Per feature: a poor reason for a person (see [`choose_reasons`]),
     /// read from the names once at load so that explaining parses none.
     weak: Vec<bool>,
+    /// [`ModelArtifact::score_percentiles`] (empty: none).
+    percentiles: Vec<f64>,
 }
 
 impl OutcomeModel {
@@ -169,6 +198,26 @@ impl OutcomeModel {
         if artifact.model_version.is_empty() {
             return Err(err("field `model_version` is empty".into()));
         }
+        let q = &artifact.score_percentiles;
+        if !q.is_empty() {
+            if q.len() != SCORE_PERCENTILES {
+                return Err(err(format!(
+                    "field `score_percentiles` has {} entries, expected {SCORE_PERCENTILES} (the 1st to the 99th percentile) or none",
+                    q.len()
+                )));
+            }
+            if let Some(i) = q.iter().position(|x| !(0.0..=1.0).contains(x)) {
+                return Err(err(format!(
+                    "field `score_percentiles[{i}]` is not a probability in [0, 1]"
+                )));
+            }
+            if let Some(i) = q.windows(2).position(|w| w[1] < w[0]) {
+                return Err(err(format!(
+                    "field `score_percentiles[{}]` is below the entry before it: percentiles must not decrease",
+                    i + 1
+                )));
+            }
+        }
         let folded_weights: Vec<f32> = artifact
             .weights
             .iter()
@@ -197,7 +246,24 @@ impl OutcomeModel {
                 .iter()
                 .map(|n| FeatureLabel::new(n).is_weak_reason())
                 .collect(),
+            percentiles: artifact.score_percentiles.clone(),
         })
+    }
+
+    /// Where `probability` falls among the training population's scores:
+    /// how many of its 1st…99th percentiles are at or below it (0 to 99),
+    /// so a score in the top 10 % of the training events has percentile 90
+    /// or more. `None` when the artifact has no score distribution.
+    pub fn percentile(&self, probability: f64) -> Option<u8> {
+        if self.percentiles.is_empty() {
+            return None;
+        }
+        Some(self.percentiles.partition_point(|q| *q <= probability) as u8)
+    }
+
+    /// Whether the artifact carried a score distribution.
+    pub fn has_percentiles(&self) -> bool {
+        !self.percentiles.is_empty()
     }
 
     /// P(outcome achieved) for a feature vector.
@@ -476,9 +542,26 @@ impl ModelSet {
                             .into(),
                     })?;
             let name = &config.outcomes[idx].name;
-            models[idx] = Some(OutcomeModel::from_artifact(
-                &artifact, config, name, &origin,
-            )?);
+            let model = OutcomeModel::from_artifact(&artifact, config, name, &origin)?;
+            // A `top_percent` trigger reads the model's score distribution:
+            // refused here, not silently never firing.
+            if let Some(map) = config
+                .action_maps
+                .iter()
+                .find(|m| m.outcome == idx && matches!(m.trigger, Trigger::TopPercent { .. }))
+            {
+                if !model.has_percentiles() {
+                    return Err(EngineError::Model {
+                        outcome: name.clone(),
+                        origin,
+                        message: format!(
+                            "has no field `score_percentiles`, which action map `{}` needs for its `top_percent` trigger: retrain the model with this version of `propensity train`",
+                            map.name
+                        ),
+                    });
+                }
+            }
+            models[idx] = Some(model);
         }
         Ok(Arc::new(Self { models }))
     }

@@ -21,6 +21,7 @@ fn sparse_scoring_has_the_bits_of_dense_scoring() {
         means: vec![],
         stds: vec![],
         weak: vec![],
+        percentiles: vec![],
     };
     for x in [
         [0.0f32, 0.0, 0.0, 0.0, 0.0],
@@ -50,6 +51,7 @@ fn explanations_are_the_head_of_the_sorted_contributions() {
         means: vec![0.0; 7],
         stds: vec![1.0; 7],
         weak: vec![false; 7],
+        percentiles: vec![],
     };
     let names: Vec<String> = (0..7).map(|i| format!("f{i}")).collect();
     let x = [1.0f32, 1.0, 4.0, 1.0, 9.0, -1.0, 0.0];
@@ -84,6 +86,7 @@ fn model_over(names: &[&str], weights: &[f64]) -> (OutcomeModel, Vec<String>) {
             .iter()
             .map(|n| FeatureLabel::new(n).is_weak_reason())
             .collect(),
+        percentiles: vec![],
     };
     (model, names)
 }
@@ -204,4 +207,41 @@ fn versions_follow_parameters() {
     assert_eq!(a, ModelArtifact::derive_version("p", &[1.0, 2.0], 0.5));
     assert_ne!(a, ModelArtifact::derive_version("p", &[1.0, 2.5], 0.5));
     assert!(a.starts_with("p-"));
+}
+
+#[test]
+fn percentiles_place_a_score_among_the_training_scores() {
+    // 1,000 scores 0.000, 0.001, …, 0.999: the k-th percentile is ≈ k/100.
+    let scores: Vec<f64> = (0..1000).map(|i| f64::from(i) / 1000.0).collect();
+    let q = score_percentiles(&scores);
+    assert_eq!(q.len(), SCORE_PERCENTILES);
+    assert!(q.windows(2).all(|w| w[0] <= w[1]));
+    for (k, v) in q.iter().enumerate() {
+        assert!((v - (k + 1) as f64 / 100.0).abs() < 0.0015, "{k}: {v}");
+    }
+    let model = OutcomeModel {
+        version: "t".into(),
+        folded_weights: vec![],
+        all_finite: true,
+        folded_bias: 0.0,
+        weights: vec![],
+        means: vec![],
+        stds: vec![],
+        weak: vec![],
+        percentiles: q,
+    };
+    // A share `s` of the training scores lies at or below `s`: its
+    // percentile is ⌊100 s⌋ (within the rank rounding).
+    for (p, expect) in [
+        (0.0, 0),
+        (0.0095, 0),
+        (0.5, 50),
+        (0.905, 90),
+        (0.999, 99),
+        (1.0, 99),
+    ] {
+        assert_eq!(model.percentile(p), Some(expect), "p = {p}");
+    }
+    assert_eq!(score_percentiles(&[]), Vec::<f64>::new());
+    assert_eq!(score_percentiles(&[0.3]), vec![0.3; SCORE_PERCENTILES]);
 }

@@ -43,6 +43,7 @@ pub use event::{
     decode_event, Custom, Device, Event, Form, Page, PropertyValue, Search, Traffic, MAX_URL_LEN,
 };
 pub use output::{
-    ActionSpec, Arm, Contribution, DeadLetter, Decision, DecisionKind, Offer, Origin, OutcomeScore,
+    ActionSpec, Arm, Contribution, Conversion, DeadLetter, Decision, DecisionKind, Offer, Origin,
+    OutcomeScore,
 };
 pub use vocab::{ChatAction, DeviceCategory, EventKind, FormAction};

@@ -95,6 +95,11 @@ pub struct Offer {
     pub outcome: String,
     /// P(outcome achieved in this session).
     pub probability: f64,
+    /// Where the probability falls among the training population's scores
+    /// (0–99: 90 or more is the top 10 %); absent when the model has no
+    /// score distribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<u8>,
     /// Version of the model that scored it.
     pub model_version: String,
     /// The event after which the offer was decided.
@@ -122,6 +127,11 @@ pub struct OutcomeScore<'a> {
     pub outcome: &'a str,
     /// P(outcome achieved).
     pub probability: f64,
+    /// Where the probability falls among the training population's scores
+    /// (0–99: 90 or more is the top 10 %); absent when the model has no
+    /// score distribution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<u8>,
     /// Model version.
     pub model_version: &'a str,
     /// Event time, RFC 3339.
@@ -177,6 +187,16 @@ pub enum Arm {
     Control,
 }
 
+impl Arm {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arm::Treatment => "treatment",
+            Arm::Control => "control",
+        }
+    }
+}
+
 /// A decision (optional output, key = `visitor_id`): one per action map
 /// whose trigger and conditions held on an event, whether or not an offer
 /// went out. An `offered` decision's id is its offer's id.
@@ -198,10 +218,40 @@ pub struct Decision<'a> {
     pub arm: Arm,
     /// P(outcome achieved in this session).
     pub probability: f64,
+    /// Where the probability falls among the training population's scores
+    /// (0–99: 90 or more is the top 10 %); absent when the model has no
+    /// score distribution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<u8>,
     /// Version of the model that scored it.
     pub model_version: &'a str,
     /// The event after which it was decided.
     pub trigger_event_id: &'a str,
+    /// That event's time, RFC 3339.
+    pub event_time: &'a str,
+}
+
+/// A conversion (optional output, key = `visitor_id`): a session achieved
+/// an outcome after an `offered` or `held_out` decision of an action map of
+/// that outcome. One per map and arm the session was decided in, so the
+/// records per map and arm count the control group's conversions (the
+/// attribution window is the rest of the session).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conversion<'a> {
+    /// Deterministic id: a stable hash of visitor, session, map and arm.
+    pub conversion_id: &'a str,
+    /// Visitor id.
+    pub visitor_id: &'a str,
+    /// Session id.
+    pub session_id: &'a str,
+    /// The action map the conversion is attributed to.
+    pub action_map: &'a str,
+    /// The outcome achieved.
+    pub outcome: &'a str,
+    /// The arm the session was decided in.
+    pub arm: Arm,
+    /// The event that achieved the outcome.
+    pub event_id: &'a str,
     /// That event's time, RFC 3339.
     pub event_time: &'a str,
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use propensity_engine::config::Trigger;
 use propensity_engine::model::MODEL_FORMAT;
-use propensity_engine::wire::{DeadLetterReason, Decision, Offer, OutcomeScore};
+use propensity_engine::wire::{Conversion, DeadLetterReason, Decision, Offer, OutcomeScore};
 use propensity_engine::{
     DeadLetter, EngineConfig, EngineSettings, EngineSink, ModelArtifact, ModelSet,
 };
@@ -83,6 +83,7 @@ pub fn low_threshold_settings() -> EngineSettings {
                 *threshold = 0.6;
                 m.max_per_session = 1;
             }
+            Trigger::TopPercent { .. } => {}
         }
     }
     s
@@ -99,7 +100,9 @@ pub struct ModelSpec<'a> {
     pub intercept: f64,
 }
 
-/// A model artifact for `config` (means 0, stds 1).
+/// A model artifact for `config` (means 0, stds 1), whose training
+/// population's scores were uniform: the k-th percentile is k/100, so a
+/// probability p has percentile ⌊100 p⌋.
 pub fn artifact(config: &EngineConfig, spec: &ModelSpec<'_>) -> ModelArtifact {
     let names = config.features.names();
     let mut weights = vec![0.0; names.len()];
@@ -121,6 +124,7 @@ pub fn artifact(config: &EngineConfig, spec: &ModelSpec<'_>) -> ModelArtifact {
         stds: vec![1.0; names.len()],
         weights,
         intercept: spec.intercept,
+        score_percentiles: (1..=99).map(|k| f64::from(k) / 100.0).collect(),
         training: Value::Null,
     }
 }
@@ -203,6 +207,8 @@ pub enum Output {
     DeadLetter(DeadLetterRecord),
     /// A decision, serialized as the engine's sink would publish it.
     Decision(String),
+    /// A conversion, serialized as the engine's sink would publish it.
+    Conversion(String),
 }
 
 /// A sink that records offers, scores and dead letters in order.
@@ -248,6 +254,17 @@ impl RecordingSink {
             .collect()
     }
 
+    /// The conversions (JSON), in order.
+    pub fn conversions(&self) -> Vec<&str> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Conversion(x) => Some(x.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The dead letters, in order.
     pub fn dead_letters(&self) -> Vec<&DeadLetterRecord> {
         self.outputs
@@ -288,6 +305,16 @@ impl EngineSink for RecordingSink {
     fn decision(&mut self, decision: &Decision<'_>) {
         self.outputs.push(Output::Decision(
             serde_json::to_string(decision).expect("a decision serializes"),
+        ));
+    }
+
+    fn wants_conversions(&self) -> bool {
+        true
+    }
+
+    fn conversion(&mut self, conversion: &Conversion<'_>) {
+        self.outputs.push(Output::Conversion(
+            serde_json::to_string(conversion).expect("a conversion serializes"),
         ));
     }
 

@@ -357,6 +357,7 @@ impl Core {
             offers: s.offers_topic.clone(),
             scores: s.scores_topic.clone(),
             decisions: s.decisions_topic.clone(),
+            conversions: s.conversions_topic.clone(),
             dead_letters: s.dead_letter_topic.clone(),
             changelog: s.changelog_topic.clone(),
             max_record_bytes,

@@ -34,7 +34,7 @@
 use std::time::Instant;
 
 use ndarray::{Array1, Array2, ArrayView1, Axis, Slice};
-use propensity_engine::model::MODEL_FORMAT;
+use propensity_engine::model::{score_percentiles, MODEL_FORMAT};
 use propensity_engine::stable_hash::stable_hash_seeded;
 use propensity_engine::{EngineConfig, ModelArtifact};
 use serde::{Deserialize, Serialize};
@@ -655,15 +655,19 @@ pub fn train_prepared_timed(
         times.refit_secs += refit_secs;
         times.polish_secs += polish_secs;
         let fitted = p.model(solution);
+        // Every event of the training traffic, scored: the population the
+        // artifact's percentiles describe (training rows, then holdout rows).
+        let population: Vec<usize> = p.train.iter().chain(&p.holdout).copied().collect();
+        let src = p.rows(examples, &population);
+        let scores: Vec<f64> = (0..population.len())
+            .map(|i| crate::fit::sigmoid(fitted.logit_f32(src.row(i))))
+            .collect();
         let holdout = if p.holdout.is_empty() {
             None
         } else {
-            let src = p.rows(examples, &p.holdout);
-            let probs: Vec<f64> = (0..p.holdout.len())
-                .map(|i| crate::fit::sigmoid(fitted.logit_f32(src.row(i))))
-                .collect();
+            let probs = &scores[p.train.len()..];
             let yh: Vec<bool> = p.holdout.iter().map(|&i| p.labels[i]).collect();
-            Some(evaluate(&probs, &yh, 10))
+            Some(evaluate(probs, &yh, 10))
         };
         let model_version =
             ModelArtifact::derive_version(&p.name, &fitted.weights, fitted.intercept);
@@ -678,6 +682,7 @@ pub fn train_prepared_timed(
             stds: fitted.stds.clone(),
             weights: fitted.weights.clone(),
             intercept: fitted.intercept,
+            score_percentiles: score_percentiles(&scores),
             training: serde_json::json!({
                 "rows": p.train.len(),
                 "positives": fitted.positives,

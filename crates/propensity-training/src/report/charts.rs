@@ -37,11 +37,11 @@ pub const PALETTE: [(u8, u8, u8); 8] = [
     (23, 190, 207),  // cyan
 ];
 
-const REFERENCE: RGBColor = RGBColor(110, 110, 110);
-const WARNING: RGBColor = RGBColor(214, 39, 40);
+pub(super) const REFERENCE: RGBColor = RGBColor(110, 110, 110);
+pub(super) const WARNING: RGBColor = RGBColor(214, 39, 40);
 const NEGATIVE_CLASS: RGBColor = RGBColor(120, 144, 170);
 const POSITIVE_CLASS: RGBColor = RGBColor(255, 127, 14);
-const FONT: &str = "sans-serif";
+pub(super) const FONT: &str = "sans-serif";
 /// The vendored font (see `assets/DejaVuSans-LICENSE.txt`).
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
@@ -112,7 +112,7 @@ impl ChartKind {
     }
 }
 
-fn register_font() -> Result<(), TrainingError> {
+pub(super) fn register_font() -> Result<(), TrainingError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
@@ -126,7 +126,9 @@ fn register_font() -> Result<(), TrainingError> {
     }
 }
 
-fn chart_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> TrainingError {
+pub(super) fn chart_err<E: std::error::Error + Send + Sync>(
+    e: DrawingAreaErrorKind<E>,
+) -> TrainingError {
     TrainingError::Chart(e.to_string())
 }
 
@@ -143,13 +145,18 @@ pub fn chart_png(
         draw(kind, outcomes, &root).map_err(chart_err)?;
         root.present().map_err(chart_err)?;
     }
+    encode_png(&rgb, w, h)
+}
+
+/// An RGB buffer of `w` × `h` pixels as PNG bytes.
+pub(super) fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, TrainingError> {
     let png_err = |e: png::EncodingError| TrainingError::Png(e.to_string());
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, w, h);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(png_err)?;
-    writer.write_image_data(&rgb).map_err(png_err)?;
+    writer.write_image_data(rgb).map_err(png_err)?;
     writer.finish().map_err(png_err)?;
     Ok(out)
 }

@@ -11,6 +11,7 @@ mod html;
 mod summaries;
 #[cfg(test)]
 mod tests;
+mod uplift_chart;
 
 use serde::Serialize;
 
@@ -21,6 +22,7 @@ pub use summaries::{
     GainsRow, ScoreHistogram, ECE_WARNING, MIN_ABSOLUTE_GAP, MIN_ROWS_FOR_CHECK,
     SCORE_HISTOGRAM_BINS, STANDARD_ERRORS,
 };
+pub use uplift_chart::{uplift_chart_png, UpliftRow};
 
 use crate::evaluation::OutcomeEvaluation;
 
