@@ -615,6 +615,7 @@ fn metrics_match_the_documentation() {
         "capped",
         "no_purpose",
         "lower_priority",
+        "contact_policy",
     ];
     let on_topic: Vec<f64> = kinds
         .iter()

@@ -54,11 +54,15 @@ pub const KEYS: &[(&str, &str)] = &[
     ("offers.holdout_period", "how long a visitor stays in one arm of a control group: `day`, `week`, `month` or `never` (UTC, by event time)"),
     ("action_maps[].name", "unique name of the action map; appears in offers and metrics"),
     ("action_maps[].outcome", "the outcome whose probability drives the trigger"),
-    ("action_maps[].trigger.kind", "`at_or_above`: fires while P(outcome) >= threshold; `falls_to`: fires when it falls from above the threshold to it or below"),
-    ("action_maps[].trigger.threshold", "probability threshold in [0, 1]"),
+    ("action_maps[].trigger.kind", "`at_or_above`: fires while P(outcome) >= threshold; `falls_to`: fires when it falls from above the threshold to it or below; `top_percent`: fires while the score is in the top `value` % of the model's training scores"),
+    ("action_maps[].trigger.threshold", "probability threshold in [0, 1] (`at_or_above`, `falls_to`)"),
+    ("action_maps[].trigger.value", "`top_percent` only: share of the training population's scores, in percent, 1 to 99"),
     ("action_maps[].purpose", "consent purpose the offer needs (`support`, `sales`, `marketing`)"),
     ("action_maps[].priority", "higher wins when several maps fire on one event (ties: by name)"),
     ("action_maps[].max_per_session", "at most this many offers of this map per session"),
+    ("action_maps[].contact_policy.max_declines", "optional contact policy: declined offers (feedback) that suppress the map for the visitor"),
+    ("action_maps[].contact_policy.within_days", "the declines count within this many days (default 30); an acceptance or a suppression starts the count anew"),
+    ("action_maps[].contact_policy.suppress_days", "how long the map then makes no offer to the visitor (decisions `contact_policy`)"),
     ("action_maps[].holdout_fraction", "share of visitors in the map's control group, in [0, 1): their decisions are `held_out` (caps consumed, nothing sent); 0 = no control group"),
     ("action_maps[].conditions.min_events", "optional: processed events the session needs"),
     ("action_maps[].conditions.url_pattern", "optional: glob on the current page's URL path"),
@@ -84,7 +88,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("kafka.consent_topic", "input: consent records, compacted, co-partitioned with events"),
     ("kafka.offers_topic", "output: engagement offers (exactly once)"),
     ("kafka.scores_topic", "output: outcome scores; empty: not published"),
-    ("kafka.decisions_topic", "output: decision records (one per action map whose trigger and conditions held: offered, held_out, capped, no_purpose, lower_priority); empty: not published"),
+    ("kafka.decisions_topic", "output: decision records (one per action map whose trigger and conditions held: offered, held_out, capped, no_purpose, lower_priority, contact_policy); empty: not published"),
     ("kafka.conversions_topic", "output: conversion records (a session with an offered or held_out decision of a map achieved its outcome; one per map and arm); empty: not published"),
     ("kafka.dead_letter_topic", "output: dead letters (original key and value, reason in headers)"),
     ("kafka.changelog_topic", "internal: session and frequency-cap state, compacted, co-partitioned"),
@@ -269,11 +273,15 @@ mod tests {
     /// Keys of array items that neither the shipped file nor the parsed
     /// configuration shows (optional fields no shipped item uses); each is
     /// checked to be accepted by the parser below.
-    const OPTIONAL_ITEM_KEYS: [&str; 4] = [
+    const OPTIONAL_ITEM_KEYS: [&str; 8] = [
         "outcomes[].achieved_when.custom_name",
         "action_maps[].conditions.device_categories",
         "action_maps[].conditions.traffic_sources",
         "action_maps[].action.url",
+        "action_maps[].trigger.value",
+        "action_maps[].contact_policy.max_declines",
+        "action_maps[].contact_policy.within_days",
+        "action_maps[].contact_policy.suppress_days",
     ];
 
     #[test]
@@ -315,6 +323,10 @@ mod tests {
             .replace(
                 "action = { type = \"callback\", queue = \"loan-advisors\" }",
                 "action = { type = \"webhook\", url = \"https://example.com/hook\" }",
+            )
+            .replace(
+                "trigger = { kind = \"falls_to\", threshold = 0.15 }",
+                "trigger = { kind = \"top_percent\", value = 10 }\ncontact_policy = { max_declines = 3, within_days = 30, suppress_days = 5 }",
             );
         let parsed = effective(&text).unwrap();
         for key in OPTIONAL_ITEM_KEYS {

@@ -1,5 +1,6 @@
-//! `propensity report`: each action map's decisions and control group read
-//! back from the decision and conversion records — JSON-lines files
+//! `propensity report`: each action map's decisions, control group and
+//! offer feedback read back from the decision, conversion and feedback
+//! records — JSON-lines files
 //! (`replay --decisions-out/--conversions-out`) or the topics
 //! (`kafka.decisions_topic`, `kafka.conversions_topic`) — printed as a
 //! table, and optionally written as JSON and as an uplift chart (PNG).
@@ -39,6 +40,10 @@ pub struct ReportArgs {
     /// repeatable.
     #[arg(long, alias = "outcomes", value_name = "FILE")]
     pub conversions: Vec<PathBuf>,
+    /// Offer feedback, JSON lines (what `replay --feedback` reads);
+    /// repeatable: counts per map and status in the table.
+    #[arg(long, value_name = "FILE")]
+    pub feedback: Vec<PathBuf>,
     /// Read `kafka.decisions_topic` and `kafka.conversions_topic` (committed
     /// records, from the log start) instead of files.
     #[arg(long, conflicts_with_all = ["decisions", "conversions"])]
@@ -63,6 +68,9 @@ pub fn run(config: &Config, args: &ReportArgs, out: &mut dyn Write) -> Result<()
         for path in &args.conversions {
             read_lines(path, |line| log.add_conversion(line))?;
         }
+    }
+    for path in &args.feedback {
+        read_lines(path, |line| log.add_feedback(line))?;
     }
     let table = log.report();
     if let Some(path) = &args.chart {
@@ -186,6 +194,20 @@ fn print_table(
         } else {
             writeln!(out, "{}", control_group_line(map, g))?;
         }
+        if r.feedback.values().any(|n| *n > 0) {
+            let counts: Vec<String> = r.feedback.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            let shown = r.feedback.get("shown").copied().unwrap_or(0);
+            let accepted = r.feedback.get("accepted").copied().unwrap_or(0);
+            let rate = if shown > 0 {
+                format!(
+                    "; {:.1} % of shown offers accepted",
+                    100.0 * accepted as f64 / shown as f64
+                )
+            } else {
+                String::new()
+            };
+            writeln!(out, "feedback {map}: {}{rate}", counts.join(", "))?;
+        }
         if r.unmatched_conversions > 0 {
             writeln!(
                 out,
@@ -241,6 +263,7 @@ mod tests {
         let args = ReportArgs {
             decisions: vec![dir.path().join("decisions.jsonl")],
             conversions: vec![dir.path().join("conversions.jsonl")],
+            feedback: Vec::new(),
             from_kafka: false,
             chart: Some(chart.clone()),
             json: Some(json.clone()),
@@ -261,6 +284,7 @@ mod tests {
                 ("capped", "suppressed_by_cap"),
                 ("no_purpose", "suppressed_by_purpose"),
                 ("lower_priority", "lower_priority_by_action_map"),
+                ("contact_policy", "suppressed_by_contact_policy"),
             ] {
                 assert_eq!(
                     row["decisions"][kind], summary[counter][map],
@@ -279,5 +303,130 @@ mod tests {
             }
         }
         assert!(std::fs::read(&chart).unwrap().starts_with(b"\x89PNG"));
+    }
+}
+
+#[cfg(test)]
+mod feedback_tests {
+    use super::*;
+    use crate::config_file::EMBEDDED_CONFIG;
+    use crate::offline::{replay_files, ReplayArgs};
+    use crate::progress::Progress;
+    use serde_json::Value;
+
+    /// `replay --feedback` end to end: every offer of the demo's replay is
+    /// declined a second later; under a policy that suppresses a map for a
+    /// day after one decline, the same traffic makes fewer offers, the
+    /// rest are `contact_policy` decisions, the feedback counts reconcile,
+    /// and `report --feedback` counts the declines per map.
+    #[test]
+    fn declined_offers_suppress_their_maps_in_replay() {
+        let plain = Config::from_text("test", EMBEDDED_CONFIG, std::iter::empty()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        crate::demo::run_demo(
+            &plain,
+            d,
+            &crate::demo::DemoSize {
+                train_visitors: 800,
+                eval_visitors: 600,
+            },
+            &mut Vec::new(),
+            &Progress::hidden(),
+        )
+        .unwrap();
+        let offers: Vec<Value> = std::fs::read_to_string(d.join("offers.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let at = |o: &Value| {
+            propensity_engine::timestamp::parse_rfc3339(o["event_time"].as_str().unwrap())
+                .unwrap()
+                .epoch_ms
+        };
+        let lines: Vec<String> = offers
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "offer_id": o["offer_id"],
+                    "visitor_id": o["visitor_id"],
+                    "action_map": o["action_map"],
+                    "status": "declined",
+                    "timestamp": propensity_engine::timestamp::format_rfc3339_ms(at(o) + 1000),
+                })
+                .to_string()
+            })
+            .collect();
+        let feedback = d.join("feedback.jsonl");
+        std::fs::write(&feedback, lines.join("\n")).unwrap();
+        let strict = Config::from_text(
+            "test",
+            &EMBEDDED_CONFIG.replace(
+                "\nholdout_fraction = 0.0",
+                "\nholdout_fraction = 0.0\ncontact_policy = { max_declines = 1, suppress_days = 1 }",
+            ),
+            std::iter::empty(),
+        )
+        .unwrap();
+        let eval = d.join("eval-traffic");
+        let (offers_out, decisions_out, summary_out) =
+            (d.join("o2.jsonl"), d.join("d2.jsonl"), d.join("s2.json"));
+        let summary = replay_files(
+            &strict,
+            &ReplayArgs {
+                events: &eval.join("events.jsonl"),
+                consent: &eval.join("consent.jsonl"),
+                models: &d.join("models"),
+                offers_out: &offers_out,
+                scores_out: None,
+                decisions_out: Some(&decisions_out),
+                conversions_out: None,
+                feedback: Some(&feedback),
+                dead_letters_out: None,
+                summary_json: Some(&summary_out),
+            },
+            None,
+            &Progress::hidden(),
+        )
+        .unwrap();
+        let f = &summary.feedback;
+        assert!(f.reconciles, "{f:?}");
+        assert_eq!(f.consumed, offers.len() as u64);
+        assert!(f.applied > offers.len() as u64 / 2, "{f:?}");
+        let suppressed: u64 = summary.suppressed_by_contact_policy.values().sum();
+        assert!(suppressed > 0, "{summary:?}");
+        assert!(
+            summary.offers < offers.len() as u64,
+            "{} vs {}",
+            summary.offers,
+            offers.len()
+        );
+        eprintln!(
+            "offers {} → {} with feedback; {suppressed} contact-policy decisions; {} of {} feedback applied",
+            offers.len(),
+            summary.offers,
+            f.applied,
+            f.consumed
+        );
+        let args = ReportArgs {
+            decisions: vec![decisions_out],
+            conversions: Vec::new(),
+            feedback: vec![feedback],
+            from_kafka: false,
+            chart: None,
+            json: None,
+        };
+        let mut printed = Vec::new();
+        run(&strict, &args, &mut printed).unwrap();
+        let printed = String::from_utf8(printed).unwrap();
+        assert!(printed.contains("contact_policy"), "{printed}");
+        let map = offers[0]["action_map"].as_str().unwrap();
+        let declined = offers.iter().filter(|o| o["action_map"] == map).count();
+        assert!(
+            printed.contains(&format!("feedback {map}: "))
+                && printed.contains(&format!("declined={declined}")),
+            "{printed}"
+        );
     }
 }

@@ -99,6 +99,7 @@ pub fn run_demo(
             offers_out: &offers,
             scores_out: Some(&out.join("scores.jsonl")),
             decisions_out: Some(&out.join("decisions.jsonl")),
+            feedback: None,
             conversions_out: Some(&out.join("conversions.jsonl")),
             dead_letters_out: Some(&out.join("dead-letters.jsonl")),
             summary_json: Some(&out.join("summary.json")),

@@ -156,6 +156,11 @@ enum Command {
         /// the map's outcome (`report` joins them with the decisions).
         #[arg(long)]
         conversions_out: Option<PathBuf>,
+        /// Offer feedback (JSON lines: offer_id, visitor_id, action_map,
+        /// status, timestamp), merged with the events by time: counted per
+        /// map and status, and driving the maps' contact policies.
+        #[arg(long)]
+        feedback: Option<PathBuf>,
         /// Dead letters output.
         #[arg(long)]
         dead_letters_out: Option<PathBuf>,
@@ -438,6 +443,7 @@ fn run(cli: Cli) -> Result<()> {
             scores_out,
             decisions_out,
             conversions_out,
+            feedback,
             dead_letters_out,
             summary_json,
         } => {
@@ -462,6 +468,7 @@ fn run(cli: Cli) -> Result<()> {
                     scores_out: scores_out.as_deref(),
                     decisions_out: decisions_out.as_deref(),
                     conversions_out: conversions_out.as_deref(),
+                    feedback: feedback.as_deref(),
                     dead_letters_out: dead_letters_out.as_deref(),
                     summary_json: summary_json.as_deref(),
                 },

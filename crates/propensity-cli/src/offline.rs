@@ -110,6 +110,7 @@ pub fn collect_examples(
     let sources = ReplaySources {
         events: &ev.name,
         consent: &co.name,
+        feedback: "",
     };
     let lines = (ev.lines(), co.lines());
     let lines = (lines.0.as_slice(), lines.1.as_slice());
@@ -130,6 +131,7 @@ fn collect_lines(
         replay_lines(
             engine,
             lines,
+            &[],
             sources,
             sink,
             progress,
@@ -156,6 +158,7 @@ fn examples_under(
     replay_lines(
         &mut engine,
         lines,
+        &[],
         sources,
         &mut examples,
         progress,
@@ -169,11 +172,13 @@ fn examples_under(
     }
 }
 
-/// Replays both files through `engine` into `sink` in record-time order,
-/// under a progress bar labelled `label`.
+/// Replays both files (and the feedback file, when given) through
+/// `engine` into `sink` in record-time order, under a progress bar
+/// labelled `label`.
 pub(crate) fn replay_inputs(
     engine: &mut Engine,
     (ev, co): (&InputFile, &InputFile),
+    feedback: Option<&InputFile>,
     sink: &mut impl EngineSink,
     progress: &Progress,
     label: &'static str,
@@ -181,10 +186,12 @@ pub(crate) fn replay_inputs(
     let sources = ReplaySources {
         events: &ev.name,
         consent: &co.name,
+        feedback: feedback.map_or("", |f| f.name.as_str()),
     };
     replay_lines(
         engine,
         (&ev.lines(), &co.lines()),
+        &feedback.map(InputFile::lines).unwrap_or_default(),
         &sources,
         sink,
         progress,
@@ -192,18 +199,20 @@ pub(crate) fn replay_inputs(
     );
 }
 
-/// Replays event and consent records through `engine` into `sink` in
-/// record-time order, under a progress bar labelled `label`.
+/// Replays event, consent and feedback records through `engine` into
+/// `sink` in record-time order, under a progress bar labelled `label`.
 fn replay_lines(
     engine: &mut Engine,
     (ev, co): (&[&[u8]], &[&[u8]]),
+    fb: &[&[u8]],
     sources: &ReplaySources<'_>,
     sink: &mut impl EngineSink,
     progress: &Progress,
     label: &'static str,
 ) {
-    let bar = progress.bar(label, Unit::Records, Some((ev.len() + co.len()) as u64));
-    replay(engine, ev, co, sources, sink, |n| {
+    let total = ev.len() + co.len() + fb.len();
+    let bar = progress.bar(label, Unit::Records, Some(total as u64));
+    replay(engine, ev, co, fb, sources, sink, |n| {
         bar.set_position(n as u64)
     });
     bar.finish_and_clear();
@@ -521,6 +530,8 @@ pub struct ReplayArgs<'a> {
     pub decisions_out: Option<&'a Path>,
     /// Conversions output.
     pub conversions_out: Option<&'a Path>,
+    /// Offer feedback input.
+    pub feedback: Option<&'a Path>,
     /// Dead letters output.
     pub dead_letters_out: Option<&'a Path>,
     /// Summary output.
@@ -547,7 +558,23 @@ pub fn replay_files(
     // the same outputs as `run`'s engine per partition for the same
     // per-partition order.
     let mut engine = Engine::new(config.engine.clone(), models);
-    replay_inputs(&mut engine, (&ev, &co), &mut sink, progress, "replaying");
+    let feedback = match args.feedback {
+        Some(path) => {
+            let bar = progress.bar("reading feedback", Unit::Bytes, None);
+            let file = InputFile::read(path, &bar)?;
+            bar.finish_and_clear();
+            Some(file)
+        }
+        None => None,
+    };
+    replay_inputs(
+        &mut engine,
+        (&ev, &co),
+        feedback.as_ref(),
+        &mut sink,
+        progress,
+        "replaying",
+    );
     sink.finish()?;
     let summary = EngineSummary::new(engine.counters(), &config.engine);
     if let Some(path) = args.summary_json {
@@ -620,14 +647,38 @@ pub fn print_replay_summary(s: &EngineSummary, w: &mut impl Write) -> Result<()>
     )?;
     let held_out: u64 = s.held_out_by_action_map.values().sum();
     let lower: u64 = s.lower_priority_by_action_map.values().sum();
+    let contact: u64 = s.suppressed_by_contact_policy.values().sum();
     writeln!(
         w,
-        "decisions: {} ({} offered, {held_out} held out, {capped} capped, {purpose} no purpose, {lower} lower priority)",
-        s.offers + held_out + capped + purpose + lower,
+        "decisions: {} ({} offered, {held_out} held out, {capped} capped, {purpose} no purpose, {lower} lower priority, {contact} contact policy)",
+        s.offers + held_out + capped + purpose + lower + contact,
         s.offers
     )?;
     for (map, g) in &s.control_groups {
         writeln!(w, "{}", control_group_line(map, g))?;
+    }
+    let f = &s.feedback;
+    if f.consumed > 0 {
+        writeln!(
+            w,
+            "feedback: {} consumed = {} applied + {} dropped (no consent) + {} dropped (unknown map) + {} dead-lettered ({})",
+            f.consumed,
+            f.applied,
+            f.dropped_no_consent,
+            f.dropped_unknown_map,
+            f.dead_lettered,
+            if f.reconciles { "reconciles" } else { "DOES NOT RECONCILE" }
+        )?;
+        for (map, by_status) in &f.by_action_map {
+            let counts: Vec<String> = by_status.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            let suppressions = f
+                .suppressions_by_action_map
+                .get(map)
+                .map_or(String::new(), |n| {
+                    format!("; contact policy suppressed it {n} times")
+                });
+            writeln!(w, "feedback {map}: {}{suppressions}", counts.join(", "))?;
+        }
     }
     Ok(())
 }
@@ -671,6 +722,7 @@ pub fn collect_generated(config: &Config, traffic: &GeneratedTraffic) -> Result<
     let sources = ReplaySources {
         events: "generated",
         consent: "generated",
+        feedback: "",
     };
     collect_lines(config, (&ev, &co), &sources, &Progress::hidden())
 }
@@ -684,6 +736,7 @@ pub fn generated_examples_under(config: &Config, traffic: &GeneratedTraffic) -> 
     let sources = ReplaySources {
         events: "generated",
         consent: "generated",
+        feedback: "",
     };
     examples_under(config.clone(), (&ev, &co), &sources, &Progress::hidden()).examples
 }

@@ -168,6 +168,7 @@ pub fn collect_examples_and_offers(
     replay_inputs(
         &mut engine,
         (&ev, &co),
+        None,
         &mut tally,
         progress,
         "collecting examples and offers",

@@ -87,9 +87,10 @@ mod tests {
         let sources = ReplaySources {
             events: "test",
             consent: "test",
+            feedback: "",
         };
         let learned = learn_vocabulary(&config, |engine, sink| {
-            replay(engine, &ev, &co, &sources, sink, |_| {});
+            replay(engine, &ev, &co, &[], &sources, sink, |_| {});
         })
         .unwrap();
         assert_eq!(

@@ -13,14 +13,15 @@
 //!   differently) is counted apart as unmatched, never in a rate.
 //! - Reading the same record twice changes nothing (sets, not counts, of
 //!   sessions): a reader that sees a record twice reports the same table.
-//!   Decisions by kind are counted by id for the same reason.
+//!   Decisions by kind are counted by id for the same reason, and offer
+//!   feedback by (offer, status).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ControlGroupResult;
-use crate::wire::{Arm, DecisionKind};
+use crate::wire::{decode_feedback, Arm, DecisionKind, FeedbackStatus};
 
 /// The fields of a decision record the table needs.
 #[derive(Debug, Deserialize)]
@@ -49,6 +50,8 @@ struct MapRecords {
     sessions: [BTreeSet<(String, String)>; 2],
     /// (visitor, session) with a conversion in treatment (0) or control (1).
     converted: [BTreeSet<(String, String)>; 2],
+    /// (offer, status) of the feedback on the map's offers.
+    feedback: BTreeSet<(String, FeedbackStatus)>,
 }
 
 fn arm_index(arm: Arm) -> usize {
@@ -67,6 +70,8 @@ pub struct MapReport {
     pub control_group: ControlGroupResult,
     /// Conversions whose session has no decision of that arm in the input.
     pub unmatched_conversions: u64,
+    /// Offers with feedback of each status (`shown`, `accepted`, …).
+    pub feedback: BTreeMap<&'static str, u64>,
 }
 
 /// Decision and conversion records, tallied per action map.
@@ -105,6 +110,20 @@ impl DecisionLog {
             .insert((c.visitor_id, c.session_id));
     }
 
+    /// Adds one offer-feedback record (its JSON); a record the engine
+    /// would dead-letter is counted in [`DecisionLog::unreadable`].
+    pub fn add_feedback(&mut self, json: &[u8]) {
+        let Ok(f) = decode_feedback(None, json, usize::MAX) else {
+            self.unreadable += 1;
+            return;
+        };
+        self.maps
+            .entry(f.action_map.into_owned())
+            .or_default()
+            .feedback
+            .insert((f.offer_id.into_owned(), f.status));
+    }
+
     /// The table, by action map name.
     pub fn report(&self) -> BTreeMap<String, MapReport> {
         self.maps
@@ -133,6 +152,13 @@ impl DecisionLog {
                         control,
                     ),
                     unmatched_conversions: unmatched,
+                    feedback: FeedbackStatus::ALL
+                        .iter()
+                        .map(|s| {
+                            let n = m.feedback.iter().filter(|(_, x)| x == s).count();
+                            (s.as_str(), n as u64)
+                        })
+                        .collect(),
                 };
                 (name.clone(), row)
             })
@@ -178,6 +204,20 @@ mod tests {
         // Session c was only capped: its conversion has no decided arm.
         log.add_conversion(&conversion("c", "treatment"));
         log.add_conversion(b"not json");
+        let fb = |offer: &str, status: &str| {
+            format!(
+                r#"{{"offer_id":"{offer}","visitor_id":"v-a","action_map":"chat","status":"{status}","timestamp":"2026-11-30T00:00:00Z"}}"#
+            )
+            .into_bytes()
+        };
+        for (offer, status) in [
+            ("1", "shown"),
+            ("1", "declined"),
+            ("1", "declined"),
+            ("5", "shown"),
+        ] {
+            log.add_feedback(&fb(offer, status));
+        }
         let row = &log.report()["chat"];
         assert_eq!(row.decisions["offered"], 3);
         assert_eq!(row.decisions["held_out"], 1);
@@ -188,6 +228,14 @@ mod tests {
         assert_eq!((g.held_out_sessions, g.held_out_converted), (1, 1));
         assert_eq!(row.unmatched_conversions, 1);
         assert_eq!(log.unreadable, 1);
+        assert_eq!(
+            (
+                row.feedback["shown"],
+                row.feedback["declined"],
+                row.feedback["accepted"]
+            ),
+            (2, 1, 0)
+        );
         let u = g.uplift.expect("both arms");
         assert!((u.difference - (0.5 - 1.0)).abs() < 1e-12);
     }

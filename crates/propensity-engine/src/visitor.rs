@@ -398,6 +398,27 @@ pub struct VisitorSnapshot {
     /// [`ConsentState::prior_denial`], with `tracking_since_ms`.
     #[serde(default, skip_serializing_if = "PriorDenial::is_no_consent")]
     pub prior_denial: PriorDenial,
+    /// Contact-policy state per action map (declines counted, suppression),
+    /// from offer feedback; absent when none. Maps are named, not indexed:
+    /// it outlives sessions, and so deployments that reorder the maps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contact: Vec<ContactSnapshot>,
+}
+
+/// One action map's contact-policy state of a visitor, as the changelog
+/// keeps it (see `engine::feedback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactSnapshot {
+    /// The action map.
+    pub map: String,
+    /// Declines counted in the current window.
+    pub declines: u16,
+    /// When the current window started (the first decline counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start_ms: Option<i64>,
+    /// The map makes no offer to the visitor before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_until_ms: Option<i64>,
 }
 
 impl VisitorEntry {
@@ -457,6 +478,7 @@ impl VisitorEntry {
             last_event_ms: self.last_event_ms.get(),
             tracking_since_ms: since.map(|(t, _)| t),
             prior_denial: since.map_or(PriorDenial::NoConsent, |(_, r)| r),
+            contact: Vec::new(),
         })
     }
 

@@ -23,20 +23,21 @@ use common::{
     test_models, RecordingSink, BASE_MS,
 };
 use jsonschema::Validator;
-use propensity_engine::wire::{decode_consent, decode_event, DeadLetterReason};
+use propensity_engine::wire::{decode_consent, decode_event, decode_feedback, DeadLetterReason};
 use propensity_engine::{Engine, Offer, Origin};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{json, Value};
 
 const MAX: usize = 65_536;
-const SCHEMAS: [&str; 7] = [
+const SCHEMAS: [&str; 8] = [
     "visitor-event",
     "consent-record",
     "engagement-offer",
     "outcome-score",
     "decision",
     "conversion",
+    "feedback",
     "dead-letter",
 ];
 
@@ -82,6 +83,9 @@ fn engine_verdict(name: &str, v: &Value) -> Result<(), DeadLetterReason> {
     match name {
         "visitor-event" => decode_event(&b, MAX).map(|_| ()).map_err(|e| e.reason),
         "consent-record" => decode_consent(None, Some(&b), 0, MAX)
+            .map(|_| ())
+            .map_err(|e| e.reason),
+        "feedback" => decode_feedback(None, &b, MAX)
             .map(|_| ())
             .map_err(|e| e.reason),
         other => panic!("{other} is not an input"),
@@ -192,7 +196,7 @@ fn every_json_example_of_the_contract_document_validates_as_marked() {
             None => {
                 assert!(errs.is_empty(), "{at}: {errs:#?}");
                 match ex.schema.as_str() {
-                    "visitor-event" | "consent-record" => {
+                    "visitor-event" | "consent-record" | "feedback" => {
                         if let Err(r) = engine_verdict(&ex.schema, &ex.value) {
                             panic!("{at}: the engine rejects it: {r:?}");
                         }

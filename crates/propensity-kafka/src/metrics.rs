@@ -310,7 +310,7 @@ impl PipelineMetrics {
             decisions: counter_vec(
                 &r,
                 "propensity_decisions_total",
-                "Decisions of an action map whose trigger and conditions held, by kind (offered, held_out, capped, no_purpose, lower_priority).",
+                "Decisions of an action map whose trigger and conditions held, by kind (offered, held_out, capped, no_purpose, lower_priority, contact_policy).",
                 &["action_map", "decision"],
             )?,
             probability,
@@ -535,6 +535,11 @@ impl PipelineMetrics {
                     DecisionKind::LowerPriority,
                     &totals.lower_priority_by_map,
                     &old.lower_priority_by_map,
+                ),
+                (
+                    DecisionKind::ContactPolicy,
+                    &totals.suppressed_by_contact_by_map,
+                    &old.suppressed_by_contact_by_map,
                 ),
             ] {
                 let d = delta(get(new), get(old));

@@ -76,7 +76,11 @@ fn models_trained_on_simulated_traffic_are_useful_and_calibrated() {
         let percentiles: Vec<u8> = o
             .rows
             .chunks(dim)
-            .map(|row| model.percentile(model.probability(row)).expect("a distribution"))
+            .map(|row| {
+                model
+                    .percentile(model.probability(row))
+                    .expect("a distribution")
+            })
             .collect();
         let share = |min: u8| {
             percentiles.iter().filter(|p| **p >= min).count() as f64 / percentiles.len() as f64
@@ -250,6 +254,7 @@ fn a_skipped_outcome_is_served_unscored_and_a_stale_model_moves_aside() {
         offers_out: &offers,
         scores_out: Some(&scores),
         decisions_out: None,
+        feedback: None,
         conversions_out: None,
         dead_letters_out: None,
         summary_json: None,

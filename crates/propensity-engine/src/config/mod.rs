@@ -59,6 +59,9 @@ pub struct ActionMap {
     /// The control group's share as a threshold on the assignment hash
     /// ([`crate::control_group::holdout_threshold`]); 0: no control group.
     pub holdout_threshold: u64,
+    /// Contact policy from offer feedback (`None`: feedback is counted
+    /// only).
+    pub contact_policy: Option<ContactPolicy>,
     /// Minimum events in session.
     pub min_events: u32,
     /// Current-page pattern.
@@ -69,6 +72,17 @@ pub struct ActionMap {
     pub traffic_sources: Option<Vec<String>>,
     /// The action.
     pub action: ActionSpec,
+}
+
+/// A validated contact policy (see `ContactPolicySettings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContactPolicy {
+    /// Declines that suppress the map.
+    pub max_declines: u16,
+    /// The window declines count in, ms.
+    pub window_ms: i64,
+    /// How long a suppression lasts, ms.
+    pub suppress_ms: i64,
 }
 
 /// The validated configuration the engine runs on.
@@ -385,6 +399,35 @@ fn compile_action_map(
             "must be at least 1 (remove the map to disable it)",
         ));
     }
+    let contact_policy = match &m.contact_policy {
+        None => None,
+        Some(c) => {
+            let days = |field: &str, v: f64| -> Result<i64, EngineError> {
+                if v.is_finite() && v > 0.0 && v <= 3650.0 {
+                    Ok((v * 86_400_000.0).round() as i64)
+                } else {
+                    Err(EngineError::config(
+                        format!("{key}.contact_policy.{field}"),
+                        format!("must be a number of days in (0, 3650], got {v}"),
+                    ))
+                }
+            };
+            let max_declines = u16::try_from(c.max_declines)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    EngineError::config(
+                        format!("{key}.contact_policy.max_declines"),
+                        format!("must be from 1 to 65535, got {}", c.max_declines),
+                    )
+                })?;
+            Some(ContactPolicy {
+                max_declines,
+                window_ms: days("within_days", c.within_days)?,
+                suppress_ms: days("suppress_days", c.suppress_days)?,
+            })
+        }
+    };
     let non_empty = |field: &str, v: &str| -> Result<(), EngineError> {
         if v.trim().is_empty() {
             Err(EngineError::config(
@@ -423,6 +466,7 @@ fn compile_action_map(
         priority: m.priority,
         max_per_session: m.max_per_session,
         holdout_threshold: holdout_threshold(m.holdout_fraction),
+        contact_policy,
         min_events: m.conditions.min_events.unwrap_or(0),
         url_pattern,
         device_categories: m.conditions.device_categories.clone(),

@@ -217,6 +217,11 @@ pub struct ActionMapSettings {
     /// 0 (the default) means no control group.
     #[serde(default)]
     pub holdout_fraction: f64,
+    /// Optional contact policy driven by offer feedback: after
+    /// `max_declines` declines within `within_days`, the map makes no offer
+    /// to the visitor for `suppress_days`.
+    #[serde(default)]
+    pub contact_policy: Option<ContactPolicySettings>,
     /// Optional conditions.
     #[serde(default)]
     pub conditions: ConditionSettings,
@@ -226,6 +231,24 @@ pub struct ActionMapSettings {
 
 fn one() -> u32 {
     1
+}
+
+/// `contact_policy = { max_declines = 3, within_days = 30, suppress_days = 5 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactPolicySettings {
+    /// Declines (feedback `declined`) that suppress the map, 1 or more.
+    pub max_declines: u32,
+    /// Declines count within this many days of the first one counted
+    /// (default 30); an acceptance or a suppression starts the count anew.
+    #[serde(default = "thirty")]
+    pub within_days: f64,
+    /// How long the map stays suppressed for the visitor, in days.
+    pub suppress_days: f64,
+}
+
+fn thirty() -> f64 {
+    30.0
 }
 
 /// Everything the engine reads from the configuration file.

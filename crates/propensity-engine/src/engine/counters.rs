@@ -22,7 +22,9 @@ use serde::Serialize;
 use crate::config::EngineConfig;
 use crate::control_group::{uplift, Uplift};
 use crate::visitor::PriorDenial;
-use crate::wire::{DeadLetterReason, EventKind};
+use crate::wire::{DeadLetterReason, EventKind, FeedbackStatus};
+
+use super::FeedbackCounters;
 
 /// Why a valid event was not processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,6 +126,13 @@ pub struct EngineCounters {
     /// higher-priority map took. With the three above, every decision:
     /// decisions = offers + held out + capped + no purpose + lower priority.
     pub lower_priority_by_map: Vec<u64>,
+    /// Decisions of a map its contact policy suppressed for the visitor
+    /// (after declines, see `feedback`). With the four above, every
+    /// decision: decisions = offers + held out + capped + no purpose +
+    /// lower priority + contact policy.
+    pub suppressed_by_contact_by_map: Vec<u64>,
+    /// Offer feedback.
+    pub feedback: FeedbackCounters,
     /// Sessions with at least one `offered` decision, per action map.
     pub sessions_offered_by_map: Vec<u64>,
     /// Sessions with at least one `held_out` decision, per action map.
@@ -193,6 +202,11 @@ impl EngineCounters {
             &mut self.lower_priority_by_map,
             &other.lower_priority_by_map,
         );
+        add_list(
+            &mut self.suppressed_by_contact_by_map,
+            &other.suppressed_by_contact_by_map,
+        );
+        self.feedback.merge(&other.feedback);
         for (mine, theirs) in [
             (
                 &mut self.sessions_offered_by_map,
@@ -288,10 +302,36 @@ pub struct EngineSummary {
     pub held_out_by_action_map: std::collections::BTreeMap<String, u64>,
     /// Taken by a map of higher priority, per action map.
     pub lower_priority_by_action_map: std::collections::BTreeMap<String, u64>,
+    /// Suppressed by the map's contact policy (after declines), per map.
+    pub suppressed_by_contact_policy: std::collections::BTreeMap<String, u64>,
+    /// Offer feedback.
+    pub feedback: FeedbackSummary,
     /// Per action map with a control group at work (sessions in both
     /// arms or either): sessions offered and held out, how many of each
     /// then achieved the map's outcome, and the uplift.
     pub control_groups: std::collections::BTreeMap<String, ControlGroupResult>,
+}
+
+/// Offer feedback in a summary (see [`FeedbackCounters`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedbackSummary {
+    /// Records consumed.
+    pub consumed: u64,
+    /// Applied.
+    pub applied: u64,
+    /// Dropped: no tracking consent.
+    pub dropped_no_consent: u64,
+    /// Dropped: unknown action map.
+    pub dropped_unknown_map: u64,
+    /// Dead-lettered.
+    pub dead_lettered: u64,
+    /// Whether consumed = applied + dropped + dead-lettered.
+    pub reconciles: bool,
+    /// Applied feedback per action map and status (maps with any).
+    pub by_action_map: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Suppressions the contact policies started, per action map (maps
+    /// with a policy).
+    pub suppressions_by_action_map: std::collections::BTreeMap<String, u64>,
 }
 
 /// One action map's control-group reading (see [`EngineSummary::control_groups`]).
@@ -347,7 +387,9 @@ impl EngineSummary {
         };
         let mut dead_letters_by_reason = std::collections::BTreeMap::new();
         for (i, r) in DeadLetterReason::ALL.iter().enumerate() {
-            let n = c.events_dead_lettered[i] + c.consent_dead_lettered[i];
+            let n = c.events_dead_lettered[i]
+                + c.consent_dead_lettered[i]
+                + c.feedback.dead_lettered[i];
             if n > 0 {
                 dead_letters_by_reason.insert(r.code().to_owned(), n);
             }
@@ -387,6 +429,35 @@ impl EngineSummary {
             suppressed_by_purpose: per_map(&c.suppressed_by_purpose),
             held_out_by_action_map: per_map(&c.held_out_by_map),
             lower_priority_by_action_map: per_map(&c.lower_priority_by_map),
+            suppressed_by_contact_policy: per_map(&c.suppressed_by_contact_by_map),
+            feedback: FeedbackSummary {
+                consumed: c.feedback.consumed,
+                applied: c.feedback.applied,
+                dropped_no_consent: c.feedback.dropped_no_consent,
+                dropped_unknown_map: c.feedback.dropped_unknown_map,
+                dead_lettered: c.feedback.dead_lettered.iter().sum(),
+                reconciles: c.feedback.reconciles(),
+                by_action_map: config
+                    .action_maps
+                    .iter()
+                    .zip(&c.feedback.by_map_status)
+                    .filter(|(_, counts)| counts.iter().any(|n| *n > 0))
+                    .map(|(m, counts)| {
+                        let by_status = FeedbackStatus::ALL
+                            .iter()
+                            .map(|s| (s.as_str().to_owned(), counts[s.index()]))
+                            .collect();
+                        (m.name.clone(), by_status)
+                    })
+                    .collect(),
+                suppressions_by_action_map: config
+                    .action_maps
+                    .iter()
+                    .zip(&c.feedback.suppressions_by_map)
+                    .filter(|(m, _)| m.contact_policy.is_some())
+                    .map(|(m, n)| (m.name.clone(), *n))
+                    .collect(),
+            },
             control_groups: config
                 .action_maps
                 .iter()

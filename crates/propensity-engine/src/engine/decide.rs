@@ -5,7 +5,7 @@
 //! event: it makes the offer, or, for a visitor in the map's control group,
 //! holds it out. Every map whose trigger and conditions held gets one
 //! decision record (`offered`, `held_out`, `capped`, `no_purpose`,
-//! `lower_priority`).
+//! `lower_priority`, `contact_policy`).
 //!
 //! Invariants kept here:
 //! - At most one offer per event, and caps are checked before an offer
@@ -13,8 +13,11 @@
 //!   changes no cap state.
 //! - A held-out decision changes the cap state exactly as an offer would
 //!   and sends nothing, so both arms of a control group see the same caps.
-//! - Every counted decision is one of the five kinds, so decisions =
-//!   offered + held out + capped + no purpose + lower priority, per map.
+//! - Every counted decision is one of the six kinds, so decisions =
+//!   offered + held out + capped + no purpose + lower priority + contact
+//!   policy, per map. A map its contact policy suppresses for the visitor
+//!   (after declined offers) is checked after purpose and before the caps,
+//!   and consumes no cap.
 //! - An achieved outcome is neither scored nor offered on for the rest of
 //!   the session (its probability stays `None`).
 //! - Offer ids are a stable hash of visitor, session, map and event, so a
@@ -38,6 +41,7 @@ use crate::wire::{
     Arm, Contribution, Conversion, Decision, DecisionKind, Event, Offer, OutcomeScore,
 };
 
+use super::feedback::suppressed;
 use super::session::{EventCtx, Scratch};
 use super::EngineSink;
 
@@ -151,6 +155,9 @@ impl EventCtx<'_> {
             } else if !purposes.grants(map.purpose) {
                 self.counters.suppressed_by_purpose[mi] += 1;
                 DecisionKind::NoPurpose
+            } else if map.contact_policy.is_some() && suppressed(self.contact, visitor, mi, t) {
+                self.counters.suppressed_by_contact_by_map[mi] += 1;
+                DecisionKind::ContactPolicy
             } else if session.offers_per_map[mi] >= map.max_per_session
                 || session.offers_total >= cfg.max_offers_per_session
                 || last_offer_ms

@@ -169,6 +169,7 @@ impl Engine {
                     consent: Some(next),
                     ..VisitorEntry::default()
                 };
+                self.contact.remove(visitor);
                 self.counters.erasures += 1;
                 self.counters.consent_applied += 1;
                 sink.state_changed(visitor);
@@ -212,12 +213,14 @@ impl Engine {
                     if was_tracking {
                         self.counters.revocations += 1;
                         // Revocation stops processing at once: the session
-                        // (features, probabilities, caps) is forgotten.
+                        // (features, probabilities, caps) is forgotten, and
+                        // so is the contact state from offer feedback.
                         if let Some(a) = entry.activity.as_deref_mut() {
                             self.counters.active_sessions -= u64::from(a.session.is_some());
                             a.session = None;
                         }
                         entry.tidy();
+                        self.contact.remove(visitor);
                     }
                 }
             }

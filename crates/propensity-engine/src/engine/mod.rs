@@ -53,7 +53,8 @@
 //! - `expiry`: the watermark, TTL and idle expiry, the end of input;
 //! - `session`: what an event does to its visitor's session and outcomes;
 //! - `decide`: scores, triggers, conditions, caps and offers (invariant 4);
-//! - `restore`: changelog snapshots, restore and consent loading.
+//! - `restore`: changelog snapshots, restore and consent loading;
+//! - `feedback`: offer feedback and the contact policy it drives.
 //!
 //! Invariant 3 is every module's: whichever decides an event's fate, or
 //! takes it out of the buffer, counts it in exactly one bucket.
@@ -61,12 +62,16 @@
 mod counters;
 mod decide;
 mod expiry;
+mod feedback;
 mod gate;
 mod partition;
 mod restore;
 mod session;
 
-pub use counters::{ControlGroupResult, DropReason, EngineCounters, EngineSummary};
+pub use counters::{
+    ControlGroupResult, DropReason, EngineCounters, EngineSummary, FeedbackSummary,
+};
+pub use feedback::FeedbackCounters;
 pub use session::achieves;
 
 use std::sync::Arc;
@@ -162,6 +167,9 @@ pub struct Engine {
     /// consent topic is read): merged into the visitor's state by its first
     /// consent record, then removed. Empty outside a restore.
     restored_since: AHashMap<CompactString, (i64, PriorDenial)>,
+    /// Contact-policy state of the visitors that have any (see
+    /// `feedback`): beside the visitor map so that the others pay nothing.
+    contact: AHashMap<CompactString, feedback::ContactBook>,
 }
 
 impl Engine {
@@ -181,6 +189,8 @@ impl Engine {
                 sessions_held_out_by_map: vec![0; n_maps],
                 converted_offered_by_map: vec![0; n_maps],
                 converted_held_out_by_map: vec![0; n_maps],
+                suppressed_by_contact_by_map: vec![0; n_maps],
+                feedback: FeedbackCounters::new(n_maps),
                 ..EngineCounters::default()
             },
             config,
@@ -190,6 +200,7 @@ impl Engine {
             slot_of: Vec::new(),
             scratch: Scratch::default(),
             restored_since: AHashMap::new(),
+            contact: AHashMap::new(),
         }
     }
 

@@ -55,6 +55,11 @@ impl Engine {
     fn visitor_snapshot(&self, visitor_id: &str) -> Option<VisitorSnapshot> {
         let entry = self.visitors.get(visitor_id);
         let mut snap = entry.and_then(VisitorEntry::snapshot);
+        // Contact state exists only for visitors with consent (feedback is
+        // gated), so only for visitors that have a snapshot.
+        if let Some(s) = snap.as_mut() {
+            s.contact = self.contact_snapshot(visitor_id);
+        }
         if entry.is_none_or(|e| e.consent.is_none()) {
             if let Some(&(since, prior)) = self.restored_since.get(visitor_id) {
                 let s = snap.get_or_insert_with(|| VisitorSnapshot {
@@ -66,6 +71,7 @@ impl Engine {
                     last_event_ms: entry.and_then(|e| e.last_event_ms.get()),
                     tracking_since_ms: None,
                     prior_denial: PriorDenial::NoConsent,
+                    contact: Vec::new(),
                 });
                 s.tracking_since_ms = Some(since);
                 s.prior_denial = prior;
@@ -87,6 +93,8 @@ impl Engine {
             }
             None => None,
         };
+        let contact = snapshot.as_ref().map_or(&[][..], |s| &s.contact[..]);
+        self.restore_contact(visitor_id, contact);
         let slot = self.visitor_slot(visitor_id);
         let ps = &mut self.parts[slot];
         let entry = self.visitors.entry(visitor_id.into()).or_default();
@@ -212,6 +220,7 @@ impl Engine {
     ) -> Option<(Option<ConsentState>, Option<VisitorSnapshot>)> {
         let entry = self.visitors.get(visitor_id)?;
         let beyond_consent = entry.has_state()
+            || self.has_contact(visitor_id)
             || entry.tracking_since().is_some()
             || self.restored_since.contains_key(visitor_id);
         let rest = self

@@ -24,6 +24,7 @@
 //! - The scratch (including the path cache) only saves allocation and
 //!   work: it changes no result.
 
+use ahash::AHashMap;
 use compact_str::CompactString;
 use smallvec::SmallVec;
 
@@ -38,6 +39,7 @@ use crate::visitor::{Session, VisitorEntry};
 use crate::wire::Event;
 
 use super::expiry::IdleItem;
+use super::feedback::ContactBook;
 use super::partition::PartitionState;
 use super::{DropReason, EngineCounters, EngineSink};
 
@@ -98,6 +100,7 @@ macro_rules! event_ctx {
             counters: &mut $engine.counters,
             scratch: &mut $engine.scratch,
             part: &mut $engine.parts[$part],
+            contact: &$engine.contact,
         }
     };
 }
@@ -114,6 +117,8 @@ pub(super) struct EventCtx<'a> {
     pub(super) scratch: &'a mut Scratch,
     /// The visitor's partition: session serials and the idle queue.
     pub(super) part: &'a mut PartitionState,
+    /// Contact-policy state by visitor (read only while deciding).
+    pub(super) contact: &'a AHashMap<CompactString, ContactBook>,
 }
 
 impl EventCtx<'_> {

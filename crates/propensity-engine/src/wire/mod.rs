@@ -33,6 +33,7 @@ mod consent;
 mod decode;
 mod errors;
 mod event;
+mod feedback;
 mod output;
 mod vocab;
 
@@ -42,6 +43,7 @@ pub use errors::{DeadLetterReason, DecodeError};
 pub use event::{
     decode_event, Custom, Device, Event, Form, Page, PropertyValue, Search, Traffic, MAX_URL_LEN,
 };
+pub use feedback::{decode_feedback, FeedbackStatus, FeedbackUpdate};
 pub use output::{
     ActionSpec, Arm, Contribution, Conversion, DeadLetter, Decision, DecisionKind, Offer, Origin,
     OutcomeScore,

@@ -153,16 +153,20 @@ pub enum DecisionKind {
     NoPurpose,
     /// A map of higher priority took the event (offered or held out).
     LowerPriority,
+    /// The map's contact policy suppresses it for the visitor (after
+    /// declined offers).
+    ContactPolicy,
 }
 
 impl DecisionKind {
     /// Every kind, in counter order.
-    pub const ALL: [DecisionKind; 5] = [
+    pub const ALL: [DecisionKind; 6] = [
         DecisionKind::Offered,
         DecisionKind::HeldOut,
         DecisionKind::Capped,
         DecisionKind::NoPurpose,
         DecisionKind::LowerPriority,
+        DecisionKind::ContactPolicy,
     ];
 
     /// The wire name.
@@ -173,6 +177,7 @@ impl DecisionKind {
             DecisionKind::Capped => "capped",
             DecisionKind::NoPurpose => "no_purpose",
             DecisionKind::LowerPriority => "lower_priority",
+            DecisionKind::ContactPolicy => "contact_policy",
         }
     }
 }
