@@ -55,7 +55,13 @@ pub struct Traffic {
 const CONFIG_FILE: &str = "propensity.toml";
 
 /// The map that has a control group in every deployment, and its share.
+/// It also has a contact policy ([`CONTACT_POLICY`]).
 pub const CONTROL_GROUP_MAP: (&str, f64) = ("checkout-assist-chat", 0.3);
+
+/// The contact policy of [`CONTROL_GROUP_MAP`] in every deployment: two
+/// declines within 30 days suppress it for 30 days.
+pub const CONTACT_POLICY: &str =
+    "contact_policy = { max_declines = 2, within_days = 30, suppress_days = 30 }";
 
 /// Writes the shipped configuration with a control group on
 /// [`CONTROL_GROUP_MAP`]: every system test then runs held-out decisions
@@ -80,7 +86,7 @@ fn write_config(path: &Path) {
             in_map = true;
         }
         if in_map && line.starts_with("holdout_fraction") {
-            text.push_str(&format!("holdout_fraction = {share}\n"));
+            text.push_str(&format!("holdout_fraction = {share}\n{CONTACT_POLICY}\n"));
             continue;
         }
         text.push_str(line);
@@ -177,6 +183,9 @@ impl Deployment {
         // crash tests compare them with `replay`'s.
         settings.decisions_topic = format!("decisions-{suffix}");
         settings.conversions_topic = format!("conversions-{suffix}");
+        // Feedback is always read: tests without it check that an empty
+        // feedback topic changes nothing.
+        settings.feedback_topic = format!("feedback-{suffix}");
         let dir = tempfile::Builder::new()
             .prefix(&format!("propensity-{name}-"))
             .tempdir()
@@ -217,6 +226,10 @@ impl Deployment {
             (
                 "PROPENSITY__KAFKA__CONVERSIONS_TOPIC",
                 settings.conversions_topic.clone(),
+            ),
+            (
+                "PROPENSITY__KAFKA__FEEDBACK_TOPIC",
+                settings.feedback_topic.clone(),
             ),
             ("PROPENSITY__KAFKA__PARTITIONS", partitions.to_string()),
             ("PROPENSITY__KAFKA__WORKERS", TEST_WORKERS.to_string()),
@@ -310,12 +323,26 @@ impl Deployment {
 
     /// Every output of `propensity replay` on the same records.
     pub fn replay_all(&self, traffic: &Traffic) -> ReplayOutputs {
+        self.replay_with_feedback(traffic, None)
+    }
+
+    /// [`Deployment::replay_all`] with an offer-feedback file.
+    pub fn replay_with_feedback(
+        &self,
+        traffic: &Traffic,
+        feedback: Option<&Path>,
+    ) -> ReplayOutputs {
         let out = self.dir.path().join("replay-offers.jsonl");
         let decisions = self.dir.path().join("replay-decisions.jsonl");
         let conversions = self.dir.path().join("replay-conversions.jsonl");
         let summary = self.dir.path().join("replay-summary.json");
+        let mut command = self.command(&["replay"]);
+        if let Some(f) = feedback {
+            command.arg("--feedback").arg(f);
+        }
         run_ok(
-            self.command(&["replay", "--events"])
+            command
+                .arg("--events")
                 .arg(&traffic.events)
                 .arg("--consent")
                 .arg(&traffic.consent)
@@ -567,6 +594,7 @@ impl Deployment {
             &s.scores_topic,
             &s.decisions_topic,
             &s.conversions_topic,
+            &s.feedback_topic,
         ];
         let started = Instant::now();
         for topic in topics.into_iter().filter(|t| !t.is_empty()) {

@@ -89,6 +89,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("kafka.offers_topic", "output: engagement offers (exactly once)"),
     ("kafka.scores_topic", "output: outcome scores; empty: not published"),
     ("kafka.decisions_topic", "output: decision records (one per action map whose trigger and conditions held: offered, held_out, capped, no_purpose, lower_priority, contact_policy); empty: not published"),
+    ("kafka.feedback_topic", "input: offer feedback (shown, accepted, declined, ignored, expired), keyed by visitor_id, co-partitioned with events; counted per map and status and driving contact policies; empty: not consumed"),
     ("kafka.conversions_topic", "output: conversion records (a session with an offered or held_out decision of a map achieved its outcome; one per map and arm); empty: not published"),
     ("kafka.dead_letter_topic", "output: dead letters (original key and value, reason in headers)"),
     ("kafka.changelog_topic", "internal: session and frequency-cap state, compacted, co-partitioned"),

@@ -44,9 +44,10 @@ pub struct ReportArgs {
     /// repeatable: counts per map and status in the table.
     #[arg(long, value_name = "FILE")]
     pub feedback: Vec<PathBuf>,
-    /// Read `kafka.decisions_topic` and `kafka.conversions_topic` (committed
-    /// records, from the log start) instead of files.
-    #[arg(long, conflicts_with_all = ["decisions", "conversions"])]
+    /// Read `kafka.decisions_topic` and `kafka.conversions_topic` (and
+    /// `kafka.feedback_topic` when set; committed records, from the log
+    /// start) instead of files.
+    #[arg(long, conflicts_with_all = ["decisions", "conversions", "feedback"])]
     pub from_kafka: bool,
     /// Also write the uplift chart here (PNG).
     #[arg(long, value_name = "FILE")]
@@ -135,6 +136,13 @@ fn read_topics(config: &Config, log: &mut DecisionLog) -> Result<()> {
             } else {
                 log.add_conversion(&value);
             }
+        }
+    }
+    // Feedback, when the pipeline reads a feedback topic.
+    let topic = &settings.feedback_topic;
+    if let Some(layout) = cluster.get(topic.as_str()).filter(|_| !topic.is_empty()) {
+        for value in read_committed_values(settings, topic, &layout.partitions, SETTLE_WAIT)? {
+            log.add_feedback(&value);
         }
     }
     Ok(())

@@ -155,6 +155,7 @@ pub(crate) fn suffixed(base: &KafkaSettings, tag: &str) -> KafkaSettings {
         scores_topic: String::new(),
         decisions_topic: String::new(),
         conversions_topic: String::new(),
+        feedback_topic: String::new(),
         ..base.clone()
     }
 }

@@ -419,6 +419,9 @@ pub struct ContactSnapshot {
     /// The map makes no offer to the visitor before this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed_until_ms: Option<i64>,
+    /// Stable hash of the offer id of the last decline counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_declined: Option<u64>,
 }
 
 impl VisitorEntry {

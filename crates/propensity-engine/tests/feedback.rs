@@ -38,9 +38,10 @@ fn config() -> Arc<EngineConfig> {
     config_from(&s)
 }
 
+/// Feedback on an offer whose id is made of `t` (each call a new offer).
 fn feedback(visitor: &str, status: &str, t: i64) -> Vec<u8> {
     bytes(&json!({
-        "offer_id": "o-1",
+        "offer_id": format!("o-{t}"),
         "visitor_id": visitor,
         "action_map": MAP,
         "status": status,
@@ -125,6 +126,30 @@ fn an_acceptance_or_an_old_decline_starts_the_count_anew() {
     // 8 days after the last decline: outside the 7-day window.
     send(&mut engine, "ben", "declined", BASE_MS + 10 * DAY);
     assert!(session(&mut engine, "ben", BASE_MS + 11 * DAY).contains(&"offered".to_owned()));
+}
+
+#[test]
+fn a_decline_sent_again_is_counted_once() {
+    let config = config();
+    let mut engine = Engine::new(config.clone(), test_models(&config));
+    grant(&mut engine, "eve", BASE_MS, &ALL);
+    let again = feedback("eve", "declined", BASE_MS + DAY);
+    for _ in 0..3 {
+        engine.process_feedback(
+            None,
+            &again,
+            &Origin::Unknown,
+            &mut RecordingSink::default(),
+        );
+    }
+    assert!(session(&mut engine, "eve", BASE_MS + 2 * DAY).contains(&"offered".to_owned()));
+    // A decline of another offer is the second one.
+    send(&mut engine, "eve", "declined", BASE_MS + 2 * DAY + 60_000);
+    let kinds = session(&mut engine, "eve", BASE_MS + 3 * DAY);
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|k| k == "contact_policy"),
+        "{kinds:?}"
+    );
 }
 
 #[test]

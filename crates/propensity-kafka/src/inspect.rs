@@ -124,6 +124,7 @@ pub fn role_name(role: TopicRole) -> &'static str {
         TopicRole::Scores => "scores",
         TopicRole::Decisions => "decisions",
         TopicRole::Conversions => "conversions",
+        TopicRole::Feedback => "feedback",
         TopicRole::DeadLetters => "dead-letters",
         TopicRole::Changelog => "changelog",
     }

@@ -12,7 +12,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use propensity_engine::wire::DecisionKind;
+use propensity_engine::wire::{DecisionKind, FeedbackStatus};
 use propensity_engine::{DeadLetterReason, DropReason, EngineConfig, EngineCounters, ModelSet};
 
 use crate::status::RuntimeStatus;
@@ -39,6 +39,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_decisions_total",
     "propensity_control_group_sessions_total",
     "propensity_control_group_conversions_total",
+    "propensity_feedback_records_total",
+    "propensity_offer_feedback_total",
     "propensity_outcome_probability",
     "propensity_batch_processing_seconds",
     "propensity_event_to_offer_latency_seconds",
@@ -52,6 +54,14 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_buffered_events",
     "propensity_model_info",
     "propensity_model_reloads_total",
+];
+
+/// The `result` labels of `propensity_feedback_records_total`.
+const FEEDBACK_RESULTS: [&str; 4] = [
+    "applied",
+    "dropped_no_consent",
+    "dropped_unknown_map",
+    "dead_lettered",
 ];
 
 /// The metrics of one process.
@@ -84,6 +94,11 @@ pub struct PipelineMetrics {
     /// its outcome: a dashboard's uplift is the difference of the ratios.
     control_sessions: IntCounterVec,
     control_conversions: IntCounterVec,
+    /// Feedback records by result (applied, dropped_no_consent,
+    /// dropped_unknown_map, dead_lettered).
+    feedback_records: IntCounterVec,
+    /// Applied offer feedback by map and status.
+    offer_feedback: IntCounterVec,
     /// Outcome probability per outcome, in config order.
     probability: Vec<Histogram>,
     /// Engine time per batch.
@@ -307,6 +322,18 @@ impl PipelineMetrics {
                 "Of those sessions, the ones that then achieved the map's outcome.",
                 &["action_map", "arm"],
             )?,
+            feedback_records: counter_vec(
+                &r,
+                "propensity_feedback_records_total",
+                "Offer-feedback records consumed, by result: applied, dropped_no_consent, dropped_unknown_map, dead_lettered.",
+                &["result"],
+            )?,
+            offer_feedback: counter_vec(
+                &r,
+                "propensity_offer_feedback_total",
+                "Applied offer feedback by action map and status (shown, accepted, declined, ignored, expired).",
+                &["action_map", "status"],
+            )?,
             decisions: counter_vec(
                 &r,
                 "propensity_decisions_total",
@@ -385,8 +412,15 @@ impl PipelineMetrics {
         for result in ["success", "failure"] {
             m.model_reloads.with_label_values(&[result]);
         }
+        for result in FEEDBACK_RESULTS {
+            m.feedback_records.with_label_values(&[result]);
+        }
         for (name, kind) in &m.maps {
             m.offers.with_label_values(&[name.as_str(), kind]);
+            for status in FeedbackStatus::ALL {
+                m.offer_feedback
+                    .with_label_values(&[name.as_str(), status.as_str()]);
+            }
             for arm in ["treatment", "control"] {
                 m.control_sessions.with_label_values(&[name.as_str(), arm]);
                 m.control_conversions
@@ -462,6 +496,11 @@ impl PipelineMetrics {
                     totals.consent_dead_lettered[i],
                     old.consent_dead_lettered[i],
                 ),
+                (
+                    "feedback",
+                    totals.feedback.dead_lettered[i],
+                    old.feedback.dead_lettered[i],
+                ),
             ] {
                 let d = delta(new, old);
                 if d > 0 {
@@ -481,6 +520,40 @@ impl PipelineMetrics {
             self.consent_records
                 .with_label_values(&[result])
                 .inc_by(delta(new, old));
+        }
+        let (f, of) = (&totals.feedback, &old.feedback);
+        let dead: u64 = f.dead_lettered.iter().sum();
+        let old_dead: u64 = of.dead_lettered.iter().sum();
+        // In FEEDBACK_RESULTS order.
+        for (result, new, old) in [
+            ("applied", f.applied, of.applied),
+            (
+                "dropped_no_consent",
+                f.dropped_no_consent,
+                of.dropped_no_consent,
+            ),
+            (
+                "dropped_unknown_map",
+                f.dropped_unknown_map,
+                of.dropped_unknown_map,
+            ),
+            ("dead_lettered", dead, old_dead),
+        ] {
+            self.feedback_records
+                .with_label_values(&[result])
+                .inc_by(delta(new, old));
+        }
+        for (i, (name, _)) in self.maps.iter().enumerate() {
+            let (new, old) = (f.by_map_status.get(i), of.by_map_status.get(i));
+            for status in FeedbackStatus::ALL {
+                let at = |v: Option<&[u64; 5]>| v.map_or(0, |c| c[status.index()]);
+                let d = delta(at(new), at(old));
+                if d > 0 {
+                    self.offer_feedback
+                        .with_label_values(&[name.as_str(), status.as_str()])
+                        .inc_by(d);
+                }
+            }
         }
         self.erasures.inc_by(delta(totals.erasures, old.erasures));
         self.revocations

@@ -31,6 +31,9 @@ pub struct KafkaSettings {
     pub decisions_topic: String,
     /// Conversion records (output); empty: not published.
     pub conversions_topic: String,
+    /// Offer feedback (input, keyed by visitor_id, co-partitioned with
+    /// events); empty: not consumed.
+    pub feedback_topic: String,
     /// Dead letters (output).
     pub dead_letter_topic: String,
     /// Session-state changelog (compacted, co-partitioned with events).
@@ -81,6 +84,7 @@ impl Default for KafkaSettings {
             scores_topic: String::new(),
             decisions_topic: String::new(),
             conversions_topic: String::new(),
+            feedback_topic: String::new(),
             dead_letter_topic: "propensity-dead-letters".into(),
             changelog_topic: "propensity-state-changelog".into(),
             partitions: 6,
@@ -197,6 +201,7 @@ impl KafkaSettings {
             &self.scores_topic,
             &self.decisions_topic,
             &self.conversions_topic,
+            &self.feedback_topic,
         ]
         .into_iter()
         .filter(|t| !t.is_empty())

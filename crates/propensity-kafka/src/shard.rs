@@ -1,7 +1,7 @@
 //! One assigned partition and everything held for it: its engine (the
 //! visitors that hash to it), the visitors whose changelog record is due at
-//! the next commit, how far its consent partition has been applied, and
-//! its recent offers (for data-subject access). Also the engine sink that
+//! the next commit, how far its consent and feedback partitions have been
+//! applied, and its recent offers (for data-subject access). Also the engine sink that
 //! turns engine outputs into records of the open transaction, and the
 //! sizing of dead letters so that every one of them can be produced.
 
@@ -43,6 +43,11 @@ pub const CHANGELOG_FORMAT: &str = "2";
 /// the restart. Absent (a changelog written before it): the clock restarts
 /// from the restored visitors' latest event times, as before.
 pub const PARTITION_CLOCK_HEADER: &str = "propensity.partition_clock";
+/// Header on the consent position record: the next offset of the
+/// partition's feedback topic to apply (decimal). A restore reads the
+/// feedback topic from there (the snapshots carry the contact state up to
+/// it); absent (a changelog written before it), from its start.
+pub const FEEDBACK_POSITION_HEADER: &str = "propensity.feedback_position";
 /// Dead-letter header: the value was cut to fit the producer's limits.
 pub const TRUNCATED_HEADER: &str = "propensity.truncated";
 /// Dead-letter header: the original value's size in bytes (when cut).
@@ -161,6 +166,12 @@ pub struct Shard {
     pub consent_next: i64,
     /// `consent_next` as of the last commit (changelog'd when it moves).
     pub consent_committed: i64,
+    /// Next feedback offset to apply (0 while no feedback topic is read,
+    /// or none was applied: a restore then reads it from its start).
+    pub feedback_next: i64,
+    /// `feedback_next` as of the last commit (changelog'd when it moves,
+    /// with the consent position).
+    pub feedback_committed: i64,
     /// The engine's partition clock as of the last commit (changelog'd
     /// with the consent position when it moves).
     clock_committed: Option<i64>,
@@ -185,6 +196,8 @@ impl Shard {
             dirty: AHashSet::new(),
             consent_next: 0,
             consent_committed: 0,
+            feedback_next: 0,
+            feedback_committed: 0,
             clock_committed: None,
             rewrite_due: false,
             recent_offers: VecDeque::new(),
@@ -193,9 +206,11 @@ impl Shard {
     }
 
     /// The transaction holding this shard's work committed: its counts are
-    /// final.
+    /// final, and so are the consent and feedback positions it wrote.
     pub fn mark_committed(&mut self) {
         self.committed_counters = self.engine.counters().clone();
+        self.consent_committed = self.consent_next;
+        self.feedback_committed = self.feedback_next;
     }
 
     /// What this shard reports: totals of committed work (an abort can
@@ -296,6 +311,21 @@ impl Shard {
         }
     }
 
+    /// Applies one offer-feedback record into the open transaction (its
+    /// effect is state: the visitor's changelog record).
+    pub fn process_feedback(&mut self, out: &mut Outputs, msg: &BorrowedMessage<'_>) {
+        let origin = origin_of(msg);
+        let (target, error, offer_times) = out.split();
+        let (engine, mut sink) = self.sink(target, (error, offer_times), msg.key(), None);
+        engine.process_feedback(
+            msg.key(),
+            msg.payload().unwrap_or_default(),
+            &origin,
+            &mut sink,
+        );
+        self.feedback_next = msg.offset() + 1;
+    }
+
     /// The recent offers of one visitor.
     pub fn recent_offers_of<'a>(&'a self, visitor: &'a str) -> impl Iterator<Item = &'a Offer> {
         self.recent_offers
@@ -336,12 +366,22 @@ impl Shard {
             send_record(&out.producer, record)?;
         }
         let clock = self.clock();
-        if rewrite || self.consent_next != self.consent_committed || clock != self.clock_committed {
+        if rewrite
+            || self.consent_next != self.consent_committed
+            || self.feedback_next != self.feedback_committed
+            || clock != self.clock_committed
+        {
             let value = self.consent_next.to_string();
-            let mut headers = format().insert(Header {
-                key: CONSENT_POSITION_HEADER,
-                value: Some("1"),
-            });
+            let feedback = self.feedback_next.to_string();
+            let mut headers = format()
+                .insert(Header {
+                    key: CONSENT_POSITION_HEADER,
+                    value: Some("1"),
+                })
+                .insert(Header {
+                    key: FEEDBACK_POSITION_HEADER,
+                    value: Some(feedback.as_str()),
+                });
             let clock_text = clock.map(|ms| ms.to_string());
             if let Some(ms) = &clock_text {
                 headers = headers.insert(Header {

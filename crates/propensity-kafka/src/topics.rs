@@ -24,6 +24,8 @@ pub enum TopicRole {
     Events,
     /// Consent records (input, compacted).
     Consent,
+    /// Offer feedback (input, co-partitioned).
+    Feedback,
     /// Offers (output).
     Offers,
     /// Scores (output).
@@ -45,7 +47,7 @@ impl TopicRole {
     fn co_partitioned(self) -> bool {
         matches!(
             self,
-            TopicRole::Events | TopicRole::Consent | TopicRole::Changelog
+            TopicRole::Events | TopicRole::Consent | TopicRole::Feedback | TopicRole::Changelog
         )
     }
 }
@@ -64,6 +66,9 @@ pub fn topics(settings: &KafkaSettings) -> Vec<(String, TopicRole)> {
     }
     if !settings.decisions_topic.is_empty() {
         t.push((settings.decisions_topic.clone(), TopicRole::Decisions));
+    }
+    if !settings.feedback_topic.is_empty() {
+        t.push((settings.feedback_topic.clone(), TopicRole::Feedback));
     }
     if !settings.conversions_topic.is_empty() {
         t.push((settings.conversions_topic.clone(), TopicRole::Conversions));
@@ -179,7 +184,7 @@ pub async fn check_topics(settings: &KafkaSettings) -> Result<i32, KafkaError> {
         if let (Some(e), Some(c)) = (events, count) {
             if role.co_partitioned() && *c != e {
                 problems.push(format!(
-                    "topic `{name}` ({role:?}) has {c} partitions but the events topic `{}` has {e}: events, consent and the changelog must have the same partition count (co-partitioning by visitor_id)",
+                    "topic `{name}` ({role:?}) has {c} partitions but the events topic `{}` has {e}: events, consent, feedback and the changelog must have the same partition count (co-partitioning by visitor_id)",
                     settings.events_topic
                 ));
             }

@@ -15,6 +15,8 @@
 //!   feedback pay for it, and `Activity` keeps its heap size class. It is
 //!   part of the visitor's changelog snapshot (maps by name), so it
 //!   survives restarts and rebalances like the rest.
+//! - A decline of the offer whose decline was counted last is not counted
+//!   again: feedback producers may retry, and a retry must not suppress.
 //! - Time is the feedback's own timestamp (suppression windows) and the
 //!   event's time (whether a decision falls in one): nothing reads a clock,
 //!   so replay decides as the runtime does for the same order.
@@ -25,6 +27,7 @@ use serde::Serialize;
 use smallvec::SmallVec;
 
 use crate::config::ActionMap;
+use crate::stable_hash::stable_hash;
 use crate::visitor::ContactSnapshot;
 use crate::wire::{decode_feedback, DeadLetter, FeedbackStatus, Origin};
 
@@ -42,6 +45,9 @@ pub(super) struct MapContact {
     window_start_ms: i64,
     /// No offer of the map before this time (`i64::MIN`: none).
     suppressed_until_ms: i64,
+    /// Stable hash of the offer id of the last decline counted (0: none):
+    /// a decline sent again (a producer's retry) is not counted twice.
+    last_declined: u64,
 }
 
 impl MapContact {
@@ -175,6 +181,8 @@ impl Engine {
             return;
         };
         let t = update.time_ms;
+        // Never 0, so 0 can mean "none".
+        let offer_hash = stable_hash(update.offer_id.as_bytes()) | 1;
         let book = self.contact.entry(visitor.into()).or_default();
         let at = match book.iter().position(|c| usize::from(c.map) == mi) {
             Some(i) => i,
@@ -184,13 +192,16 @@ impl Engine {
                     declines: 0,
                     window_start_ms: i64::MIN,
                     suppressed_until_ms: i64::MIN,
+                    last_declined: 0,
                 });
                 book.len() - 1
             }
         };
         let c = &mut book[at];
         match update.status {
+            FeedbackStatus::Declined if c.last_declined == offer_hash => {}
             FeedbackStatus::Declined => {
+                c.last_declined = offer_hash;
                 if c.declines == 0 || t > c.window_start_ms.saturating_add(policy.window_ms) {
                     c.window_start_ms = t;
                     c.declines = 0;
@@ -237,6 +248,7 @@ impl Engine {
                     declines: c.declines,
                     window_start_ms: known(c.window_start_ms),
                     suppressed_until_ms: known(c.suppressed_until_ms),
+                    last_declined: (c.last_declined != 0).then_some(c.last_declined),
                 })
             })
             .collect()
@@ -258,6 +270,7 @@ impl Engine {
                     declines: s.declines,
                     window_start_ms: s.window_start_ms.unwrap_or(i64::MIN),
                     suppressed_until_ms: s.suppressed_until_ms.unwrap_or(i64::MIN),
+                    last_declined: s.last_declined.unwrap_or(0),
                 })
             })
             .collect();

@@ -2,7 +2,8 @@
 //! assigned (their shards are restored from the changelog, then from the
 //! consent records committed after it — or, for a changelog of an older
 //! format, from the whole consent topic, after which the changelog is
-//! rewritten so the next restore is bounded),
+//! rewritten so the next restore is bounded; the feedback reader is
+//! assigned at the committed feedback position),
 //! revoked (the open transaction is committed first, inside the revocation
 //! callback, so the next owner starts exactly where this one ended) or
 //! must be rebuilt after an abort (every shard restored, the consumer
@@ -21,7 +22,7 @@ use super::{now_ms, Core, GroupContext};
 use crate::error::KafkaError;
 use crate::shard::{
     Shard, CHANGELOG_FORMAT, CHANGELOG_FORMAT_HEADER, CONSENT_POSITION_HEADER,
-    PARTITION_CLOCK_HEADER,
+    FEEDBACK_POSITION_HEADER, PARTITION_CLOCK_HEADER,
 };
 use crate::status::RuntimeStatus;
 
@@ -95,15 +96,20 @@ impl Core {
                 self.retire(shard);
             }
         }
-        let keep: Vec<(i32, Option<i64>)> = self
-            .consent
-            .assigned()
-            .into_iter()
-            .filter(|(p, _)| !partitions.contains(p))
-            .map(|(p, pos)| (p, Some(pos)))
-            .collect();
-        if let Err(e) = self.consent.assign(&keep) {
-            tracing::warn!(error = %e, "consent reader reassignment failed; rewinding");
+        let mut failed = false;
+        for reader in std::iter::once(&mut self.consent).chain(self.feedback.as_mut()) {
+            let keep: Vec<(i32, Option<i64>)> = reader
+                .assigned()
+                .into_iter()
+                .filter(|(p, _)| !partitions.contains(p))
+                .map(|(p, pos)| (p, Some(pos)))
+                .collect();
+            if let Err(e) = reader.assign(&keep) {
+                tracing::warn!(error = %e, "side-input reader reassignment failed; rewinding");
+                failed = true;
+            }
+        }
+        if failed {
             self.abort_and_rewind();
         }
         self.note_assignment(consumer);
@@ -125,8 +131,10 @@ impl Core {
         // keeps failing is exactly what must show as stalled), for the
         // partitions still owned.
         self.progress.retain(&partitions);
-        if let Err(e) = self.consent.assign(&[]) {
-            tracing::warn!(error = %e, "consent reader unassign failed");
+        for reader in std::iter::once(&mut self.consent).chain(self.feedback.as_mut()) {
+            if let Err(e) = reader.assign(&[]) {
+                tracing::warn!(error = %e, "side-input reader unassign failed");
+            }
         }
         self.pending = partitions.iter().copied().collect();
         // Done once the shards are restored (a failure schedules it again).
@@ -205,6 +213,9 @@ impl Core {
         // partition back and forth) may have replaced a snapshot that
         // carried consent by one that does not.
         let mut bounded: BTreeMap<i32, bool> = partitions.iter().map(|p| (*p, false)).collect();
+        // Per partition: the feedback position of its latest position
+        // record, when it has one (else feedback is read from the start).
+        let mut feedback_from: BTreeMap<i32, i64> = BTreeMap::new();
         self.changelog
             .read_until(&ends, &self.opts.shutdown, |p, msg| {
                 let Some(shard) = fresh.get_mut(&p) else {
@@ -232,6 +243,20 @@ impl Core {
                         .and_then(|s| s.parse().ok())
                     {
                         shard.consent_committed = v;
+                    }
+                    match header(FEEDBACK_POSITION_HEADER)
+                        .flatten()
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .and_then(|s| s.parse::<i64>().ok())
+                    {
+                        Some(v) => {
+                            shard.feedback_committed = v;
+                            shard.feedback_next = v;
+                            feedback_from.insert(p, v);
+                        }
+                        None => {
+                            feedback_from.remove(&p);
+                        }
                     }
                     // Clocks only move forward, so restoring each one read
                     // (the engine keeps the greatest) leaves the latest.
@@ -320,7 +345,25 @@ impl Core {
             self.ensure_txn()?;
         }
 
-        // 3. Lag bookkeeping from the group's committed offsets.
+        // 3. Feedback: from the committed position, applied later, before
+        // each batch, like new records (the snapshots carry the contact
+        // state up to that position).
+        if let Some(reader) = self.feedback.as_mut() {
+            let mut assignment: Vec<(i32, Option<i64>)> = reader
+                .assigned()
+                .into_iter()
+                .filter(|(p, _)| !fresh.contains_key(p))
+                .map(|(p, pos)| (p, Some(pos)))
+                .collect();
+            assignment.extend(
+                fresh
+                    .keys()
+                    .map(|p| (*p, feedback_from.get(p).copied().filter(|o| *o > 0))),
+            );
+            reader.assign(&assignment)?;
+        }
+
+        // 4. Lag bookkeeping from the group's committed offsets.
         let mut tpl = TopicPartitionList::new();
         for p in &partitions {
             tpl.add_partition(&self.opts.settings.events_topic, *p);

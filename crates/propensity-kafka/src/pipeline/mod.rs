@@ -85,6 +85,25 @@ pub struct PipelineOptions {
     pub access: Option<std::sync::mpsc::Receiver<AccessRequest>>,
 }
 
+/// The topics read by assignment beside the events, before each batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SideInput {
+    Consent,
+    Feedback,
+}
+
+/// The feedback topic's reader, when one is configured.
+fn feedback_reader(s: &KafkaSettings) -> Result<Option<PartitionReader>, KafkaError> {
+    if s.feedback_topic.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(PartitionReader::new(
+        s,
+        "feedback",
+        &s.feedback_topic,
+    )?))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -303,6 +322,8 @@ struct Core {
     opts: PipelineOptions,
     out: Outputs,
     consent: PartitionReader,
+    /// The feedback topic's reader (`None`: `kafka.feedback_topic` empty).
+    feedback: Option<PartitionReader>,
     changelog: PartitionReader,
     /// End and start offsets of the events topic (lag).
     events: OffsetQuery,
@@ -364,6 +385,7 @@ impl Core {
         };
         let producer = create_producer(s, &opts.instance_id, &opts.shutdown)?;
         let consent = PartitionReader::new(s, "consent", &s.consent_topic)?;
+        let feedback = feedback_reader(s)?;
         let changelog = PartitionReader::new(s, "changelog", &s.changelog_topic)?;
         let events = OffsetQuery::new(s, "events-lag", &s.events_topic)?;
         let models_version = opts.models.version();
@@ -383,6 +405,7 @@ impl Core {
             },
             opts,
             consent,
+            feedback,
             changelog,
             events,
             shards: BTreeMap::new(),
@@ -411,11 +434,13 @@ impl Core {
     fn renew_clients(&mut self) -> Result<(), KafkaError> {
         let s = &self.opts.settings;
         let consent = PartitionReader::new(s, "consent", &s.consent_topic)?;
+        let feedback = feedback_reader(s)?;
         let changelog = PartitionReader::new(s, "changelog", &s.changelog_topic)?;
         let events = OffsetQuery::new(s, "events-lag", &s.events_topic)?;
         let producer = create_producer(s, &self.opts.instance_id, &self.opts.shutdown)?;
         let old = (
             std::mem::replace(&mut self.consent, consent),
+            std::mem::replace(&mut self.feedback, feedback),
             std::mem::replace(&mut self.changelog, changelog),
             std::mem::replace(&mut self.events, events),
             std::mem::replace(&mut self.out.producer, producer),
@@ -509,22 +534,47 @@ impl Core {
     /// Applies consent records up to `ends`, with their effects, inside the
     /// open transaction.
     fn apply_consent_until(&mut self, ends: &HashMap<i32, i64>) -> Result<(), KafkaError> {
-        let behind = ends
-            .iter()
-            .any(|(p, end)| self.shards.contains_key(p) && self.consent.position(*p) < *end);
+        self.apply_side_input_until(SideInput::Consent, ends)
+    }
+
+    /// Applies the records of a side input (consent or feedback: topics
+    /// co-partitioned with events, read by assignment) up to `ends`, with
+    /// their effects, inside the open transaction.
+    fn apply_side_input_until(
+        &mut self,
+        input: SideInput,
+        ends: &HashMap<i32, i64>,
+    ) -> Result<(), KafkaError> {
+        let reader = match input {
+            SideInput::Consent => Some(&self.consent),
+            SideInput::Feedback => self.feedback.as_ref(),
+        };
+        let behind = reader.is_some_and(|r| {
+            ends.iter()
+                .any(|(p, end)| self.shards.contains_key(p) && r.position(*p) < *end)
+        });
         if !behind {
             return Ok(());
         }
         self.ensure_txn()?;
+        let reader = match input {
+            SideInput::Consent => &mut self.consent,
+            SideInput::Feedback => match self.feedback.as_mut() {
+                Some(r) => r,
+                None => return Ok(()),
+            },
+        };
         let (shards, out) = (&mut self.shards, &mut self.out);
         let now = now_ms();
-        self.consent
-            .read_until(ends, &self.opts.shutdown, |p, msg| {
-                let Some(shard) = shards.get_mut(&p) else {
-                    return;
-                };
-                shard.process_consent(out, msg, now);
-            })?;
+        reader.read_until(ends, &self.opts.shutdown, |p, msg| {
+            let Some(shard) = shards.get_mut(&p) else {
+                return;
+            };
+            match input {
+                SideInput::Consent => shard.process_consent(out, msg, now),
+                SideInput::Feedback => shard.process_feedback(out, msg),
+            }
+        })?;
         if let Some(e) = self.out.error.take() {
             return Err(e.into());
         }
@@ -557,6 +607,12 @@ impl Core {
         );
         if parts.len() == self.shards.len() {
             self.last_consent_sync = Instant::now();
+        }
+        // Feedback likewise: a decline acknowledged before an event was
+        // produced suppresses what that event would trigger.
+        if let Some(reader) = &self.feedback {
+            let ends = reader.end_offsets(&parts)?;
+            self.apply_side_input_until(SideInput::Feedback, &ends)?;
         }
         if self.isolation.is_some() && self.txn_open {
             // Consent effects commit on their own, so that a refusal in the

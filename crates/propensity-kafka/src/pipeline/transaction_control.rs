@@ -169,7 +169,6 @@ impl Core {
                 }
                 self.commit_clock.count_from(started);
                 for shard in self.shards.values_mut() {
-                    shard.consent_committed = shard.consent_next;
                     shard.mark_committed();
                 }
                 self.opts.status.commits.fetch_add(1, Ordering::Relaxed);
