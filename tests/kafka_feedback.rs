@@ -151,16 +151,7 @@ fn declines_suppress_the_map_exactly_once_through_kill_9_and_a_rebalance() {
     assert!(suppressed > 0, "no decision was suppressed");
     // `report --from-kafka` reads the feedback topic too: every decline
     // answers a distinct offer.
-    let out = d
-        .command(&["report", "--from-kafka", "--json", "-"])
-        .output()
-        .expect("propensity report");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let report = d.report_from_kafka();
     assert_eq!(
         report[CONTROL_GROUP_MAP.0]["feedback"]["declined"].as_u64(),
         Some(feedback_lines.len() as u64),

@@ -640,16 +640,7 @@ fn metrics_match_the_documentation() {
     // `propensity report`, computed from the decisions and conversions
     // topics, equals the metrics map by map: decisions by kind, and each
     // arm's sessions and conversions.
-    let out = d
-        .command(&["report", "--from-kafka", "--json", "-"])
-        .output()
-        .expect("propensity report");
-    assert!(
-        out.status.success(),
-        "report: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let report = d.report_from_kafka();
     let m = instance.metrics();
     let maps = report.as_object().expect("report by map");
     assert!(maps.contains_key(CONTROL_GROUP_MAP.0), "{report}");

@@ -400,6 +400,21 @@ impl Deployment {
         );
     }
 
+    /// `propensity report --from-kafka --json -`: the table computed from
+    /// the decision, conversion and feedback topics.
+    pub fn report_from_kafka(&self) -> Value {
+        let out = self
+            .command(&["report", "--from-kafka", "--json", "-"])
+            .output()
+            .expect("propensity report");
+        assert!(
+            out.status.success(),
+            "report: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("report JSON")
+    }
+
     /// Every committed record of a topic.
     pub fn read_topic(&self, topic: &str) -> Vec<Record> {
         read_topic(&self.settings, topic)

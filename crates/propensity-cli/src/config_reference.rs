@@ -51,6 +51,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("outcomes[].achieved_when.custom_name", "… with a custom event of this name"),
     ("offers.max_per_session", "at most this many offers per session, across all action maps"),
     ("offers.min_gap_secs", "minimum event-time gap between two offers to the same visitor"),
+    ("offers.attribution_window_secs", "conversions count when the outcome is achieved within this many seconds of the session's latest offered or held-out decision; 0 = the rest of the session"),
     ("offers.holdout_period", "how long a visitor stays in one arm of a control group: `day`, `week`, `month` or `never` (UTC, by event time)"),
     ("action_maps[].name", "unique name of the action map; appears in offers and metrics"),
     ("action_maps[].outcome", "the outcome whose probability drives the trigger"),

@@ -240,6 +240,22 @@ mod tests {
     use crate::progress::Progress;
     use serde_json::Value;
 
+    /// The demo (generate, train, evaluate, replay) on a few hundred
+    /// visitors into `dir`.
+    pub(super) fn small_demo(config: &Config, dir: &Path) {
+        crate::demo::run_demo(
+            config,
+            dir,
+            &crate::demo::DemoSize {
+                train_visitors: 800,
+                eval_visitors: 600,
+            },
+            &mut Vec::new(),
+            &Progress::hidden(),
+        )
+        .unwrap();
+    }
+
     /// The report read back from the demo's decision and conversion files
     /// equals the engine's own counters in `summary.json`: decisions by
     /// kind per map, and both arms of each control group.
@@ -255,17 +271,7 @@ mod tests {
             );
         let config = Config::from_text("test", &text, std::iter::empty()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        crate::demo::run_demo(
-            &config,
-            dir.path(),
-            &crate::demo::DemoSize {
-                train_visitors: 800,
-                eval_visitors: 600,
-            },
-            &mut Vec::new(),
-            &Progress::hidden(),
-        )
-        .unwrap();
+        small_demo(&config, dir.path());
         let json = dir.path().join("report.json");
         let chart = dir.path().join("uplift.png");
         let args = ReportArgs {
@@ -332,17 +338,7 @@ mod feedback_tests {
         let plain = Config::from_text("test", EMBEDDED_CONFIG, std::iter::empty()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        crate::demo::run_demo(
-            &plain,
-            d,
-            &crate::demo::DemoSize {
-                train_visitors: 800,
-                eval_visitors: 600,
-            },
-            &mut Vec::new(),
-            &Progress::hidden(),
-        )
-        .unwrap();
+        super::tests::small_demo(&plain, d);
         let offers: Vec<Value> = std::fs::read_to_string(d.join("offers.jsonl"))
             .unwrap()
             .lines()

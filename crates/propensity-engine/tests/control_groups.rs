@@ -424,3 +424,73 @@ fn the_uplift_interval_recovers_the_true_effect() {
         }
     }
 }
+
+/// `offers.attribution_window_secs`: a purchase 19 s after the session's
+/// latest decision (the checkout page) counts with no window and with a
+/// 30 s one, not with a 10 s one, in both arms alike; the conversion
+/// records follow the counters.
+#[test]
+fn conversions_count_only_within_the_attribution_window() {
+    for (window, counted) in [(0.0, true), (30.0, true), (10.0, false)] {
+        let mut s = low_threshold_settings();
+        s.offers.attribution_window_secs = window;
+        for m in &mut s.action_maps {
+            m.holdout_fraction = 0.5;
+        }
+        let config = config_from(&s);
+        let mut engine = Engine::new(config.clone(), test_models(&config));
+        let mut sink = Recorder::default();
+        let origin = Origin::Unknown;
+        for v in 0..40 {
+            let visitor = format!("w-{v}");
+            let t0 = BASE_MS + v * 100_000;
+            let grant = bytes(&consent(
+                &visitor,
+                t0,
+                &["tracking", "support", "sales", "marketing"],
+            ));
+            engine.process_consent(None, Some(&grant), t0, &origin, None, &mut sink);
+            for (n, path) in ["/", "/products/widget", "/cart", "/checkout/start"]
+                .iter()
+                .enumerate()
+            {
+                let url = format!("https://shop.example.com{path}");
+                let e = bytes(&page_view(
+                    &format!("{visitor}-{n}"),
+                    &visitor,
+                    t0 + n as i64 * 7_000,
+                    &url,
+                ));
+                engine.process_event(None, &e, &origin, None, &mut sink);
+            }
+            let buy = bytes(&page_view(
+                &format!("{visitor}-buy"),
+                &visitor,
+                t0 + 40_000,
+                "https://shop.example.com/checkout/complete",
+            ));
+            engine.process_event(None, &buy, &origin, None, &mut sink);
+        }
+        let summary = propensity_engine::EngineSummary::new(engine.counters(), &config);
+        let converted: u64 = summary
+            .control_groups
+            .values()
+            .map(|g| g.offered_converted + g.held_out_converted)
+            .sum();
+        let sessions: u64 = summary
+            .control_groups
+            .values()
+            .map(|g| g.offered_sessions + g.held_out_sessions)
+            .sum();
+        assert!(
+            sessions > 20,
+            "window {window}: {sessions} sessions decided"
+        );
+        assert_eq!(sink.conversions.len() as u64, converted, "window {window}");
+        if counted {
+            assert!(converted > 10, "window {window}: {converted} conversions");
+        } else {
+            assert_eq!(converted, 0, "window {window}");
+        }
+    }
+}

@@ -126,6 +126,9 @@ pub struct EngineConfig {
     pub min_offer_gap_ms: i64,
     /// How long a visitor stays in one arm of a control group.
     pub holdout_period: HoldoutPeriod,
+    /// Attribution window after the session's latest offered or held-out
+    /// decision, ms; 0: the rest of the session.
+    pub attribution_window_ms: i64,
     /// Action maps sorted by priority (descending), then name: the first
     /// map that fires on an event wins, which makes ties deterministic.
     pub action_maps: Vec<ActionMap>,
@@ -258,6 +261,11 @@ impl EngineConfig {
             max_offers_per_session: s.offers.max_per_session,
             min_offer_gap_ms: secs_to_ms("offers.min_gap_secs", s.offers.min_gap_secs, true)?,
             holdout_period: s.offers.holdout_period,
+            attribution_window_ms: secs_to_ms(
+                "offers.attribution_window_secs",
+                s.offers.attribution_window_secs,
+                true,
+            )?,
             action_maps,
             partitions: 1,
         })

@@ -141,6 +141,11 @@ pub struct OfferSettings {
     /// (`day`, `week`, `month` or `never`): the period of the event time,
     /// UTC.
     pub holdout_period: HoldoutPeriod,
+    /// Attribution window: a session's outcome counts as a conversion of
+    /// its offered and held-out decisions when achieved within this many
+    /// seconds of the session's latest one; 0 (the default): any time in
+    /// the rest of the session.
+    pub attribution_window_secs: f64,
 }
 
 impl Default for OfferSettings {
@@ -149,6 +154,7 @@ impl Default for OfferSettings {
             max_per_session: 3,
             min_gap_secs: 10.0,
             holdout_period: HoldoutPeriod::Month,
+            attribution_window_secs: 0.0,
         }
     }
 }

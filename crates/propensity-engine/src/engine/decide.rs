@@ -256,16 +256,24 @@ impl EventCtx<'_> {
 impl EventCtx<'_> {
     /// Attribution: `session` just achieved outcome `outcome`, so it
     /// converted in every arm it was decided in, for each map of that
-    /// outcome (the window is the rest of the session). Counted, and one
-    /// conversion record per map and arm.
+    /// outcome, within the attribution window (default: the rest of the
+    /// session). Counted, and one conversion record per map and arm.
     pub(super) fn attribute(
         &mut self,
         session: &Session,
+        last_decision_ms: Option<i64>,
         event: &Event<'_>,
         outcome: usize,
         sink: &mut impl EngineSink,
     ) {
         let cfg = self.config;
+        // The window runs from the latest offered or held-out decision of
+        // any map (the caps' last offer time: both arms set it alike).
+        if cfg.attribution_window_ms > 0
+            && last_decision_ms.is_some_and(|d| event.time.epoch_ms - d > cfg.attribution_window_ms)
+        {
+            return;
+        }
         let wants_conversions = sink.wants_conversions();
         let mut event_time = None;
         for (mi, map) in cfg.action_maps.iter().enumerate() {

@@ -250,7 +250,7 @@ impl EventCtx<'_> {
                 // decided in, for each map of this outcome (the window is
                 // the rest of the session).
                 if session.decided_arms != 0 {
-                    self.attribute(session, event, i, sink);
+                    self.attribute(session, act.last_offer_ms.get(), event, i, sink);
                 }
             }
         }
