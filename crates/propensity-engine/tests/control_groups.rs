@@ -444,12 +444,7 @@ fn conversions_count_only_within_the_attribution_window() {
         for v in 0..40 {
             let visitor = format!("w-{v}");
             let t0 = BASE_MS + v * 100_000;
-            let grant = bytes(&consent(
-                &visitor,
-                t0,
-                &["tracking", "support", "sales", "marketing"],
-            ));
-            engine.process_consent(None, Some(&grant), t0, &origin, None, &mut sink);
+            common::grant_all(&mut engine, &visitor, t0, &mut sink);
             for (n, path) in ["/", "/products/widget", "/cart", "/checkout/start"]
                 .iter()
                 .enumerate()

@@ -12,8 +12,8 @@
 mod common;
 
 use common::{
-    artifact, bytes, config_from, consent, low_threshold_settings, page_view, test_models,
-    RecordingSink, BASE_MS, TEST_MODELS,
+    artifact, bytes, config_from, low_threshold_settings, page_view, test_models, RecordingSink,
+    BASE_MS, TEST_MODELS,
 };
 use propensity_engine::config::Trigger;
 use propensity_engine::{Engine, EngineConfig, ModelSet, Origin};
@@ -49,12 +49,7 @@ fn top_percent_fires_exactly_on_the_top_share_of_the_training_scores() {
     for v in 0..60 {
         let visitor = format!("v{v}");
         let t0 = BASE_MS + v * 100_000;
-        let grant = bytes(&consent(
-            &visitor,
-            t0,
-            &["tracking", "support", "sales", "marketing"],
-        ));
-        engine.process_consent(None, Some(&grant), t0, &origin, None, &mut sink);
+        common::grant_all(&mut engine, &visitor, t0, &mut sink);
         for n in 0..(3 + v % 7) {
             let url = format!("https://s{}", URLS[((v + n * 3) % 6) as usize]);
             let event = bytes(&page_view(

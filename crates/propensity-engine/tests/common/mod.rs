@@ -15,7 +15,7 @@ use propensity_engine::config::Trigger;
 use propensity_engine::model::MODEL_FORMAT;
 use propensity_engine::wire::{Conversion, DeadLetterReason, Decision, Offer, OutcomeScore};
 use propensity_engine::{
-    DeadLetter, EngineConfig, EngineSettings, EngineSink, ModelArtifact, ModelSet,
+    DeadLetter, Engine, EngineConfig, EngineSettings, EngineSink, ModelArtifact, ModelSet, Origin,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -355,6 +355,16 @@ pub fn consent(visitor: &str, t_ms: i64, purposes: &[&str]) -> Value {
         p.insert(name.to_owned(), Value::Bool(purposes.contains(&name)));
     }
     json!({"visitor_id": visitor, "timestamp": rfc3339(t_ms), "purposes": p})
+}
+
+/// Applies a consent record of `visitor` at `t_ms` granting every purpose.
+pub fn grant_all(engine: &mut Engine, visitor: &str, t_ms: i64, sink: &mut impl EngineSink) {
+    let c = bytes(&consent(
+        visitor,
+        t_ms,
+        &["tracking", "support", "sales", "marketing"],
+    ));
+    engine.process_consent(None, Some(&c), t_ms, &Origin::Unknown, None, sink);
 }
 
 /// Bytes of a JSON value.
