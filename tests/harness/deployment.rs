@@ -195,48 +195,33 @@ impl Deployment {
         let env = vec![
             ("PROPENSITY__KAFKA__BROKERS", settings.brokers.clone()),
             ("PROPENSITY__KAFKA__GROUP_ID", settings.group_id.clone()),
-            (
-                "PROPENSITY__KAFKA__EVENTS_TOPIC",
-                settings.events_topic.clone(),
-            ),
-            (
-                "PROPENSITY__KAFKA__CONSENT_TOPIC",
-                settings.consent_topic.clone(),
-            ),
-            (
-                "PROPENSITY__KAFKA__OFFERS_TOPIC",
-                settings.offers_topic.clone(),
-            ),
-            (
-                "PROPENSITY__KAFKA__DEAD_LETTER_TOPIC",
-                settings.dead_letter_topic.clone(),
-            ),
-            (
-                "PROPENSITY__KAFKA__CHANGELOG_TOPIC",
-                settings.changelog_topic.clone(),
-            ),
-            (
-                "PROPENSITY__KAFKA__SCORES_TOPIC",
-                format!("\"{}\"", settings.scores_topic),
-            ),
-            (
-                "PROPENSITY__KAFKA__DECISIONS_TOPIC",
-                settings.decisions_topic.clone(),
-            ),
-            (
-                "PROPENSITY__KAFKA__CONVERSIONS_TOPIC",
-                settings.conversions_topic.clone(),
-            ),
-            (
-                "PROPENSITY__KAFKA__FEEDBACK_TOPIC",
-                settings.feedback_topic.clone(),
-            ),
             ("PROPENSITY__KAFKA__PARTITIONS", partitions.to_string()),
             ("PROPENSITY__KAFKA__WORKERS", TEST_WORKERS.to_string()),
             ("PROPENSITY__MODELS__DIR", models.display().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        // Every topic name, quoted (TOML strings: an empty name stays a
+        // string, which turns that optional output off).
+        .chain(
+            [
+                ("EVENTS", &settings.events_topic),
+                ("CONSENT", &settings.consent_topic),
+                ("OFFERS", &settings.offers_topic),
+                ("DEAD_LETTER", &settings.dead_letter_topic),
+                ("CHANGELOG", &settings.changelog_topic),
+                ("SCORES", &settings.scores_topic),
+                ("DECISIONS", &settings.decisions_topic),
+                ("CONVERSIONS", &settings.conversions_topic),
+                ("FEEDBACK", &settings.feedback_topic),
+            ]
+            .map(|(key, topic)| {
+                (
+                    format!("PROPENSITY__KAFKA__{key}_TOPIC"),
+                    format!("\"{topic}\""),
+                )
+            }),
+        )
         .collect();
         let offsets_probe = CommitProbe::new(&settings).expect("probe");
         let group_probe: BaseConsumer = rdkafka::ClientConfig::new()
@@ -600,19 +585,14 @@ impl Deployment {
             .create()
             .expect("metadata client");
         let s = &self.settings;
-        let topics = [
-            &s.events_topic,
-            &s.consent_topic,
-            &s.offers_topic,
-            &s.dead_letter_topic,
-            &s.changelog_topic,
-            &s.scores_topic,
-            &s.decisions_topic,
-            &s.conversions_topic,
-            &s.feedback_topic,
-        ];
+        // The runtime's own list of the deployment's topics (optional ones
+        // only when set).
+        let topics: Vec<String> = propensity_kafka::topics::topics(s)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         let started = Instant::now();
-        for topic in topics.into_iter().filter(|t| !t.is_empty()) {
+        for topic in &topics {
             loop {
                 let visible = client
                     .fetch_metadata(Some(topic), Duration::from_secs(5))

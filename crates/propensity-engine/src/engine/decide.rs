@@ -142,13 +142,22 @@ impl EventCtx<'_> {
             if !fires(map, model, p, prev) || !conditions_hold(map, session) {
                 continue;
             }
-            let control = in_control_arm(
-                visitor,
-                &map.name,
-                cfg.holdout_period,
-                map.holdout_threshold,
-                t,
-            );
+            // The arm hashes visitor, map and period: computed only where an
+            // offer would go out or a decision record needs it.
+            let arm_of = || {
+                if in_control_arm(
+                    visitor,
+                    &map.name,
+                    cfg.holdout_period,
+                    map.holdout_threshold,
+                    t,
+                ) {
+                    Arm::Control
+                } else {
+                    Arm::Treatment
+                }
+            };
+            let mut arm = None;
             let kind = if taken {
                 self.counters.lower_priority_by_map[mi] += 1;
                 DecisionKind::LowerPriority
@@ -174,29 +183,28 @@ impl EventCtx<'_> {
                 *last_offer_ms = MaybeMs::new(Some(t));
                 // The session's first decision of each arm counts it in
                 // that arm for attribution.
-                let bit = arm_bit(
-                    mi,
-                    if control {
-                        Arm::Control
-                    } else {
-                        Arm::Treatment
-                    },
-                );
+                let this_arm = *arm.insert(arm_of());
+                let bit = arm_bit(mi, this_arm);
                 let first_in_arm = session.decided_arms & bit == 0;
                 session.decided_arms |= bit;
-                if control {
-                    self.counters.held_out_by_map[mi] += 1;
-                    self.counters.sessions_held_out_by_map[mi] += u64::from(first_in_arm);
-                    DecisionKind::HeldOut
-                } else {
-                    self.counters.offers_by_map[mi] += 1;
-                    self.counters.sessions_offered_by_map[mi] += u64::from(first_in_arm);
-                    DecisionKind::Offered
+                match this_arm {
+                    Arm::Control => {
+                        self.counters.held_out_by_map[mi] += 1;
+                        self.counters.sessions_held_out_by_map[mi] += u64::from(first_in_arm);
+                        DecisionKind::HeldOut
+                    }
+                    Arm::Treatment => {
+                        self.counters.offers_by_map[mi] += 1;
+                        self.counters.sessions_offered_by_map[mi] += u64::from(first_in_arm);
+                        DecisionKind::Offered
+                    }
                 }
             };
             if !wants_decisions && kind != DecisionKind::Offered {
                 continue;
             }
+            let arm = arm.unwrap_or_else(arm_of);
+            let percentile = model.percentile(p);
             let session_id = session.id.as_str();
             let parts: [&[u8]; 4] = [
                 visitor.as_bytes(),
@@ -214,13 +222,9 @@ impl EventCtx<'_> {
                     action_map: &map.name,
                     outcome: &cfg.outcomes[map.outcome].name,
                     decision: kind,
-                    arm: if control {
-                        Arm::Control
-                    } else {
-                        Arm::Treatment
-                    },
+                    arm,
                     probability: p,
-                    percentile: model.percentile(p),
+                    percentile,
                     model_version: &model.version,
                     trigger_event_id: &event.event_id,
                     event_time: time,
@@ -236,7 +240,7 @@ impl EventCtx<'_> {
                     purpose: map.purpose,
                     outcome: cfg.outcomes[map.outcome].name.clone(),
                     probability: p,
-                    percentile: model.percentile(p),
+                    percentile,
                     model_version: model.version.clone(),
                     trigger_event_id: event.event_id.to_string(),
                     event_time: time.clone(),

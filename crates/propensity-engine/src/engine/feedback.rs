@@ -232,6 +232,10 @@ impl Engine {
 
     /// The changelog form of a visitor's contact state.
     pub(super) fn contact_snapshot(&self, visitor: &str) -> Vec<ContactSnapshot> {
+        // Every snapshot asks: without feedback, no hashing.
+        if self.contact.is_empty() {
+            return Vec::new();
+        }
         let Some(book) = self.contact.get(visitor) else {
             return Vec::new();
         };
@@ -274,10 +278,10 @@ impl Engine {
                 })
             })
             .collect();
-        if book.is_empty() {
-            self.contact.remove(visitor);
-        } else {
+        if !book.is_empty() {
             self.contact.insert(visitor.into(), book);
+        } else if !self.contact.is_empty() {
+            self.contact.remove(visitor);
         }
     }
 
