@@ -96,9 +96,15 @@ fn one_to_three_instances_mid_stream() {
         .lines()
         .filter(|l| l.contains("restoring partition state"))
         .count();
+    let why: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("restor") || l.contains("WARN") || l.contains("ERROR"))
+        .collect();
     assert_eq!(
-        restores, 1,
-        "instance a restored state {restores} times; joining instances must not make it re-read the partitions it keeps"
+        restores,
+        1,
+        "instance a restored state {restores} times; joining instances must not make it re-read the partitions it keeps:\n{}",
+        why.join("\n")
     );
     let revoked: Vec<usize> = log
         .lines()
