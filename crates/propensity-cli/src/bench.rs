@@ -744,25 +744,27 @@ pub fn run_training_bench(
         export: opts.export.clone(),
     };
     if let Some(dir) = &opts.export {
-        export_training(dir, examples, &prepared, &plan, &search, &result)?;
+        export_training(dir, examples, &prepared, &trained, &plan, &search, &result)?;
         writeln!(log, "exported the matrices to {}", dir.display())?;
     }
     Ok(result)
 }
 
 /// Writes, per outcome, the final fit's matrix and labels (grid rows first),
-/// the validation and holdout rows (standardized alike) and a manifest.
+/// the validation and holdout rows (standardized alike), and a manifest with the
+/// final model's standardized weights.
 fn export_training(
     dir: &Path,
     examples: &propensity_training::ExampleCollector,
     prepared: &[propensity_training::PreparedOutcome],
+    trained: &[propensity_training::TrainedOutcome],
     plan: &propensity_training::TrainingPlan,
     search: &propensity_training::SearchPlan,
     result: &TrainingBenchResult,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut files = Vec::new();
-    for p in prepared {
+    for (p, t) in prepared.iter().zip(trained) {
         let name = &p.name;
         let (vx, vy) = p.validation_matrix(examples);
         let (hx, hy) = p.holdout_matrix(examples);
@@ -787,6 +789,11 @@ fn export_training(
             "prefix": name,
             "grid_rows": p.grid_rows(),
             "intercept_correction": p.intercept_correction(),
+            // The final model on the exported (standardized) matrix, before the prior
+            // correction: what the script checks the stopping rule on.
+            "weights": t.artifact.weights,
+            "intercept": t.artifact.intercept - p.intercept_correction(),
+            "l2": t.selection.l2,
         }));
     }
     let manifest = serde_json::json!({

@@ -16,11 +16,10 @@
 //!   either layout (45 ms against 30 ms): column-major wins the sum.
 //! * **`f32` for the search, `f64` for the polish**: every L-BFGS pass is bound by reading
 //!   the matrix, so the `f32` copy (half the bytes) makes each pass about twice as fast
-//!   (`x·w` 20 ms, `xᵀ·r` 15 ms on the same matrix). The grid and the refit run on it; the
-//!   final polish runs on an `f64` copy of the same rows, built only for it (see
-//!   `fit::fit_and_polish`). Keeping both copies throughout would cost 1.5× today's `f64`
-//!   matrix (12 bytes per value); building the `f64` one per polish costs a fraction of a
-//!   second and holds it for one outcome per running fit.
+//!   (`x·w` 20 ms, `xᵀ·r` 15 ms on the same matrix). Every fit descends on it first; the
+//!   stopping rule is then checked, and the fit finished, on an `f64` copy of the same rows
+//!   (see `fit::fit_and_polish`). That copy is built once per outcome when its fits start
+//!   and dropped when they end: 12 bytes per value for one outcome per running fit.
 //! * **grid rows first, validation rows last**: the regularization grid fits on the leading
 //!   rows (a slice view, no copy) and the final fit on all of them.
 

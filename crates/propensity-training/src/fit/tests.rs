@@ -119,9 +119,9 @@ fn warm_start_from_the_solution_stays_there() {
         let (means, stds) = standardization(&x.view()).unwrap();
         let all: Vec<usize> = (0..y.len()).collect();
         let (m, yy) = standardized_matrix::<f64>(&x.view(), &y, &all, &means, &stds);
-        let cold = linfa_fit(m.view(), yy.view(), 1.0, 200, 1e-6, None).unwrap();
+        let cold = linfa_fit(m.view(), yy.view(), 1.0, 200, 4e-3, None).unwrap();
         // One iteration: only a start at the optimum (right orientation) ends there.
-        let warm = linfa_fit(m.view(), yy.view(), 1.0, 1, 1e-5, Some(&cold)).unwrap();
+        let warm = linfa_fit(m.view(), yy.view(), 1.0, 1, 4e-2, Some(&cold)).unwrap();
         for (a, w) in cold.weights.iter().zip(&warm.weights) {
             assert!((a - w).abs() < 1e-3, "cold {:?} warm {:?}", cold, warm);
         }
@@ -312,9 +312,10 @@ fn sigmoid_is_stable_at_extremes() {
     assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
 }
 
-/// L2 norm of the gradient of linfa's objective (summed log loss + `l2/2·‖w‖²`, intercept not
-/// penalized) at `s`, in `f64`: the quantity linfa compares with its gradient tolerance.
-fn gradient_norm(x: &Array2<f64>, y: &[bool], l2: f64, s: &Solution) -> f64 {
+/// The gradient of linfa's objective (summed log loss + `l2/2·‖w‖²`, intercept not
+/// penalized) at `s`, in `f64`, written out row by row: the reference `stopping` is checked
+/// against.
+fn gradient(x: &Array2<f64>, y: &[bool], l2: f64, s: &Solution) -> Vec<f64> {
     let mut g = vec![0.0; x.ncols() + 1];
     for (row, &label) in x.rows().into_iter().zip(y) {
         let z = s.intercept + row.iter().zip(&s.weights).map(|(v, w)| v * w).sum::<f64>();
@@ -327,49 +328,128 @@ fn gradient_norm(x: &Array2<f64>, y: &[bool], l2: f64, s: &Solution) -> f64 {
     for (gj, w) in g.iter_mut().zip(&s.weights) {
         *gj += l2 * w;
     }
+    g
+}
+
+fn largest(g: &[f64]) -> f64 {
+    g.iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
+fn euclidean(g: &[f64]) -> f64 {
     g.iter().map(|v| v * v).sum::<f64>().sqrt()
 }
 
-/// The `f32` stage alone stops where its rounding noise hides further progress; the `f64`
-/// polish must still end below the tolerance, as an `f64`-only fit does, and on its solution.
-#[test]
-fn polish_reaches_the_f64_tolerance_that_f32_alone_misses() {
-    let (x, y) = synthetic(50_000, -1.0, 3);
+/// A standardized problem with both matrices: `(f32 search, f64 exact, labels)`.
+fn matrices(rows: usize, b: f64, seed: u64) -> (Array2<f32>, Array2<f64>, Array1<bool>) {
+    let (x, y) = synthetic(rows, b, seed);
     let (means, stds) = standardization(&x.view()).unwrap();
     let all: Vec<usize> = (0..y.len()).collect();
     let (exact, yy) = standardized_matrix::<f64>(&x.view(), &y, &all, &means, &stds);
-    let (rough, _) = standardized_matrix::<f32>(&x.view(), &y, &all, &means, &stds);
-    // Far below what an f32 sum over 50,000 rows can resolve.
-    let (l2, per_row) = (1.0, 1e-9);
-    let tolerance = per_row * y.len() as f64;
-    let f32_only = linfa_fit(rough.view(), yy.view(), l2, 200, per_row, None).unwrap();
-    assert!(
-        gradient_norm(&exact, &y, l2, &f32_only) > 4.0 * tolerance,
-        "the f32 stage alone met the tolerance: the test no longer shows why the polish exists"
-    );
-    let (polished, _) = fit_and_polish(
-        rough.view(),
-        || exact.clone(),
-        yy.view(),
-        l2,
+    let (search, _) = standardized_matrix::<f32>(&x.view(), &y, &all, &means, &stds);
+    (search, exact, yy)
+}
+
+#[test]
+fn gradient_norms_are_the_gradients_largest_component_and_length() {
+    let (search, exact, y) = matrices(3_000, -1.0, 5);
+    let s = Solution {
+        weights: vec![0.3, -0.2, 0.1, 0.0],
+        intercept: -0.7,
+    };
+    let yv: Vec<bool> = y.to_vec();
+    let g = gradient(&exact, &yv, 2.0, &s);
+    for norms in [
+        stopping::gradient_norms(exact.view(), y.view(), 2.0, &s),
+        stopping::gradient_norms(search.view(), y.view(), 2.0, &s),
+    ] {
+        assert!(
+            (norms.largest - largest(&g)).abs() <= 1e-4 * largest(&g),
+            "{norms:?}"
+        );
+        assert!((norms.euclidean - euclidean(&g)).abs() <= 1e-4 * euclidean(&g));
+    }
+}
+
+/// Every fit ends where scikit-learn's `lbfgs` would: each gradient component of the mean
+/// loss at most the tolerance per row, on the `f64` matrix. The `f32` stage alone does not
+/// get there (its rounding noise), and an L2 test alone would stop too early or too late.
+#[test]
+fn fits_stop_by_scikit_learns_rule_on_the_exact_matrix() {
+    for (b, per_row) in [(-1.0, 1e-4), (-2.5, 1e-6), (1.0, 1e-9)] {
+        let (search, exact, y) = matrices(50_000, b, 3);
+        let yv: Vec<bool> = y.to_vec();
+        let target = per_row * yv.len() as f64;
+        let l2 = 1.0;
+        let (fitted, _) = fit_and_polish(
+            search.view(),
+            exact.view(),
+            y.view(),
+            l2,
+            200,
+            per_row,
+            None,
+        )
+        .unwrap();
+        let g = gradient(&exact, &yv, l2, &fitted);
+        assert!(
+            largest(&g) <= target,
+            "largest component {} above the rule's {target}",
+            largest(&g)
+        );
+        if per_row <= 1e-9 {
+            let f32_only = linfa_fit(search.view(), y.view(), l2, 200, target, None).unwrap();
+            assert!(
+                largest(&gradient(&exact, &yv, l2, &f32_only)) > target,
+                "the f32 stage alone met the rule: the test no longer shows why the polish exists"
+            );
+        }
+    }
+}
+
+/// A warm start that already meets the rule is the answer, unchanged (scikit-learn: 0
+/// iterations); one that does not is improved until it does.
+#[test]
+fn a_start_that_meets_the_rule_is_kept() {
+    let (search, exact, y) = matrices(20_000, -1.5, 9);
+    let per_row = 1e-4;
+    let (fitted, _) = fit_and_polish(
+        search.view(),
+        exact.view(),
+        y.view(),
+        1.0,
         200,
         per_row,
         None,
     )
     .unwrap();
-    let f64_only = linfa_fit(exact.view(), yy.view(), l2, 200, per_row, None).unwrap();
-    let (gp, g64) = (
-        gradient_norm(&exact, &y, l2, &polished),
-        gradient_norm(&exact, &y, l2, &f64_only),
-    );
-    // The polish may stop a little above the tolerance (linfa also stops when the cost no
-    // longer changes in f64), but an order of magnitude below where f32 stopped.
-    let g32 = gradient_norm(&exact, &y, l2, &f32_only);
-    assert!(
-        gp <= 2.0 * tolerance,
-        "polished {gp}, f32 only {g32}, f64 only {g64}"
-    );
-    for (a, b) in polished.weights.iter().zip(&f64_only.weights) {
-        assert!((a - b).abs() < 1e-6, "{polished:?} vs {f64_only:?}");
-    }
+    // Moved by far less than the rule notices, and off the f32 grid, so that any fit (even
+    // one that returns its start through linfa's f32 parameters) would show.
+    let first = Solution {
+        weights: fitted.weights.iter().map(|w| w + 1e-12).collect(),
+        intercept: fitted.intercept + 1e-12,
+    };
+    let (again, _) = fit_and_polish(
+        search.view(),
+        exact.view(),
+        y.view(),
+        1.0,
+        200,
+        per_row,
+        Some(&first),
+    )
+    .unwrap();
+    assert_eq!(again, first);
+    let (tighter, _) = fit_and_polish(
+        search.view(),
+        exact.view(),
+        y.view(),
+        1.0,
+        200,
+        per_row / 100.0,
+        Some(&first),
+    )
+    .unwrap();
+    assert_ne!(tighter, first);
+    let yv: Vec<bool> = y.to_vec();
+    assert!(largest(&gradient(&exact, &yv, 1.0, &tighter)) <= per_row / 100.0 * 20_000.0);
 }

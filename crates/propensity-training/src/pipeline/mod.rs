@@ -15,11 +15,12 @@
 //!    each is scored by AUC on *all* validation rows (not undersampled), read from the
 //!    collector.
 //! 4. **Refit** on all kept rows with the best l2 (highest validation AUC; ties go to the
-//!    stronger penalty), warm-started from that grid point's solution, on the `f32` matrix;
-//!    then the **polish**: the same fit on an `f64` copy of the same rows, built for it,
-//!    warm-started from the refit, so the model meets the tolerance exactly as an `f64`-only
-//!    fit does (`fit::fit_and_polish`). The grid's solutions stay `f32` ones: they only rank
-//!    the candidates by validation AUC.
+//!    stronger penalty), warm-started from that grid point's solution.
+//!
+//! Every fit (grid and refit) descends on the `f32` matrix and is then checked and polished
+//! on an `f64` copy of the same rows, built once per outcome, until it meets
+//! scikit-learn's stopping rule (`fit::fit_and_polish`, `fit::stopping`). A warm start that
+//! already meets the rule costs one gradient, as in scikit-learn (0 iterations).
 //!
 //! Steps 3 and 4 of one outcome are one job; the outcomes' jobs run on every core
 //! ([`crate::parallel`]), largest first. Jobs are pure, so the models do not depend on the
@@ -49,7 +50,7 @@ use crate::dataset::ExampleCollector;
 use crate::design::{check_finite, sample_rows, standardization, standardized_matrix, PickedRows};
 use crate::error::TrainingError;
 use crate::fit::{
-    fit_and_polish, linfa_fit, validate_params, FitParams, FittedModel, SampleCounts, Solution,
+    fit_and_polish, validate_params, FitParams, FittedModel, SampleCounts, Solution,
     GRADIENT_TOLERANCE_PER_ROW,
 };
 use crate::metrics::{evaluate, roc_auc, EvaluationReport};
@@ -223,7 +224,7 @@ impl PreparedOutcome {
     pub fn fit_rows(&self) -> usize {
         self.kept.len()
     }
-    /// The `f64` matrix the final fit is polished on (standardized kept rows, grid rows
+    /// The `f64` matrix fits are checked and polished on (standardized kept rows, grid rows
     /// first, column-major), built anew on each call.
     pub fn exact_matrix(&self, examples: &ExampleCollector) -> Array2<f64> {
         self.standardized_copy(examples, &self.kept).0
@@ -253,9 +254,10 @@ impl PreparedOutcome {
         max_iterations: u64,
         tolerance_per_row: f64,
     ) -> Result<FittedModel, TrainingError> {
+        let exact = self.exact_matrix(examples);
         let (solution, _) = fit_and_polish(
             self.x.view(),
-            || self.exact_matrix(examples),
+            exact.view(),
             self.y.view(),
             l2,
             max_iterations,
@@ -532,29 +534,36 @@ fn fit_one(
     p: &PreparedOutcome,
     candidates: &[f64],
     plan: &TrainingPlan,
-    search: &SearchPlan,
+    search_plan: &SearchPlan,
 ) -> Result<OutcomeFit, TrainingError> {
     let t0 = Instant::now();
+    // The f64 rows every stopping check and polish reads; the grid uses its leading rows.
+    let exact = p.exact_matrix(examples);
+    let mut polish_secs = 0.0;
     let run_grid = candidates.len() > 1 && p.grid_unusable.is_none();
     let mut grid = Vec::new();
     // (validation AUC, l2, solution) of the best point so far.
     let mut best: Option<(f64, f64, Solution)> = None;
     if run_grid {
         let n = p.grid_rows;
-        let (x, y) = (
-            p.x.slice_axis(Axis(0), Slice::from(..n)),
-            p.y.slice_axis(Axis(0), Slice::from(..n)),
+        let leading = Slice::from(..n);
+        let (search, exact, y) = (
+            p.x.slice_axis(Axis(0), leading),
+            exact.slice_axis(Axis(0), leading),
+            p.y.slice_axis(Axis(0), leading),
         );
         let mut previous: Option<Solution> = None;
         for &l2 in candidates.iter().rev() {
-            let solution = linfa_fit(
-                x,
+            let (solution, secs) = fit_and_polish(
+                search,
+                exact,
                 y,
                 l2,
                 plan.fit.max_iterations,
-                search.tolerance_per_row,
+                search_plan.tolerance_per_row,
                 previous.as_ref(),
             )?;
+            polish_secs += secs;
             let auc = p.auc(examples, &p.model(solution.clone()), &p.validation);
             grid.push(GridPoint {
                 l2,
@@ -580,15 +589,16 @@ fn fit_one(
         None => (plan.fit.l2, None, p.grid_unusable.clone()),
     };
     let t1 = Instant::now();
-    let (solution, polish_secs) = fit_and_polish(
+    let (solution, secs) = fit_and_polish(
         p.x.view(),
-        || p.exact_matrix(examples),
+        exact.view(),
         p.y.view(),
         l2,
         plan.fit.max_iterations,
-        search.tolerance_per_row,
+        search_plan.tolerance_per_row,
         warm.as_ref(),
     )?;
+    polish_secs += secs;
     let selection = Selection {
         l2,
         grid,
@@ -696,6 +706,7 @@ pub fn train_prepared_timed(
                 "validation_fraction": search.validation_fraction,
                 "validation_rows": selection.validation_rows,
                 "gradient_tolerance_per_row": search.tolerance_per_row,
+                "stopping_rule": "every gradient component of the mean loss <= gradient_tolerance_per_row (scikit-learn lbfgs)",
                 "holdout_fraction": plan.holdout_fraction,
                 "holdout_auc": holdout.as_ref().and_then(|h| h.auc),
                 "holdout_log_loss": holdout.as_ref().map(|h| h.log_loss),
