@@ -363,14 +363,7 @@ pub(crate) fn fit_and_polish(
         Some(&start),
     )?;
     let polish = std::time::Instant::now();
-    let solution = stopping::fit_to_rule(
-        exact,
-        y,
-        l2,
-        max_iterations,
-        tolerance_per_row,
-        Some(&rough),
-    )?;
+    let solution = stopping::fit_to_rule(exact, y, l2, max_iterations, tolerance_per_row, rough)?;
     exact_secs += polish.elapsed().as_secs_f64();
     Ok((solution, exact_secs))
 }

@@ -111,22 +111,18 @@ pub(crate) fn search_tolerance(
 }
 
 /// A linfa-logistic fit of `x` that stops where scikit-learn's would: every gradient
-/// component of the mean loss at most `tolerance_per_row` (see the module docs). `start`
-/// is a warm start (oriented to `true`), or zero; a start that meets the rule is returned.
+/// component of the mean loss at most `tolerance_per_row` (see the module docs), from
+/// `start` (oriented to `true`); a start that meets the rule is returned as it is.
 pub(crate) fn fit_to_rule<E: Element>(
     x: ArrayView2<E>,
     y: ArrayView1<bool>,
     l2: f64,
     max_iterations: u64,
     tolerance_per_row: f64,
-    start: Option<&Solution>,
+    start: Solution,
 ) -> Result<Solution, TrainingError> {
     let target = tolerance_per_row * x.nrows() as f64;
-    let zero = Solution {
-        weights: vec![0.0; x.ncols()],
-        intercept: 0.0,
-    };
-    let mut solution = start.cloned().unwrap_or(zero);
+    let mut solution = start;
     let mut previous_tolerance = f64::INFINITY;
     for round in 1..=MAX_ROUNDS {
         let norms = gradient_norms(x, y, l2, &solution);
@@ -139,7 +135,6 @@ pub(crate) fn fit_to_rule<E: Element>(
             // Each round asks for at least twice the accuracy of the one before.
             round_tolerance(target, norms, x.ncols()).min(0.5 * previous_tolerance)
         };
-        // Zero weights are linfa's own cold start, so a missing start needs no special case.
         solution = linfa_fit(x, y, l2, max_iterations, tolerance, Some(&solution))?;
         previous_tolerance = tolerance;
     }

@@ -412,43 +412,28 @@ fn fits_stop_by_scikit_learns_rule_on_the_exact_matrix() {
 fn a_start_that_meets_the_rule_is_kept() {
     let (search, exact, y) = matrices(20_000, -1.5, 9);
     let per_row = 1e-4;
-    let (fitted, _) = fit_and_polish(
-        search.view(),
-        exact.view(),
-        y.view(),
-        1.0,
-        200,
-        per_row,
-        None,
-    )
-    .unwrap();
+    let fit = |tolerance_per_row: f64, start: Option<&Solution>| {
+        fit_and_polish(
+            search.view(),
+            exact.view(),
+            y.view(),
+            1.0,
+            200,
+            tolerance_per_row,
+            start,
+        )
+        .unwrap()
+        .0
+    };
+    let fitted = fit(per_row, None);
     // Moved by far less than the rule notices, and off the f32 grid, so that any fit (even
     // one that returns its start through linfa's f32 parameters) would show.
     let first = Solution {
         weights: fitted.weights.iter().map(|w| w + 1e-12).collect(),
         intercept: fitted.intercept + 1e-12,
     };
-    let (again, _) = fit_and_polish(
-        search.view(),
-        exact.view(),
-        y.view(),
-        1.0,
-        200,
-        per_row,
-        Some(&first),
-    )
-    .unwrap();
-    assert_eq!(again, first);
-    let (tighter, _) = fit_and_polish(
-        search.view(),
-        exact.view(),
-        y.view(),
-        1.0,
-        200,
-        per_row / 100.0,
-        Some(&first),
-    )
-    .unwrap();
+    assert_eq!(fit(per_row, Some(&first)), first);
+    let tighter = fit(per_row / 100.0, Some(&first));
     assert_ne!(tighter, first);
     let yv: Vec<bool> = y.to_vec();
     assert!(largest(&gradient(&exact, &yv, 1.0, &tighter)) <= per_row / 100.0 * 20_000.0);
