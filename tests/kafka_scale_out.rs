@@ -90,20 +90,26 @@ fn one_to_three_instances_mid_stream() {
     }
     // Incremental rebalancing: the first instance restored its state once
     // (at start) and gave partitions away without restoring the ones it
-    // kept; each revocation named only some partitions.
+    // kept; each revocation named only some partitions. A rewind (logged
+    // as one) is the one other cause of a restore, by design: when a join
+    // bumps the group generation while a commit is in flight, the broker
+    // refuses the offsets (ILLEGAL_GENERATION), the transaction is aborted
+    // and the partitions still owned are rebuilt from the changelog. A CI
+    // run saw exactly that; such restores are counted apart.
     let log = strip_ansi(&first.log_text());
     let restores = log
         .lines()
         .filter(|l| l.contains("restoring partition state"))
         .count();
+    let rewinds = log.lines().filter(|l| l.contains("rewinding")).count();
     let why: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("restor") || l.contains("WARN") || l.contains("ERROR"))
         .collect();
     assert_eq!(
         restores,
-        1,
-        "instance a restored state {restores} times; joining instances must not make it re-read the partitions it keeps:\n{}",
+        1 + rewinds,
+        "instance a restored state {restores} times after {rewinds} rewind(s); joining instances must not make it re-read the partitions it keeps:\n{}",
         why.join("\n")
     );
     let revoked: Vec<usize> = log
