@@ -403,6 +403,26 @@ pub struct VisitorSnapshot {
     /// it outlives sessions, and so deployments that reorder the maps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contact: Vec<ContactSnapshot>,
+    /// The session's peak scores that `falls_to` offers are explained
+    /// against (see `engine::peaks`); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peaks: Vec<PeakSnapshot>,
+}
+
+/// A session's peak score of one outcome, as the changelog keeps it: the
+/// highest score of its current run above the outcome's lowest `falls_to`
+/// threshold, and what that score saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeakSnapshot {
+    /// The outcome's name (names, not indices: outcomes may be reordered).
+    pub outcome: String,
+    /// The peak probability.
+    pub probability: f64,
+    /// Its event time.
+    pub event_ms: i64,
+    /// The non-zero entries of the feature vector it saw, as
+    /// `[index, value]` pairs in increasing index order.
+    pub features: Vec<(u32, f32)>,
 }
 
 /// One action map's contact-policy state of a visitor, as the changelog
@@ -482,6 +502,7 @@ impl VisitorEntry {
             tracking_since_ms: since.map(|(t, _)| t),
             prior_denial: since.map_or(PriorDenial::NoConsent, |(_, r)| r),
             contact: Vec::new(),
+            peaks: Vec::new(),
         })
     }
 

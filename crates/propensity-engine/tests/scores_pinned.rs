@@ -292,7 +292,7 @@ fn golden_path() -> PathBuf {
 }
 
 /// The shipped settings with triggers that fire often (a `falls_to` map
-/// above all, whose explanation needs the previous score's vector).
+/// above all, whose explanation needs the session's peak).
 fn busy_config() -> Arc<EngineConfig> {
     let mut s = shipped_settings();
     s.offers.max_per_session = 6;
@@ -336,7 +336,7 @@ fn feature_vectors_scores_and_offers_equal_the_pinned_bits() {
     engine.finish(&mut sink);
     let _ = writeln!(actual, "counters {:?}", engine.counters());
     // The traffic must exercise what the pin is for: examples, offers, and
-    // `falls_to` offers (explained by the previous score's vector).
+    // `falls_to` offers (explained against the session's peak).
     assert!(examples > 3000, "{examples} examples");
     assert!(offers > 200, "{offers} offers");
     assert!(falls_to_offers > 10, "{falls_to_offers} falls_to offers");

@@ -25,9 +25,10 @@
 //!   clock (`now_ms` is passed in).
 //! - `last_probability` is updated only after every map has looked at the
 //!   previous value, so a falling trigger compares with the previous event.
-//! - A `falls_to` offer is explained by what fell between the previous
-//!   score and this one (the change that crossed the threshold), other
-//!   offers by the largest contributions to their score.
+//! - A `falls_to` offer is explained by what fell since the session's
+//!   peak score of the outcome (see `peaks`), other offers by the largest
+//!   contributions to their score. The peaks move only after every map has
+//!   looked at this event, so a fall's offer sees the peak it fell from.
 
 use crate::compact::MaybeMs;
 use crate::config::{ActionMap, Trigger};
@@ -42,7 +43,8 @@ use crate::wire::{
 };
 
 use super::feedback::suppressed;
-use super::session::{EventCtx, Scratch};
+use super::peaks::Peak;
+use super::session::EventCtx;
 use super::EngineSink;
 
 impl EventCtx<'_> {
@@ -245,10 +247,25 @@ impl EventCtx<'_> {
                     trigger_event_id: event.event_id.to_string(),
                     event_time: time.clone(),
                     decided_at: format_rfc3339_ms(now_ms.unwrap_or(t)),
-                    explanation: explain(model, map, scratch, t, cfg.features.names()),
+                    explanation: explain(
+                        model,
+                        map,
+                        self.peaks.peak(visitor, session.serial, map.outcome),
+                        scratch.features.values(),
+                        t,
+                        cfg.features.names(),
+                    ),
                 });
             }
         }
+        self.peaks.observe(
+            visitor,
+            session.serial,
+            &session.last_probability,
+            &scratch.probabilities,
+            t,
+            &scratch.features,
+        );
         for (i, p) in scratch.probabilities.iter().enumerate() {
             if let Some(p) = p {
                 session.last_probability[i] = *p as f32;
@@ -343,22 +360,22 @@ pub(super) fn hex_id(a: u64, b: u64) -> String {
     out
 }
 
-/// The reasons of an offer: for a `falls_to` map, what fell since the
-/// session's previous score (the last one above the threshold) when the
-/// engine kept that score's vector; otherwise, and as a fallback, the
-/// largest contributions to this score.
+/// The reasons of an offer whose score saw the vector `now`: for a
+/// `falls_to` map, what fell since the session's peak of the outcome (when
+/// one is known); otherwise, and as a fallback, the largest contributions
+/// to this score.
 fn explain(
     model: &OutcomeModel,
     map: &ActionMap,
-    scratch: &Scratch,
+    peak: Option<&Peak>,
+    now: &[f32],
     t: i64,
     names: &[String],
 ) -> Vec<Contribution> {
-    let now = scratch.features.values();
-    match (map.trigger, scratch.previous_ms) {
-        (Trigger::FallsTo { .. }, Some(prev)) => {
-            let gap_secs = (t - prev).max(0) as f64 / 1000.0;
-            model.explain_fall(scratch.previous.values(), now, names, gap_secs, 3)
+    match (map.trigger, peak) {
+        (Trigger::FallsTo { .. }, Some(peak)) => {
+            let gap_secs = (t - peak.event_ms()).max(0) as f64 / 1000.0;
+            model.explain_fall(&peak.vector(now.len()), now, names, gap_secs, 3)
         }
         _ => model.explain(now, names, 3),
     }

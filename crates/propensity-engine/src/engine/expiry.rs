@@ -147,6 +147,7 @@ impl Engine {
                     }
                     self.counters.active_sessions -= u64::from(a.session.is_some());
                     a.session = None;
+                    self.peaks.forget(item.visitor.as_str());
                     a.last_offer_ms = MaybeMs::NONE;
                     a.idle_queued = false;
                     entry.last_event_ms = MaybeMs::NONE;

@@ -170,6 +170,7 @@ impl Engine {
                     ..VisitorEntry::default()
                 };
                 self.contact.remove(visitor);
+                self.peaks.forget(visitor);
                 self.counters.erasures += 1;
                 self.counters.consent_applied += 1;
                 sink.state_changed(visitor);
@@ -221,6 +222,7 @@ impl Engine {
                         }
                         entry.tidy();
                         self.contact.remove(visitor);
+                        self.peaks.forget(visitor);
                     }
                 }
             }

@@ -54,7 +54,9 @@
 //! - `session`: what an event does to its visitor's session and outcomes;
 //! - `decide`: scores, triggers, conditions, caps and offers (invariant 4);
 //! - `restore`: changelog snapshots, restore and consent loading;
-//! - `feedback`: offer feedback and the contact policy it drives.
+//! - `feedback`: offer feedback and the contact policy it drives;
+//! - `peaks`: the session peaks that `falls_to` offers are explained
+//!   against.
 //!
 //! Invariant 3 is every module's: whichever decides an event's fate, or
 //! takes it out of the buffer, counts it in exactly one bucket.
@@ -65,6 +67,7 @@ mod expiry;
 mod feedback;
 mod gate;
 mod partition;
+mod peaks;
 mod restore;
 mod session;
 
@@ -170,6 +173,9 @@ pub struct Engine {
     /// Contact-policy state of the visitors that have any (see
     /// `feedback`): beside the visitor map so that the others pay nothing.
     contact: AHashMap<CompactString, feedback::ContactBook>,
+    /// Peak scores of the sessions above a `falls_to` threshold (see
+    /// `peaks`): beside the visitor map, so that the others pay nothing.
+    peaks: peaks::PeakBook,
 }
 
 impl Engine {
@@ -177,6 +183,7 @@ impl Engine {
     pub fn new(config: Arc<EngineConfig>, models: Arc<ModelSet>) -> Self {
         let n_out = config.outcomes.len();
         let n_maps = config.action_maps.len();
+        let peaks = peaks::PeakBook::new(&config);
         Self {
             counters: EngineCounters {
                 outcomes_achieved: vec![0; n_out],
@@ -201,6 +208,7 @@ impl Engine {
             scratch: Scratch::default(),
             restored_since: AHashMap::new(),
             contact: AHashMap::new(),
+            peaks,
         }
     }
 
@@ -217,6 +225,12 @@ impl Engine {
     /// The models in use.
     pub fn models(&self) -> &Arc<ModelSet> {
         &self.models
+    }
+
+    /// How many visitors have a session peak held for `falls_to`
+    /// explanations (memory accounting, tests).
+    pub fn sessions_with_peaks(&self) -> usize {
+        self.peaks.visitors()
     }
 
     /// Counters, with gauges up to date.

@@ -59,6 +59,11 @@ impl Engine {
         // gated), so only for visitors that have a snapshot.
         if let Some(s) = snap.as_mut() {
             s.contact = self.contact_snapshot(visitor_id);
+            if let Some(session) = entry.and_then(VisitorEntry::session) {
+                s.peaks = self
+                    .peaks
+                    .snapshot(visitor_id, session.serial, &self.config.outcomes);
+            }
         }
         if entry.is_none_or(|e| e.consent.is_none()) {
             if let Some(&(since, prior)) = self.restored_since.get(visitor_id) {
@@ -72,6 +77,7 @@ impl Engine {
                     tracking_since_ms: None,
                     prior_denial: PriorDenial::NoConsent,
                     contact: Vec::new(),
+                    peaks: Vec::new(),
                 });
                 s.tracking_since_ms = Some(since);
                 s.prior_denial = prior;
@@ -87,7 +93,7 @@ impl Engine {
     /// the visitor's first consent record is loaded or applied and merged
     /// then.
     pub fn restore(&mut self, visitor_id: &str, value: Option<&[u8]>) -> Result<(), EngineError> {
-        let snapshot: Option<VisitorSnapshot> = match value {
+        let mut snapshot: Option<VisitorSnapshot> = match value {
             Some(v) => {
                 Some(serde_json::from_slice(v).map_err(|e| EngineError::Snapshot(e.to_string()))?)
             }
@@ -95,6 +101,10 @@ impl Engine {
         };
         let contact = snapshot.as_ref().map_or(&[][..], |s| &s.contact[..]);
         self.restore_contact(visitor_id, contact);
+        let peaks = snapshot
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.peaks))
+            .unwrap_or_default();
         let slot = self.visitor_slot(visitor_id);
         let ps = &mut self.parts[slot];
         let entry = self.visitors.entry(visitor_id.into()).or_default();
@@ -165,6 +175,15 @@ impl Engine {
             entry.last_event_ms = s.last_event_ms.into();
             entry.tidy();
         }
+        // Peaks follow the restored session, under its new serial.
+        let serial = entry.session().map(|s| s.serial);
+        self.peaks.restore(
+            visitor_id,
+            serial,
+            &peaks,
+            &self.config.outcomes,
+            self.config.features.dim(),
+        );
         if holds_nothing(entry) {
             self.visitors.remove(visitor_id);
         }

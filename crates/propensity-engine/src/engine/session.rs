@@ -29,7 +29,7 @@ use compact_str::CompactString;
 use smallvec::SmallVec;
 
 use crate::compact::MaybeMs;
-use crate::config::{EngineConfig, Outcome, Trigger};
+use crate::config::{EngineConfig, Outcome};
 use crate::features::{FeatureScratch, FeatureSpec, PathInfo};
 use crate::glob::url_path;
 use crate::model::ModelSet;
@@ -41,6 +41,7 @@ use crate::wire::Event;
 use super::expiry::IdleItem;
 use super::feedback::ContactBook;
 use super::partition::PartitionState;
+use super::peaks::PeakBook;
 use super::{DropReason, EngineCounters, EngineSink};
 
 /// Training/decision scratch reused across events to avoid allocation.
@@ -48,12 +49,6 @@ use super::{DropReason, EngineCounters, EngineSink};
 pub(super) struct Scratch {
     pub(super) features: FeatureScratch,
     pub(super) probabilities: Vec<Option<f64>>,
-    /// The vector the session's previous score saw, and that score's event
-    /// time: set (before the event is folded in) only when a `falls_to`
-    /// map could fire on this event, so that its offer can say what fell
-    /// (see [`EventCtx::keep_previous_vector`]); `None` otherwise.
-    pub(super) previous: FeatureScratch,
-    pub(super) previous_ms: Option<i64>,
     paths: PathCache,
 }
 
@@ -101,6 +96,7 @@ macro_rules! event_ctx {
             scratch: &mut $engine.scratch,
             part: &mut $engine.parts[$part],
             contact: &$engine.contact,
+            peaks: &mut $engine.peaks,
         }
     };
 }
@@ -119,6 +115,8 @@ pub(super) struct EventCtx<'a> {
     pub(super) part: &'a mut PartitionState,
     /// Contact-policy state by visitor (read only while deciding).
     pub(super) contact: &'a AHashMap<CompactString, ContactBook>,
+    /// Peak scores that `falls_to` offers are explained against.
+    pub(super) peaks: &'a mut PeakBook,
 }
 
 impl EventCtx<'_> {
@@ -165,6 +163,7 @@ impl EventCtx<'_> {
             // allocation.
             let acc = match act.session.take() {
                 Some(old) => {
+                    self.peaks.forget(visitor);
                     let mut acc = old.acc;
                     cfg.features.reset_accumulators(&mut acc);
                     acc
@@ -219,7 +218,6 @@ impl EventCtx<'_> {
         }
         // Recency is the gap since the session's latest event so far.
         let previous_event_ms = (session.events > 0).then_some(session.last_ms);
-        self.keep_previous_vector(session, event);
         session.last_ms = session.last_ms.max(t);
         session.events += 1;
         // The URL path feeds features, the current page and outcome
@@ -265,50 +263,6 @@ impl EventCtx<'_> {
             sink,
         );
         sink.state_changed(visitor);
-    }
-}
-
-impl EventCtx<'_> {
-    /// Before `event` is folded into `session`: when a `falls_to` map could
-    /// fire on it (its outcome's last probability is above the threshold),
-    /// recomputes the vector of the session's previous score into the
-    /// scratch (`previous`, `previous_ms`), so that the offer can be
-    /// explained by what fell since ([`crate::model::OutcomeModel::explain_fall`]).
-    ///
-    /// Why recompute instead of remembering: the accumulators before this
-    /// event, the session start and the previous event time are exactly
-    /// what that score was computed from (when events arrive in time order;
-    /// a late event in between only shifts the clocks), so this needs no
-    /// memory per visitor and nothing in the changelog, restores included;
-    /// it costs one vector computation, on events of sessions above a
-    /// `falls_to` threshold only. The previous event's local time is taken
-    /// with this event's UTC offset.
-    fn keep_previous_vector(&mut self, session: &Session, event: &Event<'_>) {
-        let cfg = self.config;
-        let armed = cfg.action_maps.iter().any(|m| match m.trigger {
-            Trigger::FallsTo { threshold } => {
-                session.achieved & (1 << m.outcome) == 0
-                    && session
-                        .last_probability
-                        .get(m.outcome)
-                        .is_some_and(|p| f64::from(*p) > threshold)
-            }
-            Trigger::AtOrAbove { .. } | Trigger::TopPercent { .. } => false,
-        });
-        self.scratch.previous_ms = None;
-        if !armed || session.events == 0 {
-            return;
-        }
-        let prev = session.last_ms;
-        let offset = event.time.local_ms() - event.time.epoch_ms;
-        cfg.features.compute_into(
-            &session.acc,
-            session.start_ms,
-            prev,
-            prev + offset,
-            &mut self.scratch.previous,
-        );
-        self.scratch.previous_ms = Some(prev);
     }
 }
 

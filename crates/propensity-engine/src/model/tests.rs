@@ -162,7 +162,7 @@ fn reasons_carry_own_units_and_labels() {
 }
 
 #[test]
-fn a_fall_is_explained_by_what_fell_since_the_last_score() {
+fn a_fall_is_explained_by_what_fell_between_two_vectors() {
     let (model, names) = model_over(
         &[
             "current_page.product",
