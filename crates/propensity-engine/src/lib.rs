@@ -16,6 +16,7 @@ pub mod compact;
 pub mod config;
 pub mod control_group;
 pub mod decision_log;
+pub mod drift;
 pub mod engine;
 pub mod error;
 pub mod features;

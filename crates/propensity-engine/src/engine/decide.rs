@@ -93,6 +93,17 @@ impl EventCtx<'_> {
                 };
                 self.counters.scores += 1;
                 sink.probability(i, p);
+                if let (Some(counts), Some(reference)) = (
+                    self.drift.get_mut(i).and_then(Option::as_mut),
+                    model.drift_reference(),
+                ) {
+                    counts.observe(
+                        reference,
+                        scratch.features.values(),
+                        scratch.features.nonzero(),
+                        p,
+                    );
+                }
                 if wants_scores {
                     let time = event_time.get_or_insert_with(|| format_rfc3339_ms(t));
                     sink.score(&OutcomeScore {

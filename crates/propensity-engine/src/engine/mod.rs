@@ -80,6 +80,8 @@ pub use session::achieves;
 use std::sync::Arc;
 
 use ahash::AHashMap;
+
+use crate::drift::ModelDriftCounts;
 use compact_str::CompactString;
 
 use crate::config::EngineConfig;
@@ -176,6 +178,10 @@ pub struct Engine {
     /// Peak scores of the sessions above a `falls_to` threshold (see
     /// `peaks`): beside the visitor map, so that the others pay nothing.
     peaks: peaks::PeakBook,
+    /// Per outcome: the scored vectors and scores counted in its model's
+    /// drift bins (`None`: no model, or one without a drift reference).
+    /// Monitoring only: not in the changelog, and taken by the caller.
+    drift: Vec<Option<ModelDriftCounts>>,
 }
 
 impl Engine {
@@ -184,6 +190,7 @@ impl Engine {
         let n_out = config.outcomes.len();
         let n_maps = config.action_maps.len();
         let peaks = peaks::PeakBook::new(&config);
+        let drift = drift_counts_for(&models);
         Self {
             counters: EngineCounters {
                 outcomes_achieved: vec![0; n_out],
@@ -209,6 +216,7 @@ impl Engine {
             restored_since: AHashMap::new(),
             contact: AHashMap::new(),
             peaks,
+            drift,
         }
     }
 
@@ -217,9 +225,23 @@ impl Engine {
         &self.config
     }
 
-    /// Swaps the models (hot reload). Takes effect from the next event.
+    /// Swaps the models (hot reload). Takes effect from the next event;
+    /// drift counts start again in the new models' bins.
     pub fn set_models(&mut self, models: Arc<ModelSet>) {
+        self.drift = drift_counts_for(&models);
         self.models = models;
+    }
+
+    /// Per outcome, what was counted in its model's drift bins since the
+    /// engine started, its models were swapped, or the counts were last
+    /// taken (`None`: no model with a drift reference).
+    pub fn drift_counts(&self) -> &[Option<ModelDriftCounts>] {
+        &self.drift
+    }
+
+    /// [`Engine::drift_counts`], leaving empty counts in their place.
+    pub fn take_drift_counts(&mut self) -> Vec<Option<ModelDriftCounts>> {
+        std::mem::replace(&mut self.drift, drift_counts_for(&self.models))
     }
 
     /// The models in use.
@@ -327,6 +349,18 @@ impl Engine {
 /// the end of input and the idle re-check) also require it to be gone.
 fn holds_nothing(entry: &VisitorEntry) -> bool {
     entry.consent.is_none() && !entry.has_state()
+}
+
+/// Empty drift counts for each outcome's model that has a reference.
+fn drift_counts_for(models: &ModelSet) -> Vec<Option<ModelDriftCounts>> {
+    (0..models.outcomes())
+        .map(|i| {
+            models
+                .get(i)
+                .and_then(|m| m.drift_reference())
+                .map(|r| ModelDriftCounts::new(r))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use smallvec::SmallVec;
 
 use crate::compact::MaybeMs;
 use crate::config::{EngineConfig, Outcome};
+use crate::drift::ModelDriftCounts;
 use crate::features::{FeatureScratch, FeatureSpec, PathInfo};
 use crate::glob::url_path;
 use crate::model::ModelSet;
@@ -97,6 +98,7 @@ macro_rules! event_ctx {
             part: &mut $engine.parts[$part],
             contact: &$engine.contact,
             peaks: &mut $engine.peaks,
+            drift: &mut $engine.drift,
         }
     };
 }
@@ -117,6 +119,8 @@ pub(super) struct EventCtx<'a> {
     pub(super) contact: &'a AHashMap<CompactString, ContactBook>,
     /// Peak scores that `falls_to` offers are explained against.
     pub(super) peaks: &'a mut PeakBook,
+    /// Drift counts per outcome (see [`crate::drift`]).
+    pub(super) drift: &'a mut [Option<ModelDriftCounts>],
 }
 
 impl EventCtx<'_> {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{EngineConfig, Trigger};
+use crate::drift::DriftReference;
 use crate::error::EngineError;
 use crate::features::{FeatureLabel, Vocabulary};
 use crate::stable_hash::stable_hash;
@@ -60,6 +61,11 @@ pub struct ModelArtifact {
     /// `top_percent` trigger cannot use them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub score_percentiles: Vec<f64>,
+    /// The training population binned per feature and for the score, for
+    /// drift monitoring (see [`crate::drift`]). Absent in artifacts trained
+    /// before drift monitoring existed: their models report no PSI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_reference: Option<DriftReference>,
     /// Training metadata (free-form, informational).
     #[serde(default)]
     pub training: serde_json::Value,
@@ -116,6 +122,8 @@ pub struct OutcomeModel {
     weak: Vec<bool>,
     /// [`ModelArtifact::score_percentiles`] (empty: none).
     percentiles: Vec<f64>,
+    /// [`ModelArtifact::drift_reference`], shared by the copies of the set.
+    drift: Option<Arc<DriftReference>>,
 }
 
 impl OutcomeModel {
@@ -218,6 +226,10 @@ impl OutcomeModel {
                 )));
             }
         }
+        if let Some(d) = &artifact.drift_reference {
+            d.check(dim)
+                .map_err(|e| err(format!("field `drift_reference`: {e}")))?;
+        }
         let folded_weights: Vec<f32> = artifact
             .weights
             .iter()
@@ -247,7 +259,14 @@ impl OutcomeModel {
                 .map(|n| FeatureLabel::new(n).is_weak_reason())
                 .collect(),
             percentiles: artifact.score_percentiles.clone(),
+            drift: artifact.drift_reference.clone().map(Arc::new),
         })
+    }
+
+    /// The training population's binned distribution, for drift
+    /// monitoring; `None` when the artifact has none.
+    pub fn drift_reference(&self) -> Option<&Arc<DriftReference>> {
+        self.drift.as_ref()
     }
 
     /// Where `probability` falls among the training population's scores:
@@ -564,6 +583,11 @@ impl ModelSet {
             models[idx] = Some(model);
         }
         Ok(Arc::new(Self { models }))
+    }
+
+    /// How many outcomes the set has a slot for (with a model or not).
+    pub fn outcomes(&self) -> usize {
+        self.models.len()
     }
 
     /// The model of outcome `idx`.

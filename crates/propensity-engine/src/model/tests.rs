@@ -21,6 +21,7 @@ fn sparse_scoring_has_the_bits_of_dense_scoring() {
         means: vec![],
         stds: vec![],
         weak: vec![],
+        drift: None,
         percentiles: vec![],
     };
     for x in [
@@ -51,6 +52,7 @@ fn explanations_are_the_head_of_the_sorted_contributions() {
         means: vec![0.0; 7],
         stds: vec![1.0; 7],
         weak: vec![false; 7],
+        drift: None,
         percentiles: vec![],
     };
     let names: Vec<String> = (0..7).map(|i| format!("f{i}")).collect();
@@ -86,6 +88,7 @@ fn model_over(names: &[&str], weights: &[f64]) -> (OutcomeModel, Vec<String>) {
             .iter()
             .map(|n| FeatureLabel::new(n).is_weak_reason())
             .collect(),
+        drift: None,
         percentiles: vec![],
     };
     (model, names)
@@ -228,6 +231,7 @@ fn percentiles_place_a_score_among_the_training_scores() {
         means: vec![],
         stds: vec![],
         weak: vec![],
+        drift: None,
         percentiles: q,
     };
     // A share `s` of the training scores lies at or below `s`: its

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod mutate;
+pub mod traffic;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -125,6 +126,7 @@ pub fn artifact(config: &EngineConfig, spec: &ModelSpec<'_>) -> ModelArtifact {
         weights,
         intercept: spec.intercept,
         score_percentiles: (1..=99).map(|k| f64::from(k) / 100.0).collect(),
+        drift_reference: None,
         training: Value::Null,
     }
 }

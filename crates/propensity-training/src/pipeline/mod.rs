@@ -35,6 +35,7 @@
 use std::time::Instant;
 
 use ndarray::{Array1, Array2, ArrayView1, Axis, Slice};
+use propensity_engine::drift::DriftReference;
 use propensity_engine::model::{score_percentiles, MODEL_FORMAT};
 use propensity_engine::stable_hash::stable_hash_seeded;
 use propensity_engine::{EngineConfig, ModelArtifact};
@@ -693,6 +694,13 @@ pub fn train_prepared_timed(
             weights: fitted.weights.clone(),
             intercept: fitted.intercept,
             score_percentiles: score_percentiles(&scores),
+            // The same population, binned for drift monitoring.
+            drift_reference: Some(DriftReference::from_rows(
+                population.len(),
+                src.dim,
+                |i| src.row(i),
+                &scores,
+            )),
             training: serde_json::json!({
                 "rows": p.train.len(),
                 "positives": fitted.positives,
