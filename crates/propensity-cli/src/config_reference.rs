@@ -102,6 +102,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("kafka.drain_timeout_secs", "on SIGTERM/SIGINT, time allowed to commit and leave; keep it below the orchestrator's kill timeout"),
     ("kafka.statistics_interval_ms", "how often consumer lag and the stall check are refreshed (100 … 3,600,000)"),
     ("kafka.stall_timeout_secs", "a partition with lag that commits nothing for this long is stalled (`/readyz` 503)"),
+    ("kafka.drift_window_secs", "drift monitoring: PSI of scores and features over the committed work of this many seconds (1 … 604,800)"),
+    ("kafka.drift_min_events", "drift monitoring: a model's PSI is published once its window holds this many scored events"),
     ("kafka.probe_timeout_secs", "how long a command waits for the brokers' first answer: `topics create`, `produce` and `bench --kafka` then fail naming the broker, `run` reports it in `/readyz` and retries with backoff"),
     ("kafka.workers", "threads that process a batch's events, one partition at a time per thread; 0: one per core; outputs are the same for any value"),
     (CLIENT_PROPERTY, "librdkafka properties passed to every client as strings (SASL, SSL, timeouts); the environment variable reads `_` as `.`; properties exactly-once depends on are refused"),

@@ -435,6 +435,8 @@ pub struct EvaluationSummary {
     pub business: BusinessView,
     /// Files written with `--report`.
     pub report_files: Vec<PathBuf>,
+    /// Feature names in vector order (for the drift lines).
+    pub feature_names: Vec<String>,
 }
 
 /// `propensity evaluate`.
@@ -469,6 +471,7 @@ pub fn evaluate(
         outcomes,
         business,
         report_files,
+        feature_names: config.engine.features.names().to_vec(),
     })
 }
 
@@ -507,11 +510,61 @@ pub fn print_evaluation(e: &EvaluationSummary, w: &mut impl Write) -> Result<()>
             .collect();
         writeln!(w, "calibration {}: {}", o.outcome, table.join("; "))?;
     }
+    print_drift(&e.outcomes, &e.feature_names, w)?;
     crate::report::print_report_notes(&e.outcomes, Some(&e.business), w)?;
     for f in &e.report_files {
         writeln!(w, "wrote {}", f.display())?;
     }
     Ok(())
+}
+
+/// One line per outcome: the evaluated traffic's population stability
+/// index against the model's training population, for the score and the
+/// features that moved most.
+fn print_drift(
+    outcomes: &[OutcomeEvaluation],
+    feature_names: &[String],
+    w: &mut impl Write,
+) -> Result<()> {
+    for o in outcomes {
+        let Some(d) = &o.drift else {
+            writeln!(
+                w,
+                "drift {}: the model has no drift reference (trained before drift monitoring; retrain to get one)",
+                o.outcome
+            )?;
+            continue;
+        };
+        let top: Vec<String> = d
+            .top_features(3)
+            .into_iter()
+            .map(|(j, psi)| {
+                let name = feature_names.get(j).map_or("?", String::as_str);
+                format!("{name} {psi:.3}")
+            })
+            .collect();
+        writeln!(
+            w,
+            "drift {}: score PSI {:.3} ({}); largest feature PSI: {} ({} events; PSI < 0.1 stable, 0.1-0.25 a shift worth a look, > 0.25 traffic the model was not trained on)",
+            o.outcome,
+            d.score,
+            psi_reading(d.score),
+            top.join(", "),
+            d.events
+        )?;
+    }
+    Ok(())
+}
+
+/// The customary reading of a PSI.
+fn psi_reading(psi: f64) -> &'static str {
+    if psi > 0.25 {
+        "shifted"
+    } else if psi >= 0.1 {
+        "moderate shift"
+    } else {
+        "stable"
+    }
 }
 
 /// Arguments of `replay`.

@@ -313,6 +313,19 @@ mod tests {
             );
         }
         assert!(text.contains("offers on this traffic"), "{text}");
+        // Evaluation traffic from the training traffic's generator (another
+        // seed, other months): no drift, and the time features, which a
+        // window of other months would always show shifted, are not
+        // monitored.
+        for o in &config.engine.outcomes {
+            let head = format!("drift {}: score PSI ", o.name);
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&head))
+                .unwrap_or_else(|| panic!("no drift line for {}:\n{text}", o.name));
+            assert!(line.contains("(stable)"), "{line}");
+            assert!(!line.contains("time."), "{line}");
+        }
 
         let report = dir.path().join("report");
         let n = config.engine.outcomes.len();

@@ -22,6 +22,9 @@
 //!   counts whatever order they come in or however they are split across
 //!   engines (counts add), so an offline computation over the same rows
 //!   gives the same PSI as the engines did.
+//! - A feature binned into a single bin (no edges) is not monitored: the
+//!   time of day, week and year, whose window of an hour sees one hour,
+//!   would always look shifted. Its PSI is `None`.
 //! - A feature that is 0 costs nothing per event: only non-zero entries
 //!   are placed in bins, and the zeros are the events not placed, added to
 //!   the bin of 0 when a PSI is computed.
@@ -64,6 +67,19 @@ impl Binned {
             shares: counts.iter().map(|c| *c as f64 / n).collect(),
             edges,
         }
+    }
+
+    /// A quantity that is not monitored: one bin holding everything.
+    pub fn unmonitored() -> Self {
+        Self {
+            edges: Vec::new(),
+            shares: vec![1.0],
+        }
+    }
+
+    /// Whether it is monitored (has more than one bin).
+    pub fn is_monitored(&self) -> bool {
+        !self.edges.is_empty()
     }
 
     /// The bin of `v`.
@@ -155,17 +171,22 @@ impl DriftReference {
     /// Bins `rows` vectors (`row(i)` gives vector `i`, `dim` long) and
     /// their `scores`: each feature's edges are the deciles of at most
     /// [`EDGE_SAMPLE_ROWS`] evenly spaced rows, its shares those of every
-    /// row (so the rows themselves have a PSI of exactly 0).
+    /// row (so the rows themselves have a PSI of exactly 0). Features for
+    /// which `monitored` is false get a single bin.
     pub fn from_rows<'a>(
         rows: usize,
         dim: usize,
         row: impl Fn(usize) -> &'a [f32],
         scores: &[f64],
+        monitored: impl Fn(usize) -> bool,
     ) -> Self {
         let stride = rows.div_ceil(EDGE_SAMPLE_ROWS).max(1);
         let mut column = Vec::with_capacity(rows.min(EDGE_SAMPLE_ROWS));
         let edges: Vec<Vec<f64>> = (0..dim)
             .map(|j| {
+                if !monitored(j) {
+                    return Vec::new();
+                }
                 column.clear();
                 column.extend(
                     (0..rows)
@@ -196,7 +217,13 @@ impl DriftReference {
             features: edges
                 .into_iter()
                 .zip(&counts)
-                .map(|(e, c)| Binned::from_counts(e, c))
+                .map(|(e, c)| {
+                    if e.is_empty() {
+                        Binned::unmonitored()
+                    } else {
+                        Binned::from_counts(e, c)
+                    }
+                })
                 .collect(),
             score: Binned::from_values(scores),
         }
@@ -307,9 +334,11 @@ impl ModelDriftCounts {
             score: reference.score.psi(&self.score)?,
             features: (0..reference.features.len())
                 .map(|j| {
-                    reference.features[j]
-                        .psi(&self.feature_counts(reference, j))
-                        .unwrap_or(0.0)
+                    let b = &reference.features[j];
+                    if !b.is_monitored() {
+                        return None;
+                    }
+                    Some(b.psi(&self.feature_counts(reference, j)).unwrap_or(0.0))
                 })
                 .collect(),
         })
@@ -323,15 +352,20 @@ pub struct DriftPsi {
     pub events: u64,
     /// The score's PSI.
     pub score: f64,
-    /// Each feature's PSI, in vector order.
-    pub features: Vec<f64>,
+    /// Each feature's PSI, in vector order (`None`: not monitored).
+    pub features: Vec<Option<f64>>,
 }
 
 impl DriftPsi {
     /// The `n` features with the largest PSI, largest first (ties by
     /// vector order), as (index, PSI).
     pub fn top_features(&self, n: usize) -> Vec<(usize, f64)> {
-        let mut order: Vec<(usize, f64)> = self.features.iter().copied().enumerate().collect();
+        let mut order: Vec<(usize, f64)> = self
+            .features
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| Some((j, (*p)?)))
+            .collect();
         order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         order.truncate(n);
         order
@@ -392,7 +426,8 @@ mod tests {
             .map(|i| [if i % 4 == 0 { i as f32 } else { 0.0 }, (i % 10) as f32])
             .collect();
         let scores: Vec<f64> = (0..100).map(|i| f64::from(i) / 100.0).collect();
-        let reference = DriftReference::from_rows(rows.len(), 2, |i| &rows[i][..], &scores);
+        let reference =
+            DriftReference::from_rows(rows.len(), 2, |i| &rows[i][..], &scores, |_| true);
         assert_eq!(reference.check(2), Ok(()));
         let mut live = ModelDriftCounts::new(&reference);
         let mut dense = vec![vec![0u64; 0]; 2];
@@ -411,7 +446,11 @@ mod tests {
         }
         // The training rows themselves: no drift.
         let psi = live.psi(&reference).expect("counted");
-        assert!(psi.score.abs() < 1e-12 && psi.features.iter().all(|p| p.abs() < 1e-12));
+        assert!(psi.score.abs() < 1e-12);
+        assert!(psi
+            .features
+            .iter()
+            .all(|p| p.is_some_and(|p| p.abs() < 1e-12)));
         // Counts add.
         let mut twice = live.clone();
         twice.merge(&live);
@@ -420,6 +459,22 @@ mod tests {
             twice.feature_counts(&reference, 0)[0],
             2 * d0(&live, &reference)
         );
+    }
+
+    #[test]
+    fn unmonitored_features_have_one_bin_and_no_psi() {
+        let rows: Vec<[f32; 2]> = (0..50).map(|i| [i as f32, (i % 7) as f32]).collect();
+        let scores = vec![0.5; 50];
+        let r = DriftReference::from_rows(rows.len(), 2, |i| &rows[i][..], &scores, |j| j == 0);
+        assert!(r.features[0].is_monitored() && !r.features[1].is_monitored());
+        assert_eq!(r.features[1], Binned::unmonitored());
+        assert_eq!(r.check(2), Ok(()));
+        let mut live = ModelDriftCounts::new(&r);
+        live.observe(&r, &[3.0, 99.0], &[0, 1], 0.5);
+        let psi = live.psi(&r).expect("counted");
+        assert!(psi.features[0].is_some());
+        assert_eq!(psi.features[1], None);
+        assert_eq!(psi.top_features(5).len(), 1);
     }
 
     fn d0(live: &ModelDriftCounts, reference: &DriftReference) -> u64 {

@@ -13,6 +13,7 @@ pub mod background_load;
 pub mod client_config;
 pub mod client_log;
 pub mod delivery;
+pub mod drift_window;
 pub mod error;
 pub mod inspect;
 pub mod metrics;

@@ -9,9 +9,10 @@
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use propensity_engine::drift::DriftPsi;
 use propensity_engine::wire::{DecisionKind, FeedbackStatus};
 use propensity_engine::{DeadLetterReason, DropReason, EngineConfig, EngineCounters, ModelSet};
 
@@ -54,6 +55,9 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_buffered_events",
     "propensity_model_info",
     "propensity_model_reloads_total",
+    "propensity_score_psi",
+    "propensity_feature_psi",
+    "propensity_drift_window_events",
 ];
 
 /// The `result` labels of `propensity_feedback_records_total`.
@@ -116,6 +120,12 @@ pub struct PipelineMetrics {
     buffered: IntGauge,
     model_info: IntGaugeVec,
     model_reloads: IntCounterVec,
+    /// Drift over `kafka.drift_window_secs`, per outcome (and feature).
+    score_psi: GaugeVec,
+    feature_psi: GaugeVec,
+    drift_events: IntGaugeVec,
+    /// Feature names in vector order.
+    feature_names: Vec<String>,
     /// Outcome names in config order.
     outcomes: Vec<String>,
     /// (action map name, action type) in engine order.
@@ -176,6 +186,17 @@ fn gauge_vec(
     labels: &[&str],
 ) -> prometheus::Result<IntGaugeVec> {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn float_gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<GaugeVec> {
+    let g = GaugeVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(g.clone()))?;
     Ok(g)
 }
@@ -393,6 +414,25 @@ impl PipelineMetrics {
                 "Model reloads, by result.",
                 &["result"],
             )?,
+            score_psi: float_gauge_vec(
+                &r,
+                "propensity_score_psi",
+                "Population stability index of the model's scores over kafka.drift_window_secs against its training population (absent below kafka.drift_min_events scored events or without a drift reference).",
+                &["outcome"],
+            )?,
+            feature_psi: float_gauge_vec(
+                &r,
+                "propensity_feature_psi",
+                "Population stability index of one feature over kafka.drift_window_secs against the model's training population (absent like propensity_score_psi).",
+                &["outcome", "feature"],
+            )?,
+            drift_events: gauge_vec(
+                &r,
+                "propensity_drift_window_events",
+                "Scored events of committed work in the drift window, per outcome.",
+                &["outcome"],
+            )?,
+            feature_names: config.features.names().to_vec(),
             outcomes: config.outcomes.iter().map(|o| o.name.clone()).collect(),
             maps: config
                 .action_maps
@@ -434,6 +474,40 @@ impl PipelineMetrics {
     pub fn observe_probability(&self, outcome: usize, p: f64) {
         if let Some(h) = self.probability.get(outcome) {
             h.observe(p);
+        }
+    }
+
+    /// Publishes the drift window's PSIs (one per outcome, config order):
+    /// an outcome without one (too few events, no reference) has its
+    /// series removed, so an alert never reads a stale value.
+    pub fn publish_drift(&self, psi: &[Option<DriftPsi>]) {
+        for (i, name) in self.outcomes.iter().enumerate() {
+            let name = name.as_str();
+            match psi.get(i).and_then(Option::as_ref) {
+                Some(d) => {
+                    self.score_psi.with_label_values(&[name]).set(d.score);
+                    self.drift_events
+                        .with_label_values(&[name])
+                        .set(i64::try_from(d.events).unwrap_or(i64::MAX));
+                    for (f, v) in self.feature_names.iter().zip(&d.features) {
+                        let labels = [name, f.as_str()];
+                        match v {
+                            Some(v) => self.feature_psi.with_label_values(&labels).set(*v),
+                            // Not monitored (the time features).
+                            None => {
+                                let _ = self.feature_psi.remove_label_values(&labels);
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let _ = self.score_psi.remove_label_values(&[name]);
+                    let _ = self.drift_events.remove_label_values(&[name]);
+                    for f in &self.feature_names {
+                        let _ = self.feature_psi.remove_label_values(&[name, f.as_str()]);
+                    }
+                }
+            }
         }
     }
 

@@ -58,6 +58,12 @@ pub struct KafkaSettings {
     /// stalled: `/readyz` answers 503 and `propensity_stalled_partitions`
     /// counts it.
     pub stall_timeout_secs: f64,
+    /// The drift window: the PSI of each model's scores and features is
+    /// computed over the committed work of this many seconds.
+    pub drift_window_secs: f64,
+    /// A model's PSI is published once its drift window holds this many
+    /// scored events.
+    pub drift_min_events: u64,
     /// How long a command waits for the brokers' first answer (a metadata
     /// request) before it gives up (`topics create`, `produce`,
     /// `bench --kafka`) or, for `run`, reports the broker unreachable and
@@ -95,6 +101,8 @@ impl Default for KafkaSettings {
             drain_timeout_secs: 10.0,
             statistics_interval_ms: 5000,
             stall_timeout_secs: 60.0,
+            drift_window_secs: 3600.0,
+            drift_min_events: 1000,
             probe_timeout_secs: 5.0,
             workers: 0,
             client: BTreeMap::new(),
@@ -179,6 +187,17 @@ impl KafkaSettings {
                 "stall_timeout_secs",
                 "must be a number of seconds, at least 1",
             ));
+        }
+        if !(self.drift_window_secs.is_finite()
+            && (1.0..=604_800.0).contains(&self.drift_window_secs))
+        {
+            return Err(cfg(
+                "drift_window_secs",
+                "must be a number of seconds within 1..=604800 (a week)",
+            ));
+        }
+        if self.drift_min_events < 1 {
+            return Err(cfg("drift_min_events", "must be at least 1"));
         }
         if !(self.probe_timeout_secs.is_finite()
             && (0.1..=300.0).contains(&self.probe_timeout_secs))

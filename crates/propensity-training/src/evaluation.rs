@@ -2,6 +2,7 @@
 //! (`OutcomeModel::probability`): per-event and per-session metrics, ROC points, score
 //! distributions and gains for the report.
 
+use propensity_engine::drift::{DriftPsi, ModelDriftCounts};
 use propensity_engine::model::ModelSet;
 use propensity_engine::EngineConfig;
 use serde::Serialize;
@@ -31,6 +32,9 @@ pub struct OutcomeEvaluation {
     pub scores: ScoreHistogram,
     /// Per-event cumulative gains and lift by decile, for the report.
     pub gains: Vec<GainsRow>,
+    /// The evaluated traffic's drift from the model's training population
+    /// (`None`: the artifact has no drift reference).
+    pub drift: Option<DriftPsi>,
 }
 
 /// Scores collected examples with loaded models (the production scoring
@@ -61,6 +65,18 @@ pub fn evaluate_outcomes(
         last.sort_unstable();
         let sp: Vec<f64> = last.iter().map(|&i| probs[i]).collect();
         let sl: Vec<bool> = last.iter().map(|&i| labels[i]).collect();
+        // The engine's own counting, over the rows it scored.
+        let drift = model.drift_reference().and_then(|reference| {
+            let mut counts = ModelDriftCounts::new(reference);
+            let mut nonzero = Vec::with_capacity(dim);
+            for (i, p) in probs.iter().enumerate() {
+                let row = &ex.rows[i * dim..(i + 1) * dim];
+                nonzero.clear();
+                nonzero.extend((0..dim as u32).filter(|&j| row[j as usize] != 0.0));
+                counts.observe(reference, row, &nonzero, *p);
+            }
+            counts.psi(reference)
+        });
         out.push(OutcomeEvaluation {
             outcome: outcome.name.clone(),
             model_version: model.version.clone(),
@@ -69,6 +85,7 @@ pub fn evaluate_outcomes(
             roc: roc_curve(&probs, &labels),
             scores: score_histogram(&probs, &labels, SCORE_HISTOGRAM_BINS),
             gains: gains_by_decile(&probs, &labels),
+            drift,
         });
     }
     Ok(out)

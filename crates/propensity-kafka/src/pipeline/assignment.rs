@@ -187,8 +187,11 @@ impl Core {
         let started = Instant::now();
         let mut changelog_records: u64 = 0;
         let mut consent_records: u64 = 0;
+        // Shards kept from before get a model swapped in meanwhile too (the
+        // version is only moved on with them), and the new ones start with
+        // the same models.
+        self.refresh_models();
         let models = self.opts.models.current();
-        self.models_version = self.opts.models.version();
         self.opts.metrics.set_models(&models);
         let mut fresh: BTreeMap<i32, Shard> = partitions
             .iter()

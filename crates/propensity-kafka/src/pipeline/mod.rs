@@ -33,6 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 use propensity_engine::{EngineConfig, EngineCounters};
+
+use crate::drift_window::DriftWindow;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError as RdKafkaError;
@@ -341,6 +343,9 @@ struct Core {
     models_version: u64,
     /// Counters of shards dropped since start (gauges zeroed).
     retired: EngineCounters,
+    /// Drift counts of committed work (see [`DriftWindow`]).
+    drift: DriftWindow,
+    last_drift_publish: Instant,
     /// Last consent catch-up of all partitions (idle partitions still apply
     /// consent, so an erasure takes effect without the visitor's next event).
     last_consent_sync: Instant,
@@ -368,6 +373,10 @@ struct Core {
 
 impl Core {
     fn new(opts: PipelineOptions) -> Result<Self, KafkaError> {
+        let drift = DriftWindow::new(
+            Duration::from_secs_f64(opts.settings.drift_window_secs),
+            opts.settings.drift_min_events,
+        );
         let s = &opts.settings;
         let max_record_bytes = s
             .client
@@ -416,6 +425,8 @@ impl Core {
             commit_clock,
             models_version,
             retired: EngineCounters::default(),
+            drift,
+            last_drift_publish: Instant::now(),
             last_consent_sync: Instant::now(),
             progress: Progress::default(),
             last_lag_refresh: Instant::now(),
@@ -527,6 +538,8 @@ impl Core {
                 shard.engine.set_models(models.clone());
             }
             self.opts.metrics.set_models(&models);
+            // The engines count in the new models' bins from here.
+            self.drift.clear();
             self.models_version = v;
         }
     }

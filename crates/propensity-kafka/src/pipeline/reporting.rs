@@ -1,7 +1,8 @@
 //! What the pipeline tells the outside world between batches: consumer lag
 //! and stalled partitions (metrics and `/readyz`), the engine counters as of
-//! the last commit, and answers to the HTTP access requests. Nothing here
-//! changes what is processed or committed.
+//! the last commit, the drift of committed work against the models'
+//! training populations, and answers to the HTTP access requests. Nothing
+//! here changes what is processed or committed.
 
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,31 @@ impl Core {
             }
             *s = stalled;
         }
+    }
+
+    /// After a commit: the drift counts of the work it committed move from
+    /// the engines to the window (work since is counted at the next commit,
+    /// or dropped with its shard by an abort), and the window's PSIs are
+    /// published every statistics interval.
+    pub(super) fn take_committed_drift(&mut self) {
+        let now = Instant::now();
+        for shard in self.shards.values_mut() {
+            self.drift.add(now, shard.engine.take_drift_counts());
+        }
+        let every = Duration::from_millis(self.opts.settings.statistics_interval_ms.max(100));
+        if self.last_drift_publish.elapsed() < every {
+            return;
+        }
+        self.last_drift_publish = now;
+        let models = self.opts.models.current();
+        let references = (0..models.outcomes()).map(|i| {
+            models
+                .get(i)
+                .and_then(|m| m.drift_reference())
+                .map(|r| &**r)
+        });
+        let psi = self.drift.psi(now, references);
+        self.opts.metrics.publish_drift(&psi);
     }
 
     /// The engine counters as of each shard's last commit, plus retired

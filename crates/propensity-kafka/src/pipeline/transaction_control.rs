@@ -198,6 +198,7 @@ impl Core {
                         self.isolation = None;
                     }
                 }
+                self.take_committed_drift();
                 self.publish_counters();
                 self.publish_progress();
                 true

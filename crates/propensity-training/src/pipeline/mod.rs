@@ -694,12 +694,15 @@ pub fn train_prepared_timed(
             weights: fitted.weights.clone(),
             intercept: fitted.intercept,
             score_percentiles: score_percentiles(&scores),
-            // The same population, binned for drift monitoring.
+            // The same population, binned for drift monitoring; the time
+            // of day, week and year are not monitored (a window of an hour
+            // sees one hour of one day).
             drift_reference: Some(DriftReference::from_rows(
                 population.len(),
                 src.dim,
                 |i| src.row(i),
                 &scores,
+                |j| spec.names().get(j).is_some_and(|n| !n.starts_with("time.")),
             )),
             training: serde_json::json!({
                 "rows": p.train.len(),

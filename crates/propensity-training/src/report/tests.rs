@@ -29,6 +29,7 @@ fn evaluation(name: &str, n: usize, truth: impl Fn(f64) -> f64) -> OutcomeEvalua
         roc: roc_curve(&probs, &labels),
         scores: score_histogram(&probs, &labels, SCORE_HISTOGRAM_BINS),
         gains: gains_by_decile(&probs, &labels),
+        drift: None,
     }
 }
 
