@@ -1,19 +1,78 @@
 //! End to end on a real broker: generated traffic (with malformed lines)
 //! through `propensity run` gives exactly the offers `propensity replay`
 //! gives on the same records, none twice; malformed records are
-//! dead-lettered with Kafka Connect-style headers.
+//! dead-lettered with Kafka Connect-style headers; the drift gauges count
+//! every committed score once and equal the PSI `propensity evaluate`
+//! computes offline from the same records.
 
 use std::time::Duration;
 
-use propensity_system_tests::{assert_same_offers, offers_in, read_lines, Deployment};
+use propensity_system_tests::{assert_same_offers, offers_in, read_lines, Deployment, Metrics};
+use serde_json::Value;
 
 #[test]
 fn kafka_offers_equal_replay_offers() {
-    let d = Deployment::new("e2e", 3, false);
+    let mut d = Deployment::new("e2e", 3, false);
+    // Drift gauges from the first scored event, refreshed often.
+    for (key, value) in [("DRIFT_MIN_EVENTS", "1"), ("STATISTICS_INTERVAL_MS", "300")] {
+        d.env
+            .push((format!("PROPENSITY__KAFKA__{key}"), value.to_owned()));
+    }
     let traffic = d.generate(250, 21, 0.01);
     let instance = d.start("a");
     d.produce_paced(&traffic, |_, _| {});
     d.wait_processed(Duration::from_secs(120));
+
+    // Drift: one instance owns every partition, so its window holds every
+    // committed score, each once; evaluate computes the same PSI offline.
+    let evaluation = d.evaluate(&traffic);
+    let offline: Vec<(String, u64, f64, f64)> = evaluation["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .map(|o| {
+            let drift = &o["drift"];
+            let features: f64 = drift["features"]
+                .as_array()
+                .expect("features")
+                .iter()
+                .filter_map(Value::as_f64)
+                .sum();
+            (
+                o["outcome"].as_str().expect("name").to_owned(),
+                drift["events"].as_u64().expect("events"),
+                drift["score"].as_f64().expect("score PSI"),
+                features,
+            )
+        })
+        .collect();
+    assert_eq!(offline.len(), 3);
+    let window_events = |m: &Metrics, outcome: &str| {
+        m.sum_where("propensity_drift_window_events", &[("outcome", outcome)]) as u64
+    };
+    let (m, all_in) = instance.wait_metrics(Duration::from_secs(30), |m| {
+        offline
+            .iter()
+            .all(|(outcome, events, _, _)| window_events(m, outcome) == *events)
+    });
+    for (outcome, events, score, features) in &offline {
+        assert!(*events > 1000, "{outcome}: only {events} scored events");
+        assert_eq!(
+            window_events(&m, outcome),
+            *events,
+            "{outcome} (all in: {all_in})"
+        );
+        let live = m.sum_where("propensity_score_psi", &[("outcome", outcome)]);
+        assert!(
+            (live - score).abs() < 1e-9,
+            "{outcome}: score PSI {live} live, {score} offline"
+        );
+        let live = m.sum_where("propensity_feature_psi", &[("outcome", outcome)]);
+        assert!(
+            (live - features).abs() < 1e-9,
+            "{outcome}: feature PSIs sum to {live} live, {features} offline"
+        );
+    }
     let status = instance.terminate(Duration::from_secs(30));
     assert!(
         status.success(),

@@ -31,8 +31,8 @@ use serde_json::Value;
 
 use crate::{
     assert_same_decisions, assert_same_records, binary, brokers, json_values, load_requested,
-    models_dir, random_suffix, read_json_lines, read_lines, read_topic, run_ok, workspace_root,
-    LoadGuard, Metrics, Record,
+    models_dir, random_suffix, read_json, read_json_lines, read_lines, read_topic, run_ok,
+    workspace_root, LoadGuard, Metrics, Record,
 };
 
 /// `[kafka] workers` of every deployment's instances, unless a test sets
@@ -304,6 +304,24 @@ impl Deployment {
     pub fn replay(&self, traffic: &Traffic) -> (Vec<Value>, Value) {
         let r = self.replay_all(traffic);
         (r.offers, r.summary)
+    }
+
+    /// What `propensity evaluate` reports of the same records with the
+    /// deployment's models (its `evaluation.json`).
+    pub fn evaluate(&self, traffic: &Traffic) -> Value {
+        let report = self.dir.path().join("evaluate-report");
+        let models = models_dir();
+        run_ok(
+            self.command(&["evaluate", "--events"])
+                .arg(&traffic.events)
+                .arg("--consent")
+                .arg(&traffic.consent)
+                .arg("--models")
+                .arg(&models)
+                .arg("--report")
+                .arg(&report),
+        );
+        read_json(&report.join("evaluation.json"))
     }
 
     /// Every output of `propensity replay` on the same records.

@@ -493,6 +493,7 @@ impl Core {
         // First, so that a rebuild that keeps failing still shows as lag
         // and, after the stall timeout, as stalled.
         self.refresh_lag();
+        self.publish_drift();
         if self.rewind {
             match self.rewind_to_committed(consumer) {
                 Ok(()) => {}

@@ -101,17 +101,22 @@ impl Core {
 
     /// After a commit: the drift counts of the work it committed move from
     /// the engines to the window (work since is counted at the next commit,
-    /// or dropped with its shard by an abort), and the window's PSIs are
-    /// published every statistics interval.
+    /// or dropped with its shard by an abort).
     pub(super) fn take_committed_drift(&mut self) {
         let now = Instant::now();
         for shard in self.shards.values_mut() {
             self.drift.add(now, shard.engine.take_drift_counts());
         }
+    }
+
+    /// The drift window's PSIs, every statistics interval (also while idle,
+    /// so the window slides and the last commit's counts are shown).
+    pub(super) fn publish_drift(&mut self) {
         let every = Duration::from_millis(self.opts.settings.statistics_interval_ms.max(100));
         if self.last_drift_publish.elapsed() < every {
             return;
         }
+        let now = Instant::now();
         self.last_drift_publish = now;
         let models = self.opts.models.current();
         let references = (0..models.outcomes()).map(|i| {
