@@ -56,7 +56,10 @@ fn kafka_offers_equal_replay_offers() {
             .all(|(outcome, events, _, _)| window_events(m, outcome) == *events)
     });
     for (outcome, events, score, features) in &offline {
-        assert!(*events > 1000, "{outcome}: only {events} scored events");
+        assert!(
+            *events > 100,
+            "{outcome}: only {events} scored events in the sample"
+        );
         assert_eq!(
             window_events(&m, outcome),
             *events,

@@ -452,7 +452,7 @@ pub fn evaluate(
     let config = &config;
     // The engine runs with the models so the action maps fire: the examples are the same,
     // and the offers give the report's business view.
-    let (examples, business) = crate::report::collect_examples_and_offers(
+    let (examples, business, drift) = crate::report::collect_examples_and_offers(
         config,
         events,
         consent,
@@ -460,8 +460,8 @@ pub fn evaluate(
         progress,
     )?;
     let spinner = progress.spinner("scoring and measuring");
-    let outcomes =
-        evaluate_outcomes(&config.engine, &models, &examples).context("evaluation failed")?;
+    let outcomes = evaluate_outcomes(&config.engine, &models, &examples, &drift)
+        .context("evaluation failed")?;
     spinner.finish_and_clear();
     let report_files = match report_dir {
         Some(dir) => crate::report::write_report_files(dir, &outcomes, Some(&business))?,

@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use propensity_engine::drift::ModelDriftCounts;
 use propensity_engine::{DeadLetter, Engine, EngineConfig, EngineSink, ModelSet, Offer};
 use propensity_training::report::{
     calibration_rule, calibration_warnings, chart_png, report_html, BusinessView, ChartKind,
@@ -159,7 +160,11 @@ pub fn collect_examples_and_offers(
     consent: &Path,
     models: Arc<ModelSet>,
     progress: &Progress,
-) -> Result<(ExampleCollector, BusinessView)> {
+) -> Result<(
+    ExampleCollector,
+    BusinessView,
+    Vec<Option<ModelDriftCounts>>,
+)> {
     let (ev, co) = read_inputs(events, consent, progress)?;
     let mut engine = Engine::new(config.engine.clone(), models);
     let mut collector =
@@ -174,7 +179,7 @@ pub fn collect_examples_and_offers(
         "collecting examples and offers",
     );
     let view = tally.view(&config.engine);
-    Ok((collector, view))
+    Ok((collector, view, engine.take_drift_counts()))
 }
 
 /// Writes `evaluation.json`, one PNG per chart and `report.html` into `dir`, returning the
@@ -362,7 +367,7 @@ mod tests {
         let events = dir.path().join("eval-traffic/events.jsonl");
         let consent = dir.path().join("eval-traffic/consent.jsonl");
         let served = crate::model_files::load_models(&dir.path().join("models"), &config).unwrap();
-        let (with, view) = collect_examples_and_offers(
+        let (with, view, _) = collect_examples_and_offers(
             &served.config,
             &events,
             &consent,

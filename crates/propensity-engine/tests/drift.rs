@@ -1,8 +1,9 @@
 //! Drift monitoring through the whole engine: models carrying a drift
 //! reference binned from one traffic are served another, and the PSI the
 //! engine's counts give equals the PSI computed offline, by the textbook
-//! formula, from the vectors and scores the same run produced. Counting is
-//! exact: the reference traffic itself has a PSI of 0, and counts split
+//! formula, from the vectors and scores the same run produced for the
+//! events of the drift sample (chosen here from the event ids). Counting
+//! is exact: the reference traffic itself has a PSI of 0, and counts split
 //! across engines add up to one engine's.
 
 mod common;
@@ -11,23 +12,32 @@ use std::sync::Arc;
 
 use common::traffic::{generated_traffic, PINNED_SEED};
 use common::{artifact, shipped_config, RecordingSink, TEST_MODELS};
-use propensity_engine::drift::{DriftReference, ModelDriftCounts, SHARE_FLOOR};
-use propensity_engine::wire::{DeadLetter, Offer, Origin};
+use propensity_engine::drift::{
+    sampled, DriftReference, ModelDriftCounts, SAMPLE_EVERY, SHARE_FLOOR,
+};
+use propensity_engine::wire::{DeadLetter, Event, Offer, Origin};
 use propensity_engine::{Engine, EngineConfig, EngineSink, ModelSet};
 
 /// A scored vector and its score.
 type ScoredRow = (Vec<f32>, f64);
 
-/// Every scored vector and its score, per outcome.
+/// Every scored vector and its score, per outcome, of the events the
+/// drift sample takes (by event id, computed here from the ids); and how
+/// many were scored in all.
 #[derive(Default)]
 struct Scored {
     pending: Vec<Option<Vec<f32>>>,
     by_outcome: Vec<Vec<ScoredRow>>,
+    in_sample: bool,
+    scored: usize,
 }
 
 impl EngineSink for Scored {
     fn offer(&mut self, _offer: Offer) {}
     fn dead_letter(&mut self, _dead_letter: DeadLetter<'_>) {}
+    fn processed(&mut self, event: &Event<'_>, _path: Option<&str>) {
+        self.in_sample = sampled(&event.event_id);
+    }
     fn wants_examples(&self) -> bool {
         true
     }
@@ -42,8 +52,11 @@ impl EngineSink for Scored {
         if self.by_outcome.len() <= outcome {
             self.by_outcome.resize(outcome + 1, Vec::new());
         }
+        self.scored += 1;
         if let Some(v) = self.pending.get_mut(outcome).and_then(Option::take) {
-            self.by_outcome[outcome].push((v, probability));
+            if self.in_sample {
+                self.by_outcome[outcome].push((v, probability));
+            }
         }
     }
 }
@@ -59,7 +72,8 @@ fn run(engine: &mut Engine, records: &[(bool, Vec<u8>, i64)], sink: &mut impl En
 }
 
 /// The test models, each with a drift reference binned from what it
-/// scored on the reference traffic.
+/// scored on the reference traffic's drift sample (so the same traffic
+/// counted again has a PSI of exactly 0).
 fn models_with_reference(
     config: &Arc<EngineConfig>,
     reference: &[(bool, Vec<u8>, i64)],
@@ -135,6 +149,14 @@ fn online_psi_equals_the_offline_computation() {
     let mut engine = Engine::new(config.clone(), models.clone());
     let mut scored = Scored::default();
     run(&mut engine, &live, &mut scored);
+    // About one event in SAMPLE_EVERY is in the sample.
+    let sampled_rows: usize = scored.by_outcome.iter().map(Vec::len).sum();
+    let expected = scored.scored as f64 / SAMPLE_EVERY as f64;
+    assert!(
+        (sampled_rows as f64 - expected).abs() < 0.25 * expected,
+        "{sampled_rows} rows sampled of {} scored",
+        scored.scored
+    );
     let mut compared = 0;
     for (i, counts) in engine.drift_counts().iter().enumerate() {
         let counts = counts.as_ref().expect("every test model has a reference");

@@ -429,7 +429,7 @@ impl PipelineMetrics {
             drift_events: gauge_vec(
                 &r,
                 "propensity_drift_window_events",
-                "Scored events of committed work in the drift window, per outcome.",
+                "Scored events of committed work in the drift window (the drift sample: one event in 8), per outcome.",
                 &["outcome"],
             )?,
             feature_names: config.features.names().to_vec(),

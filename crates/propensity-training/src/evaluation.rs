@@ -38,11 +38,14 @@ pub struct OutcomeEvaluation {
 }
 
 /// Scores collected examples with loaded models (the production scoring
-/// path, `OutcomeModel::probability`) and evaluates them.
+/// path, `OutcomeModel::probability`) and evaluates them; each outcome's
+/// drift comes from `drift_counts` (the engine's, per outcome, from the
+/// run that collected the examples; empty: no drift figures).
 pub fn evaluate_outcomes(
     config: &EngineConfig,
     models: &ModelSet,
     examples: &ExampleCollector,
+    drift_counts: &[Option<ModelDriftCounts>],
 ) -> Result<Vec<OutcomeEvaluation>, TrainingError> {
     let dim = examples.dim();
     let mut out = Vec::new();
@@ -65,18 +68,16 @@ pub fn evaluate_outcomes(
         last.sort_unstable();
         let sp: Vec<f64> = last.iter().map(|&i| probs[i]).collect();
         let sl: Vec<bool> = last.iter().map(|&i| labels[i]).collect();
-        // The engine's own counting, over the rows it scored.
-        let drift = model.drift_reference().and_then(|reference| {
-            let mut counts = ModelDriftCounts::new(reference);
-            let mut nonzero = Vec::with_capacity(dim);
-            for (i, p) in probs.iter().enumerate() {
-                let row = &ex.rows[i * dim..(i + 1) * dim];
-                nonzero.clear();
-                nonzero.extend((0..dim as u32).filter(|&j| row[j as usize] != 0.0));
-                counts.observe(reference, row, &nonzero, *p);
-            }
-            counts.psi(reference)
-        });
+        // The engine's counts of the same traffic (its sample of it, see
+        // `propensity_engine::drift`), so the figure is the one a running
+        // instance publishes.
+        let drift = match (
+            model.drift_reference(),
+            drift_counts.get(o).and_then(Option::as_ref),
+        ) {
+            (Some(reference), Some(counts)) => counts.psi(reference),
+            _ => None,
+        };
         out.push(OutcomeEvaluation {
             outcome: outcome.name.clone(),
             model_version: model.version.clone(),

@@ -50,7 +50,7 @@ fn models_trained_on_simulated_traffic_are_useful_and_calibrated() {
     .unwrap();
     // Fresh traffic, under the features (vocabulary) the models were trained with.
     let fresh = generated_examples_under(&config, &traffic_of(1500, 4));
-    for e in evaluate_outcomes(&config.engine, &models, &fresh).unwrap() {
+    for e in evaluate_outcomes(&config.engine, &models, &fresh, &[]).unwrap() {
         let auc = e.per_event.auc.unwrap();
         assert!(auc >= 0.75, "{}: AUC on fresh traffic {auc:.3}", e.outcome);
         let predicted: f64 = e

@@ -93,7 +93,8 @@ impl EventCtx<'_> {
                 };
                 self.counters.scores += 1;
                 sink.probability(i, p);
-                if let (Some(counts), Some(reference)) = (
+                if let (true, Some(counts), Some(reference)) = (
+                    scratch.drift_sampled,
                     self.drift.get_mut(i).and_then(Option::as_mut),
                     model.drift_reference(),
                 ) {

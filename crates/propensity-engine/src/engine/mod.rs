@@ -241,7 +241,12 @@ impl Engine {
 
     /// [`Engine::drift_counts`], leaving empty counts in their place.
     pub fn take_drift_counts(&mut self) -> Vec<Option<ModelDriftCounts>> {
-        std::mem::replace(&mut self.drift, drift_counts_for(&self.models))
+        let empty = self
+            .drift
+            .iter()
+            .map(|c| c.as_ref().map(ModelDriftCounts::empty_like))
+            .collect();
+        std::mem::replace(&mut self.drift, empty)
     }
 
     /// The models in use.

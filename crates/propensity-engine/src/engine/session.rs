@@ -50,6 +50,8 @@ use super::{DropReason, EngineCounters, EngineSink};
 pub(super) struct Scratch {
     pub(super) features: FeatureScratch,
     pub(super) probabilities: Vec<Option<f64>>,
+    /// Whether this event is counted for drift ([`crate::drift::sampled`]).
+    pub(super) drift_sampled: bool,
     paths: PathCache,
 }
 
@@ -197,6 +199,7 @@ impl EventCtx<'_> {
             return;
         };
         let id_hash = stable_hash(event.event_id.as_bytes());
+        self.scratch.drift_sampled = crate::drift::sampled_hash(id_hash);
         if session.seen_events.contains(&id_hash) {
             self.counters.events_dropped[DropReason::Duplicate as usize] += 1;
             return;
