@@ -3,7 +3,8 @@
 //! gives on the same records, none twice; malformed records are
 //! dead-lettered with Kafka Connect-style headers; the drift gauges count
 //! every committed score once and equal the PSI `propensity evaluate`
-//! computes offline from the same records.
+//! computes offline from the same records, and the online evaluation
+//! labels as many achieving sessions as `evaluate`'s per-session rows.
 
 use std::time::Duration;
 
@@ -14,7 +15,11 @@ use serde_json::Value;
 fn kafka_offers_equal_replay_offers() {
     let mut d = Deployment::new("e2e", 3, false);
     // Drift gauges from the first scored event, refreshed often.
-    for (key, value) in [("DRIFT_MIN_EVENTS", "1"), ("STATISTICS_INTERVAL_MS", "300")] {
+    for (key, value) in [
+        ("DRIFT_MIN_EVENTS", "1"),
+        ("ONLINE_EVAL_MIN_SESSIONS", "1"),
+        ("STATISTICS_INTERVAL_MS", "300"),
+    ] {
         d.env
             .push((format!("PROPENSITY__KAFKA__{key}"), value.to_owned()));
     }
@@ -50,11 +55,57 @@ fn kafka_offers_equal_replay_offers() {
     let window_events = |m: &Metrics, outcome: &str| {
         m.sum_where("propensity_drift_window_events", &[("outcome", outcome)]) as u64
     };
+    // Online evaluation: every session that achieved an outcome after a
+    // score resolved at once, so the instance labelled as many positives
+    // as evaluate's per-session rows have (sessions still open when the
+    // input ends are not resolved yet, so negatives are fewer).
+    let per_session: Vec<(String, u64, u64)> = evaluation["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .map(|o| {
+            let s = &o["per_session"];
+            let count = s["count"].as_u64().expect("count");
+            let positives = (s["base_rate"].as_f64().expect("base rate") * count as f64).round();
+            (
+                o["outcome"].as_str().expect("name").to_owned(),
+                count,
+                positives as u64,
+            )
+        })
+        .collect();
+    let resolved = |m: &Metrics, outcome: &str, result: &str| {
+        m.sum_where(
+            "propensity_online_sessions",
+            &[("outcome", outcome), ("result", result)],
+        ) as u64
+    };
     let (m, all_in) = instance.wait_metrics(Duration::from_secs(30), |m| {
         offline
             .iter()
             .all(|(outcome, events, _, _)| window_events(m, outcome) == *events)
+            && per_session
+                .iter()
+                .all(|(outcome, _, positives)| resolved(m, outcome, "achieved") == *positives)
     });
+    for (outcome, count, positives) in &per_session {
+        assert!(*positives > 0, "{outcome}: no session achieved it");
+        assert_eq!(
+            resolved(&m, outcome, "achieved"),
+            *positives,
+            "{outcome} (all in: {all_in})"
+        );
+        let negatives = resolved(&m, outcome, "not_achieved");
+        assert!(
+            negatives <= count - positives,
+            "{outcome}: {negatives} negatives"
+        );
+        let auc = m.sum_where("propensity_online_auc", &[("outcome", outcome)]);
+        assert!(
+            negatives == 0 || (0.5..=1.0).contains(&auc),
+            "{outcome}: online AUC {auc}"
+        );
+    }
     for (outcome, events, score, features) in &offline {
         assert!(
             *events > 100,

@@ -22,6 +22,7 @@ pub mod error;
 pub mod features;
 pub mod glob;
 pub mod model;
+pub mod online_eval;
 pub mod partitioning;
 pub mod purpose;
 pub mod replay;

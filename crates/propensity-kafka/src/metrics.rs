@@ -13,6 +13,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use propensity_engine::drift::DriftPsi;
+use propensity_engine::online_eval::OnlineEvaluation;
 use propensity_engine::wire::{DecisionKind, FeedbackStatus};
 use propensity_engine::{DeadLetterReason, DropReason, EngineConfig, EngineCounters, ModelSet};
 
@@ -58,6 +59,12 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_score_psi",
     "propensity_feature_psi",
     "propensity_drift_window_events",
+    "propensity_online_auc",
+    "propensity_online_auc_floor",
+    "propensity_online_log_loss",
+    "propensity_online_brier",
+    "propensity_online_sessions",
+    "propensity_online_calibration",
 ];
 
 /// The `result` labels of `propensity_feedback_records_total`.
@@ -124,6 +131,13 @@ pub struct PipelineMetrics {
     score_psi: GaugeVec,
     feature_psi: GaugeVec,
     drift_events: IntGaugeVec,
+    /// Online evaluation over `kafka.online_eval_window_secs`, per outcome.
+    online_auc: GaugeVec,
+    online_auc_floor: prometheus::Gauge,
+    online_log_loss: GaugeVec,
+    online_brier: GaugeVec,
+    online_sessions: IntGaugeVec,
+    online_calibration: GaugeVec,
     /// Feature names in vector order.
     feature_names: Vec<String>,
     /// Outcome names in config order.
@@ -432,6 +446,44 @@ impl PipelineMetrics {
                 "Scored events of committed work in the drift window (the drift sample: one event in 8), per outcome.",
                 &["outcome"],
             )?,
+            online_auc: float_gauge_vec(
+                &r,
+                "propensity_online_auc",
+                "AUC of the outcome's model over the sessions resolved in the committed work of kafka.online_eval_window_secs: each session's last score before the outcome (positive) or its end (negative). Absent below kafka.online_eval_min_sessions or without both classes.",
+                &["outcome"],
+            )?,
+            online_auc_floor: {
+                let g = prometheus::Gauge::new(
+                    "propensity_online_auc_floor",
+                    "kafka.online_auc_floor: the OnlineAucLow alert fires while propensity_online_auc is below it.",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            online_log_loss: float_gauge_vec(
+                &r,
+                "propensity_online_log_loss",
+                "Mean log loss of the outcome's model over the resolved sessions of the online-evaluation window.",
+                &["outcome"],
+            )?,
+            online_brier: float_gauge_vec(
+                &r,
+                "propensity_online_brier",
+                "Mean Brier score of the outcome's model over the resolved sessions of the online-evaluation window.",
+                &["outcome"],
+            )?,
+            online_sessions: gauge_vec(
+                &r,
+                "propensity_online_sessions",
+                "Sessions resolved in the online-evaluation window, per outcome and result (achieved or not).",
+                &["outcome", "result"],
+            )?,
+            online_calibration: float_gauge_vec(
+                &r,
+                "propensity_online_calibration",
+                "Calibration of the outcome's model by decile of probability over the online-evaluation window: the mean predicted probability and the observed rate of its resolved sessions.",
+                &["outcome", "decile", "kind"],
+            )?,
             feature_names: config.features.names().to_vec(),
             outcomes: config.outcomes.iter().map(|o| o.name.clone()).collect(),
             maps: config
@@ -505,6 +557,67 @@ impl PipelineMetrics {
                     let _ = self.drift_events.remove_label_values(&[name]);
                     for f in &self.feature_names {
                         let _ = self.feature_psi.remove_label_values(&[name, f.as_str()]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets the online AUC floor the alert compares with.
+    pub fn set_online_auc_floor(&self, floor: f64) {
+        self.online_auc_floor.set(floor);
+    }
+
+    /// Publishes the online-evaluation figures (one per outcome, config
+    /// order): an outcome without them (too few resolved sessions) has its
+    /// series removed, so an alert never reads a stale value.
+    pub fn publish_online_eval(&self, figures: &[Option<OnlineEvaluation>]) {
+        for (i, name) in self.outcomes.iter().enumerate() {
+            let name = name.as_str();
+            let f = figures.get(i).and_then(Option::as_ref);
+            let auc = f.and_then(|f| f.auc);
+            match auc {
+                Some(a) => self.online_auc.with_label_values(&[name]).set(a),
+                None => {
+                    let _ = self.online_auc.remove_label_values(&[name]);
+                }
+            }
+            for decile in 0..10u8 {
+                let d = decile.to_string();
+                let bin = f.and_then(|f| f.calibration.iter().find(|c| c.decile == decile));
+                for (kind, value) in [
+                    ("predicted", bin.map(|b| b.mean_predicted)),
+                    ("observed", bin.map(|b| b.observed_rate)),
+                ] {
+                    let labels = [name, d.as_str(), kind];
+                    match value {
+                        Some(v) => self.online_calibration.with_label_values(&labels).set(v),
+                        None => {
+                            let _ = self.online_calibration.remove_label_values(&labels);
+                        }
+                    }
+                }
+            }
+            match f {
+                Some(f) => {
+                    self.online_log_loss
+                        .with_label_values(&[name])
+                        .set(f.log_loss);
+                    self.online_brier.with_label_values(&[name]).set(f.brier);
+                    let achieved = i64::try_from(f.positives).unwrap_or(i64::MAX);
+                    let total = i64::try_from(f.sessions).unwrap_or(i64::MAX);
+                    self.online_sessions
+                        .with_label_values(&[name, "achieved"])
+                        .set(achieved);
+                    self.online_sessions
+                        .with_label_values(&[name, "not_achieved"])
+                        .set(total - achieved);
+                }
+                None => {
+                    let _ = self.online_log_loss.remove_label_values(&[name]);
+                    let _ = self.online_brier.remove_label_values(&[name]);
+                    for result in ["achieved", "not_achieved"] {
+                        let _ = self.online_sessions.remove_label_values(&[name, result]);
                     }
                 }
             }

@@ -64,6 +64,16 @@ pub struct KafkaSettings {
     /// A model's PSI is published once its drift window holds this many
     /// scored events.
     pub drift_min_events: u64,
+    /// Online evaluation: each model's AUC, log loss, Brier score and
+    /// calibration over the sessions resolved in the committed work of
+    /// this many seconds.
+    pub online_eval_window_secs: f64,
+    /// The online figures are published once the window holds this many
+    /// resolved sessions.
+    pub online_eval_min_sessions: u64,
+    /// The AUC below which the `OnlineAucLow` alert fires (exported as
+    /// `propensity_online_auc_floor`).
+    pub online_auc_floor: f64,
     /// How long a command waits for the brokers' first answer (a metadata
     /// request) before it gives up (`topics create`, `produce`,
     /// `bench --kafka`) or, for `run`, reports the broker unreachable and
@@ -103,6 +113,9 @@ impl Default for KafkaSettings {
             stall_timeout_secs: 60.0,
             drift_window_secs: 3600.0,
             drift_min_events: 1000,
+            online_eval_window_secs: 3600.0,
+            online_eval_min_sessions: 200,
+            online_auc_floor: 0.6,
             probe_timeout_secs: 5.0,
             workers: 0,
             client: BTreeMap::new(),
@@ -198,6 +211,20 @@ impl KafkaSettings {
         }
         if self.drift_min_events < 1 {
             return Err(cfg("drift_min_events", "must be at least 1"));
+        }
+        if !(self.online_eval_window_secs.is_finite()
+            && (1.0..=604_800.0).contains(&self.online_eval_window_secs))
+        {
+            return Err(cfg(
+                "online_eval_window_secs",
+                "must be a number of seconds within 1..=604800 (a week)",
+            ));
+        }
+        if self.online_eval_min_sessions < 1 {
+            return Err(cfg("online_eval_min_sessions", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.online_auc_floor) {
+            return Err(cfg("online_auc_floor", "must be within 0..=1"));
         }
         if !(self.probe_timeout_secs.is_finite()
             && (0.1..=300.0).contains(&self.probe_timeout_secs))

@@ -27,6 +27,7 @@ use compact_str::CompactString;
 use crate::compact::MaybeMs;
 use crate::partitioning::partition_of_u32;
 
+use super::session::label_ended_session;
 use super::{holds_nothing, DropReason, Engine, EngineSink};
 
 /// A visitor in the idle queue: `time` is at most its latest event time.
@@ -146,7 +147,9 @@ impl Engine {
                         continue;
                     }
                     self.counters.active_sessions -= u64::from(a.session.is_some());
-                    a.session = None;
+                    if let Some(ended) = a.session.take() {
+                        label_ended_session(&ended, &mut self.online);
+                    }
                     self.peaks.forget(item.visitor.as_str());
                     a.last_offer_ms = MaybeMs::NONE;
                     a.idle_queued = false;

@@ -82,6 +82,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use crate::drift::ModelDriftCounts;
+use crate::online_eval::OutcomeEvalCounts;
 use compact_str::CompactString;
 
 use crate::config::EngineConfig;
@@ -182,6 +183,9 @@ pub struct Engine {
     /// drift bins (`None`: no model, or one without a drift reference).
     /// Monitoring only: not in the changelog, and taken by the caller.
     drift: Vec<Option<ModelDriftCounts>>,
+    /// Per outcome: resolved sessions labelled with their last score
+    /// (see [`crate::online_eval`]). Monitoring only, taken by the caller.
+    online: Vec<OutcomeEvalCounts>,
 }
 
 impl Engine {
@@ -217,6 +221,7 @@ impl Engine {
             contact: AHashMap::new(),
             peaks,
             drift,
+            online: vec![OutcomeEvalCounts::default(); n_out],
         }
     }
 
@@ -229,6 +234,9 @@ impl Engine {
     /// drift counts start again in the new models' bins.
     pub fn set_models(&mut self, models: Arc<ModelSet>) {
         self.drift = drift_counts_for(&models);
+        for c in &mut self.online {
+            *c = OutcomeEvalCounts::default();
+        }
         self.models = models;
     }
 
@@ -237,6 +245,18 @@ impl Engine {
     /// taken (`None`: no model with a drift reference).
     pub fn drift_counts(&self) -> &[Option<ModelDriftCounts>] {
         &self.drift
+    }
+
+    /// Per outcome, the sessions resolved since the engine started, its
+    /// models were swapped, or the counts were last taken.
+    pub fn online_eval(&self) -> &[OutcomeEvalCounts] {
+        &self.online
+    }
+
+    /// [`Engine::online_eval`], leaving empty counts in their place.
+    pub fn take_online_eval(&mut self) -> Vec<OutcomeEvalCounts> {
+        let empty = vec![OutcomeEvalCounts::default(); self.online.len()];
+        std::mem::replace(&mut self.online, empty)
     }
 
     /// [`Engine::drift_counts`], leaving empty counts in their place.

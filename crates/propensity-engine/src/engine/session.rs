@@ -34,6 +34,7 @@ use crate::drift::ModelDriftCounts;
 use crate::features::{FeatureScratch, FeatureSpec, PathInfo};
 use crate::glob::url_path;
 use crate::model::ModelSet;
+use crate::online_eval::OutcomeEvalCounts;
 use crate::purpose::PurposeSet;
 use crate::stable_hash::{stable_hash, stable_hash_parts};
 use crate::visitor::{Session, VisitorEntry};
@@ -101,6 +102,7 @@ macro_rules! event_ctx {
             contact: &$engine.contact,
             peaks: &mut $engine.peaks,
             drift: &mut $engine.drift,
+            online: &mut $engine.online,
         }
     };
 }
@@ -123,6 +125,8 @@ pub(super) struct EventCtx<'a> {
     pub(super) peaks: &'a mut PeakBook,
     /// Drift counts per outcome (see [`crate::drift`]).
     pub(super) drift: &'a mut [Option<ModelDriftCounts>],
+    /// Online evaluation per outcome (see [`crate::online_eval`]).
+    pub(super) online: &'a mut [OutcomeEvalCounts],
 }
 
 impl EventCtx<'_> {
@@ -170,6 +174,7 @@ impl EventCtx<'_> {
             let acc = match act.session.take() {
                 Some(old) => {
                     self.peaks.forget(visitor);
+                    label_ended_session(&old, self.online);
                     let mut acc = old.acc;
                     cfg.features.reset_accumulators(&mut acc);
                     acc
@@ -249,6 +254,12 @@ impl EventCtx<'_> {
         for (i, outcome) in cfg.outcomes.iter().enumerate() {
             if session.achieved & (1 << i) == 0 && achieves_at(outcome, event, path) {
                 session.achieved |= 1 << i;
+                // Resolved: its last score (before this event) was right
+                // to the extent it was high.
+                let last = session.last_probability.get(i).copied().unwrap_or(f32::NAN);
+                if let (false, Some(c)) = (last.is_nan(), self.online.get_mut(i)) {
+                    c.observe(f64::from(last), true);
+                }
                 self.counters.outcomes_achieved[i] += 1;
                 sink.achieved(session.serial, i);
                 // Attribution: the session converted in every arm it was
@@ -270,6 +281,22 @@ impl EventCtx<'_> {
             sink,
         );
         sink.state_changed(visitor);
+    }
+}
+
+/// A session ended (a new one started, or it expired idle): each outcome
+/// it was scored for and did not achieve resolves as a negative with its
+/// last score.
+pub(super) fn label_ended_session(session: &Session, online: &mut [OutcomeEvalCounts]) {
+    for (i, (p, c)) in session
+        .last_probability
+        .iter()
+        .zip(online.iter_mut())
+        .enumerate()
+    {
+        if session.achieved & (1 << i) == 0 && !p.is_nan() {
+            c.observe(f64::from(*p), false);
+        }
     }
 }
 

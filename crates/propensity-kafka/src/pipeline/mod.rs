@@ -34,7 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 use propensity_engine::{EngineConfig, EngineCounters};
 
-use crate::drift_window::DriftWindow;
+use crate::committed_window::CommittedWindow;
+use propensity_engine::drift::ModelDriftCounts;
+use propensity_engine::online_eval::OutcomeEvalCounts;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError as RdKafkaError;
@@ -343,9 +345,11 @@ struct Core {
     models_version: u64,
     /// Counters of shards dropped since start (gauges zeroed).
     retired: EngineCounters,
-    /// Drift counts of committed work (see [`DriftWindow`]).
-    drift: DriftWindow,
-    last_drift_publish: Instant,
+    /// Drift counts and resolved sessions of committed work (see
+    /// [`CommittedWindow`]), published every statistics interval.
+    drift: CommittedWindow<Vec<Option<ModelDriftCounts>>>,
+    online: CommittedWindow<Vec<OutcomeEvalCounts>>,
+    last_monitoring_publish: Instant,
     /// Last consent catch-up of all partitions (idle partitions still apply
     /// consent, so an erasure takes effect without the visitor's next event).
     last_consent_sync: Instant,
@@ -373,10 +377,12 @@ struct Core {
 
 impl Core {
     fn new(opts: PipelineOptions) -> Result<Self, KafkaError> {
-        let drift = DriftWindow::new(
-            Duration::from_secs_f64(opts.settings.drift_window_secs),
-            opts.settings.drift_min_events,
-        );
+        opts.metrics
+            .set_online_auc_floor(opts.settings.online_auc_floor);
+        let drift = CommittedWindow::new(Duration::from_secs_f64(opts.settings.drift_window_secs));
+        let online = CommittedWindow::new(Duration::from_secs_f64(
+            opts.settings.online_eval_window_secs,
+        ));
         let s = &opts.settings;
         let max_record_bytes = s
             .client
@@ -426,7 +432,8 @@ impl Core {
             models_version,
             retired: EngineCounters::default(),
             drift,
-            last_drift_publish: Instant::now(),
+            online,
+            last_monitoring_publish: Instant::now(),
             last_consent_sync: Instant::now(),
             progress: Progress::default(),
             last_lag_refresh: Instant::now(),
@@ -493,7 +500,7 @@ impl Core {
         // First, so that a rebuild that keeps failing still shows as lag
         // and, after the stall timeout, as stalled.
         self.refresh_lag();
-        self.publish_drift();
+        self.publish_monitoring();
         if self.rewind {
             match self.rewind_to_committed(consumer) {
                 Ok(()) => {}
@@ -539,8 +546,9 @@ impl Core {
                 shard.engine.set_models(models.clone());
             }
             self.opts.metrics.set_models(&models);
-            // The engines count in the new models' bins from here.
+            // The engines count for the new models from here.
             self.drift.clear();
+            self.online.clear();
             self.models_version = v;
         }
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::Core;
 use crate::access::{partition_of, AccessAnswer};
+use crate::committed_window::window_psi;
 
 impl Core {
     /// Answers the HTTP access requests waiting on the channel: a
@@ -99,25 +100,27 @@ impl Core {
         }
     }
 
-    /// After a commit: the drift counts of the work it committed move from
-    /// the engines to the window (work since is counted at the next commit,
-    /// or dropped with its shard by an abort).
-    pub(super) fn take_committed_drift(&mut self) {
+    /// After a commit: the drift counts and resolved sessions of the work
+    /// it committed move from the engines to the windows (work since is
+    /// counted at the next commit, or dropped with its shard by an abort).
+    pub(super) fn take_committed_monitoring(&mut self) {
         let now = Instant::now();
         for shard in self.shards.values_mut() {
             self.drift.add(now, shard.engine.take_drift_counts());
+            self.online.add(now, shard.engine.take_online_eval());
         }
     }
 
-    /// The drift window's PSIs, every statistics interval (also while idle,
-    /// so the window slides and the last commit's counts are shown).
-    pub(super) fn publish_drift(&mut self) {
+    /// The windows' drift and online-evaluation figures, every statistics
+    /// interval (also while idle, so the windows slide and the last
+    /// commit's counts are shown).
+    pub(super) fn publish_monitoring(&mut self) {
         let every = Duration::from_millis(self.opts.settings.statistics_interval_ms.max(100));
-        if self.last_drift_publish.elapsed() < every {
+        if self.last_monitoring_publish.elapsed() < every {
             return;
         }
         let now = Instant::now();
-        self.last_drift_publish = now;
+        self.last_monitoring_publish = now;
         let models = self.opts.models.current();
         let references = (0..models.outcomes()).map(|i| {
             models
@@ -125,8 +128,22 @@ impl Core {
                 .and_then(|m| m.drift_reference())
                 .map(|r| &**r)
         });
-        let psi = self.drift.psi(now, references);
+        let psi = window_psi(
+            &mut self.drift,
+            now,
+            references,
+            self.opts.settings.drift_min_events,
+        );
         self.opts.metrics.publish_drift(&psi);
+        let min = self.opts.settings.online_eval_min_sessions;
+        let online: Vec<_> = self
+            .online
+            .sum(now)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.summary().filter(|s| s.sessions >= min.max(1)))
+            .collect();
+        self.opts.metrics.publish_online_eval(&online);
     }
 
     /// The engine counters as of each shard's last commit, plus retired

@@ -198,7 +198,7 @@ impl Core {
                         self.isolation = None;
                     }
                 }
-                self.take_committed_drift();
+                self.take_committed_monitoring();
                 self.publish_counters();
                 self.publish_progress();
                 true

@@ -1,7 +1,7 @@
-//! The drift window: the engines' drift counts (see
-//! `propensity_engine::drift`) of committed work, summed over the last
-//! `drift_window_secs` in buckets, and the population stability index of
-//! each model's score and features over that window.
+//! The committed-work window: counts the engines hand over after each
+//! commit (drift counts, see `propensity_engine::drift`; resolved sessions,
+//! see `propensity_engine::online_eval`), summed over the last window in
+//! buckets, so that monitoring figures describe recent traffic.
 //!
 //! Invariants kept here:
 //! - Only committed work is counted: the pipeline hands counts over after
@@ -9,9 +9,7 @@
 //!   with the shards that did it, so an event re-processed after an abort
 //!   is counted once.
 //! - Counts of different models never mix: a model swap empties the
-//!   window (the engines start counting again in the new models' bins).
-//! - A PSI is given only over at least `min_events` scored vectors: on a
-//!   handful of events every distribution looks shifted.
+//!   window (the engines start counting again for the new models).
 //! - Time is passed in (`Instant`), so the windowing is tested without
 //!   sleeping.
 
@@ -19,47 +17,76 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use propensity_engine::drift::{DriftPsi, DriftReference, ModelDriftCounts};
+use propensity_engine::online_eval::OutcomeEvalCounts;
 
 /// Buckets per window: the window slides by a twelfth of its length.
 const BUCKETS: u32 = 12;
 
-/// Drift counts of the last window, in buckets.
-pub struct DriftWindow {
-    window: Duration,
-    min_events: u64,
-    /// (bucket start, counts per outcome), oldest first.
-    buckets: VecDeque<(Instant, Vec<Option<ModelDriftCounts>>)>,
+/// Counts that add up (per outcome, in config order).
+pub trait WindowCounts: Clone {
+    /// Adds `other` to these.
+    fn add(&mut self, other: &Self);
+    /// Whether nothing was counted.
+    fn is_empty(&self) -> bool;
 }
 
-impl DriftWindow {
-    /// An empty window of `window` length that reports a PSI from
-    /// `min_events` scored vectors per model.
-    pub fn new(window: Duration, min_events: u64) -> Self {
+impl WindowCounts for Vec<Option<ModelDriftCounts>> {
+    fn add(&mut self, other: &Self) {
+        if self.len() < other.len() {
+            self.resize(other.len(), None);
+        }
+        for (s, c) in self.iter_mut().zip(other) {
+            match (s.as_mut(), c) {
+                (Some(s), Some(c)) => s.merge(c),
+                (None, c) => *s = c.clone(),
+                (Some(_), None) => {}
+            }
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.iter().flatten().all(|c| c.events == 0)
+    }
+}
+
+impl WindowCounts for Vec<OutcomeEvalCounts> {
+    fn add(&mut self, other: &Self) {
+        if self.len() < other.len() {
+            self.resize(other.len(), OutcomeEvalCounts::default());
+        }
+        for (s, c) in self.iter_mut().zip(other) {
+            s.merge(c);
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.iter().all(|c| c.sessions() == 0)
+    }
+}
+
+/// Counts of the last window, in buckets.
+pub struct CommittedWindow<T> {
+    window: Duration,
+    /// (bucket start, counts), oldest first.
+    buckets: VecDeque<(Instant, T)>,
+}
+
+impl<T: WindowCounts> CommittedWindow<T> {
+    /// An empty window of `window` length.
+    pub fn new(window: Duration) -> Self {
         Self {
             window,
-            min_events,
             buckets: VecDeque::new(),
         }
     }
 
     /// Adds counts taken from an engine at `now`.
-    pub fn add(&mut self, now: Instant, counts: Vec<Option<ModelDriftCounts>>) {
-        if counts.iter().flatten().all(|c| c.events == 0) {
+    pub fn add(&mut self, now: Instant, counts: T) {
+        if counts.is_empty() {
             return;
         }
         let bucket = self.window / BUCKETS;
         match self.buckets.back_mut() {
             Some((start, sum)) if now.saturating_duration_since(*start) < bucket => {
-                if sum.len() < counts.len() {
-                    sum.resize(counts.len(), None);
-                }
-                for (s, c) in sum.iter_mut().zip(counts) {
-                    match (s.as_mut(), c) {
-                        (Some(s), Some(c)) => s.merge(&c),
-                        (None, c) => *s = c,
-                        (Some(_), None) => {}
-                    }
-                }
+                sum.add(&counts)
             }
             _ => self.buckets.push_back((now, counts)),
         }
@@ -82,35 +109,40 @@ impl DriftWindow {
         self.buckets.clear();
     }
 
-    /// Per outcome, the PSI of the window's counts as of `now` against the
-    /// outcome's model's drift reference (`references`, one per outcome);
-    /// `None` for an outcome without a reference or with fewer than
-    /// `min_events` vectors in the window.
-    pub fn psi<'a>(
-        &mut self,
-        now: Instant,
-        references: impl IntoIterator<Item = Option<&'a DriftReference>>,
-    ) -> Vec<Option<DriftPsi>> {
+    /// The window's counts as of `now` (`None`: nothing in it).
+    pub fn sum(&mut self, now: Instant) -> Option<T> {
         self.expire(now);
-        references
-            .into_iter()
-            .enumerate()
-            .map(|(i, reference)| {
-                let reference = reference?;
-                let mut sum: Option<ModelDriftCounts> = None;
-                for (_, counts) in &self.buckets {
-                    if let Some(c) = counts.get(i).and_then(Option::as_ref) {
-                        match sum.as_mut() {
-                            Some(s) => s.merge(c),
-                            None => sum = Some(c.clone()),
-                        }
-                    }
-                }
-                let sum = sum.filter(|s| s.events >= self.min_events.max(1))?;
-                sum.psi(reference)
-            })
-            .collect()
+        let mut it = self.buckets.iter();
+        let (_, first) = it.next()?;
+        let mut sum = first.clone();
+        for (_, c) in it {
+            sum.add(c);
+        }
+        Some(sum)
     }
+}
+
+/// Per outcome, the PSI of a drift window's counts against the outcome's
+/// model's drift reference (`references`, one per outcome); `None` for an
+/// outcome without a reference or with fewer than `min_events` vectors.
+pub fn window_psi<'a>(
+    window: &mut CommittedWindow<Vec<Option<ModelDriftCounts>>>,
+    now: Instant,
+    references: impl IntoIterator<Item = Option<&'a DriftReference>>,
+    min_events: u64,
+) -> Vec<Option<DriftPsi>> {
+    let sum = window.sum(now).unwrap_or_default();
+    references
+        .into_iter()
+        .enumerate()
+        .map(|(i, reference)| {
+            let counts = sum.get(i)?.as_ref()?;
+            if counts.events < min_events.max(1) {
+                return None;
+            }
+            counts.psi(reference?)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -145,13 +177,13 @@ mod tests {
         let r = reference();
         let t0 = Instant::now();
         let hour = Duration::from_secs(3600);
-        let mut w = DriftWindow::new(hour, 100);
+        let mut w = CommittedWindow::new(hour);
         // Too few events: no PSI yet.
         w.add(t0, counts(&r, 50, 9.0, 0.99));
-        assert_eq!(w.psi(t0, [Some(&r)]), vec![None]);
+        assert_eq!(window_psi(&mut w, t0, [Some(&r)], 100), vec![None]);
         // Enough, all in the top bins: shifted.
         w.add(t0 + Duration::from_secs(60), counts(&r, 50, 9.0, 0.99));
-        let shifted = w.psi(t0 + Duration::from_secs(61), [Some(&r)]);
+        let shifted = window_psi(&mut w, t0 + Duration::from_secs(61), [Some(&r)], 100);
         let psi = shifted[0].as_ref().expect("100 events");
         assert_eq!(psi.events, 100);
         assert!(psi.score > 0.25 && psi.features[0] > Some(0.25), "{psi:?}");
@@ -161,13 +193,13 @@ mod tests {
         for k in 0..10 {
             w.add(later, counts(&r, 10, k as f32, (f64::from(k) + 0.5) / 10.0));
         }
-        let stable = w.psi(later, [Some(&r)]);
+        let stable = window_psi(&mut w, later, [Some(&r)], 100);
         let psi = stable[0].as_ref().expect("100 events");
         assert_eq!(psi.events, 100);
         assert!(psi.score < 1e-9 && psi.features[0] < Some(1e-9), "{psi:?}");
         // An outcome without a reference has no PSI; a cleared window none.
-        assert_eq!(w.psi(later, [None]), vec![None]);
+        assert_eq!(window_psi(&mut w, later, [None], 100), vec![None]);
         w.clear();
-        assert_eq!(w.psi(later, [Some(&r)]), vec![None]);
+        assert_eq!(window_psi(&mut w, later, [Some(&r)], 100), vec![None]);
     }
 }
