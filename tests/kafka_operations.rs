@@ -593,8 +593,15 @@ fn metrics_match_the_documentation() {
         "PROPENSITY__KAFKA__STATISTICS_INTERVAL_MS".into(),
         "200".into(),
     ));
+    // The drift and online-evaluation gauges from the first scored event
+    // and the first resolved session (their defaults wait for thousands).
+    for key in ["DRIFT_MIN_EVENTS", "ONLINE_EVAL_MIN_SESSIONS"] {
+        d.env
+            .push((format!("PROPENSITY__KAFKA__{key}"), "1".into()));
+    }
     // Traffic that makes every labelled family appear: dead letters,
-    // suppressed offers, drops, revocations and erasures.
+    // suppressed offers, drops, revocations and erasures; returning
+    // visitors' sessions resolve.
     let traffic = d.generate(150, 31, 0.02);
     let instance = d.start("a");
     d.produce_paced(&traffic, |_, _| {});
