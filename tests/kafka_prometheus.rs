@@ -298,7 +298,18 @@ fn a_real_prometheus_scrapes_the_instance_with_the_shipped_config_and_rules() {
     let Some(binary) = prometheus_binary() else {
         return;
     };
-    let d = Deployment::new("prom", 2, false);
+    let mut d = Deployment::new("prom", 2, false);
+    // The drift and online-evaluation panels from the first scored event
+    // and resolved session (their defaults wait for thousands), refreshed
+    // often enough for the scrapes below.
+    for (key, value) in [
+        ("DRIFT_MIN_EVENTS", "1"),
+        ("ONLINE_EVAL_MIN_SESSIONS", "1"),
+        ("STATISTICS_INTERVAL_MS", "500"),
+    ] {
+        d.env
+            .push((format!("PROPENSITY__KAFKA__{key}"), value.to_owned()));
+    }
     let instance = d.start("a");
     instance.wait_ready(Duration::from_secs(60));
 
