@@ -96,6 +96,11 @@ enum Command {
         /// Visitor arrivals are spread over this many seconds.
         #[arg(long, default_value_t = 3600)]
         span_secs: u64,
+        /// A drift scenario: visitors arriving after this fraction of the
+        /// span (0 … 1) come from a paid social campaign for a sale (mostly
+        /// buyers, mostly mobile) instead of the usual population.
+        #[arg(long)]
+        campaign_after: Option<f64>,
     },
     /// Train one model per outcome on consented events. Outcomes with fewer than
     /// `training.min_positives` positives are skipped (warning, no artifact); weak or
@@ -374,6 +379,7 @@ fn run(cli: Cli) -> Result<()> {
             out: dir,
             invalid_rate,
             span_secs,
+            campaign_after,
         } => {
             refuse_config(cli.config.as_deref(), "generate")?;
             let params = SimulationParams {
@@ -381,6 +387,7 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 invalid_rate,
                 span_secs,
+                campaign_after,
                 ..SimulationParams::default()
             };
             let s = offline::generate_files(&params, &dir, &progress)?;

@@ -108,8 +108,18 @@ pub fn generate(params: &SimulationParams) -> Result<GeneratedTraffic, Simulatio
 
     for index in 0..params.visitors {
         let mut rng = sampling::stream_rng(params.seed, index as u64 + 1);
-        let profile = profile::VisitorProfile::sample(&mut rng, index + 1);
-        let first_start = params.start_time_ms + rng.random_range(0..=span_ms);
+        let mut profile = profile::VisitorProfile::sample(&mut rng, index + 1);
+        let offset_ms = rng.random_range(0..=span_ms);
+        let first_start = params.start_time_ms + offset_ms;
+        if params
+            .campaign_after
+            .is_some_and(|f| offset_ms as f64 >= f * span_ms as f64)
+        {
+            // A stream of its own (after every visitor's), so the usual
+            // visitors' traffic is the same with or without the shift.
+            let stream = params.visitors as u64 + 1 + index as u64;
+            profile.join_campaign(&mut sampling::stream_rng(params.seed, stream));
+        }
         let sessions = behaviour::simulate_visitor(&mut rng, &profile, first_start);
         // Drawn after the behaviour so that changing the consent mix leaves the
         // visitors' behaviour untouched.

@@ -38,6 +38,13 @@ pub struct SimulationParams {
     pub invalid_rate: f64,
     /// How visitors are spread over consent scenarios.
     pub consent_mix: ConsentMix,
+    /// A behaviour shift mid-stream (a drift scenario): visitors whose
+    /// first session starts after this fraction of the arrival window, in
+    /// `[0, 1]`, come from a paid social campaign for a sale instead of the
+    /// usual population — mostly buyers, mostly mobile, from Facebook ads — so
+    /// a model trained on the usual traffic sees a population it was not
+    /// trained on. `None`: no shift.
+    pub campaign_after: Option<f64>,
 }
 
 impl Default for SimulationParams {
@@ -49,6 +56,7 @@ impl Default for SimulationParams {
             span_secs: 3600,
             invalid_rate: 0.0,
             consent_mix: ConsentMix::default(),
+            campaign_after: None,
         }
     }
 }
@@ -192,6 +200,14 @@ impl SimulationParams {
                 field: "visitors",
                 reason: "must be at least 1, got 0".to_owned(),
             });
+        }
+        if let Some(f) = self.campaign_after {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(SimulationError::InvalidParameter {
+                    field: "campaign_after",
+                    reason: format!("must be a fraction in [0, 1], got {f}"),
+                });
+            }
         }
         if self.span_secs > MAX_SPAN_SECS {
             return Err(SimulationError::InvalidParameter {

@@ -124,6 +124,50 @@ pub(crate) struct VisitorProfile {
 }
 
 impl VisitorProfile {
+    /// Turns the visitor into one brought by a paid social campaign for a
+    /// sale (the drift scenario, see `SimulationParams::campaign_after`):
+    /// mostly buyers and bargain hunters, on their phones. Intent,
+    /// device and channel are drawn again from the campaign's population
+    /// with `rng` (a stream of its own, so the usual visitors' draws are
+    /// untouched), and what the visitor reports follows.
+    pub fn join_campaign(&mut self, rng: &mut SimRng) {
+        use Intent::*;
+        // A sale: bargain hunters, many of whom buy.
+        self.intent = pick_weighted(
+            rng,
+            &[
+                (Browser, 0.36),
+                (Buyer, 0.56),
+                (WebinarCurious, 0.02),
+                (LoanSeeker, 0.03),
+                (SupportSeeker, 0.03),
+            ],
+        );
+        self.device = pick_weighted(
+            rng,
+            &[
+                (DeviceCategory::Mobile, 0.85),
+                (DeviceCategory::Desktop, 0.12),
+                (DeviceCategory::Tablet, 0.03),
+            ],
+        );
+        self.channel = if rng.random_bool(0.8) {
+            Channel::FacebookPaid
+        } else {
+            sample_channel(rng, self.intent)
+        };
+        self.reported_device = self
+            .reported_device
+            .is_some()
+            .then(|| report_device(rng, self.device));
+        if let Some(t) = self.reported_traffic.as_mut() {
+            let (source, medium, campaign) = self.channel.wire();
+            t.source = Some(source);
+            t.medium = t.medium.map(|_| medium);
+            t.campaign = campaign;
+        }
+    }
+
     /// Draws a profile for visitor `number` (1-based).
     pub fn sample(rng: &mut SimRng, number: usize) -> Self {
         use Intent::*;

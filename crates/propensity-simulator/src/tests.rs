@@ -136,6 +136,67 @@ fn rejects_invalid_params() {
     assert!(err.to_string().contains("visitors"));
 }
 
+/// The drift scenario: visitors arriving after the shift come from the
+/// campaign (mostly mobile, mostly from Facebook ads); the visitors
+/// arriving before it send exactly the lines they send without a shift.
+#[test]
+fn a_campaign_changes_only_the_visitors_after_the_shift() {
+    let shifted = generate(&SimulationParams {
+        visitors: 3000,
+        seed: 42,
+        campaign_after: Some(0.5),
+        ..SimulationParams::default()
+    })
+    .unwrap();
+    let usual = reference();
+    let start = SimulationParams::default().start_time_ms;
+    let half = start + 1800 * 1000;
+    // A visitor's arrival is its first event's time.
+    let arrivals = |t: &GeneratedTraffic| {
+        let mut first: BTreeMap<String, i64> = BTreeMap::new();
+        for e in &t.events {
+            let at = first.entry(e.visitor_id.clone()).or_insert(e.time_ms);
+            *at = (*at).min(e.time_ms);
+        }
+        first
+    };
+    let early: Vec<String> = arrivals(usual)
+        .into_iter()
+        .filter(|(_, t)| *t < half - 60_000)
+        .map(|(v, _)| v)
+        .collect();
+    assert!(early.len() > 1000, "{} early visitors", early.len());
+    let lines_of = |t: &GeneratedTraffic, v: &str| -> Vec<String> {
+        t.events
+            .iter()
+            .filter(|e| e.visitor_id == v)
+            .map(|e| e.line.clone())
+            .collect()
+    };
+    for v in early.iter().take(200) {
+        assert_eq!(lines_of(&shifted, v), lines_of(usual, v), "{v}");
+    }
+    // After the shift: mostly mobile and from Facebook ads.
+    let late: Vec<serde_json::Map<String, Value>> = shifted
+        .events
+        .iter()
+        .filter(|e| e.time_ms > half + 600_000)
+        .map(parse)
+        .collect();
+    let share = |key: &str, field: &str, value: &str| {
+        let with: Vec<_> = late.iter().filter_map(|e| e.get(key)?.get(field)).collect();
+        with.iter().filter(|v| v.as_str() == Some(value)).count() as f64 / with.len().max(1) as f64
+    };
+    assert!(share("device", "category", "mobile") > 0.7);
+    assert!(share("traffic", "source", "facebook") > 0.6);
+    let err = generate(&SimulationParams {
+        campaign_after: Some(1.5),
+        ..SimulationParams::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.field(), Some("campaign_after"));
+}
+
 #[test]
 fn events_follow_wire_contract() {
     let t = reference();

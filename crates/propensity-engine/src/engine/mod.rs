@@ -60,6 +60,12 @@
 //!
 //! Invariant 3 is every module's: whichever decides an event's fate, or
 //! takes it out of the buffer, counts it in exactly one bucket.
+//!
+//! Monitoring is counted beside the outputs and changes none of them: drift
+//! counts ([`crate::drift`]) and resolved sessions
+//! ([`crate::online_eval`]), which the caller takes after each commit
+//! ([`Engine::take_drift_counts`], [`Engine::take_online_eval`]) and a model
+//! swap empties.
 
 mod counters;
 mod decide;

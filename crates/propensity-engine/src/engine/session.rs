@@ -21,6 +21,12 @@
 //!   at or before that time: the invariant
 //!   [`Engine::sweep_idle`](super::Engine::sweep_idle) relies on.
 //! - An outcome is counted and reported achieved at most once per session.
+//! - A session resolves once per outcome it was scored for, for online
+//!   evaluation ([`crate::online_eval`]): achieved (labelled here with its
+//!   last score before the achieving event) or ended without it (a new
+//!   session here, idle expiry in `expiry`); a session forgotten by a
+//!   revocation or an erasure is never labelled. The session's peaks
+//!   (`peaks`) end with it.
 //! - The scratch (including the path cache) only saves allocation and
 //!   work: it changes no result.
 
