@@ -179,7 +179,7 @@ pub fn collect_examples_and_offers(
         "collecting examples and offers",
     );
     let view = tally.view(&config.engine);
-    Ok((collector, view, engine.take_drift_counts()))
+    Ok((collector, view, engine.drift_counts().to_vec()))
 }
 
 /// Writes `evaluation.json`, one PNG per chart and `report.html` into `dir`, returning the

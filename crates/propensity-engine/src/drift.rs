@@ -317,14 +317,11 @@ impl ModelDriftCounts {
         }
     }
 
-    /// Empty counts of the same shape, sharing the edges.
-    pub fn empty_like(&self) -> Self {
-        Self {
-            events: 0,
-            edges: self.edges.clone(),
-            nonzero: vec![0; self.nonzero.len()],
-            score: vec![0; self.score.len()],
-        }
+    /// Zeroes the counts, keeping their shape and blocks.
+    pub fn clear(&mut self) {
+        self.events = 0;
+        self.nonzero.fill(0);
+        self.score.fill(0);
     }
 
     /// Counts one vector (its values and the indices of its non-zero

@@ -96,6 +96,17 @@ impl OutcomeEvalCounts {
         }
     }
 
+    /// Zeroes the counts, keeping their blocks.
+    pub fn clear(&mut self) {
+        self.positives.fill(0);
+        self.negatives.fill(0);
+        self.log_loss_sum = 0.0;
+        self.brier_sum = 0.0;
+        self.decile_p = [0.0; 10];
+        self.decile_n = [0; 10];
+        self.decile_pos = [0; 10];
+    }
+
     /// Resolved sessions counted.
     pub fn sessions(&self) -> u64 {
         self.decile_n.iter().sum()
@@ -217,5 +228,7 @@ mod tests {
         let t = twice.summary().expect("sessions");
         assert_eq!((t.sessions, t.auc), (12, s.auc));
         assert_eq!(OutcomeEvalCounts::default().summary(), None);
+        twice.clear();
+        assert_eq!(twice, OutcomeEvalCounts::default());
     }
 }

@@ -219,7 +219,8 @@ fn the_reference_traffic_has_no_drift_and_counts_add_across_engines() {
             &mut RecordingSink::default(),
         );
     }
-    let taken_a = a.take_drift_counts();
+    let taken_a = a.drift_counts().to_vec();
+    a.clear_monitoring_counts();
     assert!(a.drift_counts().iter().flatten().all(|c| c.events == 0));
     for (i, (x, y)) in taken_a.iter().zip(b.drift_counts()).enumerate() {
         let mut sum: ModelDriftCounts = x.clone().expect("counted");

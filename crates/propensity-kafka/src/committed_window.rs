@@ -22,54 +22,44 @@ use propensity_engine::online_eval::OutcomeEvalCounts;
 /// Buckets per window: the window slides by a twelfth of its length.
 const BUCKETS: u32 = 12;
 
-/// Counts that add up (per outcome, in config order).
-pub trait WindowCounts: Clone {
+/// One outcome's counts, which add up.
+pub trait WindowCounts: Clone + Default {
     /// Adds `other` to these.
     fn add(&mut self, other: &Self);
     /// Whether nothing was counted.
     fn is_empty(&self) -> bool;
 }
 
-impl WindowCounts for Vec<Option<ModelDriftCounts>> {
+impl WindowCounts for Option<ModelDriftCounts> {
     fn add(&mut self, other: &Self) {
-        if self.len() < other.len() {
-            self.resize(other.len(), None);
-        }
-        for (s, c) in self.iter_mut().zip(other) {
-            match (s.as_mut(), c) {
-                (Some(s), Some(c)) => s.merge(c),
-                (None, c) => *s = c.clone(),
-                (Some(_), None) => {}
-            }
+        match (self.as_mut(), other) {
+            (Some(s), Some(c)) => s.merge(c),
+            (None, c) => *self = c.clone(),
+            (Some(_), None) => {}
         }
     }
     fn is_empty(&self) -> bool {
-        self.iter().flatten().all(|c| c.events == 0)
+        self.as_ref().is_none_or(|c| c.events == 0)
     }
 }
 
-impl WindowCounts for Vec<OutcomeEvalCounts> {
+impl WindowCounts for OutcomeEvalCounts {
     fn add(&mut self, other: &Self) {
-        if self.len() < other.len() {
-            self.resize(other.len(), OutcomeEvalCounts::default());
-        }
-        for (s, c) in self.iter_mut().zip(other) {
-            s.merge(c);
-        }
+        self.merge(other);
     }
     fn is_empty(&self) -> bool {
-        self.iter().all(|c| c.sessions() == 0)
+        self.sessions() == 0
     }
 }
 
-/// Counts of the last window, in buckets.
-pub struct CommittedWindow<T> {
+/// Counts per outcome of the last window, in buckets.
+pub struct CommittedWindow<E> {
     window: Duration,
-    /// (bucket start, counts), oldest first.
-    buckets: VecDeque<(Instant, T)>,
+    /// (bucket start, counts per outcome), oldest first.
+    buckets: VecDeque<(Instant, Vec<E>)>,
 }
 
-impl<T: WindowCounts> CommittedWindow<T> {
+impl<E: WindowCounts> CommittedWindow<E> {
     /// An empty window of `window` length.
     pub fn new(window: Duration) -> Self {
         Self {
@@ -78,17 +68,23 @@ impl<T: WindowCounts> CommittedWindow<T> {
         }
     }
 
-    /// Adds counts taken from an engine at `now`.
-    pub fn add(&mut self, now: Instant, counts: T) {
-        if counts.is_empty() {
+    /// Adds the counts per outcome an engine holds at `now` (read, not
+    /// taken: the caller clears them, so no commit allocates).
+    pub fn add(&mut self, now: Instant, counts: &[E]) {
+        if counts.iter().all(E::is_empty) {
             return;
         }
         let bucket = self.window / BUCKETS;
         match self.buckets.back_mut() {
             Some((start, sum)) if now.saturating_duration_since(*start) < bucket => {
-                sum.add(&counts)
+                if sum.len() < counts.len() {
+                    sum.resize(counts.len(), E::default());
+                }
+                for (s, c) in sum.iter_mut().zip(counts) {
+                    s.add(c);
+                }
             }
-            _ => self.buckets.push_back((now, counts)),
+            _ => self.buckets.push_back((now, counts.to_vec())),
         }
         self.expire(now);
     }
@@ -109,16 +105,19 @@ impl<T: WindowCounts> CommittedWindow<T> {
         self.buckets.clear();
     }
 
-    /// The window's counts as of `now` (`None`: nothing in it).
-    pub fn sum(&mut self, now: Instant) -> Option<T> {
+    /// The window's counts per outcome as of `now` (empty: nothing in it).
+    pub fn sum(&mut self, now: Instant) -> Vec<E> {
         self.expire(now);
-        let mut it = self.buckets.iter();
-        let (_, first) = it.next()?;
-        let mut sum = first.clone();
-        for (_, c) in it {
-            sum.add(c);
+        let mut sum: Vec<E> = Vec::new();
+        for (_, counts) in &self.buckets {
+            if sum.len() < counts.len() {
+                sum.resize(counts.len(), E::default());
+            }
+            for (s, c) in sum.iter_mut().zip(counts) {
+                s.add(c);
+            }
         }
-        Some(sum)
+        sum
     }
 }
 
@@ -126,12 +125,12 @@ impl<T: WindowCounts> CommittedWindow<T> {
 /// model's drift reference (`references`, one per outcome); `None` for an
 /// outcome without a reference or with fewer than `min_events` vectors.
 pub fn window_psi<'a>(
-    window: &mut CommittedWindow<Vec<Option<ModelDriftCounts>>>,
+    window: &mut CommittedWindow<Option<ModelDriftCounts>>,
     now: Instant,
     references: impl IntoIterator<Item = Option<&'a DriftReference>>,
     min_events: u64,
 ) -> Vec<Option<DriftPsi>> {
-    let sum = window.sum(now).unwrap_or_default();
+    let sum = window.sum(now);
     references
         .into_iter()
         .enumerate()
@@ -179,10 +178,10 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let mut w = CommittedWindow::new(hour);
         // Too few events: no PSI yet.
-        w.add(t0, counts(&r, 50, 9.0, 0.99));
+        w.add(t0, &counts(&r, 50, 9.0, 0.99));
         assert_eq!(window_psi(&mut w, t0, [Some(&r)], 100), vec![None]);
         // Enough, all in the top bins: shifted.
-        w.add(t0 + Duration::from_secs(60), counts(&r, 50, 9.0, 0.99));
+        w.add(t0 + Duration::from_secs(60), &counts(&r, 50, 9.0, 0.99));
         let shifted = window_psi(&mut w, t0 + Duration::from_secs(61), [Some(&r)], 100);
         let psi = shifted[0].as_ref().expect("100 events");
         assert_eq!(psi.events, 100);
@@ -191,7 +190,10 @@ mod tests {
         // the training population's is stable.
         let later = t0 + hour + Duration::from_secs(120);
         for k in 0..10 {
-            w.add(later, counts(&r, 10, k as f32, (f64::from(k) + 0.5) / 10.0));
+            w.add(
+                later,
+                &counts(&r, 10, k as f32, (f64::from(k) + 0.5) / 10.0),
+            );
         }
         let stable = window_psi(&mut w, later, [Some(&r)], 100);
         let psi = stable[0].as_ref().expect("100 events");

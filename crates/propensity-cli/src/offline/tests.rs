@@ -19,6 +19,36 @@ fn traffic_of(visitors: usize, seed: u64) -> GeneratedTraffic {
     .unwrap()
 }
 
+/// One model per outcome trained on `traffic`, with the configuration (and
+/// learned vocabulary) it was trained under.
+fn trained_on(traffic: &GeneratedTraffic) -> (Config, Vec<TrainedOutcome>) {
+    let Collected {
+        config,
+        examples: train,
+        ..
+    } = collect_generated(&config(), traffic).unwrap();
+    let trained = train_outcomes(
+        &config.engine,
+        &train,
+        &config.training_plan(),
+        |_, _, _| {},
+    )
+    .unwrap();
+    (config, trained)
+}
+
+/// The trained models, loaded as the engine serves them.
+fn serving(config: &Config, trained: Vec<TrainedOutcome>) -> std::sync::Arc<ModelSet> {
+    ModelSet::from_artifacts(
+        &config.engine,
+        trained
+            .into_iter()
+            .map(|t| ("test".to_owned(), t.artifact))
+            .collect(),
+    )
+    .unwrap()
+}
+
 /// The drift scenario: models trained on the usual traffic see fresh usual
 /// traffic as stable (score PSI below 0.1), and the traffic of a paid
 /// social campaign for a sale (`campaign_after`) as shifted: more than
@@ -28,26 +58,8 @@ fn traffic_of(visitors: usize, seed: u64) -> GeneratedTraffic {
 /// that moved most.
 #[test]
 fn a_campaign_shifts_the_traffic_past_the_drift_threshold() {
-    let Collected {
-        config,
-        examples: train,
-        ..
-    } = collect_generated(&config(), &traffic_of(2000, 11)).unwrap();
-    let trained = train_outcomes(
-        &config.engine,
-        &train,
-        &config.training_plan(),
-        |_, _, _| {},
-    )
-    .unwrap();
-    let models = ModelSet::from_artifacts(
-        &config.engine,
-        trained
-            .into_iter()
-            .map(|t| ("test".to_owned(), t.artifact))
-            .collect(),
-    )
-    .unwrap();
+    let (config, trained) = trained_on(&traffic_of(2000, 11));
+    let models = serving(&config, trained);
     let names = config.engine.features.names().to_vec();
     // Every row of the traffic counted (no sample: this is the offline
     // figure), score and vector as the engine computes them.
@@ -115,30 +127,12 @@ fn a_campaign_shifts_the_traffic_past_the_drift_threshold() {
 /// sessions that do achieve it.
 #[test]
 fn models_trained_on_simulated_traffic_are_useful_and_calibrated() {
-    let Collected {
-        config,
-        examples: train,
-        ..
-    } = collect_generated(&config(), &traffic_of(2500, 3)).unwrap();
-    let trained = train_outcomes(
-        &config.engine,
-        &train,
-        &config.training_plan(),
-        |_, _, _| {},
-    )
-    .unwrap();
+    let (config, trained) = trained_on(&traffic_of(2500, 3));
     for t in &trained {
         let auc = t.holdout.as_ref().and_then(|h| h.auc).unwrap();
         assert!(auc >= 0.75, "{}: holdout AUC {auc:.3}", t.artifact.outcome);
     }
-    let models = ModelSet::from_artifacts(
-        &config.engine,
-        trained
-            .into_iter()
-            .map(|t| ("test".to_owned(), t.artifact))
-            .collect(),
-    )
-    .unwrap();
+    let models = serving(&config, trained);
     // Fresh traffic, under the features (vocabulary) the models were trained with.
     let fresh = generated_examples_under(&config, &traffic_of(1500, 4));
     for e in evaluate_outcomes(&config.engine, &models, &fresh, &[]).unwrap() {

@@ -63,9 +63,9 @@
 //!
 //! Monitoring is counted beside the outputs and changes none of them: drift
 //! counts ([`crate::drift`]) and resolved sessions
-//! ([`crate::online_eval`]), which the caller takes after each commit
-//! ([`Engine::take_drift_counts`], [`Engine::take_online_eval`]) and a model
-//! swap empties.
+//! ([`crate::online_eval`]), which the caller reads and clears after each
+//! commit ([`Engine::drift_counts`], [`Engine::online_eval`],
+//! [`Engine::clear_monitoring_counts`]) and a model swap empties.
 
 mod counters;
 mod decide;
@@ -187,10 +187,10 @@ pub struct Engine {
     peaks: peaks::PeakBook,
     /// Per outcome: the scored vectors and scores counted in its model's
     /// drift bins (`None`: no model, or one without a drift reference).
-    /// Monitoring only: not in the changelog, and taken by the caller.
+    /// Monitoring only: not in the changelog; read and cleared by the caller.
     drift: Vec<Option<ModelDriftCounts>>,
     /// Per outcome: resolved sessions labelled with their last score
-    /// (see [`crate::online_eval`]). Monitoring only, taken by the caller.
+    /// (see [`crate::online_eval`]). Monitoring only, like `drift`.
     online: Vec<OutcomeEvalCounts>,
 }
 
@@ -248,31 +248,26 @@ impl Engine {
 
     /// Per outcome, what was counted in its model's drift bins since the
     /// engine started, its models were swapped, or the counts were last
-    /// taken (`None`: no model with a drift reference).
+    /// cleared (`None`: no model with a drift reference).
     pub fn drift_counts(&self) -> &[Option<ModelDriftCounts>] {
         &self.drift
     }
 
     /// Per outcome, the sessions resolved since the engine started, its
-    /// models were swapped, or the counts were last taken.
+    /// models were swapped, or the counts were last cleared.
     pub fn online_eval(&self) -> &[OutcomeEvalCounts] {
         &self.online
     }
 
-    /// [`Engine::online_eval`], leaving empty counts in their place.
-    pub fn take_online_eval(&mut self) -> Vec<OutcomeEvalCounts> {
-        let empty = vec![OutcomeEvalCounts::default(); self.online.len()];
-        std::mem::replace(&mut self.online, empty)
-    }
-
-    /// [`Engine::drift_counts`], leaving empty counts in their place.
-    pub fn take_drift_counts(&mut self) -> Vec<Option<ModelDriftCounts>> {
-        let empty = self
-            .drift
-            .iter()
-            .map(|c| c.as_ref().map(ModelDriftCounts::empty_like))
-            .collect();
-        std::mem::replace(&mut self.drift, empty)
+    /// Zeroes the drift counts and resolved sessions in place (the caller
+    /// has read them: [`Engine::drift_counts`], [`Engine::online_eval`]).
+    pub fn clear_monitoring_counts(&mut self) {
+        for c in self.drift.iter_mut().flatten() {
+            c.clear();
+        }
+        for c in &mut self.online {
+            c.clear();
+        }
     }
 
     /// The models in use.

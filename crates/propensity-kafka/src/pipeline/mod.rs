@@ -347,8 +347,8 @@ struct Core {
     retired: EngineCounters,
     /// Drift counts and resolved sessions of committed work (see
     /// [`CommittedWindow`]), published every statistics interval.
-    drift: CommittedWindow<Vec<Option<ModelDriftCounts>>>,
-    online: CommittedWindow<Vec<OutcomeEvalCounts>>,
+    drift: CommittedWindow<Option<ModelDriftCounts>>,
+    online: CommittedWindow<OutcomeEvalCounts>,
     last_monitoring_publish: Instant,
     /// Last consent catch-up of all partitions (idle partitions still apply
     /// consent, so an erasure takes effect without the visitor's next event).

@@ -106,8 +106,9 @@ impl Core {
     pub(super) fn take_committed_monitoring(&mut self) {
         let now = Instant::now();
         for shard in self.shards.values_mut() {
-            self.drift.add(now, shard.engine.take_drift_counts());
-            self.online.add(now, shard.engine.take_online_eval());
+            self.drift.add(now, shard.engine.drift_counts());
+            self.online.add(now, shard.engine.online_eval());
+            shard.engine.clear_monitoring_counts();
         }
     }
 
@@ -139,7 +140,6 @@ impl Core {
         let online: Vec<_> = self
             .online
             .sum(now)
-            .unwrap_or_default()
             .iter()
             .map(|c| c.summary().filter(|s| s.sessions >= min.max(1)))
             .collect();
