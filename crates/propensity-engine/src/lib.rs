@@ -34,5 +34,5 @@ pub mod wire;
 pub use config::{EngineConfig, EngineSettings};
 pub use engine::{DropReason, Engine, EngineCounters, EngineSink, EngineSummary};
 pub use error::EngineError;
-pub use model::{ModelArtifact, ModelSet};
+pub use model::{ModelArtifact, ModelRole, ModelSet};
 pub use wire::{DeadLetter, DeadLetterReason, Offer, Origin, OutcomeScore};

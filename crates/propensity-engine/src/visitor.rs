@@ -229,7 +229,9 @@ pub struct Session {
     /// Bit i: outcome i achieved in this session.
     pub achieved: u64,
     /// Latest probability per outcome (NaN before the first score), for
-    /// "falls to" triggers. JSON has no NaN (serde_json writes `null`), so
+    /// "falls to" triggers and online evaluation; once a challenger has
+    /// scored the session, followed by the challengers' latest (slot
+    /// `outcomes + i`). JSON has no NaN (serde_json writes `null`), so
     /// `null` reads back as NaN.
     #[serde(deserialize_with = "probabilities")]
     pub last_probability: SmallVec<[f32; INLINE_SLOTS]>,

@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use common::traffic::generated_traffic;
-use common::{shipped_config, test_models};
+use common::{shipped_config, test_models, test_models_with_challengers};
+use propensity_engine::online_eval::OutcomeEvalCounts;
 use propensity_engine::online_eval::{score_bin, EPS};
-use propensity_engine::wire::{DeadLetter, Event, Offer, Origin};
-use propensity_engine::{Engine, EngineSink};
+use propensity_engine::wire::{DeadLetter, Event, Offer, Origin, OutcomeScore};
+use propensity_engine::{Engine, EngineSink, ModelRole};
 
 /// Per (session serial, outcome): the last score and whether the session
 /// achieved the outcome (and so resolved) right after it.
@@ -22,7 +23,11 @@ struct Sessions {
     visitor_of_event: String,
     visitor: HashMap<u64, String>,
     pending: Option<(u64, usize)>,
+    /// The session of the event being scored (from its last example).
+    scoring: u64,
     last: BTreeMap<(u64, usize), f32>,
+    /// The challengers' last scores, like `last`.
+    last_challenger: BTreeMap<(u64, usize), f32>,
     achieved: BTreeSet<(u64, usize)>,
 }
 
@@ -38,6 +43,20 @@ impl EngineSink for Sessions {
     fn example(&mut self, serial: u64, outcome: usize, _features: &[f32]) {
         self.visitor.insert(serial, self.visitor_of_event.clone());
         self.pending = Some((serial, outcome));
+        self.scoring = serial;
+    }
+    fn wants_scores(&self) -> bool {
+        true
+    }
+    fn score(&mut self, score: &OutcomeScore<'_>) {
+        if score.role == ModelRole::Challenger {
+            let outcome = OUTCOMES
+                .iter()
+                .position(|o| *o == score.outcome)
+                .expect("a configured outcome");
+            self.last_challenger
+                .insert((self.scoring, outcome), score.probability as f32);
+        }
     }
     fn probability(&mut self, outcome: usize, p: f64) {
         if let Some((serial, o)) = self.pending.take() {
@@ -54,10 +73,15 @@ impl EngineSink for Sessions {
     }
 }
 
+/// The shipped config's outcomes, in order.
+const OUTCOMES: [&str; 3] = ["purchase", "webinar_signup", "application_complete"];
+
 #[test]
 fn online_figures_equal_the_offline_computation_over_the_same_sessions() {
     let config = shipped_config();
-    let mut engine = Engine::new(config.clone(), test_models(&config));
+    assert_eq!(config.outcomes.len(), OUTCOMES.len());
+    // With challengers: both roles are evaluated, each on its own scores.
+    let mut engine = Engine::new(config.clone(), test_models_with_challengers(&config));
     let mut sink = Sessions::default();
     // Generated traffic without its revocations (a revoked session is
     // forgotten unlabelled; that rule has a test of its own below).
@@ -96,10 +120,31 @@ fn online_figures_equal_the_offline_computation_over_the_same_sessions() {
     engine.process_event(None, &e, &Origin::Unknown, None, &mut sink);
 
     let online = engine.online_eval();
+    let n = OUTCOMES.len();
+    assert_eq!(online.len(), 2 * n, "champion then challenger slots");
+    let (champions, challengers) = online.split_at(n);
+    let checked = check_against_offline(champions, &sink.last, &sink);
+    assert!(checked >= 1, "no outcome had both classes (champions)");
+    let checked = check_against_offline(challengers, &sink.last_challenger, &sink);
+    assert!(checked >= 1, "no outcome had both classes (challengers)");
+    assert_ne!(
+        champions[0].summary().map(|s| s.brier),
+        challengers[0].summary().map(|s| s.brier),
+        "the roles are evaluated on their own scores"
+    );
+}
+
+/// Checks each outcome's counts against the figures computed here from
+/// `last` (the last score per session and outcome) and the achievements;
+/// returns how many outcomes had both classes.
+fn check_against_offline(
+    online: &[OutcomeEvalCounts],
+    last: &BTreeMap<(u64, usize), f32>,
+    sink: &Sessions,
+) -> usize {
     let mut checked = 0;
     for (i, counts) in online.iter().enumerate() {
-        let rows: Vec<(f64, bool)> = sink
-            .last
+        let rows: Vec<(f64, bool)> = last
             .iter()
             .filter(|((serial, o), _)| *o == i && sink.visitor[serial] != "zz-late")
             .map(|(key, p)| (f64::from(*p), sink.achieved.contains(key)))
@@ -170,7 +215,7 @@ fn online_figures_equal_the_offline_computation_over_the_same_sessions() {
         );
         checked += 1;
     }
-    assert!(checked >= 1, "no outcome had both classes");
+    checked
 }
 
 #[test]

@@ -39,7 +39,7 @@ use crate::stable_hash::stable_hash_parts;
 use crate::timestamp::format_rfc3339_ms;
 use crate::visitor::Session;
 use crate::wire::{
-    Arm, Contribution, Conversion, Decision, DecisionKind, Event, Offer, OutcomeScore,
+    Arm, Contribution, Conversion, Decision, DecisionKind, Event, ModelRole, Offer, OutcomeScore,
 };
 
 use super::feedback::suppressed;
@@ -116,9 +116,58 @@ impl EventCtx<'_> {
                         percentile: model.percentile(p),
                         model_version: &model.version,
                         event_time: time,
+                        role: ModelRole::Champion,
                     });
                 }
             }
+            if self.models.has_challengers() {
+                self.score_challengers(session, event, event_time, sink);
+            }
+        }
+    }
+
+    /// Scores the challengers in shadow on the vector [`EventCtx::score`]
+    /// computed, into the scratch's challenger probabilities, publishing
+    /// them with `role = challenger`. Nothing that decides reads them.
+    fn score_challengers(
+        &mut self,
+        session: &Session,
+        event: &Event<'_>,
+        mut event_time: Option<String>,
+        sink: &mut impl EngineSink,
+    ) {
+        let scratch = &mut *self.scratch;
+        let n = self.config.outcomes.len();
+        scratch.challenger_probabilities.clear();
+        scratch.challenger_probabilities.resize(n, None);
+        self.models.challenger_probabilities(
+            scratch.features.values(),
+            scratch.features.nonzero(),
+            |i| session.achieved & (1 << i) != 0,
+            &mut scratch.challenger_probabilities,
+        );
+        if !sink.wants_scores() {
+            return;
+        }
+        for (i, outcome) in self.config.outcomes.iter().enumerate() {
+            let (Some(model), Some(p)) = (
+                self.models.challenger(i),
+                scratch.challenger_probabilities[i],
+            ) else {
+                continue;
+            };
+            let time = event_time.get_or_insert_with(|| format_rfc3339_ms(event.time.epoch_ms));
+            sink.score(&OutcomeScore {
+                event_id: &event.event_id,
+                visitor_id: event.visitor_id.as_ref(),
+                session_id: session.id.as_str(),
+                outcome: &outcome.name,
+                probability: p,
+                percentile: model.percentile(p),
+                model_version: &model.version,
+                event_time: time,
+                role: ModelRole::Challenger,
+            });
         }
     }
 
@@ -283,6 +332,9 @@ impl EventCtx<'_> {
                 session.last_probability[i] = *p as f32;
             }
         }
+        if self.models.has_challengers() {
+            remember_challenger_scores(session, &scratch.challenger_probabilities);
+        }
     }
 }
 
@@ -429,4 +481,21 @@ fn conditions_hold(map: &ActionMap, session: &Session) -> bool {
         }
     }
     true
+}
+
+/// Keeps the challengers' scores of this event in the session's slots
+/// after the champions' (`last_probability[n + i]`, see
+/// [`Session::last_probability`]), for labelling the session when it
+/// resolves. The slots are added the first time a challenger scores the
+/// session, so sessions without challengers keep `n` slots.
+fn remember_challenger_scores(session: &mut Session, challenger: &[Option<f64>]) {
+    let n = challenger.len();
+    if session.last_probability.len() < 2 * n {
+        session.last_probability.resize(2 * n, f32::NAN);
+    }
+    for (i, p) in challenger.iter().enumerate() {
+        if let Some(p) = p {
+            session.last_probability[n + i] = *p as f32;
+        }
+    }
 }

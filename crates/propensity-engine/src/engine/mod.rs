@@ -189,8 +189,9 @@ pub struct Engine {
     /// drift bins (`None`: no model, or one without a drift reference).
     /// Monitoring only: not in the changelog; read and cleared by the caller.
     drift: Vec<Option<ModelDriftCounts>>,
-    /// Per outcome: resolved sessions labelled with their last score
-    /// (see [`crate::online_eval`]). Monitoring only, like `drift`.
+    /// Per outcome and role: resolved sessions labelled with their last
+    /// score (see [`crate::online_eval`]); the champions' slots, then the
+    /// challengers'. Monitoring only, like `drift`.
     online: Vec<OutcomeEvalCounts>,
 }
 
@@ -227,7 +228,7 @@ impl Engine {
             contact: AHashMap::new(),
             peaks,
             drift,
-            online: vec![OutcomeEvalCounts::default(); n_out],
+            online: vec![OutcomeEvalCounts::default(); 2 * n_out],
         }
     }
 
@@ -253,8 +254,11 @@ impl Engine {
         &self.drift
     }
 
-    /// Per outcome, the sessions resolved since the engine started, its
-    /// models were swapped, or the counts were last cleared.
+    /// Per outcome and role, the sessions resolved since the engine
+    /// started, its models were swapped, or the counts were last cleared:
+    /// `2 × outcomes` slots, the champions' (slot i: outcome i) then the
+    /// challengers' (slot outcomes + i), in [`crate::ModelRole::ALL`]
+    /// order.
     pub fn online_eval(&self) -> &[OutcomeEvalCounts] {
         &self.online
     }

@@ -57,6 +57,8 @@ use super::{DropReason, EngineCounters, EngineSink};
 pub(super) struct Scratch {
     pub(super) features: FeatureScratch,
     pub(super) probabilities: Vec<Option<f64>>,
+    /// The challengers' probabilities of this event (shadow scoring).
+    pub(super) challenger_probabilities: Vec<Option<f64>>,
     /// Whether this event is counted for drift ([`crate::drift::sampled`]).
     pub(super) drift_sampled: bool,
     paths: PathCache,
@@ -257,14 +259,19 @@ impl EventCtx<'_> {
                 session.traffic_source = Some(source);
             }
         }
+        let n = cfg.outcomes.len();
         for (i, outcome) in cfg.outcomes.iter().enumerate() {
             if session.achieved & (1 << i) == 0 && achieves_at(outcome, event, path) {
                 session.achieved |= 1 << i;
                 // Resolved: its last score (before this event) was right
-                // to the extent it was high.
-                let last = session.last_probability.get(i).copied().unwrap_or(f32::NAN);
-                if let (false, Some(c)) = (last.is_nan(), self.online.get_mut(i)) {
-                    c.observe(f64::from(last), true);
+                // to the extent it was high; the champion's in slot i, the
+                // challenger's in slot n + i.
+                for slot in [i, n + i] {
+                    let last = session.last_probability.get(slot).copied();
+                    let last = last.unwrap_or(f32::NAN);
+                    if let (false, Some(c)) = (last.is_nan(), self.online.get_mut(slot)) {
+                        c.observe(f64::from(last), true);
+                    }
                 }
                 self.counters.outcomes_achieved[i] += 1;
                 sink.achieved(session.serial, i);
@@ -292,15 +299,17 @@ impl EventCtx<'_> {
 
 /// A session ended (a new one started, or it expired idle): each outcome
 /// it was scored for and did not achieve resolves as a negative with its
-/// last score.
+/// last score, by each role that scored it (`online` holds the champions'
+/// slots, then the challengers', like the session's last probabilities).
 pub(super) fn label_ended_session(session: &Session, online: &mut [OutcomeEvalCounts]) {
-    for (i, (p, c)) in session
+    let n = online.len() / 2;
+    for (slot, (p, c)) in session
         .last_probability
         .iter()
         .zip(online.iter_mut())
         .enumerate()
     {
-        if session.achieved & (1 << i) == 0 && !p.is_nan() {
+        if session.achieved & (1 << (slot % n.max(1))) == 0 && !p.is_nan() {
             c.observe(f64::from(*p), false);
         }
     }

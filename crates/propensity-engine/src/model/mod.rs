@@ -20,6 +20,7 @@ use crate::error::EngineError;
 use crate::features::{FeatureLabel, Vocabulary};
 use crate::stable_hash::stable_hash;
 use crate::wire::Contribution;
+pub use crate::wire::ModelRole;
 
 /// The artifact format tag. v2 added the learned vocabulary and the
 /// features built on it; v1 artifacts (hashed buckets) are refused.
@@ -527,11 +528,20 @@ fn score_lanes(
     }
 }
 
-/// One model slot per configured outcome (in config order). Shared behind
-/// an `Arc` so a hot reload swaps the whole set atomically.
+/// One model slot per configured outcome (in config order), and one
+/// challenger slot per outcome. Shared behind an `Arc` so a hot reload
+/// swaps the whole set atomically, champions and challengers together: a
+/// promotion (the two artifacts exchanged) is seen by every event at once.
+///
+/// A challenger is scored in shadow ([`ModelSet::challenger_probabilities`]):
+/// its scores are published with `role = "challenger"` and evaluated
+/// online, and nothing else reads them, so it never makes an offer.
 #[derive(Debug, Clone, Default)]
 pub struct ModelSet {
     models: Vec<Option<OutcomeModel>>,
+    /// Empty when no outcome has a challenger (so the hot path checks one
+    /// length), else one slot per outcome.
+    challengers: Vec<Option<OutcomeModel>>,
 }
 
 impl ModelSet {
@@ -540,6 +550,7 @@ impl ModelSet {
     pub fn empty(outcomes: usize) -> Arc<Self> {
         Arc::new(Self {
             models: vec![None; outcomes],
+            challengers: Vec::new(),
         })
     }
 
@@ -549,40 +560,43 @@ impl ModelSet {
         config: &EngineConfig,
         artifacts: Vec<(String, ModelArtifact)>,
     ) -> Result<Arc<Self>, EngineError> {
-        let mut models = vec![None; config.outcomes.len()];
-        for (origin, artifact) in artifacts {
-            let idx =
-                config
-                    .outcome_index(&artifact.outcome)
-                    .ok_or_else(|| EngineError::Model {
-                        outcome: artifact.outcome.clone(),
-                        origin: origin.clone(),
-                        message: "field `outcome` names an outcome the config does not declare"
-                            .into(),
-                    })?;
-            let name = &config.outcomes[idx].name;
-            let model = OutcomeModel::from_artifact(&artifact, config, name, &origin)?;
-            // A `top_percent` trigger reads the model's score distribution:
-            // refused here, not silently never firing.
-            if let Some(map) = config
-                .action_maps
-                .iter()
-                .find(|m| m.outcome == idx && matches!(m.trigger, Trigger::TopPercent { .. }))
-            {
-                if !model.has_percentiles() {
+        Self::with_challengers(config, artifacts, Vec::new())
+    }
+
+    /// [`ModelSet::from_artifacts`] with challengers: `(origin, artifact)`
+    /// pairs, at most one per outcome, each validated as a champion is (a
+    /// promotion must never leave a model the engine cannot serve). A
+    /// challenger of an outcome without a champion is refused: there is
+    /// nothing to compare it with.
+    pub fn with_challengers(
+        config: &EngineConfig,
+        champions: Vec<(String, ModelArtifact)>,
+        challengers: Vec<(String, ModelArtifact)>,
+    ) -> Result<Arc<Self>, EngineError> {
+        let models = validated_slots(config, champions)?;
+        let challengers = if challengers.is_empty() {
+            Vec::new()
+        } else {
+            let origins: Vec<String> = challengers.iter().map(|(o, _)| o.clone()).collect();
+            let slots = validated_slots(config, challengers)?;
+            for (i, slot) in slots.iter().enumerate() {
+                if slot.is_some() && models[i].is_none() {
+                    let name = &config.outcomes[i].name;
                     return Err(EngineError::Model {
                         outcome: name.clone(),
-                        origin,
+                        origin: origins.join(", "),
                         message: format!(
-                            "has no field `score_percentiles`, which action map `{}` needs for its `top_percent` trigger: retrain the model with this version of `propensity train`",
-                            map.name
+                            "a challenger for `{name}`, which has no champion model to run beside: train the outcome first"
                         ),
                     });
                 }
             }
-            models[idx] = Some(model);
-        }
-        Ok(Arc::new(Self { models }))
+            slots
+        };
+        Ok(Arc::new(Self {
+            models,
+            challengers,
+        }))
     }
 
     /// How many outcomes the set has a slot for (with a model or not).
@@ -608,24 +622,7 @@ impl ModelSet {
         skip: impl Fn(usize) -> bool,
         out: &mut [Option<f64>],
     ) {
-        let mut lanes: [Option<(usize, &OutcomeModel)>; 4] = [None; 4];
-        let mut k = 0;
-        for (i, model) in self.models.iter().enumerate() {
-            let Some(model) = model else { continue };
-            if skip(i) {
-                continue;
-            }
-            lanes[k] = Some((i, model));
-            k += 1;
-            if k == lanes.len() {
-                score_lanes(&lanes, features, nonzero, out);
-                lanes = [None; 4];
-                k = 0;
-            }
-        }
-        if k > 0 {
-            score_lanes(&lanes, features, nonzero, out);
-        }
+        score_slots(&self.models, features, nonzero, skip, out);
     }
 
     /// Whether any model is loaded.
@@ -640,6 +637,106 @@ impl ModelSet {
             .map(|m| m.as_ref().map(|m| m.version.as_str()))
             .collect()
     }
+
+    /// Whether any outcome has a challenger.
+    pub fn has_challengers(&self) -> bool {
+        !self.challengers.is_empty()
+    }
+
+    /// The challenger of outcome `idx`.
+    pub fn challenger(&self, idx: usize) -> Option<&OutcomeModel> {
+        self.challengers.get(idx).and_then(Option::as_ref)
+    }
+
+    /// The model of outcome `idx` in `role`.
+    pub fn in_role(&self, idx: usize, role: ModelRole) -> Option<&OutcomeModel> {
+        match role {
+            ModelRole::Champion => self.get(idx),
+            ModelRole::Challenger => self.challenger(idx),
+        }
+    }
+
+    /// [`ModelSet::probabilities_sparse`] for the challengers: the same
+    /// sums (so a challenger that is a copy of its champion gives the same
+    /// bits), into `out[i]` for every outcome with a challenger that `skip`
+    /// keeps.
+    pub fn challenger_probabilities(
+        &self,
+        features: &[f32],
+        nonzero: &[u32],
+        skip: impl Fn(usize) -> bool,
+        out: &mut [Option<f64>],
+    ) {
+        score_slots(&self.challengers, features, nonzero, skip, out);
+    }
+}
+
+/// Scores every model of `slots` whose index `skip` keeps into `out`, four
+/// at a time (see [`ModelSet::probabilities_sparse`]).
+fn score_slots(
+    slots: &[Option<OutcomeModel>],
+    features: &[f32],
+    nonzero: &[u32],
+    skip: impl Fn(usize) -> bool,
+    out: &mut [Option<f64>],
+) {
+    let mut lanes: [Option<(usize, &OutcomeModel)>; 4] = [None; 4];
+    let mut k = 0;
+    for (i, model) in slots.iter().enumerate() {
+        let Some(model) = model else { continue };
+        if skip(i) {
+            continue;
+        }
+        lanes[k] = Some((i, model));
+        k += 1;
+        if k == lanes.len() {
+            score_lanes(&lanes, features, nonzero, out);
+            lanes = [None; 4];
+            k = 0;
+        }
+    }
+    if k > 0 {
+        score_lanes(&lanes, features, nonzero, out);
+    }
+}
+
+/// One validated model per outcome slot from `(origin, artifact)` pairs.
+fn validated_slots(
+    config: &EngineConfig,
+    artifacts: Vec<(String, ModelArtifact)>,
+) -> Result<Vec<Option<OutcomeModel>>, EngineError> {
+    let mut models: Vec<Option<OutcomeModel>> = vec![None; config.outcomes.len()];
+    for (origin, artifact) in artifacts {
+        let idx = config
+            .outcome_index(&artifact.outcome)
+            .ok_or_else(|| EngineError::Model {
+                outcome: artifact.outcome.clone(),
+                origin: origin.clone(),
+                message: "field `outcome` names an outcome the config does not declare".into(),
+            })?;
+        let name = &config.outcomes[idx].name;
+        let model = OutcomeModel::from_artifact(&artifact, config, name, &origin)?;
+        // A `top_percent` trigger reads the model's score distribution:
+        // refused here, not silently never firing.
+        if let Some(map) = config
+            .action_maps
+            .iter()
+            .find(|m| m.outcome == idx && matches!(m.trigger, Trigger::TopPercent { .. }))
+        {
+            if !model.has_percentiles() {
+                return Err(EngineError::Model {
+                    outcome: name.clone(),
+                    origin,
+                    message: format!(
+                        "has no field `score_percentiles`, which action map `{}` needs for its `top_percent` trigger: retrain the model with this version of `propensity train`",
+                        map.name
+                    ),
+                });
+            }
+        }
+        models[idx] = Some(model);
+    }
+    Ok(models)
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub use event::{
 };
 pub use feedback::{decode_feedback, FeedbackStatus, FeedbackUpdate};
 pub use output::{
-    ActionSpec, Arm, Contribution, Conversion, DeadLetter, Decision, DecisionKind, Offer, Origin,
-    OutcomeScore,
+    ActionSpec, Arm, Contribution, Conversion, DeadLetter, Decision, DecisionKind, ModelRole,
+    Offer, Origin, OutcomeScore,
 };
 pub use vocab::{ChatAction, DeviceCategory, EventKind, FormAction};

@@ -114,7 +114,8 @@ pub struct Offer {
     pub explanation: Vec<Contribution>,
 }
 
-/// An outcome score (optional output): one per scored event and outcome.
+/// An outcome score (optional output): one per scored event, outcome and
+/// model role (the champion's, and the challenger's where one is loaded).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutcomeScore<'a> {
     /// Scored event.
@@ -136,6 +137,33 @@ pub struct OutcomeScore<'a> {
     pub model_version: &'a str,
     /// Event time, RFC 3339.
     pub event_time: &'a str,
+    /// `champion` (the model whose scores drive offers) or `challenger`
+    /// (scored in shadow, never offered on). Added after `event_time`.
+    pub role: ModelRole,
+}
+
+/// Which of an outcome's models a score comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelRole {
+    /// The model that serves: its scores drive the action maps.
+    Champion,
+    /// The model scored in shadow beside it: published and evaluated only.
+    Challenger,
+}
+
+impl ModelRole {
+    /// Both roles, champion first (the order of the online-evaluation
+    /// slots, see `Engine::online_eval`).
+    pub const ALL: [ModelRole; 2] = [ModelRole::Champion, ModelRole::Challenger];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelRole::Champion => "champion",
+            ModelRole::Challenger => "challenger",
+        }
+    }
 }
 
 /// What an action map's decision was (see [`Decision`]).

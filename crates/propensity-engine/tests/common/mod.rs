@@ -16,7 +16,8 @@ use propensity_engine::config::Trigger;
 use propensity_engine::model::MODEL_FORMAT;
 use propensity_engine::wire::{Conversion, DeadLetterReason, Decision, Offer, OutcomeScore};
 use propensity_engine::{
-    DeadLetter, Engine, EngineConfig, EngineSettings, EngineSink, ModelArtifact, ModelSet, Origin,
+    DeadLetter, Engine, EngineConfig, EngineSettings, EngineSink, ModelArtifact, ModelRole,
+    ModelSet, Origin,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -161,6 +162,39 @@ pub const TEST_MODELS: [ModelSpec<'static>; 3] = [
     },
 ];
 
+/// Challengers for [`TEST_MODELS`]: other weights, and intercepts so high
+/// that nearly every score is above every trigger threshold, so a
+/// challenger score that reached a decision would make offers everywhere.
+pub const CHALLENGER_MODELS: [ModelSpec<'static>; 3] = [
+    ModelSpec {
+        outcome: "purchase",
+        weights: &[("events.total", 0.6), ("views.product", 0.7)],
+        intercept: 4.0,
+    },
+    ModelSpec {
+        outcome: "webinar_signup",
+        weights: &[("views.webinar", 1.5)],
+        intercept: 3.5,
+    },
+    ModelSpec {
+        outcome: "application_complete",
+        weights: &[("forms.started", 1.2)],
+        intercept: 3.0,
+    },
+];
+
+/// [`test_models`] with [`CHALLENGER_MODELS`] as challengers.
+pub fn test_models_with_challengers(config: &EngineConfig) -> Arc<ModelSet> {
+    let of = |specs: &[ModelSpec<'_>]| {
+        specs
+            .iter()
+            .map(|m| ("<test>".to_owned(), artifact(config, m)))
+            .collect()
+    };
+    ModelSet::with_challengers(config, of(&TEST_MODELS), of(&CHALLENGER_MODELS))
+        .unwrap_or_else(|e| panic!("models: {e}"))
+}
+
 /// A model set with [`TEST_MODELS`] for every outcome of `config`.
 pub fn test_models(config: &EngineConfig) -> Arc<ModelSet> {
     let artifacts = TEST_MODELS
@@ -183,6 +217,10 @@ pub struct ScoreRecord {
     pub outcome: String,
     /// Probability.
     pub probability: f64,
+    /// Which model scored it.
+    pub role: ModelRole,
+    /// That model's version.
+    pub model_version: String,
     /// The score serialized as the engine's sink would publish it.
     pub json: String,
 }
@@ -327,6 +365,8 @@ impl EngineSink for RecordingSink {
             session_id: score.session_id.to_owned(),
             outcome: score.outcome.to_owned(),
             probability: score.probability,
+            role: score.role,
+            model_version: score.model_version.to_owned(),
             json: serde_json::to_string(score).expect("a score serializes"),
         }));
     }
