@@ -1,9 +1,11 @@
 //! The operations HTTP endpoints of `propensity run`: `/metrics`
 //! (Prometheus text format), `/healthz` (the process is alive), `/readyz`
-//! (ready to process, or what is missing) and the admin API
-//! `GET /v1/visitors/{visitor_id}` (data-subject access; bearer token from
-//! `http.admin_token`, off when no token is configured). Plain hyper on
-//! the tokio runtime, away from the pipeline thread.
+//! (ready to process, or what is missing) and the admin API (bearer token
+//! from `http.admin_token`, off when no token is configured):
+//! `GET /v1/visitors/{visitor_id}` (data-subject access) and
+//! `GET /v1/models` (each outcome's champion and challenger with their
+//! online evaluation). Plain hyper on the tokio runtime, away from the
+//! pipeline thread.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,8 +19,9 @@ use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use propensity_engine::ModelRole;
 use propensity_kafka::access::{AccessAnswer, AccessRequest};
-use propensity_kafka::{PipelineMetrics, RuntimeStatus};
+use propensity_kafka::{ModelHandle, PipelineMetrics, RuntimeStatus};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -34,6 +37,10 @@ pub struct HttpState {
     pub admin_token: String,
     /// Where access requests go.
     pub access: Sender<AccessRequest>,
+    /// The models in use.
+    pub models: Arc<ModelHandle>,
+    /// The configured outcomes, in order.
+    pub outcomes: Vec<String>,
 }
 
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -135,23 +142,26 @@ async fn handle(
                 }),
             )
         }
-        p if p.starts_with("/v1/visitors/") => {
-            visitor(&state, &req, &p["/v1/visitors/".len()..]).await
-        }
+        p if p.starts_with("/v1/visitors/") => match admin_refusal(&state, &req) {
+            Some(refusal) => refusal,
+            None => visitor(&state, &p["/v1/visitors/".len()..]).await,
+        },
+        "/v1/models" => admin_refusal(&state, &req).unwrap_or_else(|| model_status(&state)),
         _ => json_response(StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
     })
 }
 
-async fn visitor(
+/// The answer to an admin request without the right token (`None`: let it
+/// through).
+fn admin_refusal(
     state: &HttpState,
     req: &Request<hyper::body::Incoming>,
-    raw_id: &str,
-) -> Response<Full<Bytes>> {
+) -> Option<Response<Full<Bytes>>> {
     if state.admin_token.is_empty() {
-        return json_response(
+        return Some(json_response(
             StatusCode::NOT_FOUND,
             json!({"error": "admin endpoints are disabled: set http.admin_token to enable them"}),
-        );
+        ));
     }
     let given = req
         .headers()
@@ -159,12 +169,55 @@ async fn visitor(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !token_matches(given.as_bytes(), state.admin_token.as_bytes()) {
-        return json_response(
+    (!token_matches(given.as_bytes(), state.admin_token.as_bytes())).then(|| {
+        json_response(
             StatusCode::UNAUTHORIZED,
             json!({"error": "missing or wrong bearer token"}),
-        );
-    }
+        )
+    })
+}
+
+/// `GET /v1/models`: per outcome and role, the model version served and
+/// the online evaluation last published (absent below
+/// `kafka.online_eval_min_sessions`).
+fn model_status(state: &HttpState) -> Response<Full<Bytes>> {
+    let models = state.models.current();
+    let evaluation = state
+        .status
+        .online_evaluation
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    let n = state.outcomes.len();
+    let outcomes: Vec<_> = state
+        .outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut entry = json!({ "outcome": name });
+            for (r, role) in ModelRole::ALL.iter().enumerate() {
+                entry[role.as_str()] = match models.in_role(i, *role) {
+                    None => serde_json::Value::Null,
+                    Some(m) => {
+                        let e = evaluation.get(r * n + i).and_then(Option::as_ref);
+                        json!({
+                            "model_version": m.version,
+                            "sessions": e.map(|e| e.sessions),
+                            "achieved": e.map(|e| e.positives),
+                            "auc": e.and_then(|e| e.auc),
+                            "log_loss": e.map(|e| e.log_loss),
+                            "brier": e.map(|e| e.brier),
+                        })
+                    }
+                };
+            }
+            entry
+        })
+        .collect();
+    json_response(StatusCode::OK, json!({ "outcomes": outcomes }))
+}
+
+async fn visitor(state: &HttpState, raw_id: &str) -> Response<Full<Bytes>> {
     let Some(visitor_id) = percent_decode(raw_id).filter(|v| !v.is_empty()) else {
         return json_response(
             StatusCode::BAD_REQUEST,

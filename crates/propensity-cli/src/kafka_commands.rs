@@ -97,15 +97,26 @@ pub struct RunOptions {
     pub summary_json: Option<PathBuf>,
 }
 
-fn models_stamp(dir: &Path, config: &Config) -> Vec<Option<SystemTime>> {
+/// What tells a changed model file: per outcome, the champion's and the
+/// challenger's inode, size and modification time (a promotion exchanges
+/// two files whose times may be equal; their inodes differ).
+type FileStamp = Option<(u64, u64, SystemTime)>;
+
+fn models_stamp(dir: &Path, config: &Config) -> Vec<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = |path: PathBuf| -> FileStamp {
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.ino(), m.len(), m.modified().ok()?))
+    };
     config
         .engine
         .outcomes
         .iter()
-        .map(|o| {
-            std::fs::metadata(crate::model_files::artifact_path(dir, &o.name))
-                .and_then(|m| m.modified())
-                .ok()
+        .flat_map(|o| {
+            [
+                stamp(crate::model_files::artifact_path(dir, &o.name)),
+                stamp(crate::model_files::challenger_path(dir, &o.name)),
+            ]
         })
         .collect()
 }
@@ -237,6 +248,13 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
         models_loaded: true,
         admin_token: config.file.http.admin_token.clone(),
         access: access_tx,
+        models: handle.clone(),
+        outcomes: config
+            .engine
+            .outcomes
+            .iter()
+            .map(|o| o.name.clone())
+            .collect(),
     });
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(listen))
@@ -315,6 +333,16 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
         let reload = |why: &str| match reload_models(&models_dir, &reload_config.engine) {
             Ok(m) => {
                 metrics.model_reload(true);
+                let previous = handle.current();
+                for i in m.promoted_since(&previous) {
+                    metrics.model_promoted(i);
+                    tracing::info!(
+                        outcome = %reload_config.engine.outcomes[i].name,
+                        champion = m.get(i).map_or("", |c| c.version.as_str()),
+                        challenger = m.challenger(i).map_or("", |c| c.version.as_str()),
+                        "challenger promoted: it serves from the next event"
+                    );
+                }
                 handle.swap(m);
                 tracing::info!(reason = why, "models reloaded");
             }

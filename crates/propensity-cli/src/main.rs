@@ -20,6 +20,7 @@ mod kafka_bench;
 mod kafka_commands;
 mod logging;
 mod model_files;
+mod model_roles;
 mod offline;
 mod progress;
 mod report;
@@ -236,6 +237,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         export: Option<PathBuf>,
     },
+    /// Champion and challenger models: their status side by side, or the
+    /// promotion of a challenger.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// Create the Kafka topics (compacted where needed), or describe them.
     Topics {
         #[command(subcommand)]
@@ -297,6 +304,38 @@ enum Command {
     CheckConfig {
         /// The file to check (default: --config, else the embedded default).
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Per outcome: the champion (`<dir>/<outcome>.json`) and the challenger
+    /// (`<dir>/challengers/<outcome>.json`) side by side, with their holdout
+    /// AUC from training and, with --instance, their online evaluation on a
+    /// running instance.
+    Status {
+        /// Models directory (default: `models.dir` of the configuration).
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+        /// A running instance's HTTP address (`host:port` of `http.listen`):
+        /// adds its live figures, read from the admin API with
+        /// `http.admin_token`.
+        #[arg(long, value_name = "HOST:PORT")]
+        instance: Option<String>,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the challenger of OUTCOME its champion: the two files are
+    /// exchanged atomically (the old champion becomes the challenger, so
+    /// promoting again rolls back); running instances pick it up with their
+    /// hot reload (`models.watch_interval_secs`, or SIGHUP).
+    Promote {
+        /// The outcome.
+        outcome: String,
+        /// Models directory (default: `models.dir` of the configuration).
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
     },
 }
 
@@ -365,6 +404,48 @@ fn run(cli: Cli) -> Result<()> {
             let config = load_config(cli.config.as_deref())?;
             logging::init(&config, verbosity)?;
             tail::run(&config, &args, &mut out)?;
+        }
+        Command::Models {
+            action:
+                ModelsAction::Status {
+                    models,
+                    instance,
+                    json,
+                },
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            let dir = models.unwrap_or_else(|| config.file.models.dir.clone());
+            let live = match &instance {
+                Some(addr) => Some(model_roles::fetch_live(
+                    addr,
+                    &config.file.http.admin_token,
+                )?),
+                None => None,
+            };
+            let status = model_roles::status(&config, &dir, live.as_ref())?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+            } else {
+                model_roles::print_status(&status, &mut out)?;
+            }
+        }
+        Command::Models {
+            action: ModelsAction::Promote { outcome, models },
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            logging::init(&config, verbosity)?;
+            if config.engine.outcome_index(&outcome).is_none() {
+                anyhow::bail!(
+                    "outcome `{outcome}` is not declared in the configuration ([[outcomes]])"
+                );
+            }
+            let dir = models.unwrap_or_else(|| config.file.models.dir.clone());
+            let (champion, challenger) = model_files::promote(&dir, &outcome)?;
+            tracing::info!(%outcome, %champion, %challenger, "challenger promoted");
+            writeln!(
+                out,
+                "{outcome}: {champion} is now the champion, {challenger} the challenger (running instances switch at their next model reload)"
+            )?;
         }
         Command::Topics {
             action: TopicsAction::Describe { json },

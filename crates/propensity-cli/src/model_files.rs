@@ -15,6 +15,12 @@
 //! model: it is not scored and its action maps never fire, and loading
 //! says so with the reason. Without an artifact or a marker, loading still
 //! fails, naming the file it expected: a missing model is never silent.
+//!
+//! A challenger of an outcome is `<dir>/challengers/<outcome>.json`
+//! (optional, of the same training run's vocabulary): scored in shadow
+//! beside the champion, hot-reloaded with it, and promoted by exchanging
+//! the two files in one `renameat2(RENAME_EXCHANGE)` ([`promote`]), so a
+//! reload sees either the old pair or the swapped pair, never a mix.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +46,11 @@ pub fn artifact_path(dir: &Path, outcome: &str) -> PathBuf {
     dir.join(format!("{outcome}.json"))
 }
 
+/// The challenger artifact path of an outcome.
+pub fn challenger_path(dir: &Path, outcome: &str) -> PathBuf {
+    dir.join("challengers").join(format!("{outcome}.json"))
+}
+
 /// The skip-marker path of an outcome.
 pub fn skip_marker_path(dir: &Path, outcome: &str) -> PathBuf {
     dir.join(format!("{outcome}.skipped.json"))
@@ -62,7 +73,7 @@ pub struct SkipMarker {
 pub fn load_models(dir: &Path, config: &Config) -> Result<ServedModels> {
     let found = read_artifacts(dir, &config.engine)?;
     warn_unscored(&found.skipped);
-    serve(config, found.artifacts)
+    serve_with_challengers(config, found)
 }
 
 /// Loads one artifact per configured outcome for an engine already
@@ -71,7 +82,11 @@ pub fn load_models(dir: &Path, config: &Config) -> Result<ServedModels> {
 pub fn reload_models(dir: &Path, running: &EngineConfig) -> Result<Arc<ModelSet>> {
     let found = read_artifacts(dir, running)?;
     warn_unscored(&found.skipped);
-    Ok(ModelSet::from_artifacts(running, found.artifacts)?)
+    Ok(ModelSet::with_challengers(
+        running,
+        found.artifacts,
+        found.challengers,
+    )?)
 }
 
 fn warn_unscored(skipped: &[SkipMarker]) {
@@ -135,19 +150,45 @@ pub fn serve(config: &Config, artifacts: Vec<(String, ModelArtifact)>) -> Result
     Ok(ServedModels { config, models })
 }
 
+/// [`serve`] with challengers: `load_models` for a directory that has
+/// some. A challenger of another training run is refused (its features
+/// would be computed with another vocabulary), naming its file.
+fn serve_with_challengers(config: &Config, found: FoundModels) -> Result<ServedModels> {
+    if found.challengers.is_empty() {
+        return serve(config, found.artifacts);
+    }
+    let served = serve(config, found.artifacts.clone())?;
+    let models =
+        ModelSet::with_challengers(&served.config.engine, found.artifacts, found.challengers)?;
+    Ok(ServedModels {
+        config: served.config,
+        models,
+    })
+}
+
 /// The artifacts of a model directory, and the configured outcomes that
 /// have a skip marker instead.
 struct FoundModels {
     artifacts: Vec<(String, ModelArtifact)>,
+    /// The challengers present (`challengers/<outcome>.json`).
+    challengers: Vec<(String, ModelArtifact)>,
     skipped: Vec<SkipMarker>,
 }
 
 fn read_artifacts(dir: &Path, config: &EngineConfig) -> Result<FoundModels> {
     let mut found = FoundModels {
         artifacts: Vec::new(),
+        challengers: Vec::new(),
         skipped: Vec::new(),
     };
     for outcome in &config.outcomes {
+        let challenger = challenger_path(dir, &outcome.name);
+        if challenger.exists() {
+            let artifact = read_artifact(&challenger, &outcome.name)?;
+            found
+                .challengers
+                .push((challenger.display().to_string(), artifact));
+        }
         let path = artifact_path(dir, &outcome.name);
         if path.exists() {
             let artifact = read_artifact(&path, &outcome.name)?;
@@ -191,7 +232,8 @@ fn read_artifacts(dir: &Path, config: &EngineConfig) -> Result<FoundModels> {
     Ok(found)
 }
 
-fn read_artifact(path: &Path, outcome: &str) -> Result<ModelArtifact> {
+/// Reads and parses one artifact (not validated against a config).
+pub fn read_artifact(path: &Path, outcome: &str) -> Result<ModelArtifact> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read model file {}", path.display()))?;
     Ok(serde_json::from_str(&text).map_err(|e| EngineError::Model {
@@ -226,4 +268,62 @@ fn write_atomically(dir: &Path, path: &Path, text: &str) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// Promotes the challenger of `outcome` in `dir`: the champion and
+/// challenger files are exchanged in one atomic `renameat2` with
+/// `RENAME_EXCHANGE`, so every reader (a running instance's hot reload, on
+/// this or another host sharing the directory) sees the old pair or the
+/// new one. The old champion becomes the challenger: promoting again rolls
+/// back. Both files are read and must belong to `outcome` before anything
+/// moves. Returns (new champion, new challenger) versions.
+pub fn promote(dir: &Path, outcome: &str) -> Result<(String, String)> {
+    let champion = artifact_path(dir, outcome);
+    let challenger = challenger_path(dir, outcome);
+    if !challenger.exists() {
+        bail!(
+            "no challenger for `{outcome}`: {} does not exist",
+            challenger.display()
+        );
+    }
+    if !champion.exists() {
+        bail!(
+            "no champion for `{outcome}`: {} does not exist",
+            champion.display()
+        );
+    }
+    let old_champion = read_artifact(&champion, outcome)?;
+    let old_challenger = read_artifact(&challenger, outcome)?;
+    for (path, artifact) in [(&champion, &old_champion), (&challenger, &old_challenger)] {
+        if artifact.outcome != outcome {
+            bail!(
+                "{}: field `outcome` is `{}`, expected `{outcome}`",
+                path.display(),
+                artifact.outcome
+            );
+        }
+    }
+    if old_champion.vocabulary != old_challenger.vocabulary {
+        bail!(
+            "{} and {} come from different training runs (field `vocabulary` differs): a running engine would refuse the promoted model; train the challenger with the champion's run",
+            challenger.display(),
+            champion.display()
+        );
+    }
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &champion,
+        rustix::fs::CWD,
+        &challenger,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| {
+        format!(
+            "cannot exchange {} and {} atomically (renameat2 RENAME_EXCHANGE; the filesystem must support it)",
+            champion.display(),
+            challenger.display()
+        )
+    })?;
+    Ok((old_challenger.model_version, old_champion.model_version))
 }

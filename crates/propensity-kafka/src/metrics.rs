@@ -15,7 +15,9 @@ use prometheus::{
 use propensity_engine::drift::DriftPsi;
 use propensity_engine::online_eval::OnlineEvaluation;
 use propensity_engine::wire::{DecisionKind, FeedbackStatus};
-use propensity_engine::{DeadLetterReason, DropReason, EngineConfig, EngineCounters, ModelSet};
+use propensity_engine::{
+    DeadLetterReason, DropReason, EngineConfig, EngineCounters, ModelRole, ModelSet,
+};
 
 use crate::status::RuntimeStatus;
 
@@ -56,6 +58,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "propensity_buffered_events",
     "propensity_model_info",
     "propensity_model_reloads_total",
+    "propensity_model_promotions_total",
     "propensity_score_psi",
     "propensity_feature_psi",
     "propensity_drift_window_events",
@@ -126,6 +129,7 @@ pub struct PipelineMetrics {
     active_sessions: IntGauge,
     buffered: IntGauge,
     model_info: IntGaugeVec,
+    model_promotions: IntCounterVec,
     model_reloads: IntCounterVec,
     /// Drift over `kafka.drift_window_secs`, per outcome (and feature).
     score_psi: GaugeVec,
@@ -419,8 +423,14 @@ impl PipelineMetrics {
             model_info: gauge_vec(
                 &r,
                 "propensity_model_info",
-                "Loaded model version per outcome (always 1).",
-                &["outcome", "version"],
+                "Loaded model version per outcome and role (champion, or challenger scored in shadow; always 1).",
+                &["outcome", "version", "role"],
+            )?,
+            model_promotions: counter_vec(
+                &r,
+                "propensity_model_promotions_total",
+                "Challenger promotions this instance picked up with a model reload (the outcome's champion and challenger exchanged), per outcome.",
+                &["outcome"],
             )?,
             model_reloads: counter_vec(
                 &r,
@@ -449,8 +459,8 @@ impl PipelineMetrics {
             online_auc: float_gauge_vec(
                 &r,
                 "propensity_online_auc",
-                "AUC of the outcome's model over the sessions resolved in the committed work of kafka.online_eval_window_secs: each session's last score before the outcome (positive) or its end (negative). Absent below kafka.online_eval_min_sessions or without both classes.",
-                &["outcome"],
+                "AUC of the outcome's model over the sessions resolved in the committed work of kafka.online_eval_window_secs: each session's last score before the outcome (positive) or its end (negative). Per role: the champion's, and the challenger's scored in shadow. Absent below kafka.online_eval_min_sessions or without both classes.",
+                &["outcome", "role"],
             )?,
             online_auc_floor: {
                 let g = prometheus::Gauge::new(
@@ -463,26 +473,26 @@ impl PipelineMetrics {
             online_log_loss: float_gauge_vec(
                 &r,
                 "propensity_online_log_loss",
-                "Mean log loss of the outcome's model over the resolved sessions of the online-evaluation window.",
-                &["outcome"],
+                "Mean log loss of the outcome's model (per role) over the resolved sessions of the online-evaluation window.",
+                &["outcome", "role"],
             )?,
             online_brier: float_gauge_vec(
                 &r,
                 "propensity_online_brier",
-                "Mean Brier score of the outcome's model over the resolved sessions of the online-evaluation window.",
-                &["outcome"],
+                "Mean Brier score of the outcome's model (per role) over the resolved sessions of the online-evaluation window.",
+                &["outcome", "role"],
             )?,
             online_sessions: gauge_vec(
                 &r,
                 "propensity_online_sessions",
-                "Sessions resolved in the online-evaluation window, per outcome and result (achieved or not).",
-                &["outcome", "result"],
+                "Sessions resolved in the online-evaluation window, per outcome, role and result (achieved or not).",
+                &["outcome", "role", "result"],
             )?,
             online_calibration: float_gauge_vec(
                 &r,
                 "propensity_online_calibration",
-                "Calibration of the outcome's model by decile of probability over the online-evaluation window: the mean predicted probability and the observed rate of its resolved sessions.",
-                &["outcome", "decile", "kind"],
+                "Calibration of the outcome's model by decile of probability over the online-evaluation window: the mean predicted probability and the observed rate of its resolved sessions (per role).",
+                &["outcome", "role", "decile", "kind"],
             )?,
             feature_names: config.features.names().to_vec(),
             outcomes: config.outcomes.iter().map(|o| o.name.clone()).collect(),
@@ -495,6 +505,9 @@ impl PipelineMetrics {
             registry: r,
         };
         // Pre-create labelled series so dashboards show zeros, not gaps.
+        for outcome in &m.outcomes {
+            m.model_promotions.with_label_values(&[outcome]);
+        }
         for reason in DropReason::ALL {
             m.dropped.with_label_values(&[reason.code()]);
         }
@@ -572,14 +585,16 @@ impl PipelineMetrics {
     /// order): an outcome without them (too few resolved sessions) has its
     /// series removed, so an alert never reads a stale value.
     pub fn publish_online_eval(&self, figures: &[Option<OnlineEvaluation>]) {
-        for (i, name) in self.outcomes.iter().enumerate() {
-            let name = name.as_str();
-            let f = figures.get(i).and_then(Option::as_ref);
+        let n = self.outcomes.len();
+        for (slot, f) in figures.iter().enumerate().take(2 * n) {
+            let name = self.outcomes[slot % n].as_str();
+            let role = ModelRole::ALL[slot / n].as_str();
+            let f = f.as_ref();
             let auc = f.and_then(|f| f.auc);
             match auc {
-                Some(a) => self.online_auc.with_label_values(&[name]).set(a),
+                Some(a) => self.online_auc.with_label_values(&[name, role]).set(a),
                 None => {
-                    let _ = self.online_auc.remove_label_values(&[name]);
+                    let _ = self.online_auc.remove_label_values(&[name, role]);
                 }
             }
             for decile in 0..10u8 {
@@ -589,7 +604,7 @@ impl PipelineMetrics {
                     ("predicted", bin.map(|b| b.mean_predicted)),
                     ("observed", bin.map(|b| b.observed_rate)),
                 ] {
-                    let labels = [name, d.as_str(), kind];
+                    let labels = [name, role, d.as_str(), kind];
                     match value {
                         Some(v) => self.online_calibration.with_label_values(&labels).set(v),
                         None => {
@@ -601,23 +616,27 @@ impl PipelineMetrics {
             match f {
                 Some(f) => {
                     self.online_log_loss
-                        .with_label_values(&[name])
+                        .with_label_values(&[name, role])
                         .set(f.log_loss);
-                    self.online_brier.with_label_values(&[name]).set(f.brier);
+                    self.online_brier
+                        .with_label_values(&[name, role])
+                        .set(f.brier);
                     let achieved = i64::try_from(f.positives).unwrap_or(i64::MAX);
                     let total = i64::try_from(f.sessions).unwrap_or(i64::MAX);
                     self.online_sessions
-                        .with_label_values(&[name, "achieved"])
+                        .with_label_values(&[name, role, "achieved"])
                         .set(achieved);
                     self.online_sessions
-                        .with_label_values(&[name, "not_achieved"])
+                        .with_label_values(&[name, role, "not_achieved"])
                         .set(total - achieved);
                 }
                 None => {
-                    let _ = self.online_log_loss.remove_label_values(&[name]);
-                    let _ = self.online_brier.remove_label_values(&[name]);
+                    let _ = self.online_log_loss.remove_label_values(&[name, role]);
+                    let _ = self.online_brier.remove_label_values(&[name, role]);
                     for result in ["achieved", "not_achieved"] {
-                        let _ = self.online_sessions.remove_label_values(&[name, result]);
+                        let _ = self
+                            .online_sessions
+                            .remove_label_values(&[name, role, result]);
                     }
                 }
             }
@@ -631,15 +650,24 @@ impl PipelineMetrics {
             .inc();
     }
 
-    /// Sets the model-version info series.
+    /// Sets the model-version info series (champions and challengers).
     pub fn set_models(&self, models: &ModelSet) {
         self.model_info.reset();
-        for (name, version) in self.outcomes.iter().zip(models.versions()) {
-            if let Some(v) = version {
-                self.model_info
-                    .with_label_values(&[name.as_str(), v])
-                    .set(1);
+        for (i, name) in self.outcomes.iter().enumerate() {
+            for role in ModelRole::ALL {
+                if let Some(m) = models.in_role(i, role) {
+                    self.model_info
+                        .with_label_values(&[name.as_str(), m.version.as_str(), role.as_str()])
+                        .set(1);
+                }
             }
+        }
+    }
+
+    /// Counts a promotion of outcome `idx`'s challenger.
+    pub fn model_promoted(&self, idx: usize) {
+        if let Some(name) = self.outcomes.get(idx) {
+            self.model_promotions.with_label_values(&[name]).inc();
         }
     }
 

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use propensity_engine::online_eval::OnlineEvaluation;
 use propensity_engine::EngineCounters;
 
 /// What the pipeline reports about itself.
@@ -44,6 +45,10 @@ pub struct RuntimeStatus {
     /// Partitions with lag that have committed nothing for longer than
     /// `kafka.stall_timeout_secs`.
     pub stalled_partitions: Mutex<Vec<i32>>,
+    /// The online evaluation last published per outcome and role (the
+    /// champions' slots, then the challengers', as
+    /// `Engine::online_eval`), for the admin API's model status.
+    pub online_evaluation: Mutex<Vec<Option<OnlineEvaluation>>>,
     /// Last error, for readiness output.
     pub last_error: Mutex<Option<String>>,
 }

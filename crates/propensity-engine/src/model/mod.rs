@@ -638,6 +638,21 @@ impl ModelSet {
             .collect()
     }
 
+    /// The outcomes whose challenger in `previous` is the champion here
+    /// (a promotion, seen by a reload): the outcome's champion version is
+    /// `previous`'s challenger version.
+    pub fn promoted_since(&self, previous: &ModelSet) -> Vec<usize> {
+        (0..self.outcomes())
+            .filter(|&i| match (self.get(i), previous.challenger(i)) {
+                (Some(now), Some(was)) => {
+                    now.version == was.version
+                        && previous.get(i).is_none_or(|old| old.version != now.version)
+                }
+                _ => false,
+            })
+            .collect()
+    }
+
     /// Whether any outcome has a challenger.
     pub fn has_challengers(&self) -> bool {
         !self.challengers.is_empty()

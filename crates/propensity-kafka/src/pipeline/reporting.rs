@@ -144,6 +144,9 @@ impl Core {
             .map(|c| c.summary().filter(|s| s.sessions >= min.max(1)))
             .collect();
         self.opts.metrics.publish_online_eval(&online);
+        if let Ok(mut shown) = self.opts.status.online_evaluation.lock() {
+            *shown = online;
+        }
     }
 
     /// The engine counters as of each shard's last commit, plus retired
