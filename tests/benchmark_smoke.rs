@@ -52,6 +52,15 @@ fn engine_bench_reports_every_stage() {
     positive(&r, "engine_events_per_sec");
     positive(&r, "parse_only_events_per_sec");
     positive(&r, "memory_bytes_per_visitor");
+    // Shadow scoring: both rates of the same rounds and their ratio.
+    for key in [
+        "single_events_per_sec",
+        "with_challengers_events_per_sec",
+        "ratio",
+        "ratio_scores_published",
+    ] {
+        positive(&r["challengers"], key);
+    }
     let stages: Vec<&str> = r["stages"]
         .as_array()
         .expect("stages")

@@ -31,7 +31,9 @@ use anyhow::{Context, Result};
 use propensity_engine::partitioning::partition_of_u32;
 use propensity_engine::replay::{merge_order, OrderedRecord, RecordKind};
 use propensity_engine::wire::decode_event;
-use propensity_engine::{DeadLetter, Engine, EngineConfig, EngineSink, ModelSet, Offer, Origin};
+use propensity_engine::{
+    DeadLetter, Engine, EngineConfig, EngineSink, ModelSet, Offer, Origin, OutcomeScore,
+};
 use propensity_simulator::{generate, GeneratedTraffic, SimulationParams};
 use serde::Serialize;
 
@@ -82,6 +84,28 @@ pub struct BenchResult {
     /// Median cost of each stage of the engine, in pipeline order; their
     /// sum is the median engine cost per event up to noise.
     pub stages: Vec<StageCost>,
+    /// The engine with one challenger per outcome against the engine with
+    /// the champions alone, in the same rounds.
+    pub challengers: ChallengerCost,
+}
+
+/// The cost of one challenger per outcome (shadow scoring): the full
+/// engine (`emit`) with and without challengers, alternating in each
+/// round, without and with the scores published (encoded).
+#[derive(Debug, Serialize)]
+pub struct ChallengerCost {
+    /// Median rate with the champions alone, scores not published.
+    pub single_events_per_sec: f64,
+    /// Median rate with a challenger per outcome, scores not published.
+    pub with_challengers_events_per_sec: f64,
+    /// Median of the per-round ratios with / without challengers.
+    pub ratio: f64,
+    /// The same with every score encoded (the challengers double them).
+    pub single_scores_published_events_per_sec: f64,
+    /// With challengers, every score encoded.
+    pub with_challengers_scores_published_events_per_sec: f64,
+    /// Median of the per-round ratios, scores published.
+    pub ratio_scores_published: f64,
 }
 
 /// One stage's median cost per event.
@@ -137,11 +161,13 @@ impl Stage {
     }
 }
 
-/// A sink that encodes offers like a real adapter, into a reused buffer.
+/// A sink that encodes offers like a real adapter, into a reused buffer;
+/// and the scores too when `scores` is set (`kafka.scores_topic`).
 #[derive(Default)]
 struct EncodingSink {
     buf: Vec<u8>,
     offers: u64,
+    scores: bool,
 }
 
 impl EngineSink for EncodingSink {
@@ -150,6 +176,14 @@ impl EngineSink for EncodingSink {
         if serde_json::to_writer(&mut self.buf, &offer).is_ok() {
             self.offers += 1;
         }
+        black_box(&self.buf);
+    }
+    fn wants_scores(&self) -> bool {
+        self.scores
+    }
+    fn score(&mut self, score: &OutcomeScore<'_>) {
+        self.buf.clear();
+        let _ = serde_json::to_writer(&mut self.buf, score);
         black_box(&self.buf);
     }
     fn dead_letter(&mut self, dead_letter: DeadLetter<'_>) {
@@ -290,6 +324,21 @@ pub fn run_bench(
         Arc::new(c)
     };
     let no_models = ModelSet::empty(config.engine.outcomes.len());
+    // One challenger per outcome: a copy of its champion under another
+    // version, which costs what any challenger costs (the dot product runs
+    // over the same non-zero features whatever the weights).
+    let shadowed = models.shadowed_by(
+        (0..config.engine.outcomes.len())
+            .map(|i| {
+                models.get(i).cloned().map(|mut m| {
+                    m.version.push_str("-challenger");
+                    m
+                })
+            })
+            .collect(),
+    );
+    // Rates per round: [alone, with challengers] × [scores off, on].
+    let mut challenger_rates: [Vec<f64>; 4] = Default::default();
 
     let (mut engine_rates, mut parse_rates) = (Vec::new(), Vec::new());
     // Per stage, every round's marginal cost in ns per event line.
@@ -334,6 +383,22 @@ pub fn run_bench(
         );
         parse_rates.push(events.len() as f64 / parse_secs);
         engine_rates.push(events.len() as f64 / engine_secs);
+        for (k, (set, scores)) in [
+            (models, false),
+            (&shadowed, false),
+            (models, true),
+            (&shadowed, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut sink = EncodingSink {
+                scores,
+                ..EncodingSink::default()
+            };
+            let secs = run_engine(&config.engine, set, &traffic_ref, &mut sink);
+            challenger_rates[k].push(events.len() as f64 / secs);
+        }
         engine_ns.push(cumulative[Stage::ALL.len() - 1]);
         writeln!(
             log,
@@ -358,6 +423,19 @@ pub fn run_bench(
         .collect();
     let engine_rate = median(&engine_rates);
     let parse_rate = median(&parse_rates);
+    let ratio_of = |with: &[f64], alone: &[f64]| {
+        let per_round: Vec<f64> = with.iter().zip(alone).map(|(w, a)| w / a).collect();
+        (median(&per_round) * 1000.0).round() / 1000.0
+    };
+    let [alone, shadow, alone_scores, shadow_scores] = &challenger_rates;
+    let challengers = ChallengerCost {
+        single_events_per_sec: median(alone).round(),
+        with_challengers_events_per_sec: median(shadow).round(),
+        ratio: ratio_of(shadow, alone),
+        single_scores_published_events_per_sec: median(alone_scores).round(),
+        with_challengers_scores_published_events_per_sec: median(shadow_scores).round(),
+        ratio_scores_published: ratio_of(shadow_scores, alone_scores),
+    };
 
     let (mem_mib, per_visitor) = if opts.memory_visitors > 0 {
         writeln!(log, "holding {} concurrent visitors…", opts.memory_visitors)?;
@@ -380,6 +458,7 @@ pub fn run_bench(
         memory_rss_mib: (mem_mib * 10.0).round() / 10.0,
         memory_bytes_per_visitor: per_visitor.round(),
         stages,
+        challengers,
     })
 }
 

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use propensity_engine::replay::{merge_order, RecordKind};
@@ -95,30 +95,6 @@ pub struct RunOptions {
     pub instance_id: String,
     /// Write the engine summary here on exit.
     pub summary_json: Option<PathBuf>,
-}
-
-/// What tells a changed model file: per outcome, the champion's and the
-/// challenger's inode, size and modification time (a promotion exchanges
-/// two files whose times may be equal; their inodes differ).
-type FileStamp = Option<(u64, u64, SystemTime)>;
-
-fn models_stamp(dir: &Path, config: &Config) -> Vec<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let stamp = |path: PathBuf| -> FileStamp {
-        let m = std::fs::metadata(path).ok()?;
-        Some((m.ino(), m.len(), m.modified().ok()?))
-    };
-    config
-        .engine
-        .outcomes
-        .iter()
-        .flat_map(|o| {
-            [
-                stamp(crate::model_files::artifact_path(dir, &o.name)),
-                stamp(crate::model_files::challenger_path(dir, &o.name)),
-            ]
-        })
-        .collect()
 }
 
 /// The signals `run` handles, registered before anything waits on the
@@ -328,7 +304,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
             mut int,
             mut hup,
         } = signals;
-        let mut stamp = models_stamp(&models_dir, &reload_config);
+        let mut stamp = crate::model_files::files_stamp(&models_dir, &reload_config.engine);
         let mut tick = tokio::time::interval(Duration::from_secs_f64(if watch > 0.0 { watch } else { 3600.0 }));
         let reload = |why: &str| match reload_models(&models_dir, &reload_config.engine) {
             Ok(m) => {
@@ -357,9 +333,9 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<()> {
                 _ = int.recv() => break false,
                 _ = stop.cancelled() => break false,
                 _ = &mut done_rx => break true,
-                _ = hup.recv() => { reload("SIGHUP"); stamp = models_stamp(&models_dir, &reload_config); }
+                _ = hup.recv() => { reload("SIGHUP"); stamp = crate::model_files::files_stamp(&models_dir, &reload_config.engine); }
                 _ = tick.tick(), if watch > 0.0 => {
-                    let now = models_stamp(&models_dir, &reload_config);
+                    let now = crate::model_files::files_stamp(&models_dir, &reload_config.engine);
                     if now != stamp {
                         stamp = now;
                         reload("model files changed");

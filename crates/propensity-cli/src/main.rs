@@ -769,6 +769,17 @@ fn run(cli: Cli) -> Result<()> {
                     s.share * 100.0
                 )?;
             }
+            let c = &r.challengers;
+            writeln!(
+                out,
+                "one challenger per outcome: {:.0} vs {:.0} events/s single-model, ratio {:.3}; with scores published: {:.0} vs {:.0}, ratio {:.3}",
+                c.with_challengers_events_per_sec,
+                c.single_events_per_sec,
+                c.ratio,
+                c.with_challengers_scores_published_events_per_sec,
+                c.single_scores_published_events_per_sec,
+                c.ratio_scores_published
+            )?;
             if r.memory_visitors > 0 {
                 writeln!(
                     out,

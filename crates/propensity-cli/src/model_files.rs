@@ -24,6 +24,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use propensity_engine::{EngineConfig, EngineError, ModelArtifact, ModelSet};
@@ -175,7 +176,52 @@ struct FoundModels {
     skipped: Vec<SkipMarker>,
 }
 
+/// What tells a changed model file: per outcome, the champion's and the
+/// challenger's inode, size and modification time (a promotion exchanges
+/// two files whose times may be equal; their inodes differ).
+pub type FileStamp = Option<(u64, u64, SystemTime)>;
+
+/// The [`FileStamp`]s of every model file of `config`'s outcomes in `dir`.
+pub fn files_stamp(dir: &Path, config: &EngineConfig) -> Vec<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = |path: PathBuf| -> FileStamp {
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.ino(), m.len(), m.modified().ok()?))
+    };
+    config
+        .outcomes
+        .iter()
+        .flat_map(|o| {
+            [
+                stamp(artifact_path(dir, &o.name)),
+                stamp(challenger_path(dir, &o.name)),
+            ]
+        })
+        .collect()
+}
+
+/// Reads the model files of `dir` as one consistent set: a promotion (or a
+/// deployment) that lands between the reads of two files would give a mix
+/// (the promoted model read as challenger and again as champion), so the
+/// files' stamps are compared before and after, and a set read while they
+/// moved is read again.
 fn read_artifacts(dir: &Path, config: &EngineConfig) -> Result<FoundModels> {
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let before = files_stamp(dir, config);
+        let found = read_artifacts_once(dir, config);
+        if files_stamp(dir, config) == before {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    bail!(
+        "the model files in {} kept changing while being read ({ATTEMPTS} attempts); try again when they are in place",
+        dir.display()
+    )
+}
+
+fn read_artifacts_once(dir: &Path, config: &EngineConfig) -> Result<FoundModels> {
     let mut found = FoundModels {
         artifacts: Vec::new(),
         challengers: Vec::new(),

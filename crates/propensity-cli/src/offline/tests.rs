@@ -616,3 +616,66 @@ fn vocabularies_are_learned_stored_and_kept_on_request() {
     );
     assert!(err.contains("purchase.json"), "{err}");
 }
+
+/// A challenger file is loaded beside its champion and scored in shadow;
+/// `promote` exchanges the two files (the old champion becomes the
+/// challenger, so promoting again rolls back), refuses an outcome without a
+/// challenger naming the file it looked for, and a challenger of another
+/// training run is refused at load naming its file.
+#[test]
+fn challengers_load_and_promotion_exchanges_the_files() {
+    use crate::model_files::{challenger_path, load_models, promote, reload_models};
+    let dir = tempfile::tempdir().unwrap();
+    let files = traffic_files(dir.path(), 0.0);
+    let config = config();
+    let models = dir.path().join("models");
+    train_with(&config, &files, &models, &TrainOptions::default()).unwrap();
+    let champion: propensity_engine::ModelArtifact =
+        serde_json::from_str(&std::fs::read_to_string(models.join("purchase.json")).unwrap())
+            .unwrap();
+    let err = promote(&models, "purchase").unwrap_err().to_string();
+    assert!(err.contains("challengers/purchase.json"), "{err}");
+
+    let mut challenger = champion.clone();
+    challenger.model_version = format!("{}-challenger", champion.model_version);
+    challenger.intercept += 0.5;
+    let path = challenger_path(&models, "purchase");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_string(&challenger).unwrap()).unwrap();
+    let served = load_models(&models, &config).unwrap();
+    let version = |m: Option<&propensity_engine::model::OutcomeModel>| m.map(|m| m.version.clone());
+    assert_eq!(
+        version(served.models.challenger(0)),
+        Some(challenger.model_version.clone())
+    );
+    assert_eq!(version(served.models.challenger(1)), None);
+
+    let (now_champion, now_challenger) = promote(&models, "purchase").unwrap();
+    assert_eq!(now_champion, challenger.model_version);
+    assert_eq!(now_challenger, champion.model_version);
+    let reloaded = reload_models(&models, &served.config.engine).unwrap();
+    assert_eq!(
+        version(reloaded.get(0)),
+        Some(challenger.model_version.clone())
+    );
+    assert_eq!(
+        version(reloaded.challenger(0)),
+        Some(champion.model_version.clone())
+    );
+    assert_eq!(reloaded.promoted_since(&served.models), vec![0]);
+    assert!(served.models.promoted_since(&served.models).is_empty());
+    promote(&models, "purchase").unwrap();
+    let back = reload_models(&models, &served.config.engine).unwrap();
+    assert_eq!(version(back.get(0)), Some(champion.model_version.clone()));
+
+    // A challenger of another run (another vocabulary) is refused.
+    let mut foreign = challenger.clone();
+    foreign.vocabulary.browser.push("netscape".into());
+    std::fs::write(&path, serde_json::to_string(&foreign).unwrap()).unwrap();
+    let err = format!(
+        "{:#}",
+        reload_models(&models, &served.config.engine).unwrap_err()
+    );
+    assert!(err.contains("challengers/purchase.json"), "{err}");
+    assert!(err.contains("vocabulary"), "{err}");
+}

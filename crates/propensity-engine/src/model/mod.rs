@@ -638,6 +638,16 @@ impl ModelSet {
             .collect()
     }
 
+    /// This set with `challengers` (one slot per outcome) beside its
+    /// champions, already validated (benchmarks and tests; files go through
+    /// [`ModelSet::with_challengers`]).
+    pub fn shadowed_by(&self, challengers: Vec<Option<OutcomeModel>>) -> Arc<Self> {
+        Arc::new(Self {
+            models: self.models.clone(),
+            challengers,
+        })
+    }
+
     /// The outcomes whose challenger in `previous` is the champion here
     /// (a promotion, seen by a reload): the outcome's champion version is
     /// `previous`'s challenger version.
