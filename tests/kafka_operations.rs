@@ -229,7 +229,7 @@ fn metrics_health_access_and_erasure() {
         12.0
     );
     assert!(
-        metrics.contains("propensity_model_info{outcome=\"purchase\",version="),
+        metrics.contains("propensity_model_info{outcome=\"purchase\",role=\"champion\",version="),
         "{metrics}"
     );
     assert!(
