@@ -38,6 +38,9 @@ pub enum EngineError {
     /// A state snapshot (changelog record) could not be decoded.
     #[error("state snapshot for a visitor is unreadable: {0}")]
     Snapshot(String),
+    /// An adaptive model's state (changelog record) could not be restored.
+    #[error("adaptive model state is unreadable: {0}")]
+    AdaptiveState(String),
 }
 
 impl EngineError {

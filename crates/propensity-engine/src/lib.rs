@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+pub mod adaptive;
 pub mod compact;
 pub mod config;
 pub mod control_group;

@@ -409,6 +409,12 @@ pub struct VisitorSnapshot {
     /// against (see `engine::peaks`); absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peaks: Vec<PeakSnapshot>,
+    /// The non-zero entries (`[index, value]`) of the vector of the
+    /// session's last score, which the adaptive model learns from when the
+    /// session resolves (see `engine::learning`); absent when no outcome
+    /// learns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learning_vector: Vec<(u32, f32)>,
 }
 
 /// A session's peak score of one outcome, as the changelog keeps it: the
@@ -505,6 +511,7 @@ impl VisitorEntry {
             prior_denial: since.map_or(PriorDenial::NoConsent, |(_, r)| r),
             contact: Vec::new(),
             peaks: Vec::new(),
+            learning_vector: Vec::new(),
         })
     }
 

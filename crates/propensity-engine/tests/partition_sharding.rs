@@ -88,6 +88,14 @@ fn config_with(partitions: i32, change: impl Fn(&mut EngineSettings)) -> Arc<Eng
         m.holdout_fraction = if i % 2 == 0 { 0.4 } else { 0.0 };
     }
     s.offers.holdout_period = propensity_engine::control_group::HoldoutPeriod::Day;
+    // Two outcomes learn online and serve: their scores, and so the
+    // offers, depend on every session each partition resolved before, so
+    // the properties below cover the learners' state too (per partition,
+    // whatever the grouping; restored from the changelog on a restart).
+    s.adaptive.outcomes = vec!["purchase".into(), "application_complete".into()];
+    s.adaptive.role = propensity_engine::ModelRole::Champion;
+    s.adaptive.prior_sessions = 2.0;
+    s.adaptive.alpha = 0.5;
     change(&mut s);
     let c = config_from(&s);
     Arc::new(
@@ -561,7 +569,8 @@ fn check_restart(case: &Case, cut: usize) -> Result<(), TestCaseError> {
                         .map(|v| (v.clone(), engine.snapshot(v)))
                         .collect();
                     let clock = engine.partition_clock(p as u32);
-                    (changelog, clock, outs.map_or(0, Vec::len))
+                    let learners = engine.learner_states(p as u32);
+                    (changelog, clock, learners, outs.map_or(0, Vec::len))
                 })
                 .collect();
             at_cut = Some(commit);
@@ -574,8 +583,11 @@ fn check_restart(case: &Case, cut: usize) -> Result<(), TestCaseError> {
         return Ok(());
     };
     let mut restarted = engines();
-    for (p, (changelog, clock, _)) in commit.iter().enumerate() {
+    for (p, (changelog, clock, learners, _)) in commit.iter().enumerate() {
         let engine = &mut restarted[p].0;
+        engine
+            .restore_learner_states(p as u32, learners)
+            .map_err(|e| TestCaseError::fail(format!("restore learners: {e}")))?;
         for (v, snapshot) in changelog {
             engine
                 .restore(v, snapshot.as_deref())
@@ -590,7 +602,7 @@ fn check_restart(case: &Case, cut: usize) -> Result<(), TestCaseError> {
         let (engine, sink) = &mut restarted[p as usize];
         feed(engine, sink, p, i, rec);
     }
-    for (p, (_, _, outputs_at_cut)) in commit.iter().enumerate() {
+    for (p, (_, _, _, outputs_at_cut)) in commit.iter().enumerate() {
         let key = p as i32;
         let before = running[p]
             .1

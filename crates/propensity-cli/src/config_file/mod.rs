@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use propensity_engine::config::{
-    ActionMapSettings, ConsentSettings, InputSettings, OfferSettings, OutcomeSettings,
-    SessionSettings,
+    ActionMapSettings, AdaptiveSettings, ConsentSettings, InputSettings, OfferSettings,
+    OutcomeSettings, SessionSettings,
 };
 use propensity_engine::features::{FeatureSettings, Vocabulary};
 use propensity_engine::{EngineConfig, EngineSettings};
@@ -149,6 +149,9 @@ pub struct ConfigFile {
     /// `[[action_maps]]`
     #[serde(default)]
     pub action_maps: Vec<ActionMapSettings>,
+    /// `[adaptive]`
+    #[serde(default)]
+    pub adaptive: AdaptiveSettings,
     /// `[models]`
     #[serde(default)]
     pub models: ModelsSettings,
@@ -346,6 +349,7 @@ fn validate(table: toml::Table) -> Result<(ConfigFile, EngineConfig), Problem> {
         outcomes: file.outcomes.clone(),
         offers: file.offers.clone(),
         action_maps: file.action_maps.clone(),
+        adaptive: file.adaptive.clone(),
     };
     let engine = EngineConfig::from_settings(&engine_settings)
         .and_then(|e| e.with_partitions(file.kafka.partitions))

@@ -132,6 +132,81 @@ pub struct EngineConfig {
     /// Action maps sorted by priority (descending), then name: the first
     /// map that fires on an event wins, which makes ties deterministic.
     pub action_maps: Vec<ActionMap>,
+    /// The adaptive model (`None`: no outcome learns).
+    pub adaptive: Option<AdaptiveConfig>,
+}
+
+/// [`AdaptiveSettings`], validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptiveConfig {
+    /// Per outcome (config order): whether it learns.
+    pub learns: Vec<bool>,
+    /// Its role.
+    pub role: crate::wire::ModelRole,
+    /// FTRL hyper-parameters and the warm start's weight.
+    pub alpha: f64,
+    /// See [`AdaptiveSettings::beta`].
+    pub beta: f64,
+    /// See [`AdaptiveSettings::l1`].
+    pub l1: f64,
+    /// See [`AdaptiveSettings::l2`].
+    pub l2: f64,
+    /// See [`AdaptiveSettings::prior_sessions`].
+    pub prior_sessions: f64,
+}
+
+impl AdaptiveConfig {
+    /// Whether outcome `i` learns in `role`.
+    pub fn learns_as(&self, i: usize, role: crate::wire::ModelRole) -> bool {
+        self.role == role && self.learns.get(i).copied().unwrap_or(false)
+    }
+}
+
+fn adaptive_config(
+    s: &AdaptiveSettings,
+    outcomes: &[Outcome],
+) -> Result<Option<AdaptiveConfig>, EngineError> {
+    if s.outcomes.is_empty() {
+        return Ok(None);
+    }
+    let mut learns = vec![false; outcomes.len()];
+    for (k, name) in s.outcomes.iter().enumerate() {
+        let Some(i) = outcomes.iter().position(|o| &o.name == name) else {
+            return Err(EngineError::config(
+                format!("adaptive.outcomes[{k}]"),
+                format!("`{name}` is not a configured outcome"),
+            ));
+        };
+        learns[i] = true;
+    }
+    for (key, v, positive) in [
+        ("adaptive.alpha", s.alpha, true),
+        ("adaptive.beta", s.beta, false),
+        ("adaptive.l1", s.l1, false),
+        ("adaptive.l2", s.l2, false),
+        ("adaptive.prior_sessions", s.prior_sessions, false),
+    ] {
+        if !v.is_finite() || v < 0.0 || (positive && v == 0.0) {
+            let what = if positive {
+                "positive"
+            } else {
+                "zero or positive"
+            };
+            return Err(EngineError::config(
+                key,
+                format!("must be a {what} number, got {v}"),
+            ));
+        }
+    }
+    Ok(Some(AdaptiveConfig {
+        learns,
+        role: s.role,
+        alpha: s.alpha,
+        beta: s.beta,
+        l1: s.l1,
+        l2: s.l2,
+        prior_sessions: s.prior_sessions,
+    }))
 }
 
 fn secs_to_ms(key: &str, secs: f64, allow_zero: bool) -> Result<i64, EngineError> {
@@ -245,6 +320,7 @@ impl EngineConfig {
         }
         action_maps.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
 
+        let adaptive = adaptive_config(&s.adaptive, &outcomes)?;
         Ok(Self {
             consent_mode: s.consent.mode,
             opt_out_purposes: PurposeSet::from_purposes(&s.consent.opt_out_default_purposes),
@@ -267,6 +343,7 @@ impl EngineConfig {
                 true,
             )?,
             action_maps,
+            adaptive,
             partitions: 1,
         })
     }

@@ -280,4 +280,46 @@ pub struct EngineSettings {
     /// `[[action_maps]]`
     #[serde(default)]
     pub action_maps: Vec<ActionMapSettings>,
+    /// `[adaptive]`
+    #[serde(default)]
+    pub adaptive: AdaptiveSettings,
+}
+
+/// `[adaptive]`: outcomes whose model also learns online, with
+/// FTRL-Proximal, from the sessions it resolves (see [`crate::adaptive`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveSettings {
+    /// The outcomes that learn (empty: none, the default).
+    pub outcomes: Vec<String>,
+    /// `challenger` (the adaptive model is scored in shadow beside the
+    /// static champion) or `champion` (it serves: its scores drive offers).
+    pub role: crate::wire::ModelRole,
+    /// FTRL's learning-rate scale: per feature, the rate is
+    /// `alpha / (beta + sqrt(n))`, `n` the sum of its squared gradients.
+    pub alpha: f64,
+    /// FTRL's learning-rate offset.
+    pub beta: f64,
+    /// L1 regularisation (drives weights to exactly 0).
+    pub l1: f64,
+    /// L2 regularisation.
+    pub l2: f64,
+    /// How many resolved sessions' worth of squared gradient the warm start
+    /// counts as already seen (`n` starts here): larger keeps the trained
+    /// weights longer, smaller lets the stream move them sooner.
+    pub prior_sessions: f64,
+}
+
+impl Default for AdaptiveSettings {
+    fn default() -> Self {
+        Self {
+            outcomes: Vec::new(),
+            role: crate::wire::ModelRole::Challenger,
+            alpha: 0.05,
+            beta: 1.0,
+            l1: 0.0,
+            l2: 0.0,
+            prior_sessions: 50.0,
+        }
+    }
 }

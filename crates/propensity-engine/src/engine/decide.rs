@@ -31,9 +31,10 @@
 //!   looked at this event, so a fall's offer sees the peak it fell from.
 
 use crate::compact::MaybeMs;
-use crate::config::{ActionMap, Trigger};
+use crate::config::{ActionMap, EngineConfig, Trigger};
 use crate::control_group::in_control_arm;
-use crate::model::OutcomeModel;
+use crate::features::FeatureScratch;
+use crate::model::{ModelSet, OutcomeModel};
 use crate::purpose::PurposeSet;
 use crate::stable_hash::stable_hash_parts;
 use crate::timestamp::format_rfc3339_ms;
@@ -43,6 +44,8 @@ use crate::wire::{
 };
 
 use super::feedback::suppressed;
+use super::learning::{ensure_learner, role_model};
+use super::partition::PartitionState;
 use super::peaks::Peak;
 use super::session::EventCtx;
 use super::EngineSink;
@@ -78,6 +81,22 @@ impl EventCtx<'_> {
                 |i| session.achieved & (1 << i) != 0,
                 &mut scratch.probabilities,
             );
+            // An adaptive champion replaces the loaded model's score.
+            if cfg
+                .adaptive
+                .as_ref()
+                .is_some_and(|a| a.role == ModelRole::Champion)
+            {
+                score_learners(
+                    cfg,
+                    self.models,
+                    self.part,
+                    session,
+                    ModelRole::Champion,
+                    &scratch.features,
+                    &mut scratch.probabilities,
+                );
+            }
             let wants_examples = sink.wants_examples();
             let wants_scores = sink.wants_scores();
             let mut event_time = None;
@@ -88,7 +107,8 @@ impl EventCtx<'_> {
                 if wants_examples {
                     sink.example(session.serial, i, scratch.features.values());
                 }
-                let (Some(model), Some(p)) = (self.models.get(i), scratch.probabilities[i]) else {
+                let model = role_model(cfg, self.models, self.part, i, ModelRole::Champion);
+                let (Some(model), Some(p)) = (model, scratch.probabilities[i]) else {
                     continue;
                 };
                 self.counters.scores += 1;
@@ -120,7 +140,7 @@ impl EventCtx<'_> {
                     });
                 }
             }
-            if self.models.has_challengers() {
+            if has_challengers(cfg, self.models) {
                 self.score_challengers(session, event, event_time, sink);
             }
         }
@@ -146,14 +166,29 @@ impl EventCtx<'_> {
             |i| session.achieved & (1 << i) != 0,
             &mut scratch.challenger_probabilities,
         );
+        if self.config.adaptive.is_some() {
+            score_learners(
+                self.config,
+                self.models,
+                self.part,
+                session,
+                ModelRole::Challenger,
+                &scratch.features,
+                &mut scratch.challenger_probabilities,
+            );
+        }
         if !sink.wants_scores() {
             return;
         }
         for (i, outcome) in self.config.outcomes.iter().enumerate() {
-            let (Some(model), Some(p)) = (
-                self.models.challenger(i),
-                scratch.challenger_probabilities[i],
-            ) else {
+            let model = role_model(
+                self.config,
+                self.models,
+                self.part,
+                i,
+                ModelRole::Challenger,
+            );
+            let (Some(model), Some(p)) = (model, scratch.challenger_probabilities[i]) else {
                 continue;
             };
             let time = event_time.get_or_insert_with(|| format_rfc3339_ms(event.time.epoch_ms));
@@ -199,7 +234,13 @@ impl EventCtx<'_> {
                 continue;
             };
             let prev = session.last_probability[map.outcome];
-            let Some(model) = self.models.get(map.outcome) else {
+            let Some(model) = role_model(
+                cfg,
+                self.models,
+                self.part,
+                map.outcome,
+                ModelRole::Champion,
+            ) else {
                 continue;
             };
             if !fires(map, model, p, prev) || !conditions_hold(map, session) {
@@ -332,8 +373,12 @@ impl EventCtx<'_> {
                 session.last_probability[i] = *p as f32;
             }
         }
-        if self.models.has_challengers() {
+        if has_challengers(cfg, self.models) {
             remember_challenger_scores(session, &scratch.challenger_probabilities);
+        }
+        if cfg.adaptive.is_some() && scratch.probabilities.iter().any(Option::is_some) {
+            self.vectors
+                .observe(visitor, session.serial, &scratch.features);
         }
     }
 }
@@ -496,6 +541,46 @@ fn remember_challenger_scores(session: &mut Session, challenger: &[Option<f64>])
     for (i, p) in challenger.iter().enumerate() {
         if let Some(p) = p {
             session.last_probability[n + i] = *p as f32;
+        }
+    }
+}
+
+/// Whether any outcome has a challenger: a loaded one or a learner.
+fn has_challengers(config: &EngineConfig, models: &ModelSet) -> bool {
+    models.has_challengers()
+        || config
+            .adaptive
+            .as_ref()
+            .is_some_and(|a| a.role == ModelRole::Challenger)
+}
+
+/// Scores the outcomes that learn in `role` with the partition's learners
+/// (warm-started on first use) into `out`, skipping achieved outcomes.
+fn score_learners(
+    config: &EngineConfig,
+    models: &ModelSet,
+    part: &mut PartitionState,
+    session: &Session,
+    role: ModelRole,
+    features: &FeatureScratch,
+    out: &mut [Option<f64>],
+) {
+    let Some(adaptive) = &config.adaptive else {
+        return;
+    };
+    for i in 0..config.outcomes.len() {
+        if !adaptive.learns_as(i, role)
+            || session.achieved & (1 << i) != 0
+            || !ensure_learner(config, models, part, i)
+        {
+            continue;
+        }
+        let learner = part.learners.get(i).and_then(Option::as_ref);
+        if let (Some(l), Some(slot)) = (learner, out.get_mut(i)) {
+            *slot = Some(
+                l.model()
+                    .probability_sparse(features.values(), features.nonzero()),
+            );
         }
     }
 }

@@ -27,6 +27,7 @@ use compact_str::CompactString;
 use crate::compact::MaybeMs;
 use crate::partitioning::partition_of_u32;
 
+use super::learning::teach_ended_session;
 use super::session::label_ended_session;
 use super::{holds_nothing, DropReason, Engine, EngineSink};
 
@@ -129,6 +130,11 @@ impl Engine {
         let limit = now - self.config.visitor_idle_ms;
         let ps = &mut self.parts[part];
         let mut again = Vec::new();
+        // Sessions ending here teach the learners after the sweep, in an
+        // order of their own (last event, then visitor): the queue's order
+        // among equal times depends on its history, which a restore does
+        // not reproduce, and learning is order-dependent.
+        let mut to_teach: Vec<(CompactString, crate::visitor::Session)> = Vec::new();
         while ps.idle_queue.peek().is_some_and(|i| i.time < limit) {
             let Some(item) = ps.idle_queue.pop() else {
                 break;
@@ -149,6 +155,9 @@ impl Engine {
                     self.counters.active_sessions -= u64::from(a.session.is_some());
                     if let Some(ended) = a.session.take() {
                         label_ended_session(&ended, &mut self.online);
+                        if self.config.adaptive.is_some() {
+                            to_teach.push((item.visitor.clone(), ended));
+                        }
                     }
                     self.peaks.forget(item.visitor.as_str());
                     a.last_offer_ms = MaybeMs::NONE;
@@ -170,6 +179,18 @@ impl Engine {
             }
         }
         ps.idle_queue.extend(again);
+        to_teach.sort_unstable_by(|a, b| (a.1.last_ms, &a.0).cmp(&(b.1.last_ms, &b.0)));
+        for (visitor, ended) in &to_teach {
+            teach_ended_session(
+                &self.config,
+                &self.models,
+                ps,
+                &self.vectors,
+                visitor.as_str(),
+                ended,
+            );
+            self.vectors.forget(visitor.as_str());
+        }
         for visitor in std::mem::take(&mut ps.idle_recheck) {
             if self
                 .visitors

@@ -171,6 +171,7 @@ impl Engine {
                 };
                 self.contact.remove(visitor);
                 self.peaks.forget(visitor);
+                self.vectors.forget(visitor);
                 self.counters.erasures += 1;
                 self.counters.consent_applied += 1;
                 sink.state_changed(visitor);
@@ -223,6 +224,7 @@ impl Engine {
                         entry.tidy();
                         self.contact.remove(visitor);
                         self.peaks.forget(visitor);
+                        self.vectors.forget(visitor);
                     }
                 }
             }

@@ -72,6 +72,7 @@ mod decide;
 mod expiry;
 mod feedback;
 mod gate;
+mod learning;
 mod partition;
 mod peaks;
 mod restore;
@@ -185,6 +186,9 @@ pub struct Engine {
     /// Peak scores of the sessions above a `falls_to` threshold (see
     /// `peaks`): beside the visitor map, so that the others pay nothing.
     peaks: peaks::PeakBook,
+    /// The vector of each open session's last score, kept only when an
+    /// outcome learns (see `learning`).
+    vectors: learning::VectorBook,
     /// Per outcome: the scored vectors and scores counted in its model's
     /// drift bins (`None`: no model, or one without a drift reference).
     /// Monitoring only: not in the changelog; read and cleared by the caller.
@@ -227,6 +231,7 @@ impl Engine {
             restored_since: AHashMap::new(),
             contact: AHashMap::new(),
             peaks,
+            vectors: learning::VectorBook::default(),
             drift,
             online: vec![OutcomeEvalCounts::default(); 2 * n_out],
         }

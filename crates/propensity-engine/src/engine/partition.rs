@@ -37,7 +37,7 @@ use super::Engine;
 /// per-partition input order.
 pub(super) struct PartitionState {
     /// Which partition.
-    partition: u32,
+    pub(super) partition: u32,
     /// Greatest event time seen in the partition: drives its TTL and idle
     /// expiry. Written to the changelog with the consent position (see
     /// [`Engine::partition_clock`]), so a restart expires at the same
@@ -61,6 +61,11 @@ pub(super) struct PartitionState {
     /// one run and do not depend on how partitions are grouped. With one
     /// partition they are 0, 1, 2, …
     pub(super) next_session_serial: u64,
+    /// Per outcome: the partition's adaptive model (see `learning`); empty
+    /// when nothing learns.
+    pub(super) learners: Vec<Option<crate::adaptive::Learner>>,
+    /// Whether a learner changed since the changelog last took its state.
+    pub(super) learners_changed: bool,
 }
 
 impl PartitionState {
@@ -73,6 +78,8 @@ impl PartitionState {
             idle_recheck: Vec::new(),
             buffered: 0,
             next_session_serial: u64::from(partition) << 44,
+            learners: Vec::new(),
+            learners_changed: false,
         }
     }
 }

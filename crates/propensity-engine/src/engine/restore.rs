@@ -63,6 +63,11 @@ impl Engine {
                 s.peaks = self
                     .peaks
                     .snapshot(visitor_id, session.serial, &self.config.outcomes);
+                s.learning_vector = self
+                    .vectors
+                    .vector(visitor_id, session.serial)
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default();
             }
         }
         if entry.is_none_or(|e| e.consent.is_none()) {
@@ -78,6 +83,7 @@ impl Engine {
                     prior_denial: PriorDenial::NoConsent,
                     contact: Vec::new(),
                     peaks: Vec::new(),
+                    learning_vector: Vec::new(),
                 });
                 s.tracking_since_ms = Some(since);
                 s.prior_denial = prior;
@@ -104,6 +110,10 @@ impl Engine {
         let peaks = snapshot
             .as_mut()
             .map(|s| std::mem::take(&mut s.peaks))
+            .unwrap_or_default();
+        let learning_vector = snapshot
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.learning_vector))
             .unwrap_or_default();
         let slot = self.visitor_slot(visitor_id);
         let ps = &mut self.parts[slot];
@@ -182,6 +192,12 @@ impl Engine {
             serial,
             &peaks,
             &self.config.outcomes,
+            self.config.features.dim(),
+        );
+        self.vectors.restore(
+            visitor_id,
+            serial,
+            &learning_vector,
             self.config.features.dim(),
         );
         if holds_nothing(entry) {

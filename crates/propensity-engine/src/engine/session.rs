@@ -48,6 +48,7 @@ use crate::wire::Event;
 
 use super::expiry::IdleItem;
 use super::feedback::ContactBook;
+use super::learning::{teach, teach_ended_session, VectorBook};
 use super::partition::PartitionState;
 use super::peaks::PeakBook;
 use super::{DropReason, EngineCounters, EngineSink};
@@ -109,6 +110,7 @@ macro_rules! event_ctx {
             part: &mut $engine.parts[$part],
             contact: &$engine.contact,
             peaks: &mut $engine.peaks,
+            vectors: &mut $engine.vectors,
             drift: &mut $engine.drift,
             online: &mut $engine.online,
         }
@@ -131,6 +133,8 @@ pub(super) struct EventCtx<'a> {
     pub(super) contact: &'a AHashMap<CompactString, ContactBook>,
     /// Peak scores that `falls_to` offers are explained against.
     pub(super) peaks: &'a mut PeakBook,
+    /// Last scored vectors for learning (see `learning`).
+    pub(super) vectors: &'a mut VectorBook,
     /// Drift counts per outcome (see [`crate::drift`]).
     pub(super) drift: &'a mut [Option<ModelDriftCounts>],
     /// Online evaluation per outcome (see [`crate::online_eval`]).
@@ -183,6 +187,8 @@ impl EventCtx<'_> {
                 Some(old) => {
                     self.peaks.forget(visitor);
                     label_ended_session(&old, self.online);
+                    teach_ended_session(cfg, self.models, self.part, self.vectors, visitor, &old);
+                    self.vectors.forget(visitor);
                     let mut acc = old.acc;
                     cfg.features.reset_accumulators(&mut acc);
                     acc
@@ -272,6 +278,10 @@ impl EventCtx<'_> {
                     if let (false, Some(c)) = (last.is_nan(), self.online.get_mut(slot)) {
                         c.observe(f64::from(last), true);
                     }
+                }
+                if cfg.adaptive.as_ref().is_some_and(|a| a.learns[i]) {
+                    let vector = self.vectors.vector(visitor, session.serial);
+                    teach(cfg, self.models, self.part, vector, i, true);
                 }
                 self.counters.outcomes_achieved[i] += 1;
                 sink.achieved(session.serial, i);

@@ -115,6 +115,8 @@ pub struct OutcomeModel {
     all_finite: bool,
     /// Intercept with the means folded in.
     folded_bias: f64,
+    /// The intercept in standardized space.
+    intercept: f64,
     weights: Vec<f64>,
     means: Vec<f64>,
     stds: Vec<f64>,
@@ -251,6 +253,7 @@ impl OutcomeModel {
             folded_weights,
             all_finite,
             folded_bias,
+            intercept: artifact.intercept,
             weights: artifact.weights.clone(),
             means: artifact.means.clone(),
             stds: artifact.stds.clone(),
@@ -262,6 +265,62 @@ impl OutcomeModel {
             percentiles: artifact.score_percentiles.clone(),
             drift: artifact.drift_reference.clone().map(Arc::new),
         })
+    }
+
+    /// The same model (standardisation, percentiles, drift reference) with
+    /// other weights and intercept in standardized space, under `version`:
+    /// what an adaptive model scores with after an update. Non-finite
+    /// numbers are taken as 0, so a learner cannot make a model that
+    /// scores NaN.
+    pub fn with_weights(&self, version: &str, weights: &[f64], intercept: f64) -> Self {
+        let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
+        let weights: Vec<f64> = self
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, _)| finite(weights.get(i).copied().unwrap_or(0.0)))
+            .collect();
+        let intercept = finite(intercept);
+        let folded_weights: Vec<f32> = weights
+            .iter()
+            .zip(&self.stds)
+            .map(|(w, s)| (w / s) as f32)
+            .collect();
+        let folded_bias = intercept
+            - weights
+                .iter()
+                .zip(&self.means)
+                .zip(&self.stds)
+                .map(|((w, m), s)| w * m / s)
+                .sum::<f64>();
+        Self {
+            version: version.to_owned(),
+            all_finite: folded_weights.iter().all(|w| w.is_finite()),
+            folded_weights,
+            folded_bias,
+            intercept,
+            weights,
+            means: self.means.clone(),
+            stds: self.stds.clone(),
+            weak: self.weak.clone(),
+            percentiles: self.percentiles.clone(),
+            drift: self.drift.clone(),
+        }
+    }
+
+    /// Weights in standardized space, in feature order.
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+
+    /// The intercept in standardized space.
+    pub fn intercept(&self) -> f64 {
+        self.intercept
+    }
+
+    /// Standardisation means and deviations, in feature order.
+    pub fn standardisation(&self) -> (&[f64], &[f64]) {
+        (&self.means, &self.stds)
     }
 
     /// The training population's binned distribution, for drift
