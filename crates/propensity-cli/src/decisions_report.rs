@@ -389,6 +389,7 @@ mod feedback_tests {
                 feedback: Some(&feedback),
                 dead_letters_out: None,
                 summary_json: Some(&summary_out),
+                adaptive_out: None,
             },
             None,
             &Progress::hidden(),

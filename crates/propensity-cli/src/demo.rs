@@ -103,6 +103,7 @@ pub fn run_demo(
             conversions_out: Some(&out.join("conversions.jsonl")),
             dead_letters_out: Some(&out.join("dead-letters.jsonl")),
             summary_json: Some(&out.join("summary.json")),
+            adaptive_out: None,
         },
         None,
         progress,

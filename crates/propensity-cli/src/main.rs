@@ -8,6 +8,7 @@
 //! its dispatch arm are read together, and each arm only calls into a
 //! module.
 
+mod adaptive_snapshot;
 mod bench;
 mod config_file;
 mod config_reference;
@@ -173,6 +174,11 @@ enum Command {
         /// Summary (counts that reconcile) as JSON.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// At the end, snapshot the adaptive models (`[adaptive]`) here: per
+        /// learning outcome an artifact (the partitions' weights averaged),
+        /// and every partition's learner state in `learners.json`.
+        #[arg(long, value_name = "DIR")]
+        adaptive_out: Option<PathBuf>,
     },
     /// Generate, train, evaluate and replay in one go (no Kafka needed).
     Demo {
@@ -534,6 +540,7 @@ fn run(cli: Cli) -> Result<()> {
             feedback,
             dead_letters_out,
             summary_json,
+            adaptive_out,
         } => {
             let config = load_config(cli.config.as_deref())?;
             let to_stdout = [
@@ -559,6 +566,7 @@ fn run(cli: Cli) -> Result<()> {
                     feedback: feedback.as_deref(),
                     dead_letters_out: dead_letters_out.as_deref(),
                     summary_json: summary_json.as_deref(),
+                    adaptive_out: adaptive_out.as_deref(),
                 },
                 None,
                 &progress.beside_stdout(to_stdout),

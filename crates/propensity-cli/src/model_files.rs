@@ -222,6 +222,23 @@ fn read_artifacts(dir: &Path, config: &EngineConfig) -> Result<FoundModels> {
 }
 
 fn read_artifacts_once(dir: &Path, config: &EngineConfig) -> Result<FoundModels> {
+    let found = read_files(dir, config)?;
+    if let Some(adaptive) = &config.adaptive {
+        for (origin, artifact) in &found.challengers {
+            if let Some(i) = config.outcome_index(&artifact.outcome) {
+                if adaptive.learns_as(i, propensity_engine::ModelRole::Challenger) {
+                    bail!(
+                        "{origin}: outcome `{}` learns online as its challenger ([adaptive] role = \"challenger\"), so it cannot have a challenger file too; remove the file or the outcome from adaptive.outcomes",
+                        artifact.outcome
+                    );
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn read_files(dir: &Path, config: &EngineConfig) -> Result<FoundModels> {
     let mut found = FoundModels {
         artifacts: Vec::new(),
         challengers: Vec::new(),

@@ -589,6 +589,8 @@ pub struct ReplayArgs<'a> {
     pub dead_letters_out: Option<&'a Path>,
     /// Summary output.
     pub summary_json: Option<&'a Path>,
+    /// Where to snapshot the adaptive models (`[adaptive]`) at the end.
+    pub adaptive_out: Option<&'a Path>,
 }
 
 /// `propensity replay`.
@@ -629,6 +631,9 @@ pub fn replay_files(
         "replaying",
     );
     sink.finish()?;
+    if let Some(dir) = args.adaptive_out {
+        crate::adaptive_snapshot::write_snapshot(&engine, &config.engine, args.models, dir)?;
+    }
     let summary = EngineSummary::new(engine.counters(), &config.engine);
     if let Some(path) = args.summary_json {
         let mut w = create_output(path)?;

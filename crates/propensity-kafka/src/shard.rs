@@ -48,6 +48,15 @@ pub const PARTITION_CLOCK_HEADER: &str = "propensity.partition_clock";
 /// feedback topic from there (the snapshots carry the contact state up to
 /// it); absent (a changelog written before it), from its start.
 pub const FEEDBACK_POSITION_HEADER: &str = "propensity.feedback_position";
+/// Header marking the changelog record that stores the partition's
+/// adaptive models (`[adaptive]`): their learners' states as JSON, written
+/// at each commit that changed them, in the commit's transaction, so a
+/// restore learns on from exactly what was committed (an update of an
+/// aborted transaction is made again, never twice).
+pub const ADAPTIVE_STATE_HEADER: &str = "propensity.adaptive_state";
+/// Key of that record (it carries the header, so it is never taken for a
+/// visitor snapshot).
+pub const ADAPTIVE_STATE_KEY: &str = "__propensity.adaptive_state";
 /// Dead-letter header: the value was cut to fit the producer's limits.
 pub const TRUNCATED_HEADER: &str = "propensity.truncated";
 /// Dead-letter header: the original value's size in bytes (when cut).
@@ -364,6 +373,25 @@ impl Shard {
                 record = record.payload(bytes.as_slice());
             }
             send_record(&out.producer, record)?;
+        }
+        if let Ok(p) = u32::try_from(self.partition) {
+            let changed = self.engine.take_learners_changed(p);
+            let states = self.engine.learner_states(p);
+            if changed || (rewrite && !states.is_empty()) {
+                let value = serde_json::to_vec(&states).unwrap_or_default();
+                let headers = format().insert(Header {
+                    key: ADAPTIVE_STATE_HEADER,
+                    value: Some("1"),
+                });
+                send_record(
+                    &out.producer,
+                    BaseRecord::<[u8], [u8]>::to(&out.topics.changelog)
+                        .partition(self.partition)
+                        .key(ADAPTIVE_STATE_KEY.as_bytes())
+                        .payload(value.as_slice())
+                        .headers(headers),
+                )?;
+            }
         }
         let clock = self.clock();
         if rewrite

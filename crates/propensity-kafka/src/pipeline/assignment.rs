@@ -21,8 +21,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::{now_ms, Core, GroupContext};
 use crate::error::KafkaError;
 use crate::shard::{
-    Shard, CHANGELOG_FORMAT, CHANGELOG_FORMAT_HEADER, CONSENT_POSITION_HEADER,
-    FEEDBACK_POSITION_HEADER, PARTITION_CLOCK_HEADER,
+    Shard, ADAPTIVE_STATE_HEADER, CHANGELOG_FORMAT, CHANGELOG_FORMAT_HEADER,
+    CONSENT_POSITION_HEADER, FEEDBACK_POSITION_HEADER, PARTITION_CLOCK_HEADER,
 };
 use crate::status::RuntimeStatus;
 
@@ -269,6 +269,22 @@ impl Core {
                         .and_then(|s| s.parse().ok())
                     {
                         shard.restore_clock(clock);
+                    }
+                    return;
+                }
+                if header(ADAPTIVE_STATE_HEADER).is_some() {
+                    // The latest one read is the partition's committed state.
+                    let restored = serde_json::from_slice::<
+                        Vec<(String, propensity_engine::adaptive::LearnerState)>,
+                    >(msg.payload().unwrap_or_default())
+                    .map_err(|e| propensity_engine::EngineError::AdaptiveState(e.to_string()))
+                    .and_then(|states| {
+                        shard
+                            .engine
+                            .restore_learner_states(u32::try_from(p).unwrap_or(0), &states)
+                    });
+                    if let Err(e) = restored {
+                        restore_error.get_or_insert(e);
                     }
                     return;
                 }
