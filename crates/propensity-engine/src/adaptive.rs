@@ -47,10 +47,30 @@ pub struct LearnerState {
     pub base_version: String,
     /// Updates applied (resolved sessions learnt from).
     pub updates: u64,
-    /// FTRL's `z`, one per feature and the intercept last.
+    /// FTRL's `z`, one per feature and the intercept last. Written as the
+    /// numbers' IEEE-754 bits: JSON text does not round-trip every f64
+    /// through every parser, and a restored learner must be the same bits.
+    #[serde(with = "f64_bits")]
     pub z: Vec<f64>,
     /// FTRL's `n`, likewise.
+    #[serde(with = "f64_bits")]
     pub n: Vec<f64>,
+}
+
+/// `Vec<f64>` as the numbers' bits (`u64`), exact through any JSON parser.
+mod f64_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| x.to_bits()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<u64>::deserialize(d)?
+            .into_iter()
+            .map(f64::from_bits)
+            .collect())
+    }
 }
 
 /// One outcome's adaptive model in one partition.
