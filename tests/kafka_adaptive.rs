@@ -72,7 +72,17 @@ fn learners_survive_kill_9_and_rebalances_without_learning_twice() {
     });
     assert_eq!(step, 3, "every disruption happened");
     d.wait_processed(Duration::from_secs(240));
-    let status = a.take().expect("a").terminate(Duration::from_secs(60));
+    let a = a.take().expect("a");
+    let (_, metrics) = a.http_get("/metrics", None);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("propensity_model_info{")
+                && l.contains("role=\"champion\"")
+                && l.contains("+ftrl\"")),
+        "model_info shows the learners serving"
+    );
+    let status = a.terminate(Duration::from_secs(60));
     assert!(status.success(), "exit after SIGTERM: {status}");
     eprintln!(
         "traffic with a kill, a join and a kill in {:.1} s",
@@ -131,4 +141,32 @@ fn learners_survive_kill_9_and_rebalances_without_learning_twice() {
     let artifact = read_json(&out.join("purchase.json"));
     assert_eq!(artifact["format"], "propensity-model/v2");
     assert!(artifact["training"]["adaptive"]["updates"].as_u64() > Some(0));
+    // Snapshotting the deployment from its changelog gives the same
+    // learners and the same artifacts as the replay's.
+    let from_kafka = d.dir.path().join("adaptive-from-kafka");
+    let output = d
+        .command(&["models", "snapshot-adaptive", "--out"])
+        .arg(&from_kafka)
+        .arg("--models")
+        .arg(propensity_system_tests::models_dir())
+        .output()
+        .expect("snapshot-adaptive");
+    assert!(
+        output.status.success(),
+        "snapshot-adaptive: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    for file in [
+        "learners.json",
+        "purchase.json",
+        "webinar_signup.json",
+        "application_complete.json",
+    ] {
+        assert_eq!(
+            read_json(&from_kafka.join(file)),
+            read_json(&out.join(file)),
+            "{file}: the snapshot from Kafka differs from replay's"
+        );
+    }
 }

@@ -91,3 +91,95 @@ pub fn write_snapshot(
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(written)
 }
+
+/// What a snapshot from Kafka found and wrote, per learning outcome.
+#[derive(Debug, Serialize)]
+pub struct OutcomeSnapshot {
+    /// The outcome.
+    pub outcome: String,
+    /// Partitions whose learner of the current champion was consolidated.
+    pub partitions: usize,
+    /// Their updates, summed.
+    pub updates: u64,
+    /// Partitions skipped: their learner started from another champion
+    /// (replaced since; it starts again from the current one).
+    pub skipped_other_base: usize,
+    /// The artifact written (`None`: no learner of the current champion).
+    pub model_version: Option<String>,
+}
+
+/// `propensity models snapshot-adaptive`: reads every partition's latest
+/// committed learner state from the changelog topic (read_committed, no
+/// group), consolidates each learning outcome's learners of the current
+/// champion (in `models`) into an artifact in `out`, and writes
+/// `learners.json` beside them.
+pub fn snapshot_from_kafka(
+    config: &crate::config_file::Config,
+    models: &Path,
+    out: &Path,
+) -> Result<Vec<OutcomeSnapshot>> {
+    use propensity_engine::adaptive::Learner;
+
+    let served = crate::model_files::load_models(models, config)?;
+    let engine_config = &served.config.engine;
+    let Some(adaptive) = &engine_config.adaptive else {
+        anyhow::bail!(
+            "no outcome learns online: `adaptive.outcomes` is empty in {}",
+            config.origin
+        );
+    };
+    let settings = &config.file.kafka;
+    settings.validate()?;
+    let latest = propensity_kafka::adaptive_state::read_latest_learner_states(settings)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut report = Vec::new();
+    let mut all = Vec::new();
+    for (i, outcome) in engine_config.outcomes.iter().enumerate() {
+        if !adaptive.learns.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let Some(base) = served.models.get(i) else {
+            continue;
+        };
+        let mut learners = Vec::new();
+        let mut skipped = 0;
+        for (p, states) in &latest {
+            for (name, state) in states {
+                if name != &outcome.name {
+                    continue;
+                }
+                if state.base_version != base.version {
+                    skipped += 1;
+                    continue;
+                }
+                learners.push(Learner::from_state(base, adaptive, state)?);
+                all.push(PartitionLearner {
+                    partition: u32::try_from(*p).unwrap_or(0),
+                    outcome: name.clone(),
+                    state: state.clone(),
+                });
+            }
+        }
+        let refs: Vec<&Learner> = learners.iter().collect();
+        let base_artifact = read_artifact(&artifact_path(models, &outcome.name), &outcome.name)?;
+        let written = snapshot_artifact(&base_artifact, &refs);
+        if let Some(artifact) = &written {
+            let path = out.join(format!("{}.json", outcome.name));
+            std::fs::write(&path, serde_json::to_string_pretty(artifact)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        report.push(OutcomeSnapshot {
+            outcome: outcome.name.clone(),
+            partitions: learners.len(),
+            updates: learners.iter().map(Learner::updates).sum(),
+            skipped_other_base: skipped,
+            model_version: written.map(|a| a.model_version),
+        });
+    }
+    // Partition, then outcome in configuration order: as `replay` writes it.
+    all.sort_by_key(|l| (l.partition, engine_config.outcome_index(&l.outcome)));
+    let path = out.join("learners.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&all)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(report)
+}

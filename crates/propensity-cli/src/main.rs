@@ -332,6 +332,20 @@ enum ModelsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Snapshot the adaptive models (`[adaptive]`) of a running deployment:
+    /// every partition's latest committed learner state is read from the
+    /// changelog topic, and each learning outcome's learners are
+    /// consolidated (weights averaged) into an artifact in --out, with
+    /// `learners.json` beside them. Install an artifact as a champion or a
+    /// challenger like any other.
+    SnapshotAdaptive {
+        /// Where to write the artifacts.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Models directory (default: `models.dir` of the configuration).
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+    },
     /// Make the challenger of OUTCOME its champion: the two files are
     /// exchanged atomically (the old champion becomes the challenger, so
     /// promoting again rolls back); running instances pick it up with their
@@ -433,6 +447,39 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
             } else {
                 model_roles::print_status(&status, &mut out)?;
+            }
+        }
+        Command::Models {
+            action: ModelsAction::SnapshotAdaptive { out: dir, models },
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            logging::init(&config, verbosity)?;
+            let models = models.unwrap_or_else(|| config.file.models.dir.clone());
+            for o in adaptive_snapshot::snapshot_from_kafka(&config, &models, &dir)? {
+                match &o.model_version {
+                    Some(v) => writeln!(
+                        out,
+                        "{}: {} ({} partitions, {} updates{}) -> {}",
+                        o.outcome,
+                        v,
+                        o.partitions,
+                        o.updates,
+                        if o.skipped_other_base > 0 {
+                            format!(
+                                "; {} partitions learnt from an older champion, skipped",
+                                o.skipped_other_base
+                            )
+                        } else {
+                            String::new()
+                        },
+                        dir.join(format!("{}.json", o.outcome)).display()
+                    )?,
+                    None => writeln!(
+                        out,
+                        "{}: no learner of the current champion in the changelog yet",
+                        o.outcome
+                    )?,
+                }
             }
         }
         Command::Models {

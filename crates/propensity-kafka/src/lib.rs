@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod adaptive_state;
 pub mod background_load;
 pub mod client_config;
 pub mod client_log;

@@ -129,6 +129,8 @@ pub struct PipelineMetrics {
     active_sessions: IntGauge,
     buffered: IntGauge,
     model_info: IntGaugeVec,
+    /// Which outcomes learn online, and in which role.
+    adaptive: Option<propensity_engine::config::AdaptiveConfig>,
     model_promotions: IntCounterVec,
     model_reloads: IntCounterVec,
     /// Drift over `kafka.drift_window_secs`, per outcome (and feature).
@@ -494,6 +496,7 @@ impl PipelineMetrics {
                 "Calibration of the outcome's model by decile of probability over the online-evaluation window: the mean predicted probability and the observed rate of its resolved sessions (per role).",
                 &["outcome", "role", "decile", "kind"],
             )?,
+            adaptive: config.adaptive.clone(),
             feature_names: config.features.names().to_vec(),
             outcomes: config.outcomes.iter().map(|o| o.name.clone()).collect(),
             maps: config
@@ -650,14 +653,26 @@ impl PipelineMetrics {
             .inc();
     }
 
-    /// Sets the model-version info series (champions and challengers).
+    /// Sets the model-version info series (champions and challengers; an
+    /// outcome that learns online shows its learners' version, the
+    /// champion's with `+ftrl`, in the role they play).
     pub fn set_models(&self, models: &ModelSet) {
         self.model_info.reset();
         for (i, name) in self.outcomes.iter().enumerate() {
             for role in ModelRole::ALL {
-                if let Some(m) = models.in_role(i, role) {
+                let learns = self.adaptive.as_ref().is_some_and(|a| a.learns_as(i, role));
+                let version = match (learns, models.get(i), models.in_role(i, role)) {
+                    (true, Some(base), _) => Some(format!(
+                        "{}{}",
+                        base.version,
+                        propensity_engine::adaptive::VERSION_SUFFIX
+                    )),
+                    (false, _, Some(m)) => Some(m.version.clone()),
+                    _ => None,
+                };
+                if let Some(v) = version {
                     self.model_info
-                        .with_label_values(&[name.as_str(), m.version.as_str(), role.as_str()])
+                        .with_label_values(&[name.as_str(), v.as_str(), role.as_str()])
                         .set(1);
                 }
             }

@@ -250,13 +250,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Every partition's learner of outcome `outcome` (to consolidate them
-    /// into an artifact, see [`crate::adaptive::consolidate`]).
+    /// Every partition's learner of outcome `outcome`, in partition order
+    /// (to consolidate them into an artifact, see
+    /// [`crate::adaptive::consolidate`]: the same order as a snapshot read
+    /// from the changelog, so both average to the same bits).
     pub fn learners(&self, outcome: usize) -> Vec<&Learner> {
-        self.parts
+        let mut found: Vec<(u32, &Learner)> = self
+            .parts
             .iter()
-            .filter_map(|ps| ps.learners.get(outcome).and_then(Option::as_ref))
-            .collect()
+            .filter_map(|ps| Some((ps.partition, ps.learners.get(outcome)?.as_ref()?)))
+            .collect();
+        found.sort_unstable_by_key(|(p, _)| *p);
+        found.into_iter().map(|(_, l)| l).collect()
     }
 
     /// How many open sessions hold a vector for learning (memory
