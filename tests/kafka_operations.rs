@@ -22,7 +22,8 @@ use propensity_engine::replay::{merge_order, RecordKind};
 use propensity_kafka::produce::{OutgoingRecord, TrafficProducer};
 use propensity_system_tests::Traffic as Files;
 use propensity_system_tests::{
-    json_values, models_dir, read_lines, workspace_root, Deployment, Instance, CONTROL_GROUP_MAP,
+    json_values, read_lines, trained_artifacts, workspace_root, Deployment, Instance,
+    CONTROL_GROUP_MAP,
 };
 use serde_json::{json, Value};
 
@@ -320,18 +321,7 @@ fn served_versions(metrics: &str) -> BTreeMap<String, String> {
 /// versions per outcome.
 fn install_models(dir: &Path, suffix: &str) -> BTreeMap<String, String> {
     let mut versions = BTreeMap::new();
-    for entry in std::fs::read_dir(models_dir()).expect("models") {
-        let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        let outcome = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .expect("name")
-            .to_owned();
-        let mut v: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("model")).expect("json");
+    for (outcome, mut v) in trained_artifacts() {
         let version = format!("{}{suffix}", v["model_version"].as_str().expect("version"));
         v["model_version"] = json!(version);
         let tmp = dir.join(format!(".{outcome}.tmp"));
@@ -339,7 +329,6 @@ fn install_models(dir: &Path, suffix: &str) -> BTreeMap<String, String> {
         std::fs::rename(&tmp, dir.join(format!("{outcome}.json"))).expect("rename");
         versions.insert(outcome, version);
     }
-    assert!(!versions.is_empty(), "no model artifacts");
     versions
 }
 

@@ -96,6 +96,27 @@ pub(crate) fn random_suffix() -> String {
     format!("{}-{:08x}", std::process::id(), nanos)
 }
 
+/// The artifacts of [`models_dir`]: (outcome, artifact JSON), by outcome.
+pub fn trained_artifacts() -> Vec<(String, serde_json::Value)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(models_dir()).expect("models") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let outcome = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("name")
+            .to_owned();
+        let text = std::fs::read_to_string(&path).expect("model");
+        found.push((outcome, serde_json::from_str(&text).expect("json")));
+    }
+    assert!(!found.is_empty(), "no model artifacts");
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
 /// Models trained once per test binary on generated traffic.
 pub fn models_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -6,12 +6,11 @@
 
 mod common;
 
-use common::traffic::{generated_traffic, PINNED_SEED};
+use common::traffic::feed_pinned;
 use common::{artifact, shipped_settings, test_models, Output, RecordingSink, TEST_MODELS};
 use propensity_engine::adaptive::{Learner, LearnerState, VERSION_SUFFIX};
 use propensity_engine::config::AdaptiveConfig;
 use propensity_engine::model::OutcomeModel;
-use propensity_engine::wire::Origin;
 use propensity_engine::{Engine, EngineConfig, ModelRole};
 use std::sync::Arc;
 
@@ -138,13 +137,7 @@ fn an_adaptive_challenger_changes_no_other_output_and_learns_once_per_labelled_s
     let run = |config: &Arc<EngineConfig>| {
         let mut engine = Engine::new(config.clone(), test_models(config));
         let mut sink = RecordingSink::default();
-        for (is_consent, bytes, t) in generated_traffic(300, PINNED_SEED) {
-            if is_consent {
-                engine.process_consent(None, Some(&bytes), t, &Origin::Unknown, None, &mut sink);
-            } else {
-                engine.process_event(None, &bytes, &Origin::Unknown, None, &mut sink);
-            }
-        }
+        feed_pinned(&mut engine, 300, &mut sink);
         (engine, sink)
     };
     let (plain_engine, alone) = run(&plain);

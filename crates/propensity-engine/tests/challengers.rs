@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::traffic::{generated_traffic, PINNED_SEED};
+use common::traffic::feed_pinned;
 use common::{
     shipped_config, test_models, test_models_with_challengers, Output, RecordingSink,
     CHALLENGER_MODELS,
@@ -20,13 +20,7 @@ use std::sync::Arc;
 fn run(config: &Arc<EngineConfig>, models: Arc<ModelSet>) -> RecordingSink {
     let mut engine = Engine::new(config.clone(), models);
     let mut sink = RecordingSink::default();
-    for (is_consent, bytes, t) in generated_traffic(300, PINNED_SEED) {
-        if is_consent {
-            engine.process_consent(None, Some(&bytes), t, &Origin::Unknown, None, &mut sink);
-        } else {
-            engine.process_event(None, &bytes, &Origin::Unknown, None, &mut sink);
-        }
-    }
+    feed_pinned(&mut engine, 300, &mut sink);
     sink
 }
 

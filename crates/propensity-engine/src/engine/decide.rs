@@ -62,7 +62,6 @@ impl EventCtx<'_> {
     ) {
         let cfg = self.config;
         let t = event.time.epoch_ms;
-        let visitor = event.visitor_id.as_ref();
         let all_achieved = (0..cfg.outcomes.len()).all(|i| session.achieved & (1 << i) != 0);
         let scratch = &mut *self.scratch;
         scratch.probabilities.clear();
@@ -127,17 +126,14 @@ impl EventCtx<'_> {
                 }
                 if wants_scores {
                     let time = event_time.get_or_insert_with(|| format_rfc3339_ms(t));
-                    sink.score(&OutcomeScore {
-                        event_id: &event.event_id,
-                        visitor_id: visitor,
-                        session_id: session.id.as_str(),
-                        outcome: &outcome.name,
-                        probability: p,
-                        percentile: model.percentile(p),
-                        model_version: &model.version,
-                        event_time: time,
-                        role: ModelRole::Champion,
-                    });
+                    sink.score(&score_record(
+                        event,
+                        session,
+                        &outcome.name,
+                        (model, p),
+                        time,
+                        ModelRole::Champion,
+                    ));
                 }
             }
             if has_challengers(cfg, self.models) {
@@ -192,17 +188,14 @@ impl EventCtx<'_> {
                 continue;
             };
             let time = event_time.get_or_insert_with(|| format_rfc3339_ms(event.time.epoch_ms));
-            sink.score(&OutcomeScore {
-                event_id: &event.event_id,
-                visitor_id: event.visitor_id.as_ref(),
-                session_id: session.id.as_str(),
-                outcome: &outcome.name,
-                probability: p,
-                percentile: model.percentile(p),
-                model_version: &model.version,
-                event_time: time,
-                role: ModelRole::Challenger,
-            });
+            sink.score(&score_record(
+                event,
+                session,
+                &outcome.name,
+                (model, p),
+                time,
+                ModelRole::Challenger,
+            ));
         }
     }
 
@@ -582,5 +575,27 @@ fn score_learners(
                     .probability_sparse(features.values(), features.nonzero()),
             );
         }
+    }
+}
+
+/// The score record of `event` by `model` (probability `p`) in `role`.
+fn score_record<'a>(
+    event: &'a Event<'_>,
+    session: &'a Session,
+    outcome: &'a str,
+    (model, p): (&'a OutcomeModel, f64),
+    event_time: &'a str,
+    role: ModelRole,
+) -> OutcomeScore<'a> {
+    OutcomeScore {
+        event_id: &event.event_id,
+        visitor_id: event.visitor_id.as_ref(),
+        session_id: session.id.as_str(),
+        outcome,
+        probability: p,
+        percentile: model.percentile(p),
+        model_version: &model.version,
+        event_time,
+        role,
     }
 }

@@ -185,3 +185,20 @@ pub fn generated_traffic(visitors: usize, seed: u64) -> Vec<(bool, Vec<u8>, i64)
     records.sort_by_key(|r| r.2);
     records
 }
+
+/// Feeds [`generated_traffic`] of `visitors` visitors (seed
+/// [`PINNED_SEED`]) through `engine` into `sink`, in time order.
+pub fn feed_pinned(
+    engine: &mut propensity_engine::Engine,
+    visitors: usize,
+    sink: &mut impl propensity_engine::EngineSink,
+) {
+    use propensity_engine::wire::Origin;
+    for (is_consent, bytes, t) in generated_traffic(visitors, PINNED_SEED) {
+        if is_consent {
+            engine.process_consent(None, Some(&bytes), t, &Origin::Unknown, None, sink);
+        } else {
+            engine.process_event(None, &bytes, &Origin::Unknown, None, sink);
+        }
+    }
+}
