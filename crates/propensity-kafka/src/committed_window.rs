@@ -8,8 +8,11 @@
 //!   a successful commit, and an aborted transaction's work is dropped
 //!   with the shards that did it, so an event re-processed after an abort
 //!   is counted once.
-//! - Counts of different models never mix: a model swap empties the
-//!   window (the engines start counting again for the new models).
+//! - Counts of different models never mix: at a model swap each slot
+//!   keeps the counts of the model version it now holds, wherever that
+//!   version was before (a promotion moves the challenger's counts to the
+//!   champion role), and starts empty for a new version
+//!   ([`slots_by_version`], [`CommittedWindow::remap`]).
 //! - Time is passed in (`Instant`), so the windowing is tested without
 //!   sleeping.
 
@@ -100,9 +103,25 @@ impl<E: WindowCounts> CommittedWindow<E> {
         }
     }
 
-    /// Empties the window (the models were swapped).
+    /// Empties the window.
     pub fn clear(&mut self) {
         self.buckets.clear();
+    }
+
+    /// Rearranges the slots after a model swap: slot `j` of the new layout
+    /// takes the counts of old slot `from[j]` (`None`: starts empty), so a
+    /// model that keeps serving, or moves to another role (a promotion),
+    /// keeps its counts, and counts of a model that is gone are dropped.
+    pub fn remap(&mut self, from: &[Option<usize>]) {
+        for (_, counts) in &mut self.buckets {
+            let old = std::mem::take(counts);
+            *counts = from
+                .iter()
+                .map(|f| f.and_then(|k| old.get(k).cloned()).unwrap_or_default())
+                .collect();
+        }
+        self.buckets
+            .retain(|(_, counts)| !counts.iter().all(E::is_empty));
     }
 
     /// The window's counts per outcome as of `now` (empty: nothing in it).
@@ -119,6 +138,24 @@ impl<E: WindowCounts> CommittedWindow<E> {
         }
         sum
     }
+}
+
+/// Where each slot of the new models' layout finds its counts in the old
+/// one: slot `j` (of `new`, each a model version or `None`) takes the old
+/// slot holding the same version, if any (ties: the same slot first).
+/// Versions are per slot: `(outcome i, role r)` is slot `r × outcomes + i`
+/// for online evaluation, `i` for drift.
+pub fn slots_by_version(old: &[Option<String>], new: &[Option<String>]) -> Vec<Option<usize>> {
+    new.iter()
+        .enumerate()
+        .map(|(j, v)| {
+            let v = v.as_ref()?;
+            if old.get(j).and_then(Option::as_ref) == Some(v) {
+                return Some(j);
+            }
+            old.iter().position(|o| o.as_ref() == Some(v))
+        })
+        .collect()
 }
 
 /// Per outcome, the PSI of a drift window's counts against the outcome's
@@ -147,6 +184,39 @@ pub fn window_psi<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn eval(sessions: usize, p: f64) -> OutcomeEvalCounts {
+        let mut c = OutcomeEvalCounts::default();
+        for k in 0..sessions {
+            c.observe(p, k % 2 == 0);
+        }
+        c
+    }
+
+    #[test]
+    fn a_promotion_moves_the_challengers_counts_to_the_champion_role() {
+        let v = |s: &str| Some(s.to_owned());
+        // Outcomes a and b; a has champion A1 and challenger A2, b only B1.
+        let old = [v("A1"), v("B1"), v("A2"), None];
+        // A2 promoted: A2 champion, A1 challenger; b unchanged.
+        let new = [v("A2"), v("B1"), v("A1"), None];
+        let from = slots_by_version(&old, &new);
+        assert_eq!(from, vec![Some(2), Some(1), Some(0), None]);
+        let t0 = Instant::now();
+        let mut w = CommittedWindow::new(Duration::from_secs(3600));
+        w.add(
+            t0,
+            &[eval(10, 0.2), eval(20, 0.3), eval(30, 0.4), eval(0, 0.5)],
+        );
+        w.remap(&from);
+        let sessions: Vec<u64> = w.sum(t0).iter().map(|c| c.sessions()).collect();
+        assert_eq!(sessions, vec![30, 20, 10, 0]);
+        // A retrained model (a new version) starts empty.
+        let retrained = [v("A3"), v("B1"), v("A1"), None];
+        w.remap(&slots_by_version(&new, &retrained));
+        let sessions: Vec<u64> = w.sum(t0).iter().map(|c| c.sessions()).collect();
+        assert_eq!(sessions, vec![0, 20, 10, 0]);
+    }
 
     /// A one-feature reference: the feature is 0..10 evenly, the score
     /// 0..1 evenly.

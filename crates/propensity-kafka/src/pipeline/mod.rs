@@ -32,9 +32,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
-use propensity_engine::{EngineConfig, EngineCounters};
+use propensity_engine::{EngineConfig, EngineCounters, ModelRole, ModelSet};
 
-use crate::committed_window::CommittedWindow;
+use crate::committed_window::{slots_by_version, CommittedWindow};
 use propensity_engine::drift::ModelDriftCounts;
 use propensity_engine::online_eval::OutcomeEvalCounts;
 use rdkafka::client::ClientContext;
@@ -343,6 +343,10 @@ struct Core {
     /// When the open transaction is due for its commit.
     commit_clock: CommitClock,
     models_version: u64,
+    /// The model version of each drift slot (per outcome: its champion)
+    /// and online-evaluation slot (per role and outcome), for remapping
+    /// the windows at a swap.
+    slot_versions: (Vec<Option<String>>, Vec<Option<String>>),
     /// Counters of shards dropped since start (gauges zeroed).
     retired: EngineCounters,
     /// Drift counts and resolved sessions of committed work (see
@@ -404,6 +408,7 @@ impl Core {
         let changelog = PartitionReader::new(s, "changelog", &s.changelog_topic)?;
         let events = OffsetQuery::new(s, "events-lag", &s.events_topic)?;
         let models_version = opts.models.version();
+        let slot_versions = slot_versions(&opts.models.current());
         let workers = s.worker_threads();
         tracing::info!(workers = workers, "batch workers");
         let commit_clock = CommitClock {
@@ -430,6 +435,7 @@ impl Core {
             txn_open: false,
             commit_clock,
             models_version,
+            slot_versions,
             retired: EngineCounters::default(),
             drift,
             online,
@@ -546,9 +552,15 @@ impl Core {
                 shard.engine.set_models(models.clone());
             }
             self.opts.metrics.set_models(&models);
-            // The engines count for the new models from here.
-            self.drift.clear();
-            self.online.clear();
+            // Each window slot keeps the counts of the model version it
+            // now holds (a promotion moves the challenger's to the
+            // champion role); a new version starts empty.
+            let (drift_versions, online_versions) = slot_versions(&models);
+            self.drift
+                .remap(&slots_by_version(&self.slot_versions.0, &drift_versions));
+            self.online
+                .remap(&slots_by_version(&self.slot_versions.1, &online_versions));
+            self.slot_versions = (drift_versions, online_versions);
             self.models_version = v;
         }
     }
@@ -690,6 +702,21 @@ impl Core {
         RuntimeStatus::set(&self.opts.status.ready, false);
         Ok(())
     }
+}
+
+/// The model version in each window slot of `models`: drift slots are the
+/// outcomes' champions; online-evaluation slots are the champions, then
+/// the challengers (see `Engine::online_eval`).
+fn slot_versions(models: &ModelSet) -> (Vec<Option<String>>, Vec<Option<String>>) {
+    let n = models.outcomes();
+    let version = |i: usize, role: ModelRole| models.in_role(i, role).map(|m| m.version.clone());
+    let drift = (0..n).map(|i| version(i, ModelRole::Champion)).collect();
+    let online = ModelRole::ALL
+        .iter()
+        .flat_map(|r| (0..n).map(move |i| (i, *r)))
+        .map(|(i, r)| version(i, r))
+        .collect();
+    (drift, online)
 }
 
 #[cfg(test)]
