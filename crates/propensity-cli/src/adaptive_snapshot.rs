@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use propensity_engine::adaptive::{consolidate, LearnerState};
+use propensity_engine::adaptive::{consolidate, Learner, LearnerState};
 use propensity_engine::{EngineConfig, ModelArtifact};
 use serde::Serialize;
 use serde_json::json;
@@ -30,10 +30,7 @@ pub struct PartitionLearner {
 /// The consolidated artifact of one outcome's learners, over its champion
 /// artifact `base` (weights, intercept, version and training metadata
 /// replaced); `None` without learners.
-pub fn snapshot_artifact(
-    base: &ModelArtifact,
-    learners: &[&propensity_engine::adaptive::Learner],
-) -> Option<ModelArtifact> {
+pub fn snapshot_artifact(base: &ModelArtifact, learners: &[&Learner]) -> Option<ModelArtifact> {
     let (weights, intercept, updates) = consolidate(learners)?;
     let mut artifact = base.clone();
     artifact.model_version = ModelArtifact::derive_version(&base.outcome, &weights, intercept);
@@ -51,10 +48,47 @@ pub fn snapshot_artifact(
     Some(artifact)
 }
 
+/// Consolidates one outcome's `learners` over its champion artifact in
+/// `models` and writes the result to `out/<outcome>.json`; `None` (nothing
+/// written) without learners.
+fn write_outcome(
+    models: &Path,
+    out: &Path,
+    outcome: &str,
+    learners: &[&Learner],
+) -> Result<Option<ModelArtifact>> {
+    if learners.is_empty() {
+        return Ok(None);
+    }
+    let base = read_artifact(&artifact_path(models, outcome), outcome)?;
+    let Some(artifact) = snapshot_artifact(&base, learners) else {
+        return Ok(None);
+    };
+    write_json(&out.join(format!("{outcome}.json")), &artifact)?;
+    Ok(Some(artifact))
+}
+
+/// Writes `out/learners.json`: every partition's state, by partition, then
+/// outcome in configuration order (both snapshots write the same file for
+/// the same states).
+fn write_learners(
+    out: &Path,
+    config: &EngineConfig,
+    mut learners: Vec<PartitionLearner>,
+) -> Result<()> {
+    learners.sort_by_key(|l| (l.partition, config.outcome_index(&l.outcome)));
+    write_json(&out.join("learners.json"), &learners)
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// Writes `dir/<outcome>.json` (consolidated) for every learning outcome
 /// with learners, and `dir/learners.json` (every partition's state), from
-/// `engine`; the base artifacts are read from `models`. Returns the
-/// artifacts written.
+/// `engine` (`replay --adaptive-out`); the base artifacts are read from
+/// `models`. Returns the artifacts written.
 pub fn write_snapshot(
     engine: &propensity_engine::Engine,
     config: &EngineConfig,
@@ -63,32 +97,27 @@ pub fn write_snapshot(
 ) -> Result<Vec<ModelArtifact>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
-    let mut states = Vec::new();
     for (i, outcome) in config.outcomes.iter().enumerate() {
-        let learners = engine.learners(i);
-        if learners.is_empty() {
-            continue;
-        }
-        let base = read_artifact(&artifact_path(models, &outcome.name), &outcome.name)?;
-        if let Some(artifact) = snapshot_artifact(&base, &learners) {
-            let path = dir.join(format!("{}.json", outcome.name));
-            std::fs::write(&path, serde_json::to_string_pretty(&artifact)?)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            written.push(artifact);
-        }
+        written.extend(write_outcome(
+            models,
+            dir,
+            &outcome.name,
+            &engine.learners(i),
+        )?);
     }
-    for p in 0..config.partitions {
-        for (outcome, state) in engine.learner_states(p) {
-            states.push(PartitionLearner {
-                partition: p,
-                outcome,
-                state,
-            });
-        }
-    }
-    let path = dir.join("learners.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&states)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let states = (0..config.partitions)
+        .flat_map(|p| {
+            engine
+                .learner_states(p)
+                .into_iter()
+                .map(move |(outcome, state)| PartitionLearner {
+                    partition: p,
+                    outcome,
+                    state,
+                })
+        })
+        .collect();
+    write_learners(dir, config, states)?;
     Ok(written)
 }
 
@@ -118,8 +147,6 @@ pub fn snapshot_from_kafka(
     models: &Path,
     out: &Path,
 ) -> Result<Vec<OutcomeSnapshot>> {
-    use propensity_engine::adaptive::Learner;
-
     let served = crate::model_files::load_models(models, config)?;
     let engine_config = &served.config.engine;
     let Some(adaptive) = &engine_config.adaptive else {
@@ -161,13 +188,7 @@ pub fn snapshot_from_kafka(
             }
         }
         let refs: Vec<&Learner> = learners.iter().collect();
-        let base_artifact = read_artifact(&artifact_path(models, &outcome.name), &outcome.name)?;
-        let written = snapshot_artifact(&base_artifact, &refs);
-        if let Some(artifact) = &written {
-            let path = out.join(format!("{}.json", outcome.name));
-            std::fs::write(&path, serde_json::to_string_pretty(artifact)?)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
+        let written = write_outcome(models, out, &outcome.name, &refs)?;
         report.push(OutcomeSnapshot {
             outcome: outcome.name.clone(),
             partitions: learners.len(),
@@ -176,10 +197,6 @@ pub fn snapshot_from_kafka(
             model_version: written.map(|a| a.model_version),
         });
     }
-    // Partition, then outcome in configuration order: as `replay` writes it.
-    all.sort_by_key(|l| (l.partition, engine_config.outcome_index(&l.outcome)));
-    let path = out.join("learners.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&all)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_learners(out, engine_config, all)?;
     Ok(report)
 }

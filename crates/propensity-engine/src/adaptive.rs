@@ -37,6 +37,11 @@ use crate::model::OutcomeModel;
 /// What a learner adds to the version of the model it started from.
 pub const VERSION_SUFFIX: &str = "+ftrl";
 
+/// The version a learner warm-started from `base_version` scores under.
+pub fn learner_version(base_version: &str) -> String {
+    format!("{base_version}{VERSION_SUFFIX}")
+}
+
 /// The serializable state of a learner (the changelog keeps it per
 /// partition and outcome).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,15 +155,15 @@ impl Learner {
             "n": array(&state.n),
         }))
         .map_err(|e| EngineError::AdaptiveState(format!("adaptive state: {e}")))?;
-        let mut learner = Self {
+        let current = ftrl.get_weights();
+        let (weights, intercept) = split_intercept(&current);
+        Ok(Self {
+            model: base.with_weights(&learner_version(&state.base_version), weights, intercept),
             ftrl,
             base_version: state.base_version.clone(),
             updates: state.updates,
-            model: base.clone(),
             row: Array2::zeros((1, dim)),
-        };
-        learner.refresh_model(base);
-        Ok(learner)
+        })
     }
 
     /// Its state, for the changelog.
@@ -188,10 +193,7 @@ impl Learner {
 
     /// The current weights in standardized space and the intercept.
     pub fn weights(&self) -> (Vec<f64>, f64) {
-        let w = self.ftrl.get_weights().to_vec();
-        let dim = w.len().saturating_sub(1);
-        let intercept = w.get(dim).copied().unwrap_or(0.0);
-        (w[..dim].to_vec(), intercept)
+        (self.model.weights().to_vec(), self.model.intercept())
     }
 
     /// Learns from one resolved session: `features` are the non-zero
@@ -216,14 +218,18 @@ impl Learner {
         let probabilities = Array1::from_elem(1, Pr::new(p as f32));
         self.ftrl.update(&dataset, probabilities.view());
         self.updates += 1;
-        let base = self.model.clone();
-        self.refresh_model(&base);
+        let current = self.ftrl.get_weights();
+        let (weights, intercept) = split_intercept(&current);
+        self.model.set_weights(weights, intercept);
     }
+}
 
-    fn refresh_model(&mut self, base: &OutcomeModel) {
-        let (weights, intercept) = self.weights();
-        let version = format!("{}{VERSION_SUFFIX}", self.base_version);
-        self.model = base.with_weights(&version, &weights, intercept);
+/// FTRL's weights (features, then the intercept) as (features, intercept).
+fn split_intercept(w: &Array1<f64>) -> (&[f64], f64) {
+    let all = w.as_slice().unwrap_or_default();
+    match all.split_last() {
+        Some((intercept, weights)) => (weights, *intercept),
+        None => (all, 0.0),
     }
 }
 

@@ -662,11 +662,9 @@ impl PipelineMetrics {
             for role in ModelRole::ALL {
                 let learns = self.adaptive.as_ref().is_some_and(|a| a.learns_as(i, role));
                 let version = match (learns, models.get(i), models.in_role(i, role)) {
-                    (true, Some(base), _) => Some(format!(
-                        "{}{}",
-                        base.version,
-                        propensity_engine::adaptive::VERSION_SUFFIX
-                    )),
+                    (true, Some(base), _) => {
+                        Some(propensity_engine::adaptive::learner_version(&base.version))
+                    }
                     (false, _, Some(m)) => Some(m.version.clone()),
                     _ => None,
                 };

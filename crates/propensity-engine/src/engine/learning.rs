@@ -47,12 +47,7 @@ impl VectorBook {
             .or_insert_with(|| (serial, Vec::new()));
         record.0 = serial;
         record.1.clear();
-        record.1.extend(
-            features
-                .nonzero()
-                .iter()
-                .map(|&i| (i, features.values().get(i as usize).copied().unwrap_or(0.0))),
-        );
+        record.1.extend(features.nonzero_entries());
     }
 
     /// The last vector of the visitor's session `serial`.

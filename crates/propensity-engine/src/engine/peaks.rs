@@ -157,11 +157,7 @@ impl PeakBook {
                     peak.probability = p;
                     peak.event_ms = event_ms;
                     peak.features.clear();
-                    peak.features.extend(
-                        features.nonzero().iter().map(|&i| {
-                            (i, features.values().get(i as usize).copied().unwrap_or(0.0))
-                        }),
-                    );
+                    peak.features.extend(features.nonzero_entries());
                 }
                 None if was_above && !self.by_visitor.is_empty() => {
                     if let Some(record) = self.by_visitor.get_mut(visitor) {

@@ -76,6 +76,14 @@ impl FeatureScratch {
     pub fn nonzero(&self) -> &[u32] {
         self.nonzero.get(..self.nnz).unwrap_or_default()
     }
+
+    /// Its non-zero entries as `(index, value)`, increasing: what is kept
+    /// of a vector beyond its event (session peaks, learning vectors).
+    pub fn nonzero_entries(&self) -> impl Iterator<Item = (u32, f32)> + '_ {
+        self.nonzero()
+            .iter()
+            .map(|&i| (i, self.values.get(i as usize).copied().unwrap_or(0.0)))
+    }
 }
 
 impl FeatureSpec {

@@ -273,39 +273,38 @@ impl OutcomeModel {
     /// numbers are taken as 0, so a learner cannot make a model that
     /// scores NaN.
     pub fn with_weights(&self, version: &str, weights: &[f64], intercept: f64) -> Self {
+        let mut model = self.clone();
+        model.version = version.to_owned();
+        model.set_weights(weights, intercept);
+        model
+    }
+
+    /// Replaces the weights and intercept in place (see
+    /// [`OutcomeModel::with_weights`]), folding them again; allocates
+    /// nothing.
+    pub fn set_weights(&mut self, weights: &[f64], intercept: f64) {
         let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
-        let weights: Vec<f64> = self
-            .weights
-            .iter()
-            .enumerate()
-            .map(|(i, _)| finite(weights.get(i).copied().unwrap_or(0.0)))
-            .collect();
-        let intercept = finite(intercept);
-        let folded_weights: Vec<f32> = weights
-            .iter()
+        for (i, w) in self.weights.iter_mut().enumerate() {
+            *w = finite(weights.get(i).copied().unwrap_or(0.0));
+        }
+        self.intercept = finite(intercept);
+        for ((f, w), s) in self
+            .folded_weights
+            .iter_mut()
+            .zip(&self.weights)
             .zip(&self.stds)
-            .map(|(w, s)| (w / s) as f32)
-            .collect();
-        let folded_bias = intercept
-            - weights
+        {
+            *f = (w / s) as f32;
+        }
+        self.all_finite = self.folded_weights.iter().all(|w| w.is_finite());
+        self.folded_bias = self.intercept
+            - self
+                .weights
                 .iter()
                 .zip(&self.means)
                 .zip(&self.stds)
                 .map(|((w, m), s)| w * m / s)
                 .sum::<f64>();
-        Self {
-            version: version.to_owned(),
-            all_finite: folded_weights.iter().all(|w| w.is_finite()),
-            folded_weights,
-            folded_bias,
-            intercept,
-            weights,
-            means: self.means.clone(),
-            stds: self.stds.clone(),
-            weak: self.weak.clone(),
-            percentiles: self.percentiles.clone(),
-            drift: self.drift.clone(),
-        }
     }
 
     /// Weights in standardized space, in feature order.
