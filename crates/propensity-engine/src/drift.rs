@@ -39,6 +39,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sparse_counts::SparseCounts;
+
 /// One event in this many is counted for drift.
 pub const SAMPLE_EVERY: u64 = 8;
 
@@ -365,6 +367,30 @@ impl ModelDriftCounts {
         }
     }
 
+    /// The stored form of these counts (the reference's edges are not
+    /// part of it: [`ModelDriftCounts::from_record`] takes them from the
+    /// model's reference again).
+    pub fn record(&self) -> DriftCountsRecord {
+        DriftCountsRecord {
+            events: self.events,
+            nonzero: SparseCounts::from_dense(&self.nonzero),
+            score: SparseCounts::from_dense(&self.score),
+        }
+    }
+
+    /// Counts shaped by `reference` holding `record`'s; an error when the
+    /// record was made for a reference of another shape.
+    pub fn from_record(
+        reference: &DriftReference,
+        record: &DriftCountsRecord,
+    ) -> Result<Self, String> {
+        let mut counts = Self::new(reference);
+        counts.events = record.events;
+        counts.nonzero = record.nonzero.to_dense(counts.nonzero.len())?;
+        counts.score = record.score.to_dense(counts.score.len())?;
+        Ok(counts)
+    }
+
     /// Feature `j`'s counts per bin, zeros included.
     pub fn feature_counts(&self, reference: &DriftReference, j: usize) -> Vec<u64> {
         let (Some(b), Some(nonzero)) = (
@@ -401,6 +427,14 @@ impl ModelDriftCounts {
                 .collect(),
         })
     }
+}
+
+/// The stored form of [`ModelDriftCounts`]: the counts, not the edges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftCountsRecord {
+    events: u64,
+    nonzero: SparseCounts,
+    score: SparseCounts,
 }
 
 /// PSIs of one model's live traffic against its training population.
@@ -509,6 +543,17 @@ mod tests {
             .features
             .iter()
             .all(|p| p.is_some_and(|p| p.abs() < 1e-12)));
+        // The stored form gives the same counts back, for a reference of
+        // the same shape only.
+        let text = serde_json::to_string(&live.record()).expect("json");
+        let record: DriftCountsRecord = serde_json::from_str(&text).expect("parses");
+        assert_eq!(
+            ModelDriftCounts::from_record(&reference, &record).as_ref(),
+            Ok(&live)
+        );
+        let narrower =
+            DriftReference::from_rows(rows.len(), 1, |i| &rows[i][..1], &scores, |_| true);
+        assert!(ModelDriftCounts::from_record(&narrower, &record).is_err());
         // Counts add.
         let mut twice = live.clone();
         twice.merge(&live);

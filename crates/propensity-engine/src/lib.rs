@@ -27,6 +27,7 @@ pub mod online_eval;
 pub mod partitioning;
 pub mod purpose;
 pub mod replay;
+pub mod sparse_counts;
 pub mod stable_hash;
 pub mod timestamp;
 pub mod visitor;

@@ -14,8 +14,13 @@
 //!   over the same sessions gives the same figures.
 //! - A session whose visitor revoked consent or was erased is never
 //!   labelled: what it did is no longer processed, for evaluation neither.
+//! - The stored form ([`EvalCountsRecord`], the changelog's monitoring
+//!   windows) gives back the same counts bit for bit: sums are kept as
+//!   their f64 bits, since a decimal round trip may move the last bit.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::sparse_counts::SparseCounts;
 
 /// Equal-width score bins of the AUC histogram.
 pub const SCORE_BINS: usize = 1000;
@@ -24,7 +29,8 @@ pub const SCORE_BINS: usize = 1000;
 pub const EPS: f64 = 1e-15;
 
 /// Resolved sessions of one outcome.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "EvalCountsRecord", try_from = "EvalCountsRecord")]
 pub struct OutcomeEvalCounts {
     /// Per score bin: sessions that achieved the outcome.
     positives: Vec<u64>,
@@ -51,6 +57,48 @@ impl Default for OutcomeEvalCounts {
             decile_n: [0; 10],
             decile_pos: [0; 10],
         }
+    }
+}
+
+/// The stored form of [`OutcomeEvalCounts`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalCountsRecord {
+    positives: SparseCounts,
+    negatives: SparseCounts,
+    log_loss_bits: u64,
+    brier_bits: u64,
+    decile_p_bits: [u64; 10],
+    decile_n: [u64; 10],
+    decile_pos: [u64; 10],
+}
+
+impl From<OutcomeEvalCounts> for EvalCountsRecord {
+    fn from(c: OutcomeEvalCounts) -> Self {
+        Self {
+            positives: SparseCounts::from_dense(&c.positives),
+            negatives: SparseCounts::from_dense(&c.negatives),
+            log_loss_bits: c.log_loss_sum.to_bits(),
+            brier_bits: c.brier_sum.to_bits(),
+            decile_p_bits: c.decile_p.map(f64::to_bits),
+            decile_n: c.decile_n,
+            decile_pos: c.decile_pos,
+        }
+    }
+}
+
+impl TryFrom<EvalCountsRecord> for OutcomeEvalCounts {
+    type Error = String;
+
+    fn try_from(r: EvalCountsRecord) -> Result<Self, String> {
+        Ok(Self {
+            positives: r.positives.to_dense(SCORE_BINS)?,
+            negatives: r.negatives.to_dense(SCORE_BINS)?,
+            log_loss_sum: f64::from_bits(r.log_loss_bits),
+            brier_sum: f64::from_bits(r.brier_bits),
+            decile_p: r.decile_p_bits.map(f64::from_bits),
+            decile_n: r.decile_n,
+            decile_pos: r.decile_pos,
+        })
     }
 }
 
@@ -183,6 +231,23 @@ pub struct CalibrationDecile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stored_form_gives_back_the_same_counts_bit_for_bit() {
+        let mut c = OutcomeEvalCounts::default();
+        for k in 0..500 {
+            // Probabilities whose logarithms use every bit of the sums.
+            c.observe(f64::from(k) / 499.0 * 0.987 + 0.0061, k % 3 == 0);
+        }
+        let text = serde_json::to_string(&c).expect("json");
+        let back: OutcomeEvalCounts = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, c);
+        assert_eq!(back.log_loss_sum.to_bits(), c.log_loss_sum.to_bits());
+        // Sparse: 500 sessions in at most 500 of the 2,000 bins.
+        assert!(text.len() < 12_000, "{} bytes", text.len());
+        let bad = text.replacen("[[", "[[5000,1],[", 1);
+        assert!(serde_json::from_str::<OutcomeEvalCounts>(&bad).is_err());
+    }
 
     #[test]
     fn auc_is_the_pairwise_rank_statistic_with_ties_half() {

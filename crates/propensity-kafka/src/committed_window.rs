@@ -1,29 +1,30 @@
-//! The committed-work window: counts the engines hand over after each
-//! commit (drift counts, see `propensity_engine::drift`; resolved sessions,
-//! see `propensity_engine::online_eval`), summed over the last window in
-//! buckets, so that monitoring figures describe recent traffic.
+//! The committed-work window: counts the engines hand over at each commit
+//! (drift counts, see `propensity_engine::drift`; resolved sessions, see
+//! `propensity_engine::online_eval`), summed over the last window in
+//! buckets, so that monitoring figures describe recent traffic. Each
+//! partition has its own windows (`crate::partition_monitoring`), written
+//! to the changelog bucket by bucket and restored with the partition.
 //!
 //! Invariants kept here:
-//! - Only committed work is counted: the pipeline hands counts over after
-//!   a successful commit, and an aborted transaction's work is dropped
-//!   with the shards that did it, so an event re-processed after an abort
-//!   is counted once.
+//! - Buckets are aligned on the wall clock (epoch milliseconds, a twelfth
+//!   of the window each), so a bucket restored on another instance, or
+//!   after a restart, is the same bucket there and the work of a commit
+//!   goes to exactly one of them.
 //! - Counts of different models never mix: at a model swap each slot
 //!   keeps the counts of the model version it now holds, wherever that
 //!   version was before (a promotion moves the challenger's counts to the
 //!   champion role), and starts empty for a new version
 //!   ([`slots_by_version`], [`CommittedWindow::remap`]).
-//! - Time is passed in (`Instant`), so the windowing is tested without
-//!   sleeping.
+//! - Time is passed in, so the windowing is tested without sleeping.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use propensity_engine::drift::{DriftPsi, DriftReference, ModelDriftCounts};
 use propensity_engine::online_eval::OutcomeEvalCounts;
 
 /// Buckets per window: the window slides by a twelfth of its length.
-const BUCKETS: u32 = 12;
+const BUCKETS: i64 = 12;
 
 /// One outcome's counts, which add up.
 pub trait WindowCounts: Clone + Default {
@@ -55,57 +56,108 @@ impl WindowCounts for OutcomeEvalCounts {
     }
 }
 
-/// Counts per outcome of the last window, in buckets.
+/// Adds `counts` slot by slot to `sum`, growing it to their length.
+pub fn add_slots<E: WindowCounts>(sum: &mut Vec<E>, counts: &[E]) {
+    if sum.len() < counts.len() {
+        sum.resize(counts.len(), E::default());
+    }
+    for (s, c) in sum.iter_mut().zip(counts) {
+        s.add(c);
+    }
+}
+
+/// Counts per slot of the last window, in wall-clock buckets.
 pub struct CommittedWindow<E> {
-    window: Duration,
-    /// (bucket start, counts per outcome), oldest first.
-    buckets: VecDeque<(Instant, Vec<E>)>,
+    window_ms: i64,
+    bucket_ms: i64,
+    /// (bucket start in epoch ms, counts per slot), oldest first.
+    buckets: VecDeque<(i64, Vec<E>)>,
 }
 
 impl<E: WindowCounts> CommittedWindow<E> {
     /// An empty window of `window` length.
     pub fn new(window: Duration) -> Self {
+        let window_ms = i64::try_from(window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(BUCKETS);
         Self {
-            window,
+            window_ms,
+            bucket_ms: window_ms / BUCKETS,
             buckets: VecDeque::new(),
         }
     }
 
-    /// Adds the counts per outcome an engine holds at `now` (read, not
-    /// taken: the caller clears them, so no commit allocates).
-    pub fn add(&mut self, now: Instant, counts: &[E]) {
-        if counts.iter().all(E::is_empty) {
-            return;
-        }
-        let bucket = self.window / BUCKETS;
-        match self.buckets.back_mut() {
-            Some((start, sum)) if now.saturating_duration_since(*start) < bucket => {
-                if sum.len() < counts.len() {
-                    sum.resize(counts.len(), E::default());
-                }
-                for (s, c) in sum.iter_mut().zip(counts) {
-                    s.add(c);
-                }
-            }
-            _ => self.buckets.push_back((now, counts.to_vec())),
-        }
-        self.expire(now);
+    /// The start of the bucket holding the moment `now_ms`.
+    pub fn bucket_start(&self, now_ms: i64) -> i64 {
+        now_ms.div_euclid(self.bucket_ms) * self.bucket_ms
     }
 
-    /// Drops the buckets that started a window or more before `now`.
-    fn expire(&mut self, now: Instant) {
-        while self
-            .buckets
-            .front()
-            .is_some_and(|(start, _)| now.saturating_duration_since(*start) >= self.window)
-        {
+    /// Adds the counts per slot an engine holds at `now_ms` (read, not
+    /// taken: the caller clears them, so no commit allocates) and returns
+    /// the start of the bucket they went to; `None` when there was nothing
+    /// to add. A clock that went back adds to the newest bucket.
+    pub fn add(&mut self, now_ms: i64, counts: &[E]) -> Option<i64> {
+        if counts.iter().all(E::is_empty) {
+            return None;
+        }
+        let start = self.bucket_start(now_ms);
+        match self.buckets.back_mut() {
+            Some((newest, sum)) if *newest >= start => {
+                add_slots(sum, counts);
+                Some(*newest)
+            }
+            _ => {
+                self.buckets.push_back((start, counts.to_vec()));
+                Some(start)
+            }
+        }
+    }
+
+    /// Whether the bucket starting at `start` is still in the window at
+    /// `now_ms`.
+    fn in_window(&self, start: i64, now_ms: i64) -> bool {
+        start > now_ms.saturating_sub(self.window_ms)
+    }
+
+    /// Drops the buckets that left the window by `now_ms` and returns
+    /// their starts.
+    pub fn expire(&mut self, now_ms: i64) -> Vec<i64> {
+        let mut gone = Vec::new();
+        while let Some((start, _)) = self.buckets.front() {
+            if self.in_window(*start, now_ms) {
+                break;
+            }
+            gone.push(*start);
             self.buckets.pop_front();
         }
+        gone
     }
 
-    /// Empties the window.
-    pub fn clear(&mut self) {
-        self.buckets.clear();
+    /// The bucket starting at `start`, if held.
+    pub fn bucket(&self, start: i64) -> Option<&[E]> {
+        self.buckets
+            .iter()
+            .find(|(s, _)| *s == start)
+            .map(|(_, c)| c.as_slice())
+    }
+
+    /// The starts of the buckets held, oldest first.
+    pub fn starts(&self) -> impl Iterator<Item = i64> + '_ {
+        self.buckets.iter().map(|(s, _)| *s)
+    }
+
+    /// Puts `counts` in place of the bucket starting at `start` (a
+    /// restore: the latest record of a bucket is its committed state).
+    pub fn put(&mut self, start: i64, counts: Vec<E>) {
+        match self.buckets.binary_search_by_key(&start, |(s, _)| *s) {
+            Ok(k) => self.buckets[k].1 = counts,
+            Err(k) => self.buckets.insert(k, (start, counts)),
+        }
+    }
+
+    /// Removes the bucket starting at `start` (its record was deleted).
+    pub fn remove(&mut self, start: i64) {
+        self.buckets.retain(|(s, _)| *s != start);
     }
 
     /// Rearranges the slots after a model swap: slot `j` of the new layout
@@ -114,30 +166,30 @@ impl<E: WindowCounts> CommittedWindow<E> {
     /// keeps its counts, and counts of a model that is gone are dropped.
     pub fn remap(&mut self, from: &[Option<usize>]) {
         for (_, counts) in &mut self.buckets {
-            let old = std::mem::take(counts);
-            *counts = from
-                .iter()
-                .map(|f| f.and_then(|k| old.get(k).cloned()).unwrap_or_default())
-                .collect();
+            *counts = remapped(counts, from);
         }
-        self.buckets
-            .retain(|(_, counts)| !counts.iter().all(E::is_empty));
     }
 
-    /// The window's counts per outcome as of `now` (empty: nothing in it).
-    pub fn sum(&mut self, now: Instant) -> Vec<E> {
-        self.expire(now);
+    /// The window's counts per slot as of `now_ms` (empty: nothing in it).
+    pub fn sum(&self, now_ms: i64) -> Vec<E> {
         let mut sum: Vec<E> = Vec::new();
-        for (_, counts) in &self.buckets {
-            if sum.len() < counts.len() {
-                sum.resize(counts.len(), E::default());
-            }
-            for (s, c) in sum.iter_mut().zip(counts) {
-                s.add(c);
-            }
+        for (_, counts) in self
+            .buckets
+            .iter()
+            .filter(|(s, _)| self.in_window(*s, now_ms))
+        {
+            add_slots(&mut sum, counts);
         }
         sum
     }
+}
+
+/// `counts` laid out anew: slot `j` takes old slot `from[j]` (`None`, or
+/// a slot beyond `counts`: empty).
+pub fn remapped<E: WindowCounts>(counts: &[E], from: &[Option<usize>]) -> Vec<E> {
+    from.iter()
+        .map(|f| f.and_then(|k| counts.get(k).cloned()).unwrap_or_default())
+        .collect()
 }
 
 /// Where each slot of the new models' layout finds its counts in the old
@@ -158,16 +210,15 @@ pub fn slots_by_version(old: &[Option<String>], new: &[Option<String>]) -> Vec<O
         .collect()
 }
 
-/// Per outcome, the PSI of a drift window's counts against the outcome's
-/// model's drift reference (`references`, one per outcome); `None` for an
-/// outcome without a reference or with fewer than `min_events` vectors.
+/// Per outcome, the PSI of a drift window's summed counts against the
+/// outcome's model's drift reference (`references`, one per outcome);
+/// `None` for an outcome without a reference or with fewer than
+/// `min_events` vectors.
 pub fn window_psi<'a>(
-    window: &mut CommittedWindow<Option<ModelDriftCounts>>,
-    now: Instant,
+    sum: &[Option<ModelDriftCounts>],
     references: impl IntoIterator<Item = Option<&'a DriftReference>>,
     min_events: u64,
 ) -> Vec<Option<DriftPsi>> {
-    let sum = window.sum(now);
     references
         .into_iter()
         .enumerate()
@@ -185,12 +236,18 @@ pub fn window_psi<'a>(
 mod tests {
     use super::*;
 
+    const HOUR_MS: i64 = 3_600_000;
+
     fn eval(sessions: usize, p: f64) -> OutcomeEvalCounts {
         let mut c = OutcomeEvalCounts::default();
         for k in 0..sessions {
             c.observe(p, k % 2 == 0);
         }
         c
+    }
+
+    fn sessions(w: &CommittedWindow<OutcomeEvalCounts>, now_ms: i64) -> Vec<u64> {
+        w.sum(now_ms).iter().map(|c| c.sessions()).collect()
     }
 
     #[test]
@@ -202,20 +259,61 @@ mod tests {
         let new = [v("A2"), v("B1"), v("A1"), None];
         let from = slots_by_version(&old, &new);
         assert_eq!(from, vec![Some(2), Some(1), Some(0), None]);
-        let t0 = Instant::now();
+        let t0 = 10 * HOUR_MS;
         let mut w = CommittedWindow::new(Duration::from_secs(3600));
         w.add(
             t0,
             &[eval(10, 0.2), eval(20, 0.3), eval(30, 0.4), eval(0, 0.5)],
         );
         w.remap(&from);
-        let sessions: Vec<u64> = w.sum(t0).iter().map(|c| c.sessions()).collect();
-        assert_eq!(sessions, vec![30, 20, 10, 0]);
+        assert_eq!(sessions(&w, t0), vec![30, 20, 10, 0]);
         // A retrained model (a new version) starts empty.
         let retrained = [v("A3"), v("B1"), v("A1"), None];
         w.remap(&slots_by_version(&new, &retrained));
-        let sessions: Vec<u64> = w.sum(t0).iter().map(|c| c.sessions()).collect();
-        assert_eq!(sessions, vec![0, 20, 10, 0]);
+        assert_eq!(sessions(&w, t0), vec![0, 20, 10, 0]);
+    }
+
+    #[test]
+    fn buckets_are_aligned_on_the_clock_and_expire_a_window_later() {
+        let mut w = CommittedWindow::new(Duration::from_secs(3600));
+        let five_min = 300_000;
+        let t0 = 10 * HOUR_MS + 7_000;
+        // Two commits in one five-minute bucket, one in the next.
+        assert_eq!(w.add(t0, &[eval(2, 0.5)]), Some(10 * HOUR_MS));
+        assert_eq!(w.add(t0 + 1_000, &[eval(4, 0.5)]), Some(10 * HOUR_MS));
+        assert_eq!(
+            w.add(t0 + five_min, &[eval(8, 0.5)]),
+            Some(10 * HOUR_MS + five_min)
+        );
+        // Nothing to add: no bucket.
+        assert_eq!(w.add(t0, &[eval(0, 0.5)]), None);
+        // A clock that went back adds to the newest bucket.
+        assert_eq!(
+            w.add(t0 - HOUR_MS, &[eval(1, 0.5)]),
+            Some(10 * HOUR_MS + five_min)
+        );
+        assert_eq!(sessions(&w, t0 + five_min), vec![15]);
+        assert_eq!(w.bucket(10 * HOUR_MS).map(|c| c[0].sessions()), Some(6));
+        // An hour after its start the first bucket is out of the sum, and
+        // expiring names it once.
+        assert_eq!(sessions(&w, 11 * HOUR_MS), vec![9]);
+        assert_eq!(w.expire(11 * HOUR_MS), vec![10 * HOUR_MS]);
+        assert_eq!(w.expire(11 * HOUR_MS), Vec::<i64>::new());
+        assert_eq!(
+            w.starts().collect::<Vec<_>>(),
+            vec![10 * HOUR_MS + five_min]
+        );
+        // A restored bucket takes its place in order, and replaces one
+        // with the same start.
+        w.put(10 * HOUR_MS + 2 * five_min, vec![eval(3, 0.5)]);
+        w.put(10 * HOUR_MS + five_min, vec![eval(1, 0.5)]);
+        assert_eq!(
+            w.starts().collect::<Vec<_>>(),
+            vec![10 * HOUR_MS + five_min, 10 * HOUR_MS + 2 * five_min]
+        );
+        assert_eq!(sessions(&w, 11 * HOUR_MS), vec![4]);
+        w.remove(10 * HOUR_MS + five_min);
+        assert_eq!(sessions(&w, 11 * HOUR_MS), vec![3]);
     }
 
     /// A one-feature reference: the feature is 0..10 evenly, the score
@@ -244,34 +342,31 @@ mod tests {
     #[test]
     fn the_window_slides_and_needs_enough_events() {
         let r = reference();
-        let t0 = Instant::now();
-        let hour = Duration::from_secs(3600);
-        let mut w = CommittedWindow::new(hour);
+        let t0 = 10 * HOUR_MS;
+        let mut w = CommittedWindow::new(Duration::from_secs(3600));
         // Too few events: no PSI yet.
         w.add(t0, &counts(&r, 50, 9.0, 0.99));
-        assert_eq!(window_psi(&mut w, t0, [Some(&r)], 100), vec![None]);
+        assert_eq!(window_psi(&w.sum(t0), [Some(&r)], 100), vec![None]);
         // Enough, all in the top bins: shifted.
-        w.add(t0 + Duration::from_secs(60), &counts(&r, 50, 9.0, 0.99));
-        let shifted = window_psi(&mut w, t0 + Duration::from_secs(61), [Some(&r)], 100);
+        w.add(t0 + 60_000, &counts(&r, 50, 9.0, 0.99));
+        let shifted = window_psi(&w.sum(t0 + 61_000), [Some(&r)], 100);
         let psi = shifted[0].as_ref().expect("100 events");
         assert_eq!(psi.events, 100);
         assert!(psi.score > 0.25 && psi.features[0] > Some(0.25), "{psi:?}");
         // An hour later those buckets have left the window; traffic like
         // the training population's is stable.
-        let later = t0 + hour + Duration::from_secs(120);
+        let later = t0 + HOUR_MS + 120_000;
         for k in 0..10 {
             w.add(
                 later,
                 &counts(&r, 10, k as f32, (f64::from(k) + 0.5) / 10.0),
             );
         }
-        let stable = window_psi(&mut w, later, [Some(&r)], 100);
+        let stable = window_psi(&w.sum(later), [Some(&r)], 100);
         let psi = stable[0].as_ref().expect("100 events");
         assert_eq!(psi.events, 100);
         assert!(psi.score < 1e-9 && psi.features[0] < Some(1e-9), "{psi:?}");
-        // An outcome without a reference has no PSI; a cleared window none.
-        assert_eq!(window_psi(&mut w, later, [None], 100), vec![None]);
-        w.clear();
-        assert_eq!(window_psi(&mut w, later, [Some(&r)], 100), vec![None]);
+        // An outcome without a reference has no PSI.
+        assert_eq!(window_psi(&w.sum(later), [None], 100), vec![None]);
     }
 }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod inspect;
 pub mod metrics;
 pub mod model_handle;
+pub mod partition_monitoring;
 pub mod passthrough;
 pub mod pipeline;
 pub mod probe;

@@ -3,7 +3,8 @@
 //! the next commit, how far its consent and feedback partitions have been
 //! applied, and its recent offers (for data-subject access). Also the engine sink that
 //! turns engine outputs into records of the open transaction, and the
-//! sizing of dead letters so that every one of them can be produced.
+//! sizing of dead letters so that every one of them can be produced, and
+//! its monitoring windows (`crate::partition_monitoring`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use rdkafka::Message;
 
 use crate::delivery::{is_refusal, serve_then_pause, DeliveryWatch, DELIVERY_POLL_PAUSE};
 use crate::metrics::PipelineMetrics;
+use crate::partition_monitoring::{PartitionMonitoring, MONITORING_WINDOW_HEADER};
 
 /// Header marking the changelog record that stores the consent position.
 pub const CONSENT_POSITION_HEADER: &str = "propensity.consent_position";
@@ -194,11 +196,14 @@ pub struct Shard {
     /// The engine's counters as of the last commit. Work after it may
     /// still be aborted and done again, so only this much is reported.
     committed_counters: EngineCounters,
+    /// Drift counts and resolved sessions of the partition's committed
+    /// work, changelogged with it.
+    pub monitoring: PartitionMonitoring,
 }
 
 impl Shard {
-    /// A partition with a fresh engine.
-    pub fn new(partition: i32, engine: Engine) -> Self {
+    /// A partition with a fresh engine and empty monitoring windows.
+    pub fn new(partition: i32, engine: Engine, monitoring: PartitionMonitoring) -> Self {
         Self {
             partition,
             engine,
@@ -211,6 +216,7 @@ impl Shard {
             rewrite_due: false,
             recent_offers: VecDeque::new(),
             committed_counters: EngineCounters::default(),
+            monitoring,
         }
     }
 
@@ -349,10 +355,12 @@ impl Shard {
     }
 
     /// Writes the changelog records of the dirty visitors (snapshot or
-    /// tombstone) and, when it moved (or a rewrite is due), the consent
-    /// position, into the open transaction. If the transaction aborts, the
-    /// shard is dropped and restored again, so nothing here needs undoing.
-    pub fn write_changelog(&mut self, out: &Outputs) -> Result<(), RdKafkaError> {
+    /// tombstone), of the monitoring window buckets the open transaction
+    /// added to (at `now_ms`, epoch milliseconds) or that left the window,
+    /// and, when it moved (or a rewrite is due), the consent position, into
+    /// the open transaction. If the transaction aborts, the shard is dropped
+    /// and restored again, so nothing here needs undoing.
+    pub fn write_changelog(&mut self, out: &Outputs, now_ms: i64) -> Result<(), RdKafkaError> {
         let rewrite = std::mem::take(&mut self.rewrite_due);
         if rewrite {
             self.dirty.extend(self.engine.visitor_ids().map(Box::from));
@@ -371,6 +379,21 @@ impl Shard {
                 .headers(format());
             if let Some(bytes) = &snapshot {
                 record = record.payload(bytes.as_slice());
+            }
+            send_record(&out.producer, record)?;
+        }
+        self.monitoring.take_from(&mut self.engine, now_ms);
+        for window in self.monitoring.take_records(rewrite) {
+            let headers = format().insert(Header {
+                key: MONITORING_WINDOW_HEADER,
+                value: Some(window.kind.name()),
+            });
+            let mut record = BaseRecord::<[u8], [u8]>::to(&out.topics.changelog)
+                .partition(self.partition)
+                .key(window.key.as_bytes())
+                .headers(headers);
+            if let Some(value) = &window.value {
+                record = record.payload(value.as_slice());
             }
             send_record(&out.producer, record)?;
         }

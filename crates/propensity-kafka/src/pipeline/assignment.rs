@@ -20,6 +20,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{now_ms, Core, GroupContext};
 use crate::error::KafkaError;
+use crate::partition_monitoring::{PartitionMonitoring, WindowKind, MONITORING_WINDOW_HEADER};
 use crate::shard::{
     Shard, ADAPTIVE_STATE_HEADER, CHANGELOG_FORMAT, CHANGELOG_FORMAT_HEADER,
     CONSENT_POSITION_HEADER, FEEDBACK_POSITION_HEADER, PARTITION_CLOCK_HEADER,
@@ -197,7 +198,12 @@ impl Core {
             .iter()
             .map(|&p| {
                 let engine = Engine::new(self.opts.engine_config.clone(), models.clone());
-                (p, Shard::new(p, engine))
+                let monitoring = PartitionMonitoring::new(
+                    Duration::from_secs_f64(self.opts.settings.drift_window_secs),
+                    Duration::from_secs_f64(self.opts.settings.online_eval_window_secs),
+                    &models,
+                );
+                (p, Shard::new(p, engine, monitoring))
             })
             .collect();
 
@@ -272,6 +278,19 @@ impl Core {
                     }
                     return;
                 }
+                if let Some(kind) = header(MONITORING_WINDOW_HEADER)
+                    .flatten()
+                    .and_then(WindowKind::parse)
+                {
+                    if let Err(e) =
+                        shard
+                            .monitoring
+                            .restore(kind, msg.key().unwrap_or_default(), msg.payload(), &models)
+                    {
+                        tracing::warn!(partition = p, window = kind.name(), error = %e, "a monitoring window record is unreadable; its counts are left out");
+                    }
+                    return;
+                }
                 if header(ADAPTIVE_STATE_HEADER).is_some() {
                     // The latest one read is the partition's committed state.
                     let restored = serde_json::from_slice::<
@@ -296,6 +315,10 @@ impl Core {
                 }
             })?;
         self.changelog.assign(&[])?;
+        let restored_at = now_ms();
+        for shard in fresh.values_mut() {
+            shard.monitoring.restored(restored_at);
+        }
         let changelog_seconds = started.elapsed().as_secs_f64();
         if let Some(e) = restore_error {
             // A snapshot we cannot read means state we cannot trust: refuse

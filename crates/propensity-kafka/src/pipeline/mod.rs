@@ -32,11 +32,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
-use propensity_engine::{EngineConfig, EngineCounters, ModelRole, ModelSet};
+use propensity_engine::{EngineConfig, EngineCounters};
 
-use crate::committed_window::{slots_by_version, CommittedWindow};
-use propensity_engine::drift::ModelDriftCounts;
-use propensity_engine::online_eval::OutcomeEvalCounts;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError as RdKafkaError;
@@ -343,16 +340,8 @@ struct Core {
     /// When the open transaction is due for its commit.
     commit_clock: CommitClock,
     models_version: u64,
-    /// The model version of each drift slot (per outcome: its champion)
-    /// and online-evaluation slot (per role and outcome), for remapping
-    /// the windows at a swap.
-    slot_versions: (Vec<Option<String>>, Vec<Option<String>>),
     /// Counters of shards dropped since start (gauges zeroed).
     retired: EngineCounters,
-    /// Drift counts and resolved sessions of committed work (see
-    /// [`CommittedWindow`]), published every statistics interval.
-    drift: CommittedWindow<Option<ModelDriftCounts>>,
-    online: CommittedWindow<OutcomeEvalCounts>,
     last_monitoring_publish: Instant,
     /// Last consent catch-up of all partitions (idle partitions still apply
     /// consent, so an erasure takes effect without the visitor's next event).
@@ -383,10 +372,6 @@ impl Core {
     fn new(opts: PipelineOptions) -> Result<Self, KafkaError> {
         opts.metrics
             .set_online_auc_floor(opts.settings.online_auc_floor);
-        let drift = CommittedWindow::new(Duration::from_secs_f64(opts.settings.drift_window_secs));
-        let online = CommittedWindow::new(Duration::from_secs_f64(
-            opts.settings.online_eval_window_secs,
-        ));
         let s = &opts.settings;
         let max_record_bytes = s
             .client
@@ -408,7 +393,6 @@ impl Core {
         let changelog = PartitionReader::new(s, "changelog", &s.changelog_topic)?;
         let events = OffsetQuery::new(s, "events-lag", &s.events_topic)?;
         let models_version = opts.models.version();
-        let slot_versions = slot_versions(&opts.models.current());
         let workers = s.worker_threads();
         tracing::info!(workers = workers, "batch workers");
         let commit_clock = CommitClock {
@@ -435,10 +419,7 @@ impl Core {
             txn_open: false,
             commit_clock,
             models_version,
-            slot_versions,
             retired: EngineCounters::default(),
-            drift,
-            online,
             last_monitoring_publish: Instant::now(),
             last_consent_sync: Instant::now(),
             progress: Progress::default(),
@@ -555,12 +536,9 @@ impl Core {
             // Each window slot keeps the counts of the model version it
             // now holds (a promotion moves the challenger's to the
             // champion role); a new version starts empty.
-            let (drift_versions, online_versions) = slot_versions(&models);
-            self.drift
-                .remap(&slots_by_version(&self.slot_versions.0, &drift_versions));
-            self.online
-                .remap(&slots_by_version(&self.slot_versions.1, &online_versions));
-            self.slot_versions = (drift_versions, online_versions);
+            for shard in self.shards.values_mut() {
+                shard.monitoring.remap(&models);
+            }
             self.models_version = v;
         }
     }
@@ -702,21 +680,6 @@ impl Core {
         RuntimeStatus::set(&self.opts.status.ready, false);
         Ok(())
     }
-}
-
-/// The model version in each window slot of `models`: drift slots are the
-/// outcomes' champions; online-evaluation slots are the champions, then
-/// the challengers (see `Engine::online_eval`).
-fn slot_versions(models: &ModelSet) -> (Vec<Option<String>>, Vec<Option<String>>) {
-    let n = models.outcomes();
-    let version = |i: usize, role: ModelRole| models.in_role(i, role).map(|m| m.version.clone());
-    let drift = (0..n).map(|i| version(i, ModelRole::Champion)).collect();
-    let online = ModelRole::ALL
-        .iter()
-        .flat_map(|r| (0..n).map(move |i| (i, *r)))
-        .map(|(i, r)| version(i, r))
-        .collect();
-    (drift, online)
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::Core;
+use super::{now_ms, Core};
 use crate::access::{partition_of, AccessAnswer};
-use crate::committed_window::window_psi;
+use crate::committed_window::{add_slots, window_psi};
 
 impl Core {
     /// Answers the HTTP access requests waiting on the channel: a
@@ -100,28 +100,22 @@ impl Core {
         }
     }
 
-    /// After a commit: the drift counts and resolved sessions of the work
-    /// it committed move from the engines to the windows (work since is
-    /// counted at the next commit, or dropped with its shard by an abort).
-    pub(super) fn take_committed_monitoring(&mut self) {
-        let now = Instant::now();
-        for shard in self.shards.values_mut() {
-            self.drift.add(now, shard.engine.drift_counts());
-            self.online.add(now, shard.engine.online_eval());
-            shard.engine.clear_monitoring_counts();
-        }
-    }
-
-    /// The windows' drift and online-evaluation figures, every statistics
-    /// interval (also while idle, so the windows slide and the last
-    /// commit's counts are shown).
+    /// The drift and online-evaluation figures of the windows of the
+    /// partitions held, every statistics interval (also while idle, so
+    /// the windows slide and the last commit's counts are shown).
     pub(super) fn publish_monitoring(&mut self) {
         let every = Duration::from_millis(self.opts.settings.statistics_interval_ms.max(100));
         if self.last_monitoring_publish.elapsed() < every {
             return;
         }
-        let now = Instant::now();
-        self.last_monitoring_publish = now;
+        self.last_monitoring_publish = Instant::now();
+        let now = now_ms();
+        let mut drift = Vec::new();
+        let mut online = Vec::new();
+        for shard in self.shards.values() {
+            add_slots(&mut drift, &shard.monitoring.drift_sum(now));
+            add_slots(&mut online, &shard.monitoring.online_sum(now));
+        }
         let models = self.opts.models.current();
         let references = (0..models.outcomes()).map(|i| {
             models
@@ -129,17 +123,10 @@ impl Core {
                 .and_then(|m| m.drift_reference())
                 .map(|r| &**r)
         });
-        let psi = window_psi(
-            &mut self.drift,
-            now,
-            references,
-            self.opts.settings.drift_min_events,
-        );
+        let psi = window_psi(&drift, references, self.opts.settings.drift_min_events);
         self.opts.metrics.publish_drift(&psi);
         let min = self.opts.settings.online_eval_min_sessions;
-        let online: Vec<_> = self
-            .online
-            .sum(now)
+        let online: Vec<_> = online
             .iter()
             .map(|c| c.summary().filter(|s| s.sessions >= min.max(1)))
             .collect();

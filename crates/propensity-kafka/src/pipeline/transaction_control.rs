@@ -198,7 +198,6 @@ impl Core {
                         self.isolation = None;
                     }
                 }
-                self.take_committed_monitoring();
                 self.publish_counters();
                 self.publish_progress();
                 true
@@ -244,8 +243,9 @@ impl Core {
         consumer: &BaseConsumer<GroupContext>,
     ) -> Result<(), Failure> {
         let classify = |e: RdKafkaError| Failure::classify(&e);
+        let now = now_ms();
         for shard in self.shards.values_mut() {
-            shard.write_changelog(&self.out).map_err(classify)?;
+            shard.write_changelog(&self.out, now).map_err(classify)?;
         }
         if let Some(e) = self.out.error.take() {
             return Err(Failure::classify(&e));
