@@ -261,4 +261,34 @@ fn monitoring_windows_survive_kill_9_and_move_with_their_partitions() {
     offline.assert_equal(&m, all_in, true);
     let status = a.terminate(Duration::from_secs(30));
     assert!(status.success(), "a exited with {status} after SIGTERM");
+
+    // The window records: one key per bucket and partition, a few
+    // kilobytes each (sparse counts).
+    let windows: Vec<_> = d
+        .read_topic(&d.settings.changelog_topic)
+        .into_iter()
+        .filter(|r| r.headers.contains_key("propensity.monitoring_window"))
+        .collect();
+    let sizes: Vec<usize> = windows
+        .iter()
+        .filter_map(|r| r.value.as_ref().map(Vec::len))
+        .collect();
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    let keys: std::collections::BTreeSet<_> = windows
+        .iter()
+        .map(|r| {
+            (
+                r.partition,
+                String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect();
+    eprintln!(
+        "{} window records, {} (partition, key) pairs, largest {largest} bytes, median {} bytes",
+        windows.len(),
+        keys.len(),
+        sizes.get(sizes.len() / 2).copied().unwrap_or(0)
+    );
+    assert!(keys.len() >= 6, "both windows of 3 partitions: {keys:?}");
+    assert!(largest < 16_384, "a window record of {largest} bytes");
 }
