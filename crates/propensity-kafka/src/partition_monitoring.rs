@@ -309,3 +309,128 @@ fn encode<R: Serialize>(versions: &[Option<String>], counts: &[R]) -> Vec<u8> {
     }
     serde_json::to_vec(&Borrowed { versions, counts }).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+    const T0: i64 = 1_800_000_000_000;
+
+    fn sessions(n: usize, p: f64) -> OutcomeEvalCounts {
+        let mut c = OutcomeEvalCounts::default();
+        for k in 0..n {
+            c.observe(p, k % 3 == 0);
+        }
+        c
+    }
+
+    /// Windows laid out for one outcome whose champion is `champion` and
+    /// challenger `challenger` (no drift references: the online window
+    /// alone).
+    fn monitoring(champion: &str, challenger: Option<&str>) -> PartitionMonitoring {
+        let mut m = PartitionMonitoring::new(HOUR, HOUR, &ModelSet::empty(1));
+        m.versions = SlotVersions {
+            drift: vec![Some(champion.to_owned())],
+            online: vec![Some(champion.to_owned()), challenger.map(str::to_owned)],
+        };
+        m
+    }
+
+    fn add(m: &mut PartitionMonitoring, now_ms: i64, counts: &[OutcomeEvalCounts]) {
+        let start = m.online.add(now_ms, counts).expect("counts");
+        m.changed.insert((WindowKind::OnlineEval, start));
+        m.expire(now_ms);
+    }
+
+    fn restore_all(records: &[WindowRecord], into: &mut PartitionMonitoring) {
+        for r in records {
+            into.restore(
+                r.kind,
+                r.key.as_bytes(),
+                r.value.as_deref(),
+                &ModelSet::empty(1),
+            )
+            .expect("readable");
+        }
+    }
+
+    fn totals(m: &PartitionMonitoring, now_ms: i64) -> Vec<u64> {
+        m.online_sum(now_ms).iter().map(|c| c.sessions()).collect()
+    }
+
+    #[test]
+    fn records_restore_the_same_windows_and_follow_the_model_versions() {
+        let mut live = monitoring("A1", Some("A2"));
+        add(&mut live, T0, &[sessions(10, 0.3), sessions(4, 0.6)]);
+        // Only the changed bucket is written, once.
+        let first = live.take_records(false);
+        assert_eq!(first.len(), 1);
+        assert!(live.take_records(false).is_empty());
+        add(&mut live, T0 + 1_000, &[sessions(5, 0.2), sessions(0, 0.0)]);
+        add(
+            &mut live,
+            T0 + 600_000,
+            &[sessions(7, 0.9), sessions(1, 0.1)],
+        );
+        let second = live.take_records(false);
+        assert_eq!(second.len(), 2, "two buckets changed");
+        let log: Vec<WindowRecord> = first.into_iter().chain(second).collect();
+
+        // The same models: the same counts, bit for bit.
+        let mut restored = monitoring("A1", Some("A2"));
+        restore_all(&log, &mut restored);
+        assert_eq!(totals(&restored, T0 + 600_000), vec![22, 5]);
+        assert_eq!(
+            restored.online_sum(T0 + 600_000),
+            live.online_sum(T0 + 600_000)
+        );
+
+        // A2 promoted meanwhile: its counts come back in the champion role.
+        let mut promoted = monitoring("A2", Some("A1"));
+        restore_all(&log, &mut promoted);
+        assert_eq!(totals(&promoted, T0 + 600_000), vec![5, 22]);
+        // A retrained champion starts empty; the challenger kept.
+        let mut retrained = monitoring("A3", Some("A2"));
+        restore_all(&log, &mut retrained);
+        assert_eq!(totals(&retrained, T0 + 600_000), vec![0, 5]);
+
+        // An hour on, the first bucket leaves the window: a tombstone, and
+        // a restore of the whole log no longer has it.
+        add(
+            &mut live,
+            T0 + 3_600_000,
+            &[sessions(2, 0.5), sessions(0, 0.0)],
+        );
+        let third = live.take_records(false);
+        let tombstones: Vec<&WindowRecord> = third.iter().filter(|r| r.value.is_none()).collect();
+        assert_eq!(tombstones.len(), 1);
+        assert_eq!(
+            tombstones[0].key,
+            WindowKind::OnlineEval.key(T0 - T0 % 300_000)
+        );
+        let log: Vec<WindowRecord> = log.into_iter().chain(third).collect();
+        let mut later = monitoring("A1", Some("A2"));
+        restore_all(&log, &mut later);
+        assert_eq!(totals(&later, T0 + 3_600_000), vec![9, 1]);
+
+        // A restore long after: every bucket expired, each deleted once.
+        let mut stale = monitoring("A1", Some("A2"));
+        restore_all(&log, &mut stale);
+        stale.restored(T0 + 3 * 3_600_000);
+        assert_eq!(totals(&stale, T0 + 3 * 3_600_000), Vec::<u64>::new());
+        let deletes = stale.take_records(false);
+        assert_eq!(deletes.len(), 2);
+        assert!(deletes.iter().all(|r| r.value.is_none()));
+        // A rewrite writes every bucket held.
+        assert_eq!(later.take_records(true).len(), 2);
+        // A record that cannot be read is an error naming why.
+        let bad = later.restore(
+            WindowKind::OnlineEval,
+            WindowKind::OnlineEval.key(T0).as_bytes(),
+            Some(b"{\"versions\":[]}"),
+            &ModelSet::empty(1),
+        );
+        assert!(bad.is_err());
+    }
+}
