@@ -262,33 +262,47 @@ fn monitoring_windows_survive_kill_9_and_move_with_their_partitions() {
     let status = a.terminate(Duration::from_secs(30));
     assert!(status.success(), "a exited with {status} after SIGTERM");
 
-    // The window records: one key per bucket and partition, a few
-    // kilobytes each (sparse counts).
+    // The window records: per commit a delta of its own counts, now and
+    // then a bucket's base; a bounded number of keys per partition.
     let windows: Vec<_> = d
         .read_topic(&d.settings.changelog_topic)
         .into_iter()
         .filter(|r| r.headers.contains_key("propensity.monitoring_window"))
         .collect();
-    let sizes: Vec<usize> = windows
-        .iter()
-        .filter_map(|r| r.value.as_ref().map(Vec::len))
-        .collect();
-    let largest = sizes.iter().copied().max().unwrap_or(0);
-    let keys: std::collections::BTreeSet<_> = windows
-        .iter()
-        .map(|r| {
-            (
-                r.partition,
-                String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
-            )
-        })
-        .collect();
+    let key = |r: &propensity_system_tests::Record| {
+        String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned()
+    };
+    let sizes = |delta: bool| {
+        let mut v: Vec<usize> = windows
+            .iter()
+            .filter(|r| key(r).contains(".delta.") == delta)
+            .filter_map(|r| r.value.as_ref().map(Vec::len))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let (deltas, bases) = (sizes(true), sizes(false));
+    let keys: std::collections::BTreeSet<_> =
+        windows.iter().map(|r| (r.partition, key(r))).collect();
     eprintln!(
-        "{} window records, {} (partition, key) pairs, largest {largest} bytes, median {} bytes",
-        windows.len(),
-        keys.len(),
-        sizes.get(sizes.len() / 2).copied().unwrap_or(0)
+        "window records: {} deltas (median {} bytes, largest {}), {} bases (median {} bytes, largest {}), {} (partition, key) pairs",
+        deltas.len(),
+        deltas.get(deltas.len() / 2).copied().unwrap_or(0),
+        deltas.last().copied().unwrap_or(0),
+        bases.len(),
+        bases.get(bases.len() / 2).copied().unwrap_or(0),
+        bases.last().copied().unwrap_or(0),
+        keys.len()
     );
-    assert!(keys.len() >= 6, "both windows of 3 partitions: {keys:?}");
-    assert!(largest < 16_384, "a window record of {largest} bytes");
+    assert!(!deltas.is_empty() && !bases.is_empty(), "deltas and bases");
+    assert!(
+        keys.len() <= 3 * 2 * (64 + 13),
+        "{} keys: at most 64 delta slots and 13 buckets per window and partition",
+        keys.len()
+    );
+    assert!(
+        bases.last().copied().unwrap_or(0) < 16_384,
+        "a base record of {:?} bytes",
+        bases.last()
+    );
 }

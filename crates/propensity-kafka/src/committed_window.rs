@@ -186,7 +186,7 @@ impl<E: WindowCounts> CommittedWindow<E> {
 
 /// `counts` laid out anew: slot `j` takes old slot `from[j]` (`None`, or
 /// a slot beyond `counts`: empty).
-pub fn remapped<E: WindowCounts>(counts: &[E], from: &[Option<usize>]) -> Vec<E> {
+fn remapped<E: WindowCounts>(counts: &[E], from: &[Option<usize>]) -> Vec<E> {
     from.iter()
         .map(|f| f.and_then(|k| counts.get(k).cloned()).unwrap_or_default())
         .collect()

@@ -1,15 +1,30 @@
 //! A partition's monitoring windows (the drift counts and resolved
 //! sessions of its committed work, see `crate::committed_window`) and
-//! their changelog records: one record per window bucket, keyed by the
-//! bucket's start, rewritten in the transaction of every commit that added
-//! to it and deleted (a tombstone) once it leaves the window.
+//! their changelog records.
+//!
+//! Each commit that counted something writes one small **delta** record
+//! per window, holding that commit's counts only, under one of
+//! [`DELTA_SLOTS`] rotating keys. Every [`FOLD_EVERY`] deltas of a bucket,
+//! and when the commits move on to the next bucket, the bucket is
+//! **folded**: its whole counts are written as the bucket's **base**
+//! record (one key per bucket) with the sequence number of the last delta
+//! it includes. So a commit writes its own counts plus a base every few
+//! dozen commits, not its bucket's whole histogram, and the compacted
+//! topic holds a fixed number of keys per partition. A bucket that leaves
+//! the window gets a tombstone for its base.
 //!
 //! Invariants kept here:
-//! - Exactly once: a commit's counts enter the bucket record written in
-//!   the same transaction, so a restore (after `kill -9`, an abort or a
-//!   rebalance) has every committed resolved session and scored event once
-//!   and none of an aborted transaction (its work is done again and counted
-//!   then).
+//! - Exactly once: a commit's counts are in the delta (and any base)
+//!   written in the same transaction, so a restore (after `kill -9`, an
+//!   abort or a rebalance) has every committed resolved session and scored
+//!   event once and none of an aborted transaction (its work is done
+//!   again and counted then).
+//! - A restored bucket is its base plus the deltas of that bucket whose
+//!   sequence number is above the base's `folded_through`; any other delta
+//!   is already in a base. Sequence numbers only rise (a restore continues
+//!   after the highest one read), and a delta slot is reused only after
+//!   [`DELTA_SLOTS`] deltas, while at most [`FOLD_EVERY`] of them are not
+//!   folded yet, so a delta is never overwritten before its fold.
 //! - A record names the model version of each of its slots; a restore puts
 //!   each slot's counts where that version serves now (a promotion or a
 //!   retraining between the write and the restore moves or drops them, as
@@ -17,19 +32,27 @@
 //! - Monitoring is not decision state: a record that cannot be read is
 //!   left out, with a warning, instead of refusing the partition.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use propensity_engine::drift::{DriftCountsRecord, ModelDriftCounts};
 use propensity_engine::online_eval::OutcomeEvalCounts;
 use propensity_engine::{Engine, ModelRole, ModelSet};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::committed_window::{remapped, slots_by_version, CommittedWindow};
+use crate::committed_window::{add_slots, slots_by_version, CommittedWindow, WindowCounts};
 
-/// Header marking a changelog record of a monitoring window bucket; its
-/// value names the window ([`WindowKind::name`]).
+/// Header marking a changelog record of a monitoring window (a base or a
+/// delta); its value names the window ([`WindowKind::name`]).
 pub const MONITORING_WINDOW_HEADER: &str = "propensity.monitoring_window";
+
+/// Rotating keys of the delta records, per window and partition.
+pub const DELTA_SLOTS: u64 = 64;
+
+/// A bucket is folded into its base after this many deltas (and when the
+/// commits move on to another bucket). At most half of [`DELTA_SLOTS`].
+pub const FOLD_EVERY: u32 = 32;
 
 /// The two windows of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,19 +83,34 @@ impl WindowKind {
         format!("__propensity.{}_window.", self.name())
     }
 
-    /// The changelog key of the bucket starting at `start_ms`.
+    /// The changelog key of the base of the bucket starting at `start_ms`.
     pub fn key(self, start_ms: i64) -> String {
         format!("{}{start_ms}", self.key_prefix())
     }
 
-    /// The bucket start a changelog key names.
-    fn start_of(self, key: &[u8]) -> Option<i64> {
-        std::str::from_utf8(key)
-            .ok()?
-            .strip_prefix(&self.key_prefix())?
-            .parse()
-            .ok()
+    /// The changelog key of the delta record with sequence number `seq`.
+    pub fn delta_key(self, seq: u64) -> String {
+        format!("{}delta.{}", self.key_prefix(), seq % DELTA_SLOTS)
     }
+
+    /// What a changelog key of this window names.
+    fn parse_key(self, key: &[u8]) -> Option<KeyOf> {
+        let rest = std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(&self.key_prefix())?;
+        match rest.strip_prefix("delta.") {
+            Some(slot) => slot.parse().ok().map(KeyOf::Delta),
+            None => rest.parse().ok().map(KeyOf::Base),
+        }
+    }
+}
+
+/// What a window's changelog key names.
+enum KeyOf {
+    /// The base of the bucket starting then.
+    Base(i64),
+    /// A delta slot.
+    Delta(u64),
 }
 
 /// The model version in each window slot of a model set: drift slots are
@@ -103,12 +141,62 @@ impl SlotVersions {
     }
 }
 
-/// The value of a bucket's changelog record.
+/// One window's counts as stored in a record, slot by slot.
+trait StoredCounts: WindowCounts {
+    /// The stored form of one slot.
+    type Record: Serialize + DeserializeOwned;
+    fn to_record(&self) -> Self::Record;
+    /// Slot `slot`'s counts from their stored form, under `models`.
+    fn from_record(record: &Self::Record, slot: usize, models: &ModelSet) -> Result<Self, String>;
+}
+
+impl StoredCounts for Option<ModelDriftCounts> {
+    type Record = Option<DriftCountsRecord>;
+    fn to_record(&self) -> Self::Record {
+        self.as_ref().map(ModelDriftCounts::record)
+    }
+    fn from_record(record: &Self::Record, slot: usize, models: &ModelSet) -> Result<Self, String> {
+        let (Some(stored), Some(reference)) = (
+            record.as_ref(),
+            models.get(slot).and_then(|m| m.drift_reference()),
+        ) else {
+            return Ok(None);
+        };
+        ModelDriftCounts::from_record(reference, stored).map(Some)
+    }
+}
+
+impl StoredCounts for OutcomeEvalCounts {
+    type Record = OutcomeEvalCounts;
+    fn to_record(&self) -> Self::Record {
+        self.clone()
+    }
+    fn from_record(record: &Self::Record, _: usize, _: &ModelSet) -> Result<Self, String> {
+        Ok(record.clone())
+    }
+}
+
+/// The value of a base record.
 #[derive(Serialize, Deserialize)]
-struct BucketRecord<R> {
+struct BaseRecord<R> {
     /// The model version of each slot when it was written.
     versions: Vec<Option<String>>,
-    /// The counts of each slot.
+    /// The bucket's counts of each slot.
+    counts: Vec<R>,
+    /// The sequence number of the last delta included (`None`: none).
+    folded_through: Option<u64>,
+}
+
+/// The value of a delta record.
+#[derive(Serialize, Deserialize)]
+struct DeltaRecord<R> {
+    /// The bucket the commit's counts went to.
+    start: i64,
+    /// Its sequence number in the partition.
+    seq: u64,
+    /// The model version of each slot when it was written.
+    versions: Vec<Option<String>>,
+    /// The commit's counts of each slot.
     counts: Vec<R>,
 }
 
@@ -117,125 +205,291 @@ struct BucketRecord<R> {
 pub struct WindowRecord {
     /// Which window.
     pub kind: WindowKind,
-    /// The record's key ([`WindowKind::key`]).
+    /// The record's key ([`WindowKind::key`], [`WindowKind::delta_key`]).
     pub key: String,
-    /// The bucket's counts; `None`: a tombstone (it left the window).
+    /// The value; `None`: a tombstone (the bucket left the window).
     pub value: Option<Vec<u8>>,
+}
+
+/// What a restore read of one window, laid out for the current models.
+struct Restored<E> {
+    /// Per bucket: `folded_through` and counts of its latest base.
+    bases: BTreeMap<i64, (Option<u64>, Vec<E>)>,
+    /// Per delta slot: its latest delta (bucket, sequence number, counts).
+    deltas: BTreeMap<u64, (i64, u64, Vec<E>)>,
+}
+
+impl<E> Default for Restored<E> {
+    fn default() -> Self {
+        Self {
+            bases: BTreeMap::new(),
+            deltas: BTreeMap::new(),
+        }
+    }
+}
+
+/// One window of a partition and what its next records must say.
+struct StoredWindow<E> {
+    kind: WindowKind,
+    window: CommittedWindow<E>,
+    /// The model version of each slot the window is laid out in.
+    versions: Vec<Option<String>>,
+    /// The bucket with deltas not folded yet, and how many.
+    open: Option<(i64, u32)>,
+    /// Buckets to fold at the next write.
+    fold: BTreeSet<i64>,
+    /// Buckets that left the window; their bases are to be deleted.
+    expired: BTreeSet<i64>,
+    /// Delta records of the open transaction, encoded.
+    deltas: Vec<(u64, Vec<u8>)>,
+    /// The next delta's sequence number (per window, so that a window's
+    /// deltas take its slots in turn).
+    next_seq: u64,
+    /// What a restore has read so far.
+    restored: Restored<E>,
+}
+
+impl<E: StoredCounts> StoredWindow<E> {
+    fn new(kind: WindowKind, window: Duration, versions: Vec<Option<String>>) -> Self {
+        Self {
+            kind,
+            window: CommittedWindow::new(window),
+            versions,
+            open: None,
+            fold: BTreeSet::new(),
+            expired: BTreeSet::new(),
+            deltas: Vec::new(),
+            next_seq: 0,
+            restored: Restored::default(),
+        }
+    }
+
+    /// Adds a commit's counts at `now_ms` as the next delta.
+    fn add(&mut self, now_ms: i64, counts: &[E]) {
+        let Some(start) = self.window.add(now_ms, counts) else {
+            return;
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let record = DeltaRecord {
+            start,
+            seq,
+            versions: self.versions.clone(),
+            counts: counts.iter().map(E::to_record).collect::<Vec<_>>(),
+        };
+        self.deltas
+            .push((seq, serde_json::to_vec(&record).unwrap_or_default()));
+        self.open = match self.open {
+            Some((s, n)) if s == start && n + 1 < FOLD_EVERY => Some((s, n + 1)),
+            Some((s, _)) if s == start => {
+                self.fold.insert(s);
+                None
+            }
+            Some((s, _)) => {
+                self.fold.insert(s);
+                Some((start, 1))
+            }
+            None => Some((start, 1)),
+        };
+    }
+
+    fn expire(&mut self, now_ms: i64) {
+        for start in self.window.expire(now_ms) {
+            if self.open.is_some_and(|(s, _)| s == start) {
+                self.open = None;
+            }
+            self.fold.remove(&start);
+            self.expired.insert(start);
+        }
+    }
+
+    /// The records due.
+    fn take_records(&mut self, rewrite: bool, out: &mut Vec<WindowRecord>) {
+        let last_seq = self.next_seq.checked_sub(1);
+        if rewrite {
+            self.fold.extend(self.window.starts());
+            self.open = None;
+        }
+        for (seq, value) in self.deltas.drain(..) {
+            out.push(WindowRecord {
+                kind: self.kind,
+                key: self.kind.delta_key(seq),
+                value: Some(value),
+            });
+        }
+        for start in std::mem::take(&mut self.fold) {
+            let Some(counts) = self.window.bucket(start) else {
+                continue;
+            };
+            let record = BaseRecord {
+                versions: self.versions.clone(),
+                counts: counts.iter().map(E::to_record).collect::<Vec<_>>(),
+                folded_through: last_seq,
+            };
+            out.push(WindowRecord {
+                kind: self.kind,
+                key: self.kind.key(start),
+                value: Some(serde_json::to_vec(&record).unwrap_or_default()),
+            });
+        }
+        for start in std::mem::take(&mut self.expired) {
+            out.push(WindowRecord {
+                kind: self.kind,
+                key: self.kind.key(start),
+                value: None,
+            });
+        }
+    }
+
+    fn remap(&mut self, versions: Vec<Option<String>>) {
+        self.window
+            .remap(&slots_by_version(&self.versions, &versions));
+        self.versions = versions;
+    }
+
+    /// Counts of a record laid out for the current models: each slot takes
+    /// the stored slot of the same model version, read under that model.
+    fn laid_out(
+        &self,
+        versions: &[Option<String>],
+        counts: &[E::Record],
+        models: &ModelSet,
+    ) -> Result<Vec<E>, String> {
+        slots_by_version(versions, &self.versions)
+            .into_iter()
+            .enumerate()
+            .map(|(slot, from)| match from.and_then(|k| counts.get(k)) {
+                Some(stored) => E::from_record(stored, slot, models),
+                None => Ok(E::default()),
+            })
+            .collect()
+    }
+
+    /// Reads one record of this window during a restore.
+    fn restore(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        models: &ModelSet,
+    ) -> Result<(), String> {
+        let named = self
+            .kind
+            .parse_key(key)
+            .ok_or_else(|| format!("key {:?} names no bucket", String::from_utf8_lossy(key)))?;
+        match (named, value) {
+            (KeyOf::Base(start), None) => {
+                self.restored.bases.remove(&start);
+            }
+            (KeyOf::Base(start), Some(value)) => {
+                let record: BaseRecord<E::Record> =
+                    serde_json::from_slice(value).map_err(|e| e.to_string())?;
+                let counts = self.laid_out(&record.versions, &record.counts, models)?;
+                if let Some(t) = record.folded_through {
+                    self.next_seq = self.next_seq.max(t + 1);
+                }
+                self.restored
+                    .bases
+                    .insert(start, (record.folded_through, counts));
+            }
+            (KeyOf::Delta(slot), None) => {
+                self.restored.deltas.remove(&slot);
+            }
+            (KeyOf::Delta(slot), Some(value)) => {
+                let record: DeltaRecord<E::Record> =
+                    serde_json::from_slice(value).map_err(|e| e.to_string())?;
+                let counts = self.laid_out(&record.versions, &record.counts, models)?;
+                self.next_seq = self.next_seq.max(record.seq + 1);
+                self.restored
+                    .deltas
+                    .insert(slot, (record.start, record.seq, counts));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a restore: each bucket is its base plus its deltas not in the
+    /// base; a bucket with such deltas is folded at the next write, and
+    /// the buckets out of the window by `now_ms` are deleted.
+    fn restored(&mut self, now_ms: i64) {
+        let Restored { bases, deltas } = std::mem::take(&mut self.restored);
+        let mut buckets: BTreeMap<i64, Vec<E>> = BTreeMap::new();
+        let mut folded: BTreeMap<i64, Option<u64>> = BTreeMap::new();
+        for (start, (through, counts)) in bases {
+            folded.insert(start, through);
+            buckets.insert(start, counts);
+        }
+        for (start, seq, counts) in deltas.into_values() {
+            let through = folded.get(&start).copied().flatten();
+            if through.is_some_and(|t| seq <= t) {
+                continue;
+            }
+            add_slots(buckets.entry(start).or_default(), &counts);
+            self.fold.insert(start);
+        }
+        for (start, counts) in buckets {
+            self.window.put(start, counts);
+        }
+        self.open = None;
+        self.expire(now_ms);
+    }
 }
 
 /// A partition's drift and online-evaluation windows.
 pub struct PartitionMonitoring {
-    drift: CommittedWindow<Option<ModelDriftCounts>>,
-    online: CommittedWindow<OutcomeEvalCounts>,
-    /// The model version of each slot the windows are laid out in.
-    versions: SlotVersions,
-    /// Buckets added to since their record was last written.
-    changed: BTreeSet<(WindowKind, i64)>,
-    /// Buckets that left the window and whose records are still to delete.
-    expired: BTreeSet<(WindowKind, i64)>,
+    drift: StoredWindow<Option<ModelDriftCounts>>,
+    online: StoredWindow<OutcomeEvalCounts>,
 }
 
 impl PartitionMonitoring {
     /// Empty windows of the given lengths, laid out for `models`.
     pub fn new(drift_window: Duration, online_window: Duration, models: &ModelSet) -> Self {
+        let versions = SlotVersions::of(models);
         Self {
-            drift: CommittedWindow::new(drift_window),
-            online: CommittedWindow::new(online_window),
-            versions: SlotVersions::of(models),
-            changed: BTreeSet::new(),
-            expired: BTreeSet::new(),
+            drift: StoredWindow::new(WindowKind::Drift, drift_window, versions.drift),
+            online: StoredWindow::new(WindowKind::OnlineEval, online_window, versions.online),
         }
     }
 
     /// Moves the counts of the engine's work since the last call (the
-    /// open transaction's) into the buckets of `now_ms`, and expires the
-    /// buckets that left the windows. The records of both are then due
-    /// ([`PartitionMonitoring::take_records`]). If the transaction aborts,
-    /// the partition is restored from the changelog, these counts with it.
+    /// open transaction's) into the buckets of `now_ms`, as deltas, and
+    /// expires the buckets that left the windows. Their records are then
+    /// due ([`PartitionMonitoring::take_records`]). If the transaction
+    /// aborts, the partition is restored from the changelog, these counts
+    /// with it.
     pub fn take_from(&mut self, engine: &mut Engine, now_ms: i64) {
-        if let Some(start) = self.drift.add(now_ms, engine.drift_counts()) {
-            self.changed.insert((WindowKind::Drift, start));
-        }
-        if let Some(start) = self.online.add(now_ms, engine.online_eval()) {
-            self.changed.insert((WindowKind::OnlineEval, start));
-        }
+        self.drift.add(now_ms, engine.drift_counts());
+        self.online.add(now_ms, engine.online_eval());
         engine.clear_monitoring_counts();
-        self.expire(now_ms);
+        self.drift.expire(now_ms);
+        self.online.expire(now_ms);
     }
 
-    fn expire(&mut self, now_ms: i64) {
-        let drift = self.drift.expire(now_ms);
-        let online = self.online.expire(now_ms);
-        let gone = drift
-            .into_iter()
-            .map(|s| (WindowKind::Drift, s))
-            .chain(online.into_iter().map(|s| (WindowKind::OnlineEval, s)));
-        for bucket in gone {
-            self.changed.remove(&bucket);
-            self.expired.insert(bucket);
-        }
-    }
-
-    /// The records due: every changed bucket's (every bucket's with
-    /// `rewrite`) and a tombstone for every expired one.
+    /// The records due: this transaction's deltas, the bases of the buckets
+    /// folded (of every bucket with `rewrite`) and a tombstone for every
+    /// bucket that left its window.
     pub fn take_records(&mut self, rewrite: bool) -> Vec<WindowRecord> {
-        if rewrite {
-            let drift = self.drift.starts().map(|s| (WindowKind::Drift, s));
-            let online = self.online.starts().map(|s| (WindowKind::OnlineEval, s));
-            let all: Vec<_> = drift.chain(online).collect();
-            self.changed.extend(all);
-        }
-        let mut records = Vec::with_capacity(self.changed.len() + self.expired.len());
-        for (kind, start) in std::mem::take(&mut self.changed) {
-            let value = match kind {
-                WindowKind::Drift => self.drift.bucket(start).map(|counts| {
-                    let counts: Vec<Option<DriftCountsRecord>> = counts
-                        .iter()
-                        .map(|c| c.as_ref().map(ModelDriftCounts::record))
-                        .collect();
-                    encode(&self.versions.drift, &counts)
-                }),
-                WindowKind::OnlineEval => self
-                    .online
-                    .bucket(start)
-                    .map(|counts| encode(&self.versions.online, counts)),
-            };
-            if let Some(value) = value {
-                records.push(WindowRecord {
-                    kind,
-                    key: kind.key(start),
-                    value: Some(value),
-                });
-            }
-        }
-        for (kind, start) in std::mem::take(&mut self.expired) {
-            records.push(WindowRecord {
-                kind,
-                key: kind.key(start),
-                value: None,
-            });
-        }
-        records
+        let mut out = Vec::new();
+        self.drift.take_records(rewrite, &mut out);
+        self.online.take_records(rewrite, &mut out);
+        out
     }
 
     /// Lays the windows out for `models` after a swap: each slot keeps
     /// the counts of the version it now holds, a new version starts empty.
     pub fn remap(&mut self, models: &ModelSet) {
         let new = SlotVersions::of(models);
-        if new == self.versions {
-            return;
+        if new.drift != self.drift.versions {
+            self.drift.remap(new.drift);
         }
-        self.drift
-            .remap(&slots_by_version(&self.versions.drift, &new.drift));
-        self.online
-            .remap(&slots_by_version(&self.versions.online, &new.online));
-        self.versions = new;
+        if new.online != self.online.versions {
+            self.online.remap(new.online);
+        }
     }
 
-    /// Applies one changelog record of the windows during a restore (the
-    /// latest record of a bucket is its committed state; `value` `None`,
-    /// a tombstone, removes it). `models` are those the partition is
-    /// restored with. An error says why the record is unreadable.
+    /// Reads one changelog record of the windows during a restore (`value`
+    /// `None`: a tombstone). `models` are those the partition is restored
+    /// with. An error says why the record is unreadable. Once every record
+    /// is read, [`PartitionMonitoring::restored`] builds the windows.
     pub fn restore(
         &mut self,
         kind: WindowKind,
@@ -243,71 +497,29 @@ impl PartitionMonitoring {
         value: Option<&[u8]>,
         models: &ModelSet,
     ) -> Result<(), String> {
-        let start = kind
-            .start_of(key)
-            .ok_or_else(|| format!("key {:?} names no bucket", String::from_utf8_lossy(key)))?;
-        let Some(value) = value else {
-            match kind {
-                WindowKind::Drift => self.drift.remove(start),
-                WindowKind::OnlineEval => self.online.remove(start),
-            }
-            return Ok(());
-        };
         match kind {
-            WindowKind::Drift => {
-                let record: BucketRecord<Option<DriftCountsRecord>> =
-                    serde_json::from_slice(value).map_err(|e| e.to_string())?;
-                let from = slots_by_version(&record.versions, &self.versions.drift);
-                let counts = from
-                    .iter()
-                    .enumerate()
-                    .map(|(i, k)| {
-                        let (Some(stored), Some(reference)) = (
-                            k.and_then(|k| record.counts.get(k))
-                                .and_then(Option::as_ref),
-                            models.get(i).and_then(|m| m.drift_reference()),
-                        ) else {
-                            return Ok(None);
-                        };
-                        ModelDriftCounts::from_record(reference, stored).map(Some)
-                    })
-                    .collect::<Result<Vec<_>, String>>()?;
-                self.drift.put(start, counts);
-            }
-            WindowKind::OnlineEval => {
-                let record: BucketRecord<OutcomeEvalCounts> =
-                    serde_json::from_slice(value).map_err(|e| e.to_string())?;
-                let from = slots_by_version(&record.versions, &self.versions.online);
-                self.online.put(start, remapped(&record.counts, &from));
-            }
+            WindowKind::Drift => self.drift.restore(key, value, models),
+            WindowKind::OnlineEval => self.online.restore(key, value, models),
         }
-        Ok(())
     }
 
-    /// After a restore: the buckets restored that have left the window by
-    /// `now_ms` are dropped and their records deleted at the next commit.
+    /// After a restore: the windows from the records read; buckets with
+    /// deltas not folded yet are folded at the next commit, and those that
+    /// have left the window by `now_ms` are deleted then.
     pub fn restored(&mut self, now_ms: i64) {
-        self.expire(now_ms);
+        self.drift.restored(now_ms);
+        self.online.restored(now_ms);
     }
 
     /// The drift window's counts per outcome as of `now_ms`.
     pub fn drift_sum(&self, now_ms: i64) -> Vec<Option<ModelDriftCounts>> {
-        self.drift.sum(now_ms)
+        self.drift.window.sum(now_ms)
     }
 
     /// The online-evaluation window's counts per slot as of `now_ms`.
     pub fn online_sum(&self, now_ms: i64) -> Vec<OutcomeEvalCounts> {
-        self.online.sum(now_ms)
+        self.online.window.sum(now_ms)
     }
-}
-
-fn encode<R: Serialize>(versions: &[Option<String>], counts: &[R]) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Borrowed<'a, R> {
-        versions: &'a [Option<String>],
-        counts: &'a [R],
-    }
-    serde_json::to_vec(&Borrowed { versions, counts }).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -316,6 +528,7 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
     const T0: i64 = 1_800_000_000_000;
+    const FIVE_MIN: i64 = 300_000;
 
     fn sessions(n: usize, p: f64) -> OutcomeEvalCounts {
         let mut c = OutcomeEvalCounts::default();
@@ -330,20 +543,23 @@ mod tests {
     /// alone).
     fn monitoring(champion: &str, challenger: Option<&str>) -> PartitionMonitoring {
         let mut m = PartitionMonitoring::new(HOUR, HOUR, &ModelSet::empty(1));
-        m.versions = SlotVersions {
-            drift: vec![Some(champion.to_owned())],
-            online: vec![Some(champion.to_owned()), challenger.map(str::to_owned)],
-        };
+        m.drift.versions = vec![Some(champion.to_owned())];
+        m.online.versions = vec![Some(champion.to_owned()), challenger.map(str::to_owned)];
         m
     }
 
-    fn add(m: &mut PartitionMonitoring, now_ms: i64, counts: &[OutcomeEvalCounts]) {
-        let start = m.online.add(now_ms, counts).expect("counts");
-        m.changed.insert((WindowKind::OnlineEval, start));
-        m.expire(now_ms);
+    /// One commit adding `counts` at `now_ms`; its records.
+    fn commit(
+        m: &mut PartitionMonitoring,
+        now_ms: i64,
+        counts: &[OutcomeEvalCounts],
+    ) -> Vec<WindowRecord> {
+        m.online.add(now_ms, counts);
+        m.online.expire(now_ms);
+        m.take_records(false)
     }
 
-    fn restore_all(records: &[WindowRecord], into: &mut PartitionMonitoring) {
+    fn restore_all(records: &[WindowRecord], into: &mut PartitionMonitoring, now_ms: i64) {
         for r in records {
             into.restore(
                 r.kind,
@@ -353,79 +569,148 @@ mod tests {
             )
             .expect("readable");
         }
+        into.restored(now_ms);
     }
 
     fn totals(m: &PartitionMonitoring, now_ms: i64) -> Vec<u64> {
         m.online_sum(now_ms).iter().map(|c| c.sessions()).collect()
     }
 
+    fn bases(records: &[WindowRecord]) -> usize {
+        records
+            .iter()
+            .filter(|r| r.value.is_some() && !r.key.contains("delta"))
+            .count()
+    }
+
     #[test]
-    fn records_restore_the_same_windows_and_follow_the_model_versions() {
+    fn a_commit_writes_its_own_counts_and_buckets_are_folded_now_and_then() {
         let mut live = monitoring("A1", Some("A2"));
-        add(&mut live, T0, &[sessions(10, 0.3), sessions(4, 0.6)]);
-        // Only the changed bucket is written, once.
-        let first = live.take_records(false);
-        assert_eq!(first.len(), 1);
-        assert!(live.take_records(false).is_empty());
-        add(&mut live, T0 + 1_000, &[sessions(5, 0.2), sessions(0, 0.0)]);
-        add(
+        let mut log = Vec::new();
+        // A commit with nothing counted writes nothing.
+        assert!(commit(&mut live, T0, &[sessions(0, 0.0), sessions(0, 0.0)]).is_empty());
+        // Each commit: one delta of its own counts; every FOLD_EVERY deltas
+        // of a bucket, its base too.
+        let (mut deltas, mut base) = (Vec::new(), 0);
+        for k in 0..(2 * FOLD_EVERY as i64) {
+            // Each commit's session in a bin of its own.
+            let p = 0.2 + k as f64 / 200.0;
+            let records = commit(&mut live, T0 + k, &[sessions(1, p), sessions(0, 0.0)]);
+            let folded = (k + 1) % i64::from(FOLD_EVERY) == 0;
+            assert_eq!(bases(&records), usize::from(folded), "commit {k}");
+            for r in &records {
+                let size = r.value.as_ref().map_or(0, Vec::len);
+                if r.key.contains("delta") {
+                    deltas.push(size);
+                } else {
+                    base = base.max(size);
+                }
+            }
+            log.extend(records);
+        }
+        // Deltas do not grow with the bucket; its base does.
+        let (small, large) = (deltas.iter().min(), deltas.iter().max());
+        assert!(large <= small.map(|s| s + 16).as_ref(), "{deltas:?}");
+        assert!(
+            base > 2 * large.copied().unwrap_or(0),
+            "base {base}, deltas {deltas:?}"
+        );
+        // The next bucket: the open one is folded with the first delta.
+        let records = commit(
             &mut live,
-            T0 + 600_000,
-            &[sessions(7, 0.9), sessions(1, 0.1)],
+            T0 + FIVE_MIN,
+            &[sessions(3, 0.6), sessions(2, 0.4)],
         );
-        let second = live.take_records(false);
-        assert_eq!(second.len(), 2, "two buckets changed");
-        let log: Vec<WindowRecord> = first.into_iter().chain(second).collect();
+        assert_eq!(bases(&records), 0, "the previous bucket was folded already");
+        log.extend(records);
+        let records = commit(
+            &mut live,
+            T0 + FIVE_MIN + 1,
+            &[sessions(1, 0.6), sessions(0, 0.0)],
+        );
+        log.extend(records);
+        let records = commit(
+            &mut live,
+            T0 + 2 * FIVE_MIN,
+            &[sessions(1, 0.1), sessions(0, 0.0)],
+        );
+        assert_eq!(bases(&records), 1, "the bucket left behind is folded");
+        log.extend(records);
+        let now = T0 + 2 * FIVE_MIN;
+        assert_eq!(totals(&live, now), vec![64 + 5, 2]);
 
-        // The same models: the same counts, bit for bit.
+        // A restore of the whole log: the same windows, bit for bit (the
+        // deltas of the open bucket on top of no base, those of folded
+        // buckets not twice).
         let mut restored = monitoring("A1", Some("A2"));
-        restore_all(&log, &mut restored);
-        assert_eq!(totals(&restored, T0 + 600_000), vec![22, 5]);
-        assert_eq!(
-            restored.online_sum(T0 + 600_000),
-            live.online_sum(T0 + 600_000)
+        restore_all(&log, &mut restored, now);
+        assert_eq!(restored.online_sum(now), live.online_sum(now));
+        // Restored deltas not folded yet are folded at the next commit,
+        // and the deltas go on after the highest sequence number read.
+        let after = restored.take_records(false);
+        assert_eq!(bases(&after), 1);
+        assert_eq!(restored.online.next_seq, live.online.next_seq);
+        // The compacted log keeps at most DELTA_SLOTS delta keys.
+        let keys: BTreeSet<&str> = log.iter().map(|r| r.key.as_str()).collect();
+        assert!(
+            keys.len() <= DELTA_SLOTS as usize + 3,
+            "{} keys",
+            keys.len()
         );
+    }
 
+    #[test]
+    fn records_follow_the_model_versions_and_expire() {
+        let mut live = monitoring("A1", Some("A2"));
+        let mut log = commit(&mut live, T0, &[sessions(10, 0.3), sessions(4, 0.6)]);
+        log.extend(commit(
+            &mut live,
+            T0 + 1_000,
+            &[sessions(5, 0.2), sessions(0, 0.0)],
+        ));
+        log.extend(commit(
+            &mut live,
+            T0 + 2 * FIVE_MIN,
+            &[sessions(7, 0.9), sessions(1, 0.1)],
+        ));
+        let now = T0 + 2 * FIVE_MIN;
+
+        // The same models: the same counts.
+        let mut same = monitoring("A1", Some("A2"));
+        restore_all(&log, &mut same, now);
+        assert_eq!(totals(&same, now), vec![22, 5]);
         // A2 promoted meanwhile: its counts come back in the champion role.
         let mut promoted = monitoring("A2", Some("A1"));
-        restore_all(&log, &mut promoted);
-        assert_eq!(totals(&promoted, T0 + 600_000), vec![5, 22]);
+        restore_all(&log, &mut promoted, now);
+        assert_eq!(totals(&promoted, now), vec![5, 22]);
         // A retrained champion starts empty; the challenger kept.
         let mut retrained = monitoring("A3", Some("A2"));
-        restore_all(&log, &mut retrained);
-        assert_eq!(totals(&retrained, T0 + 600_000), vec![0, 5]);
+        restore_all(&log, &mut retrained, now);
+        assert_eq!(totals(&retrained, now), vec![0, 5]);
 
-        // An hour on, the first bucket leaves the window: a tombstone, and
-        // a restore of the whole log no longer has it.
-        add(
-            &mut live,
-            T0 + 3_600_000,
-            &[sessions(2, 0.5), sessions(0, 0.0)],
-        );
-        let third = live.take_records(false);
-        let tombstones: Vec<&WindowRecord> = third.iter().filter(|r| r.value.is_none()).collect();
+        // An hour on, the first bucket leaves the window: its base gets a
+        // tombstone, and a restore of the whole log no longer has it.
+        let later = T0 + 3_600_000;
+        let records = commit(&mut live, later, &[sessions(2, 0.5), sessions(0, 0.0)]);
+        let tombstones: Vec<&WindowRecord> = records.iter().filter(|r| r.value.is_none()).collect();
         assert_eq!(tombstones.len(), 1);
-        assert_eq!(
-            tombstones[0].key,
-            WindowKind::OnlineEval.key(T0 - T0 % 300_000)
-        );
-        let log: Vec<WindowRecord> = log.into_iter().chain(third).collect();
-        let mut later = monitoring("A1", Some("A2"));
-        restore_all(&log, &mut later);
-        assert_eq!(totals(&later, T0 + 3_600_000), vec![9, 1]);
+        assert_eq!(tombstones[0].key, WindowKind::OnlineEval.key(T0));
+        log.extend(records);
+        let mut restored = monitoring("A1", Some("A2"));
+        restore_all(&log, &mut restored, later);
+        assert_eq!(totals(&restored, later), vec![9, 1]);
 
         // A restore long after: every bucket expired, each deleted once.
         let mut stale = monitoring("A1", Some("A2"));
-        restore_all(&log, &mut stale);
-        stale.restored(T0 + 3 * 3_600_000);
+        restore_all(&log, &mut stale, T0 + 3 * 3_600_000);
         assert_eq!(totals(&stale, T0 + 3 * 3_600_000), Vec::<u64>::new());
         let deletes = stale.take_records(false);
-        assert_eq!(deletes.len(), 2);
+        assert!(!deletes.is_empty());
         assert!(deletes.iter().all(|r| r.value.is_none()));
-        // A rewrite writes every bucket held.
-        assert_eq!(later.take_records(true).len(), 2);
+        // A rewrite writes the base of every bucket held.
+        assert_eq!(bases(&restored.take_records(true)), 2);
         // A record that cannot be read is an error naming why.
-        let bad = later.restore(
+        let bad = restored.restore(
             WindowKind::OnlineEval,
             WindowKind::OnlineEval.key(T0).as_bytes(),
             Some(b"{\"versions\":[]}"),
