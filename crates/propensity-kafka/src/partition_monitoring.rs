@@ -211,21 +211,15 @@ pub struct WindowRecord {
     pub value: Option<Vec<u8>>,
 }
 
-/// What a restore read of one window, laid out for the current models.
-struct Restored<E> {
-    /// Per bucket: `folded_through` and counts of its latest base.
-    bases: BTreeMap<i64, (Option<u64>, Vec<E>)>,
-    /// Per delta slot: its latest delta (bucket, sequence number, counts).
-    deltas: BTreeMap<u64, (i64, u64, Vec<E>)>,
-}
-
-impl<E> Default for Restored<E> {
-    fn default() -> Self {
-        Self {
-            bases: BTreeMap::new(),
-            deltas: BTreeMap::new(),
-        }
-    }
+/// The latest record of each key a restore read of one window, still
+/// encoded: the changelog may hold many versions of a key not compacted
+/// yet, and only the last one of each is decoded.
+#[derive(Default)]
+struct Restored {
+    /// Per bucket: its latest base.
+    bases: BTreeMap<i64, Vec<u8>>,
+    /// Per delta slot: its latest delta.
+    deltas: BTreeMap<u64, Vec<u8>>,
 }
 
 /// One window of a partition and what its next records must say.
@@ -246,7 +240,7 @@ struct StoredWindow<E> {
     /// deltas take its slots in turn).
     next_seq: u64,
     /// What a restore has read so far.
-    restored: Restored<E>,
+    restored: Restored,
 }
 
 impl<E: StoredCounts> StoredWindow<E> {
@@ -365,13 +359,10 @@ impl<E: StoredCounts> StoredWindow<E> {
             .collect()
     }
 
-    /// Reads one record of this window during a restore.
-    fn restore(
-        &mut self,
-        key: &[u8],
-        value: Option<&[u8]>,
-        models: &ModelSet,
-    ) -> Result<(), String> {
+    /// Reads one record of this window during a restore (kept encoded
+    /// until [`StoredWindow::restored`]); an error names a key that is not
+    /// one of this window's.
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
         let named = self
             .kind
             .parse_key(key)
@@ -381,44 +372,65 @@ impl<E: StoredCounts> StoredWindow<E> {
                 self.restored.bases.remove(&start);
             }
             (KeyOf::Base(start), Some(value)) => {
-                let record: BaseRecord<E::Record> =
-                    serde_json::from_slice(value).map_err(|e| e.to_string())?;
-                let counts = self.laid_out(&record.versions, &record.counts, models)?;
-                if let Some(t) = record.folded_through {
-                    self.next_seq = self.next_seq.max(t + 1);
-                }
-                self.restored
-                    .bases
-                    .insert(start, (record.folded_through, counts));
+                self.restored.bases.insert(start, value.to_vec());
             }
             (KeyOf::Delta(slot), None) => {
                 self.restored.deltas.remove(&slot);
             }
             (KeyOf::Delta(slot), Some(value)) => {
-                let record: DeltaRecord<E::Record> =
-                    serde_json::from_slice(value).map_err(|e| e.to_string())?;
-                let counts = self.laid_out(&record.versions, &record.counts, models)?;
-                self.next_seq = self.next_seq.max(record.seq + 1);
-                self.restored
-                    .deltas
-                    .insert(slot, (record.start, record.seq, counts));
+                self.restored.deltas.insert(slot, value.to_vec());
             }
         }
         Ok(())
     }
 
     /// After a restore: each bucket is its base plus its deltas not in the
-    /// base; a bucket with such deltas is folded at the next write, and
-    /// the buckets out of the window by `now_ms` are deleted.
-    fn restored(&mut self, now_ms: i64) {
+    /// base, laid out for `models`; a bucket with such deltas is folded at
+    /// the next write, and the buckets out of the window by `now_ms` are
+    /// deleted. Returns why each record left out could not be read.
+    fn restored(&mut self, now_ms: i64, models: &ModelSet) -> Vec<String> {
         let Restored { bases, deltas } = std::mem::take(&mut self.restored);
+        let mut errors = Vec::new();
         let mut buckets: BTreeMap<i64, Vec<E>> = BTreeMap::new();
         let mut folded: BTreeMap<i64, Option<u64>> = BTreeMap::new();
-        for (start, (through, counts)) in bases {
-            folded.insert(start, through);
-            buckets.insert(start, counts);
+        for (start, value) in bases {
+            let read = serde_json::from_slice::<BaseRecord<E::Record>>(&value)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    Ok((
+                        r.folded_through,
+                        self.laid_out(&r.versions, &r.counts, models)?,
+                    ))
+                });
+            match read {
+                Ok((through, counts)) => {
+                    if let Some(t) = through {
+                        self.next_seq = self.next_seq.max(t + 1);
+                    }
+                    folded.insert(start, through);
+                    buckets.insert(start, counts);
+                }
+                Err(e) => errors.push(format!("{}: {e}", self.kind.key(start))),
+            }
         }
-        for (start, seq, counts) in deltas.into_values() {
+        for (slot, value) in deltas {
+            let read = serde_json::from_slice::<DeltaRecord<E::Record>>(&value)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    Ok((
+                        r.start,
+                        r.seq,
+                        self.laid_out(&r.versions, &r.counts, models)?,
+                    ))
+                });
+            let (start, seq, counts) = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", self.kind.delta_key(slot)));
+                    continue;
+                }
+            };
+            self.next_seq = self.next_seq.max(seq + 1);
             let through = folded.get(&start).copied().flatten();
             if through.is_some_and(|t| seq <= t) {
                 continue;
@@ -431,6 +443,7 @@ impl<E: StoredCounts> StoredWindow<E> {
         }
         self.open = None;
         self.expire(now_ms);
+        errors
     }
 }
 
@@ -487,28 +500,30 @@ impl PartitionMonitoring {
     }
 
     /// Reads one changelog record of the windows during a restore (`value`
-    /// `None`: a tombstone). `models` are those the partition is restored
-    /// with. An error says why the record is unreadable. Once every record
-    /// is read, [`PartitionMonitoring::restored`] builds the windows.
+    /// `None`: a tombstone); an error names a key that is not a window's.
+    /// Once every record is read, [`PartitionMonitoring::restored`] builds
+    /// the windows.
     pub fn restore(
         &mut self,
         kind: WindowKind,
         key: &[u8],
         value: Option<&[u8]>,
-        models: &ModelSet,
     ) -> Result<(), String> {
         match kind {
-            WindowKind::Drift => self.drift.restore(key, value, models),
-            WindowKind::OnlineEval => self.online.restore(key, value, models),
+            WindowKind::Drift => self.drift.restore(key, value),
+            WindowKind::OnlineEval => self.online.restore(key, value),
         }
     }
 
-    /// After a restore: the windows from the records read; buckets with
-    /// deltas not folded yet are folded at the next commit, and those that
-    /// have left the window by `now_ms` are deleted then.
-    pub fn restored(&mut self, now_ms: i64) {
-        self.drift.restored(now_ms);
-        self.online.restored(now_ms);
+    /// After a restore: the windows from the records read, laid out for
+    /// `models` (those the partition is restored with); buckets with deltas
+    /// not folded yet are folded at the next commit, and those that have
+    /// left the window by `now_ms` are deleted then. Returns why each
+    /// record left out could not be read.
+    pub fn restored(&mut self, now_ms: i64, models: &ModelSet) -> Vec<String> {
+        let mut errors = self.drift.restored(now_ms, models);
+        errors.extend(self.online.restored(now_ms, models));
+        errors
     }
 
     /// The drift window's counts per outcome as of `now_ms`.
@@ -561,15 +576,13 @@ mod tests {
 
     fn restore_all(records: &[WindowRecord], into: &mut PartitionMonitoring, now_ms: i64) {
         for r in records {
-            into.restore(
-                r.kind,
-                r.key.as_bytes(),
-                r.value.as_deref(),
-                &ModelSet::empty(1),
-            )
-            .expect("readable");
+            into.restore(r.kind, r.key.as_bytes(), r.value.as_deref())
+                .expect("a window's key");
         }
-        into.restored(now_ms);
+        assert_eq!(
+            into.restored(now_ms, &ModelSet::empty(1)),
+            Vec::<String>::new()
+        );
     }
 
     fn totals(m: &PartitionMonitoring, now_ms: i64) -> Vec<u64> {
@@ -709,13 +722,22 @@ mod tests {
         assert!(deletes.iter().all(|r| r.value.is_none()));
         // A rewrite writes the base of every bucket held.
         assert_eq!(bases(&restored.take_records(true)), 2);
-        // A record that cannot be read is an error naming why.
-        let bad = restored.restore(
-            WindowKind::OnlineEval,
-            WindowKind::OnlineEval.key(T0).as_bytes(),
-            Some(b"{\"versions\":[]}"),
-            &ModelSet::empty(1),
-        );
-        assert!(bad.is_err());
+        // A record that cannot be read is left out, and said why; a key
+        // that is not a window's is refused.
+        let mut unreadable = monitoring("A1", Some("A2"));
+        let key = WindowKind::OnlineEval.key(T0);
+        unreadable
+            .restore(
+                WindowKind::OnlineEval,
+                key.as_bytes(),
+                Some(b"{\"versions\":[]}"),
+            )
+            .expect("a window's key");
+        let errors = unreadable.restored(later, &ModelSet::empty(1));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with(&key), "{errors:?}");
+        assert!(unreadable
+            .restore(WindowKind::OnlineEval, b"__propensity.drift_window.1", None)
+            .is_err());
     }
 }

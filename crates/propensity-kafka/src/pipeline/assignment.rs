@@ -285,7 +285,7 @@ impl Core {
                     if let Err(e) =
                         shard
                             .monitoring
-                            .restore(kind, msg.key().unwrap_or_default(), msg.payload(), &models)
+                            .restore(kind, msg.key().unwrap_or_default(), msg.payload())
                     {
                         tracing::warn!(partition = p, window = kind.name(), error = %e, "a monitoring window record is unreadable; its counts are left out");
                     }
@@ -317,7 +317,9 @@ impl Core {
         self.changelog.assign(&[])?;
         let restored_at = now_ms();
         for shard in fresh.values_mut() {
-            shard.monitoring.restored(restored_at);
+            for e in shard.monitoring.restored(restored_at, &models) {
+                tracing::warn!(partition = shard.partition, error = %e, "a monitoring window record is unreadable; its counts are left out");
+            }
         }
         let changelog_seconds = started.elapsed().as_secs_f64();
         if let Some(e) = restore_error {
