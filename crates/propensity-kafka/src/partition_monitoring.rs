@@ -176,28 +176,33 @@ impl StoredCounts for OutcomeEvalCounts {
     }
 }
 
-/// The value of a base record.
+/// The value of a window record: what kind of record it is (`head`:
+/// [`BaseHead`] or [`DeltaHead`]), and counts per slot.
 #[derive(Serialize, Deserialize)]
-struct BaseRecord<R> {
+struct StoredRecord<H, R> {
+    #[serde(flatten)]
+    head: H,
     /// The model version of each slot when it was written.
     versions: Vec<Option<String>>,
-    /// The bucket's counts of each slot.
+    /// The counts of each slot: the bucket's (a base) or the commit's (a
+    /// delta).
     counts: Vec<R>,
+}
+
+/// What a base record says besides its counts.
+#[derive(Serialize, Deserialize)]
+struct BaseHead {
     /// The sequence number of the last delta included (`None`: none).
     folded_through: Option<u64>,
 }
 
-/// The value of a delta record.
+/// What a delta record says besides its counts.
 #[derive(Serialize, Deserialize)]
-struct DeltaRecord<R> {
+struct DeltaHead {
     /// The bucket the commit's counts went to.
     start: i64,
-    /// Its sequence number in the partition.
+    /// Its sequence number in the window.
     seq: u64,
-    /// The model version of each slot when it was written.
-    versions: Vec<Option<String>>,
-    /// The commit's counts of each slot.
-    counts: Vec<R>,
 }
 
 /// A changelog record of the windows.
@@ -265,14 +270,8 @@ impl<E: StoredCounts> StoredWindow<E> {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        let record = DeltaRecord {
-            start,
-            seq,
-            versions: self.versions.clone(),
-            counts: counts.iter().map(E::to_record).collect::<Vec<_>>(),
-        };
         self.deltas
-            .push((seq, serde_json::to_vec(&record).unwrap_or_default()));
+            .push((seq, self.encode(DeltaHead { start, seq }, counts)));
         self.open = match self.open {
             Some((s, n)) if s == start && n + 1 < FOLD_EVERY => Some((s, n + 1)),
             Some((s, _)) if s == start => {
@@ -315,15 +314,13 @@ impl<E: StoredCounts> StoredWindow<E> {
             let Some(counts) = self.window.bucket(start) else {
                 continue;
             };
-            let record = BaseRecord {
-                versions: self.versions.clone(),
-                counts: counts.iter().map(E::to_record).collect::<Vec<_>>(),
+            let head = BaseHead {
                 folded_through: last_seq,
             };
             out.push(WindowRecord {
                 kind: self.kind,
                 key: self.kind.key(start),
-                value: Some(serde_json::to_vec(&record).unwrap_or_default()),
+                value: Some(self.encode(head, counts)),
             });
         }
         for start in std::mem::take(&mut self.expired) {
@@ -339,6 +336,28 @@ impl<E: StoredCounts> StoredWindow<E> {
         self.window
             .remap(&slots_by_version(&self.versions, &versions));
         self.versions = versions;
+    }
+
+    /// A record of `counts` (the window's layout) with `head`.
+    fn encode<H: Serialize>(&self, head: H, counts: &[E]) -> Vec<u8> {
+        let record = StoredRecord {
+            head,
+            versions: self.versions.clone(),
+            counts: counts.iter().map(E::to_record).collect::<Vec<_>>(),
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+
+    /// A record's head and counts, laid out for `models`.
+    fn decode<H: DeserializeOwned>(
+        &self,
+        value: &[u8],
+        models: &ModelSet,
+    ) -> Result<(H, Vec<E>), String> {
+        let record: StoredRecord<H, E::Record> =
+            serde_json::from_slice(value).map_err(|e| e.to_string())?;
+        let counts = self.laid_out(&record.versions, &record.counts, models)?;
+        Ok((record.head, counts))
     }
 
     /// Counts of a record laid out for the current models: each slot takes
@@ -394,36 +413,19 @@ impl<E: StoredCounts> StoredWindow<E> {
         let mut buckets: BTreeMap<i64, Vec<E>> = BTreeMap::new();
         let mut folded: BTreeMap<i64, Option<u64>> = BTreeMap::new();
         for (start, value) in bases {
-            let read = serde_json::from_slice::<BaseRecord<E::Record>>(&value)
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    Ok((
-                        r.folded_through,
-                        self.laid_out(&r.versions, &r.counts, models)?,
-                    ))
-                });
-            match read {
-                Ok((through, counts)) => {
-                    if let Some(t) = through {
+            match self.decode::<BaseHead>(&value, models) {
+                Ok((head, counts)) => {
+                    if let Some(t) = head.folded_through {
                         self.next_seq = self.next_seq.max(t + 1);
                     }
-                    folded.insert(start, through);
+                    folded.insert(start, head.folded_through);
                     buckets.insert(start, counts);
                 }
                 Err(e) => errors.push(format!("{}: {e}", self.kind.key(start))),
             }
         }
         for (slot, value) in deltas {
-            let read = serde_json::from_slice::<DeltaRecord<E::Record>>(&value)
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    Ok((
-                        r.start,
-                        r.seq,
-                        self.laid_out(&r.versions, &r.counts, models)?,
-                    ))
-                });
-            let (start, seq, counts) = match read {
+            let (DeltaHead { start, seq }, counts) = match self.decode(&value, models) {
                 Ok(read) => read,
                 Err(e) => {
                     errors.push(format!("{}: {e}", self.kind.delta_key(slot)));
