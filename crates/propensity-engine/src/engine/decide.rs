@@ -125,15 +125,13 @@ impl EventCtx<'_> {
                     );
                 }
                 if wants_scores {
-                    let time = event_time.get_or_insert_with(|| format_rfc3339_ms(t));
-                    sink.score(&score_record(
-                        event,
-                        session,
-                        &outcome.name,
+                    publish_score(
+                        sink,
+                        (event, session, &outcome.name),
                         (model, p),
-                        time,
+                        &mut event_time,
                         ModelRole::Champion,
-                    ));
+                    );
                 }
             }
             if has_challengers(cfg, self.models) {
@@ -187,15 +185,13 @@ impl EventCtx<'_> {
             let (Some(model), Some(p)) = (model, scratch.challenger_probabilities[i]) else {
                 continue;
             };
-            let time = event_time.get_or_insert_with(|| format_rfc3339_ms(event.time.epoch_ms));
-            sink.score(&score_record(
-                event,
-                session,
-                &outcome.name,
+            publish_score(
+                sink,
+                (event, session, &outcome.name),
                 (model, p),
-                time,
+                &mut event_time,
                 ModelRole::Challenger,
-            ));
+            );
         }
     }
 
@@ -578,16 +574,18 @@ fn score_learners(
     }
 }
 
-/// The score record of `event` by `model` (probability `p`) in `role`.
-fn score_record<'a>(
-    event: &'a Event<'_>,
-    session: &'a Session,
-    outcome: &'a str,
-    (model, p): (&'a OutcomeModel, f64),
-    event_time: &'a str,
+/// Sends the score record of `p` from `model` in `role` for an event, its
+/// session and an outcome; the event time is formatted once per event, by
+/// the first score that needs it.
+fn publish_score(
+    sink: &mut impl EngineSink,
+    (event, session, outcome): (&Event<'_>, &Session, &str),
+    (model, p): (&OutcomeModel, f64),
+    event_time: &mut Option<String>,
     role: ModelRole,
-) -> OutcomeScore<'a> {
-    OutcomeScore {
+) {
+    let time = event_time.get_or_insert_with(|| format_rfc3339_ms(event.time.epoch_ms));
+    sink.score(&OutcomeScore {
         event_id: &event.event_id,
         visitor_id: event.visitor_id.as_ref(),
         session_id: session.id.as_str(),
@@ -595,7 +593,7 @@ fn score_record<'a>(
         probability: p,
         percentile: model.percentile(p),
         model_version: &model.version,
-        event_time,
+        event_time: time,
         role,
-    }
+    });
 }
