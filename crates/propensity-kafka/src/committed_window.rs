@@ -173,14 +173,21 @@ impl<E: WindowCounts> CommittedWindow<E> {
     /// The window's counts per slot as of `now_ms` (empty: nothing in it).
     pub fn sum(&self, now_ms: i64) -> Vec<E> {
         let mut sum: Vec<E> = Vec::new();
+        self.add_to(&mut sum, now_ms);
+        sum
+    }
+
+    /// Adds the window's counts per slot as of `now_ms` to `sum` (the
+    /// windows of several partitions into one total, without a copy of
+    /// each).
+    pub fn add_to(&self, sum: &mut Vec<E>, now_ms: i64) {
         for (_, counts) in self
             .buckets
             .iter()
             .filter(|(s, _)| self.in_window(*s, now_ms))
         {
-            add_slots(&mut sum, counts);
+            add_slots(sum, counts);
         }
-        sum
     }
 }
 

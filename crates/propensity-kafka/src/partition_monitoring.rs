@@ -528,13 +528,20 @@ impl PartitionMonitoring {
         errors
     }
 
-    /// The drift window's counts per outcome as of `now_ms`.
-    pub fn drift_sum(&self, now_ms: i64) -> Vec<Option<ModelDriftCounts>> {
-        self.drift.window.sum(now_ms)
+    /// Adds the drift window's counts per outcome as of `now_ms` to `sum`.
+    pub fn add_drift_to(&self, sum: &mut Vec<Option<ModelDriftCounts>>, now_ms: i64) {
+        self.drift.window.add_to(sum, now_ms);
+    }
+
+    /// Adds the online-evaluation window's counts per slot as of `now_ms`
+    /// to `sum`.
+    pub fn add_online_to(&self, sum: &mut Vec<OutcomeEvalCounts>, now_ms: i64) {
+        self.online.window.add_to(sum, now_ms);
     }
 
     /// The online-evaluation window's counts per slot as of `now_ms`.
-    pub fn online_sum(&self, now_ms: i64) -> Vec<OutcomeEvalCounts> {
+    #[cfg(test)]
+    fn online_sum(&self, now_ms: i64) -> Vec<OutcomeEvalCounts> {
         self.online.window.sum(now_ms)
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{now_ms, Core};
 use crate::access::{partition_of, AccessAnswer};
-use crate::committed_window::{add_slots, window_psi};
+use crate::committed_window::window_psi;
 
 impl Core {
     /// Answers the HTTP access requests waiting on the channel: a
@@ -113,8 +113,8 @@ impl Core {
         let mut drift = Vec::new();
         let mut online = Vec::new();
         for shard in self.shards.values() {
-            add_slots(&mut drift, &shard.monitoring.drift_sum(now));
-            add_slots(&mut online, &shard.monitoring.online_sum(now));
+            shard.monitoring.add_drift_to(&mut drift, now);
+            shard.monitoring.add_online_to(&mut online, now);
         }
         let models = self.opts.models.current();
         let references = (0..models.outcomes()).map(|i| {
