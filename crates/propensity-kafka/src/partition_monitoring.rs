@@ -225,6 +225,8 @@ struct Restored {
     bases: BTreeMap<i64, Vec<u8>>,
     /// Per delta slot: its latest delta.
     deltas: BTreeMap<u64, Vec<u8>>,
+    /// Records whose key names no bucket or delta slot of the window.
+    unknown_keys: Vec<String>,
 }
 
 /// One window of a partition and what its next records must say.
@@ -378,14 +380,17 @@ impl<E: StoredCounts> StoredWindow<E> {
             .collect()
     }
 
-    /// Reads one record of this window during a restore (kept encoded
-    /// until [`StoredWindow::restored`]); an error names a key that is not
-    /// one of this window's.
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        let named = self
-            .kind
-            .parse_key(key)
-            .ok_or_else(|| format!("key {:?} names no bucket", String::from_utf8_lossy(key)))?;
+    /// Reads one record of this window during a restore, kept encoded
+    /// until [`StoredWindow::restored`] (which also reports a key that is
+    /// not one of this window's).
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let Some(named) = self.kind.parse_key(key) else {
+            self.restored.unknown_keys.push(format!(
+                "key {:?} names no bucket",
+                String::from_utf8_lossy(key)
+            ));
+            return;
+        };
         match (named, value) {
             (KeyOf::Base(start), None) => {
                 self.restored.bases.remove(&start);
@@ -400,7 +405,6 @@ impl<E: StoredCounts> StoredWindow<E> {
                 self.restored.deltas.insert(slot, value.to_vec());
             }
         }
-        Ok(())
     }
 
     /// After a restore: each bucket is its base plus its deltas not in the
@@ -408,8 +412,11 @@ impl<E: StoredCounts> StoredWindow<E> {
     /// the next write, and the buckets out of the window by `now_ms` are
     /// deleted. Returns why each record left out could not be read.
     fn restored(&mut self, now_ms: i64, models: &ModelSet) -> Vec<String> {
-        let Restored { bases, deltas } = std::mem::take(&mut self.restored);
-        let mut errors = Vec::new();
+        let Restored {
+            bases,
+            deltas,
+            unknown_keys: mut errors,
+        } = std::mem::take(&mut self.restored);
         let mut buckets: BTreeMap<i64, Vec<E>> = BTreeMap::new();
         let mut folded: BTreeMap<i64, Option<u64>> = BTreeMap::new();
         for (start, value) in bases {
@@ -502,15 +509,10 @@ impl PartitionMonitoring {
     }
 
     /// Reads one changelog record of the windows during a restore (`value`
-    /// `None`: a tombstone); an error names a key that is not a window's.
-    /// Once every record is read, [`PartitionMonitoring::restored`] builds
-    /// the windows.
-    pub fn restore(
-        &mut self,
-        kind: WindowKind,
-        key: &[u8],
-        value: Option<&[u8]>,
-    ) -> Result<(), String> {
+    /// `None`: a tombstone). Once every record is read,
+    /// [`PartitionMonitoring::restored`] builds the windows and reports
+    /// every record it left out, a key that is not a window's included.
+    pub fn restore(&mut self, kind: WindowKind, key: &[u8], value: Option<&[u8]>) {
         match kind {
             WindowKind::Drift => self.drift.restore(key, value),
             WindowKind::OnlineEval => self.online.restore(key, value),
@@ -585,8 +587,7 @@ mod tests {
 
     fn restore_all(records: &[WindowRecord], into: &mut PartitionMonitoring, now_ms: i64) {
         for r in records {
-            into.restore(r.kind, r.key.as_bytes(), r.value.as_deref())
-                .expect("a window's key");
+            into.restore(r.kind, r.key.as_bytes(), r.value.as_deref());
         }
         assert_eq!(
             into.restored(now_ms, &ModelSet::empty(1)),
@@ -731,22 +732,27 @@ mod tests {
         assert!(deletes.iter().all(|r| r.value.is_none()));
         // A rewrite writes the base of every bucket held.
         assert_eq!(bases(&restored.take_records(true)), 2);
-        // A record that cannot be read is left out, and said why; a key
-        // that is not a window's is refused.
+        // A record that cannot be read, or whose key is not the window's,
+        // is left out, and said why.
         let mut unreadable = monitoring("A1", Some("A2"));
         let key = WindowKind::OnlineEval.key(T0);
-        unreadable
-            .restore(
-                WindowKind::OnlineEval,
-                key.as_bytes(),
-                Some(b"{\"versions\":[]}"),
-            )
-            .expect("a window's key");
+        unreadable.restore(
+            WindowKind::OnlineEval,
+            key.as_bytes(),
+            Some(b"{\"versions\":[]}"),
+        );
+        unreadable.restore(WindowKind::OnlineEval, b"__propensity.drift_window.1", None);
         let errors = unreadable.restored(later, &ModelSet::empty(1));
-        assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with(&key), "{errors:?}");
-        assert!(unreadable
-            .restore(WindowKind::OnlineEval, b"__propensity.drift_window.1", None)
-            .is_err());
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with(&key)),
+            "the unreadable base: {errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("__propensity.drift_window.1") && e.contains("names no bucket")),
+            "the foreign key: {errors:?}"
+        );
     }
 }

@@ -282,13 +282,9 @@ impl Core {
                     .flatten()
                     .and_then(WindowKind::parse)
                 {
-                    if let Err(e) =
-                        shard
-                            .monitoring
-                            .restore(kind, msg.key().unwrap_or_default(), msg.payload())
-                    {
-                        tracing::warn!(partition = p, window = kind.name(), error = %e, "a monitoring window record is unreadable; its counts are left out");
-                    }
+                    shard
+                        .monitoring
+                        .restore(kind, msg.key().unwrap_or_default(), msg.payload());
                     return;
                 }
                 if header(ADAPTIVE_STATE_HEADER).is_some() {
