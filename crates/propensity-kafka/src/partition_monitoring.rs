@@ -385,8 +385,9 @@ impl<E: StoredCounts> StoredWindow<E> {
     /// not one of this window's).
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) {
         let Some(named) = self.kind.parse_key(key) else {
+            // Same shape as the unreadable records' reasons: key first.
             self.restored.unknown_keys.push(format!(
-                "key {:?} names no bucket",
+                "{}: names no bucket or delta slot of this window",
                 String::from_utf8_lossy(key)
             ));
             return;
@@ -751,7 +752,7 @@ mod tests {
         assert!(
             errors
                 .iter()
-                .any(|e| e.contains("__propensity.drift_window.1") && e.contains("names no bucket")),
+                .any(|e| e.starts_with("__propensity.drift_window.1: names no bucket")),
             "the foreign key: {errors:?}"
         );
     }
