@@ -514,6 +514,16 @@ impl PipelineMetrics {
         for reason in DropReason::ALL {
             m.dropped.with_label_values(&[reason.code()]);
         }
+        // A dead-letter series born at its first non-zero value hides that
+        // first burst from rate(): an instance that dead-letters a batch of
+        // garbage and nothing after would never raise DeadLettersFlowing.
+        for source in ["events", "consent", "feedback"] {
+            for reason in DeadLetterReason::ALL {
+                m.dead_letters.with_label_values(&[reason.code(), source]);
+            }
+        }
+        m.dead_letters
+            .with_label_values(&[crate::shard::UNPRODUCIBLE_REASON, "events"]);
         for result in ["committed", "aborted"] {
             m.transactions.with_label_values(&[result]);
         }
@@ -924,7 +934,7 @@ impl PipelineMetrics {
                     .with_label_values(&["invalid"])
                     .inc_by(d);
                 self.dead_letters
-                    .with_label_values(&["unproducible", "events"])
+                    .with_label_values(&[crate::shard::UNPRODUCIBLE_REASON, "events"])
                     .inc_by(d);
             }
             p.unproducible = unproducible;
