@@ -38,7 +38,7 @@ use crate::settings::KafkaSettings;
 /// Timeout of one offset query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an assignment waits for the topic's metadata (see
-/// [`assign_with_metadata`]).
+/// [`fetch_metadata`]).
 const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a tail probe may read before it gives up (an error, retried by
 /// the caller's loop; never taken as "caught up").
@@ -226,26 +226,18 @@ fn is_gone(e: &RdKafkaError) -> bool {
     )
 }
 
-/// Assigns `tpl` (partitions of `topic`) after asking for the topic's
-/// metadata. A client assigned partitions of a topic it has no metadata for
-/// delivered its first record 0.7–0.9 s later (measured on restores: the
-/// whole consent tail of a restore took that long, whatever its size); with
-/// the leaders already known, within milliseconds. A failed metadata
-/// request is not an error here: the client then finds the leaders itself.
-/// The wait is short ([`METADATA_TIMEOUT`]): assignments also change inside
-/// the rebalance callback, which must not stall on an unreachable broker.
-fn assign_with_metadata(
-    consumer: &BaseConsumer<ReaderContext>,
-    topic: &str,
-    tpl: &TopicPartitionList,
-) -> Result<(), KafkaError> {
-    if tpl.count() > 0 {
-        if let Err(e) = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
-            tracing::debug!(topic, error = %e, "metadata before assigning failed");
-        }
+/// Asks for `topic`'s metadata before partitions of it are assigned. A
+/// client assigned partitions of a topic it has no metadata for delivered
+/// its first record 0.7–0.9 s later (measured on restores: the whole
+/// consent tail of a restore took that long, whatever its size); with the
+/// leaders already known, within milliseconds. A failed metadata request
+/// is not an error here: the client then finds the leaders itself. The
+/// wait is short ([`METADATA_TIMEOUT`]): assignments also change inside the
+/// rebalance callback, which must not stall on an unreachable broker.
+fn fetch_metadata(consumer: &BaseConsumer<ReaderContext>, topic: &str) {
+    if let Err(e) = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+        tracing::debug!(topic, error = %e, "metadata before assigning failed");
     }
-    consumer.assign(tpl)?;
-    Ok(())
 }
 
 /// An assign-only reader of one topic.
@@ -285,7 +277,19 @@ impl PartitionReader {
 
     /// Assigns exactly `partitions`, each from the given offset (`None`:
     /// the beginning). Partitions already assigned and listed with their
-    /// current position keep reading where they are.
+    /// current position keep reading where they are: they are left out of
+    /// the change, which is incremental.
+    ///
+    /// Why incremental: a plain `assign` stops every partition's fetcher and
+    /// starts the kept ones again. librdkafka 2.12.1 stops a fetcher a
+    /// second time when its assignment changes again before the first
+    /// stop's reply is served, and aborts on the second reply
+    /// (confluentinc/librdkafka#5573, fixed in 2.16.0). Two assignments in
+    /// quick succession are what a revocation followed by a rewind makes
+    /// (keep some partitions, then none): an instance was seen aborting
+    /// there. Leaving kept partitions alone means a partition is stopped
+    /// only when it leaves, so that takes a partition leaving, coming back
+    /// and leaving again within one stop's round trip.
     pub fn assign(&mut self, partitions: &[(i32, Option<i64>)]) -> Result<(), KafkaError> {
         let from_start: Vec<i32> = partitions
             .iter()
@@ -295,18 +299,68 @@ impl PartitionReader {
         // A log whose start moved past 0 (retention) starts there, so
         // "caught up" is reachable even when nothing is left to read.
         let starts = self.query.start_offsets(&from_start)?;
-        let mut tpl = TopicPartitionList::new();
+        let assigned: Vec<i32> = self
+            .consumer
+            .assignment()?
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect();
+        let kept: Vec<i32> = partitions
+            .iter()
+            .filter(|(p, from)| {
+                assigned.contains(p) && from.is_some() && self.position.get(p) == from.as_ref()
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        let mut leaving = TopicPartitionList::new();
+        for p in assigned.iter().filter(|p| !kept.contains(p)) {
+            leaving.add_partition(&self.topic, *p);
+        }
+        let mut arriving = TopicPartitionList::new();
         let mut position = HashMap::new();
         for (p, from) in partitions {
-            let offset = from.map_or(Offset::Beginning, Offset::Offset);
-            tpl.add_partition_offset(&self.topic, *p, offset)?;
             let start = from.unwrap_or_else(|| starts.get(p).copied().unwrap_or(0));
             position.insert(*p, start);
+            if !kept.contains(p) {
+                arriving.add_partition_offset(
+                    &self.topic,
+                    *p,
+                    from.map_or(Offset::Beginning, Offset::Offset),
+                )?;
+            }
         }
-        assign_with_metadata(&self.consumer, &self.topic, &tpl)?;
+        if leaving.count() > 0 {
+            self.consumer.incremental_unassign(&leaving)?;
+        }
+        // Whatever happens next, the positions of the partitions that
+        // left are gone.
+        self.position.retain(|p, _| kept.contains(p));
+        if arriving.count() > 0 {
+            fetch_metadata(&self.consumer, &self.topic);
+            self.consumer.incremental_assign(&arriving)?;
+        }
         self.position = position;
-        self.eof_hint = self.position.keys().map(|p| (*p, false)).collect();
+        for p in self.position.keys() {
+            if !kept.contains(p) {
+                self.eof_hint.insert(*p, false);
+            }
+        }
+        self.eof_hint.retain(|p, _| self.position.contains_key(p));
         Ok(())
+    }
+
+    /// Stops and restarts every assigned partition at its position: for a
+    /// fetcher that delivers nothing although records wait.
+    fn restart_fetchers(&mut self) -> Result<(), KafkaError> {
+        let positions = self.assigned();
+        self.assign(&[])?;
+        let again: Vec<(i32, Option<i64>)> = positions
+            .into_iter()
+            .map(|(p, pos)| (p, Some(pos)))
+            .collect();
+        self.assign(&again)
     }
 
     /// The partitions assigned, with their positions.
@@ -404,12 +458,7 @@ impl PartitionReader {
                         self.query.end_offsets(&parts)?;
                         if wedged {
                             tracing::warn!(topic = %self.topic, "reader delivers nothing although records wait: assigning it again at its positions");
-                            let again: Vec<(i32, Option<i64>)> = self
-                                .assigned()
-                                .into_iter()
-                                .map(|(p, pos)| (p, Some(pos)))
-                                .collect();
-                            self.assign(&again)?;
+                            self.restart_fetchers()?;
                         }
                         last_progress = Instant::now();
                     }
@@ -449,7 +498,8 @@ impl PartitionReader {
         let probe: BaseConsumer<ReaderContext> = cfg.create_with_context(ReaderContext)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, p, Offset::Offset(from))?;
-        assign_with_metadata(&probe, &self.topic, &tpl)?;
+        fetch_metadata(&probe, &self.topic);
+        probe.assign(&tpl)?;
         tracing::debug!(topic = %self.topic, partition = p, from, end, "probing the tail");
         let started = Instant::now();
         let mut empty = false;
