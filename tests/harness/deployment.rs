@@ -667,6 +667,11 @@ impl PartitionProgress {
     }
 }
 
+/// The assertion librdkafka 2.12.1 aborts on when a partition's fetcher is
+/// stopped twice during a rebalance (confluentinc/librdkafka#5573).
+pub const LIBRDKAFKA_STOP_ABORT: &str =
+    "rd_kafka_assignment_partition_stopped: Assertion `rktp->rktp_started' failed";
+
 /// A running `propensity run`.
 pub struct Instance {
     child: Child,
@@ -749,6 +754,11 @@ impl Instance {
             match crate::http::http_get(self.http_port, path, &auth) {
                 Ok(answer) => return answer,
                 Err(e) => {
+                    // A process that has ended will never listen: say so,
+                    // and why, instead of 30 s later "connection refused".
+                    if self.has_ended() {
+                        panic!("{}", self.ended_report());
+                    }
                     assert!(
                         started.elapsed() < Duration::from_secs(30),
                         "cannot connect to the instance's HTTP port: {e}"
@@ -757,6 +767,41 @@ impl Instance {
                 }
             }
         }
+    }
+
+    /// Whether the process has ended, a zombie not reaped yet included.
+    /// Read from `/proc`, so that callers holding `&self` can ask.
+    fn has_ended(&self) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()));
+        match stat {
+            // The state follows the command name, which is in parentheses.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+
+    /// What a test prints about an instance that ended unexpectedly: the end
+    /// of its log, and the upstream issue when the log ends in the
+    /// librdkafka abort this project knows of.
+    pub fn ended_report(&self) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+        let known = if text.contains(LIBRDKAFKA_STOP_ABORT) {
+            "\nThis is librdkafka 2.12.1 aborting on a partition's fetcher stopped twice \
+             (confluentinc/librdkafka#5573, fixed in librdkafka 2.16.0, which no \
+             rdkafka-sys release bundles yet): some assignment change stopped a partition \
+             again before its first stop was served; see \"librdkafka aborts during a \
+             rebalance\" in docs/operations.md."
+        } else {
+            ""
+        };
+        format!(
+            "the instance logging to {} has ended; its log ends with:\n{tail}{known}",
+            self.log.display()
+        )
     }
 
     /// The log so far.
@@ -828,5 +873,39 @@ impl Drop for Instance {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An instance whose process has died is reported at once, with the end
+    /// of its log and, for the known librdkafka abort, the upstream issue.
+    #[test]
+    fn a_dead_instance_is_reported_with_its_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            "printf '%s\\n' \"$0\" >&2; exit 134",
+            &format!("propensity: rdkafka_assignment.c:926: {LIBRDKAFKA_STOP_ABORT}."),
+        ]);
+        let instance =
+            Instance::spawn(command, dir.path(), "dead", dir.path().join("summary.json"));
+        let started = Instant::now();
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            instance.http_get("/readyz", None)
+        }))
+        .expect_err("a dead instance cannot answer");
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "reported after {:?}, not at once",
+            started.elapsed()
+        );
+        assert!(message.contains("has ended"), "{message}");
+        assert!(message.contains(LIBRDKAFKA_STOP_ABORT), "{message}");
+        assert!(message.contains("librdkafka#5573"), "{message}");
     }
 }
