@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use propensity_kafka::reader::PartitionReader;
 use propensity_kafka::{CancellationToken, KafkaSettings};
-use propensity_system_tests::{AckProducer, Deployment};
+use propensity_system_tests::{brokers, last_lines, AckProducer, Deployment};
 
 /// Set (to the events topic's name) in the child process.
 const CHILD: &str = "PROPENSITY_TEST_REASSIGNMENT_CHILD";
@@ -46,7 +46,6 @@ fn quick_reassignments_of_a_reader_do_not_end_the_process() {
     let output = Command::new(std::env::current_exe().expect("test binary"))
         .args(["--exact", TEST_NAME, "--nocapture", "--test-threads", "1"])
         .env(CHILD, &topic)
-        .env("PROPENSITY_TEST_BROKERS", &d.settings.brokers)
         .output()
         .expect("run the child");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -56,15 +55,7 @@ fn quick_reassignments_of_a_reader_do_not_end_the_process() {
         output.status.success(),
         "the child ended with {} after reassigning its reader:\n{}",
         output.status,
-        stderr
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
+        last_lines(&stderr, 15)
     );
     assert!(
         stdout.contains(&format!("{ROUNDS} rounds")),
@@ -77,7 +68,7 @@ fn quick_reassignments_of_a_reader_do_not_end_the_process() {
 /// positions (a revocation), then keeps none (the rewind after it).
 fn reassign_in_rounds(topic: &str) {
     let settings = KafkaSettings {
-        brokers: std::env::var("PROPENSITY_TEST_BROKERS").expect("brokers"),
+        brokers: brokers(),
         group_id: format!("{topic}-reassign"),
         ..KafkaSettings::default()
     };

@@ -669,7 +669,7 @@ impl PartitionProgress {
 
 /// The assertion librdkafka 2.12.1 aborts on when a partition's fetcher is
 /// stopped twice during a rebalance (confluentinc/librdkafka#5573).
-pub const LIBRDKAFKA_STOP_ABORT: &str =
+const LIBRDKAFKA_STOP_ABORT: &str =
     "rd_kafka_assignment_partition_stopped: Assertion `rktp->rktp_started' failed";
 
 /// A running `propensity run`.
@@ -785,10 +785,9 @@ impl Instance {
     /// What a test prints about an instance that ended unexpectedly: the end
     /// of its log, and the upstream issue when the log ends in the
     /// librdkafka abort this project knows of.
-    pub fn ended_report(&self) -> String {
+    fn ended_report(&self) -> String {
         let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+        let tail = crate::last_lines(&text, 12);
         let known = if text.contains(LIBRDKAFKA_STOP_ABORT) {
             "\nThis is librdkafka 2.12.1 aborting on a partition's fetcher stopped twice \
              (confluentinc/librdkafka#5573, fixed in librdkafka 2.16.0, which no \

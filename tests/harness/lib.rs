@@ -44,6 +44,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// The last `n` lines of `text`, for failure messages about a process's
+/// output.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// The broker address, from `PROPENSITY_TEST_BROKERS`.
 pub fn brokers() -> String {
     std::env::var("PROPENSITY_TEST_BROKERS").unwrap_or_else(|_| {
